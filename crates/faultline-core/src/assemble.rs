@@ -1,0 +1,374 @@
+//! Multi-line assembly: joining tracebacks and stack dumps to the event they belong to.
+//!
+//! [`Assembler::push`] takes one physical line at a time and returns an event when the line
+//! completes the previous one. Recognised blocks: Python `Traceback (most recent call last):`
+//! through the final exception line (with chained "During handling…" / "The above exception…"
+//! sections), Java `Exception in thread`/`\tat`/`Caused by:`/`... N more`, Go `panic:` with its
+//! goroutine dump, Rust `thread '…' panicked at` with its message and backtrace, and Node's
+//! `    at …` frames. Indented lines always continue the current event; a line with its own header
+//! (timestamp or level) always starts a new one.
+
+use std::borrow::Cow;
+
+use crate::model::{Level, LogEvent, Origin, TimestampMs};
+use crate::parse::{self, ParseContext, ParsedLine};
+
+/// Limits that keep one runaway event from taking all memory.
+#[derive(Debug, Clone, Copy)]
+pub struct AssemblerOptions {
+    /// Continuation lines kept per event; later ones are dropped and counted.
+    pub max_lines: usize,
+    /// Bytes kept per event across its lines.
+    pub max_bytes: usize,
+    pub parse: ParseContext,
+}
+
+impl Default for AssemblerOptions {
+    fn default() -> Self {
+        AssemblerOptions { max_lines: 1000, max_bytes: 1 << 20, parse: ParseContext { default_year: 1970 } }
+    }
+}
+
+/// Push-style state machine: feed lines, receive events.
+#[derive(Debug)]
+pub struct Assembler {
+    source_id: String,
+    options: AssemblerOptions,
+    current: Option<Pending>,
+    /// Timestamp of the last line that had one, for events whose lines carry none.
+    last_timestamp: Option<TimestampMs>,
+    /// Continuation lines dropped by the limits since the assembler was made.
+    pub dropped_lines: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A single line so far, which may still get a traceback.
+    Header,
+    /// Plain continuation lines joined (indented frames, "Caused by:" …).
+    Trace,
+    /// Inside a Python traceback, before its exception line.
+    PyTraceback,
+    /// After a Python exception line: only chaining text or a new traceback continues.
+    PyAfterException,
+    /// Go or Rust panic: everything without a header continues.
+    Panic,
+}
+
+#[derive(Debug)]
+struct Pending {
+    offset: u64,
+    header: ParsedLine<'static>,
+    /// True when the first line had a header of its own (not a bare traceback).
+    headed: bool,
+    lines: Vec<String>,
+    bytes: usize,
+    blank_lines: usize,
+    mode: Mode,
+    last_push: TimestampMs,
+}
+
+impl Assembler {
+    pub fn new(source_id: impl Into<String>, options: AssemblerOptions) -> Self {
+        Assembler {
+            source_id: source_id.into(),
+            options,
+            current: None,
+            last_timestamp: None,
+            dropped_lines: 0,
+        }
+    }
+
+    /// Takes the line that starts at byte `offset`; returns the previous event if this line
+    /// completed it. `now` stamps events with no timestamp of their own and drives timeouts.
+    pub fn push(&mut self, line: &str, offset: u64, now: TimestampMs) -> Option<LogEvent> {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            if let Some(p) = self.current.as_mut() {
+                p.blank_lines += 1;
+            }
+            return None;
+        }
+        let parsed = parse::parse_line(line, &self.options.parse);
+        if !parsed.has_header()
+            && let Some(p) = self.current.as_mut()
+            && let Some(mode) = continues(p, line)
+        {
+            p.mode = mode;
+            p.last_push = now;
+            if p.lines.len() >= self.options.max_lines || p.bytes + line.len() > self.options.max_bytes {
+                self.dropped_lines += 1;
+                return None;
+            }
+            for _ in 0..std::mem::take(&mut p.blank_lines) {
+                p.lines.push(String::new());
+            }
+            p.bytes += line.len() + 1;
+            p.lines.push(line.to_owned());
+            return None;
+        }
+        let done = self.current.take().map(|p| self.build(p, now));
+        if let Some(ts) = parsed.timestamp_ms {
+            self.last_timestamp = Some(ts);
+        }
+        let headed = parsed.has_header();
+        let mode = start_mode(line);
+        let bytes = line.len().min(self.options.max_bytes);
+        self.current = Some(Pending {
+            offset,
+            header: into_owned(parsed),
+            headed,
+            lines: vec![line.to_owned()],
+            bytes,
+            blank_lines: 0,
+            mode,
+            last_push: now,
+        });
+        done
+    }
+
+    /// Completes the open event, if any (end of input).
+    pub fn finish(&mut self, now: TimestampMs) -> Option<LogEvent> {
+        self.current.take().map(|p| self.build(p, now))
+    }
+
+    /// Completes the open event when no line has come for `wait_ms`.
+    pub fn flush_expired(&mut self, now: TimestampMs, wait_ms: i64) -> Option<LogEvent> {
+        let expired = self.current.as_ref().is_some_and(|p| now - p.last_push >= wait_ms);
+        if expired { self.finish(now) } else { None }
+    }
+
+    /// Byte offset of the first line of the event still open: where a restart must resume.
+    pub fn pending_offset(&self) -> Option<u64> {
+        self.current.as_ref().map(|p| p.offset)
+    }
+
+    fn build(&self, p: Pending, now: TimestampMs) -> LogEvent {
+        let Pending { offset, header, headed, lines, mode, .. } = p;
+        let raw = lines.join("\n");
+        let first = lines.first().map(String::as_str).unwrap_or("");
+        let (message, traceback) = if headed {
+            let continuation = (lines.len() > 1).then(|| lines[1..].join("\n"));
+            let message = header.message.into_owned();
+            (message, continuation.or(header.traceback))
+        } else if lines.len() > 1 {
+            (bare_block_message(&lines).to_owned(), Some(raw.clone()))
+        } else {
+            (header.message.into_owned(), None)
+        };
+        let level = match header.level {
+            Some(level) => level,
+            None if mode == Mode::Panic || first.starts_with("panic: ") => Level::Critical,
+            None if traceback.is_some() || parse::states_error(first) => Level::Error,
+            None => Level::Unknown,
+        };
+        LogEvent {
+            timestamp_ms: header.timestamp_ms.or(self.last_timestamp).unwrap_or(now),
+            level,
+            source: header.source.map(Cow::into_owned).unwrap_or_default(),
+            message,
+            traceback,
+            request_path: header.request_path.map(Cow::into_owned),
+            request_method: header.request_method.map(Cow::into_owned),
+            metadata: header.metadata,
+            raw,
+            origin: Origin { source_id: self.source_id.clone(), external_id: Some(offset.to_string()) },
+        }
+    }
+}
+
+/// How an event that starts with `line` may continue.
+fn start_mode(line: &str) -> Mode {
+    if line.starts_with("Traceback (most recent call last):") {
+        Mode::PyTraceback
+    } else if line.starts_with("panic: ") || (line.starts_with("thread '") && line.contains("' panicked at"))
+    {
+        Mode::Panic
+    } else if line.starts_with("Exception in thread ") {
+        Mode::Trace
+    } else {
+        Mode::Header
+    }
+}
+
+/// Whether `line` (which has no header) continues `p`, and the mode after it.
+fn continues(p: &Pending, line: &str) -> Option<Mode> {
+    let indented = line.starts_with([' ', '\t']);
+    if line.starts_with("Traceback (most recent call last):") {
+        let open = matches!(p.mode, Mode::Header | Mode::PyAfterException) && p.header.traceback.is_none();
+        return open.then_some(Mode::PyTraceback);
+    }
+    if start_mode(line) != Mode::Header {
+        return None; // a new panic or "Exception in thread" is a new event
+    }
+    match p.mode {
+        Mode::Panic => Some(Mode::Panic),
+        Mode::PyTraceback if indented => Some(Mode::PyTraceback),
+        Mode::PyTraceback => Some(Mode::PyAfterException),
+        Mode::PyAfterException => {
+            let chaining = line.starts_with("During handling of the above exception")
+                || line.starts_with("The above exception was the direct cause");
+            (chaining || indented).then_some(Mode::PyAfterException)
+        }
+        Mode::Header | Mode::Trace => {
+            if indented || line.starts_with("Caused by: ") || line.starts_with("Suppressed: ") {
+                Some(Mode::Trace)
+            } else if p.mode == Mode::Header && p.blank_lines == 0 && parse::exception_name(line).is_some() {
+                // "ERROR charge failed" followed by "java.lang.IllegalStateException: boom"
+                Some(Mode::Trace)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The message of an event that is a traceback with no log line before it: the final
+/// exception line for Python, the first line otherwise.
+fn bare_block_message(lines: &[String]) -> &str {
+    let first = lines[0].as_str();
+    if !first.starts_with("Traceback (most recent call last):") {
+        return first;
+    }
+    lines
+        .iter()
+        .rev()
+        .find(|l| !l.is_empty() && !l.starts_with([' ', '\t']))
+        .map(String::as_str)
+        .unwrap_or(first)
+}
+
+fn into_owned(p: ParsedLine<'_>) -> ParsedLine<'static> {
+    ParsedLine {
+        format: p.format,
+        timestamp_ms: p.timestamp_ms,
+        level: p.level,
+        source: p.source.map(|s| Cow::Owned(s.into_owned())),
+        message: Cow::Owned(p.message.into_owned()),
+        traceback: p.traceback,
+        request_method: p.request_method.map(|s| Cow::Owned(s.into_owned())),
+        request_path: p.request_path.map(|s| Cow::Owned(s.into_owned())),
+        metadata: p.metadata,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Assembles `text` and renders each event as `LEVEL message [+N lines]`.
+    #[track_caller]
+    fn check(text: &str, expect: &[&str]) {
+        let mut asm = Assembler::new("test", AssemblerOptions::default());
+        let mut events = Vec::new();
+        let mut offset = 0u64;
+        for line in text.split_inclusive('\n') {
+            events.extend(asm.push(line, offset, 0));
+            offset += line.len() as u64;
+        }
+        events.extend(asm.finish(0));
+        let got: Vec<String> = events
+            .iter()
+            .map(|e| {
+                let n = e.traceback.as_deref().map_or(0, |t| t.lines().count());
+                format!("{} {} [+{n}]", e.level, e.message)
+            })
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn python_logger_exception_with_chained_traceback() {
+        check(
+            "2024-01-02 03:04:05,123 ERROR app.api: request failed\n\
+             Traceback (most recent call last):\n  File \"/app/db.py\", line 3, in get\n    raise KeyError(k)\n\
+             KeyError: 'user'\n\nDuring handling of the above exception, another exception occurred:\n\n\
+             Traceback (most recent call last):\n  File \"/app/api.py\", line 9, in view\n    return get()\n\
+             RuntimeError: lookup failed\n\
+             2024-01-02 03:04:06,000 INFO app.api: next request\n",
+            &["ERROR request failed [+11]", "INFO next request [+0]"],
+        );
+    }
+
+    #[test]
+    fn bare_python_traceback_takes_the_exception_line() {
+        check(
+            "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nZeroDivisionError: division by zero\nplain output\n",
+            &["ERROR ZeroDivisionError: division by zero [+3]", "UNKNOWN plain output [+0]"],
+        );
+    }
+
+    #[test]
+    fn java_stack_with_cause() {
+        check(
+            "2024-01-02 03:04:05.123 ERROR [main] com.acme.Billing - charge failed\n\
+             java.lang.IllegalStateException: card declined\n\
+             \tat com.acme.Billing.charge(Billing.java:42)\n\
+             Caused by: java.io.IOException: reset\n\
+             \tat com.acme.Net.read(Net.java:7)\n\
+             \t... 3 more\n\
+             Exception in thread \"main\" java.lang.NullPointerException\n\
+             \tat com.acme.Main.main(Main.java:5)\n",
+            &[
+                "ERROR charge failed [+5]",
+                "ERROR Exception in thread \"main\" java.lang.NullPointerException [+2]",
+            ],
+        );
+    }
+
+    #[test]
+    fn go_and_rust_panics() {
+        check(
+            "panic: runtime error: index out of range [5] with length 3\n\ngoroutine 1 [running]:\n\
+             main.lookup(...)\n\t/app/main.go:12\nmain.main()\n\t/app/main.go:20 +0x1d\nexit status 2\n\
+             thread 'main' panicked at src/main.rs:10:5:\ncalled `Option::unwrap()` on a `None` value\n\
+             note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\
+             2024-01-02T03:04:05Z INFO server: restarted\n",
+            &[
+                "CRITICAL panic: runtime error: index out of range [5] with length 3 [+8]",
+                "CRITICAL thread 'main' panicked at src/main.rs:10:5: [+3]",
+                "INFO restarted [+0]",
+            ],
+        );
+    }
+
+    #[test]
+    fn node_frames_join_the_error_line() {
+        check(
+            "2024-01-02T03:04:05Z ERROR api: unhandled rejection\nTypeError: Cannot read properties of undefined (reading 'id')\n    at handler (/app/src/routes.js:10:5)\n    at process (node:internal/process/task_queues:95:5)\n",
+            &["ERROR unhandled rejection [+3]"],
+        );
+    }
+
+    #[test]
+    fn pending_offset_points_at_the_open_event() {
+        let mut asm = Assembler::new("t", AssemblerOptions::default());
+        assert!(asm.push("ERROR:root:a\n", 0, 0).is_none());
+        assert!(asm.push("Traceback (most recent call last):\n", 13, 0).is_none());
+        assert_eq!(asm.pending_offset(), Some(0));
+        let done = asm.push("ERROR:root:b\n", 48, 0).expect("first event");
+        assert_eq!(done.origin.external_id.as_deref(), Some("0"));
+        assert_eq!(asm.pending_offset(), Some(48));
+    }
+
+    #[test]
+    fn limits_cap_a_runaway_traceback() {
+        let options = AssemblerOptions { max_lines: 3, ..AssemblerOptions::default() };
+        let mut asm = Assembler::new("t", options);
+        asm.push("panic: loop", 0, 0);
+        for i in 0..10 {
+            asm.push(&format!("\tframe {i}"), 0, 0);
+        }
+        let event = asm.finish(0).expect("event");
+        assert_eq!(event.raw.lines().count(), 3);
+        assert_eq!(asm.dropped_lines, 8);
+    }
+
+    #[test]
+    fn flushes_after_a_quiet_period() {
+        let mut asm = Assembler::new("t", AssemblerOptions::default());
+        asm.push("ERROR:root:a", 0, 1_000);
+        assert!(asm.flush_expired(1_500, 1_000).is_none());
+        assert!(asm.flush_expired(2_000, 1_000).is_some());
+    }
+}

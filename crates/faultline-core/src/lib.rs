@@ -1,0 +1,17 @@
+//! faultline's product logic: turning raw log lines into events, and events into fingerprints.
+//!
+//! Nothing in this crate does IO, spawns a task or reads the clock: every function takes the time
+//! it needs as an argument, so the whole crate is testable with hand-made timelines.
+
+pub mod assemble;
+pub mod fingerprint;
+pub mod mask;
+pub mod model;
+pub mod parse;
+pub mod timestamp;
+
+pub use assemble::{Assembler, AssemblerOptions};
+pub use fingerprint::{FINGERPRINT_VERSION, Fingerprint, Grouping, StackFrame, fingerprint};
+pub use mask::mask;
+pub use model::{Level, LogEvent, Origin, TimestampMs};
+pub use parse::{ParseContext, ParsedLine, parse_line};
