@@ -1,6 +1,9 @@
 //! The log event model every source produces and every store keeps.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use sha2::{Digest, Sha256};
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type TimestampMs = i64;
@@ -131,4 +134,25 @@ pub struct LogEvent {
     /// The event's text as read, all lines joined by `\n`.
     pub raw: String,
     pub origin: Origin,
+}
+
+impl LogEvent {
+    /// The id that makes storing this event idempotent: the source's external id, or else a
+    /// hash of the message within its one-second window ("the same error within one second is
+    /// one entry").
+    pub fn idempotency_key(&self) -> Cow<'_, str> {
+        if let Some(id) = &self.origin.external_id {
+            return Cow::Borrowed(id);
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(self.timestamp_ms.div_euclid(1000).to_le_bytes());
+        hasher.update(self.level.as_str().as_bytes());
+        hasher.update(self.source.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(self.message.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(self.traceback.as_deref().unwrap_or("").as_bytes());
+        let digest = hasher.finalize();
+        Cow::Owned(format!("h:{}", hex::encode(&digest[..16])))
+    }
 }

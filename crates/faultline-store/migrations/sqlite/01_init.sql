@@ -1,0 +1,136 @@
+-- faultline schema, SQLite. Timestamps are INTEGER milliseconds since the epoch, UTC.
+
+-- One row per error pattern (fingerprint). Counts are lifetime totals and stay exact even
+-- when raw entries are capped or removed by retention.
+CREATE TABLE patterns (
+    id                  INTEGER PRIMARY KEY,
+    fingerprint         TEXT    NOT NULL UNIQUE,
+    fingerprint_version INTEGER NOT NULL,
+    tier                TEXT    NOT NULL,
+    normalized_message  TEXT    NOT NULL,
+    error_type          TEXT,
+    frames              TEXT    NOT NULL DEFAULT '[]', -- JSON array of "module:function"
+    first_seen_ms       INTEGER NOT NULL,
+    last_seen_ms        INTEGER NOT NULL,
+    occurrence_count    INTEGER NOT NULL DEFAULT 0,
+    sample_entry_id     INTEGER,
+    sample_message      TEXT,
+    stack_trace         TEXT,
+    source              TEXT    NOT NULL,
+    severity            TEXT    NOT NULL,
+    status              TEXT    NOT NULL DEFAULT 'new'
+                        CHECK (status IN ('new', 'known', 'resolved', 'ignored')),
+    created_ms          INTEGER NOT NULL,
+    updated_ms          INTEGER NOT NULL
+);
+CREATE INDEX patterns_count ON patterns (occurrence_count DESC);
+CREATE INDEX patterns_first_seen ON patterns (first_seen_ms);
+CREATE INDEX patterns_last_seen ON patterns (last_seen_ms);
+
+-- Stored error entries. (source_id, external_id) makes ingestion idempotent.
+CREATE TABLE entries (
+    id             INTEGER PRIMARY KEY,
+    source_id      TEXT    NOT NULL,
+    external_id    TEXT    NOT NULL,
+    timestamp_ms   INTEGER NOT NULL,
+    level          TEXT    NOT NULL,
+    source         TEXT    NOT NULL,
+    message        TEXT    NOT NULL,
+    traceback      TEXT,
+    request_path   TEXT,
+    request_method TEXT,
+    metadata       TEXT,
+    pattern_id     INTEGER NOT NULL REFERENCES patterns (id),
+    raw            TEXT    NOT NULL
+);
+CREATE UNIQUE INDEX entries_origin ON entries (source_id, external_id);
+CREATE INDEX entries_ts ON entries (timestamp_ms);
+CREATE INDEX entries_pattern_ts ON entries (pattern_id, timestamp_ms);
+
+-- Occurrences of a pattern are its entries; the view gives them the design's name.
+CREATE VIEW occurrences AS
+    SELECT id AS entry_id, pattern_id, timestamp_ms AS occurred_at_ms FROM entries;
+
+-- Substring search: a trigram index over message + traceback. It is filled per batch with one
+-- INSERT … SELECT (never by a per-row trigger, which costs SQLite ~20x on ingest).
+CREATE VIEW entries_search AS
+    SELECT id, message || char(10) || coalesce(traceback, '') AS body FROM entries;
+CREATE VIRTUAL TABLE entries_fts USING fts5 (
+    body, content = 'entries_search', content_rowid = 'id', tokenize = 'trigram', detail = none
+);
+CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
+    INSERT INTO entries_fts (entries_fts, rowid, body)
+    VALUES ('delete', old.id, old.message || char(10) || coalesce(old.traceback, ''));
+END;
+
+-- Exact counts per minute × pattern × source × level: rates and charts never scan entries.
+CREATE TABLE minute_counts (
+    minute_ms  INTEGER NOT NULL,
+    pattern_id INTEGER NOT NULL,
+    source     TEXT    NOT NULL,
+    level      TEXT    NOT NULL,
+    count      INTEGER NOT NULL,
+    stored     INTEGER NOT NULL,
+    PRIMARY KEY (minute_ms, pattern_id, source, level)
+) WITHOUT ROWID;
+CREATE INDEX minute_counts_pattern ON minute_counts (pattern_id, minute_ms);
+
+-- Lines read but not stored (below the minimum level), per minute × source × level.
+CREATE TABLE line_counts (
+    minute_ms INTEGER NOT NULL,
+    source_id TEXT    NOT NULL,
+    level     TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    PRIMARY KEY (minute_ms, source_id, level)
+) WITHOUT ROWID;
+
+-- Where each source resumes (file offset, journal cursor, crawler position).
+CREATE TABLE source_cursors (
+    source_id  TEXT PRIMARY KEY,
+    cursor     TEXT    NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+
+-- Scheduled and manual job runs (crawls, checks, retention).
+CREATE TABLE job_runs (
+    id          INTEGER PRIMARY KEY,
+    job         TEXT    NOT NULL,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    outcome     TEXT,
+    detail      TEXT
+);
+CREATE INDEX job_runs_job ON job_runs (job, started_ms);
+
+CREATE TABLE alert_rules (
+    id                INTEGER PRIMARY KEY,
+    name              TEXT    NOT NULL UNIQUE,
+    rule_type         TEXT    NOT NULL,
+    condition         TEXT    NOT NULL DEFAULT '{}',
+    enabled           INTEGER NOT NULL DEFAULT 1,
+    cooldown_minutes  INTEGER NOT NULL DEFAULT 30,
+    last_triggered_ms INTEGER,
+    trigger_count     INTEGER NOT NULL DEFAULT 0,
+    created_ms        INTEGER NOT NULL
+);
+
+CREATE TABLE alerts (
+    id         INTEGER PRIMARY KEY,
+    rule_id    INTEGER REFERENCES alert_rules (id),
+    pattern_id INTEGER REFERENCES patterns (id),
+    fired_ms   INTEGER NOT NULL,
+    summary    TEXT    NOT NULL,
+    payload    TEXT    NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE tasks (
+    id         INTEGER PRIMARY KEY,
+    alert_id   INTEGER REFERENCES alerts (id),
+    pattern_id INTEGER REFERENCES patterns (id),
+    dedupe_key TEXT    NOT NULL UNIQUE,
+    title      TEXT    NOT NULL,
+    body       TEXT    NOT NULL,
+    status     TEXT    NOT NULL DEFAULT 'open',
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);

@@ -1,0 +1,502 @@
+//! PostgreSQL implementation of [`Store`], for several faultline instances sharing one database.
+//!
+//! Same tables and behaviour as the SQLite store. PostgreSQL text cannot hold NUL characters,
+//! so NULs in log content are stored as U+FFFD (the one place the two backends differ).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use faultline_core::{FINGERPRINT_VERSION, Level};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::Mutex;
+
+use crate::sqlite::{fill_buckets, frames_json};
+use crate::types::*;
+use crate::{Result, Store, StoreError};
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    pool: PgPool,
+    caches: Mutex<Caches>,
+}
+
+#[derive(Default)]
+struct Caches {
+    pattern_ids: HashMap<String, i64>,
+    stored: HashMap<(i64, i64), i64>,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl PgStore {
+    /// Connects and applies pending migrations (serialised across instances by sqlx's lock).
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Unreachable { target: redact(url), detail: e.to_string() })?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(PgStore { pool, caches: Mutex::new(Caches::default()) })
+    }
+
+    /// The pool, for tests and tools that need to look underneath.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// A database URL with any password replaced, fit for an error message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn pg_text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') { Cow::Owned(s.replace('\0', "\u{FFFD}")) } else { Cow::Borrowed(s) }
+}
+
+fn pg_opt(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(pg_text)
+}
+
+const INSERT_PATTERN: &str =
+    "INSERT INTO patterns (fingerprint, fingerprint_version, tier, normalized_message,
+    error_type, frames, first_seen_ms, last_seen_ms, occurrence_count, stack_trace, source, severity,
+    created_ms, updated_ms)
+    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7, 0, $8, $9, $10, $11, $11)
+    ON CONFLICT (fingerprint) DO NOTHING RETURNING id";
+
+const INSERT_ENTRY: &str = "INSERT INTO entries (source_id, external_id, timestamp_ms, level, source,
+    message, traceback, request_path, request_method, metadata, pattern_id, raw)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
+    ON CONFLICT (source_id, external_id) DO NOTHING RETURNING id";
+
+const UPDATE_PATTERN: &str = "UPDATE patterns SET
+    occurrence_count = occurrence_count + $1,
+    first_seen_ms = LEAST(first_seen_ms, $2),
+    last_seen_ms = GREATEST(last_seen_ms, $3),
+    severity = CASE WHEN $4 = 'CRITICAL' OR severity = 'CRITICAL' THEN 'CRITICAL'
+                    WHEN $4 = 'ERROR' OR severity = 'ERROR' THEN 'ERROR'
+                    ELSE $4 END,
+    sample_entry_id = coalesce(sample_entry_id, $5),
+    sample_message = coalesce(sample_message, (SELECT message FROM entries WHERE id = $5)),
+    updated_ms = $6
+    WHERE id = $7";
+
+const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (minute_ms, pattern_id, source, level)
+    DO UPDATE SET count = minute_counts.count + excluded.count, stored = minute_counts.stored + excluded.stored";
+
+const UPSERT_LINES: &str =
+    "INSERT INTO line_counts (minute_ms, source_id, level, count) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (minute_ms, source_id, level) DO UPDATE SET count = line_counts.count + excluded.count";
+
+const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, updated_ms) VALUES ($1, $2, $3)
+    ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms";
+
+async fn ingest_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    caches: &mut Caches,
+    batch: &IngestBatch,
+) -> Result<IngestOutcome> {
+    let mut outcome = IngestOutcome::default();
+    let mut totals = BatchTotals::default();
+    let cap = i64::from(batch.max_stored_per_pattern_minute);
+    for ge in &batch.events {
+        let (event, g) = (&ge.event, &ge.grouping);
+        let pattern_id = match caches.pattern_ids.get(g.fingerprint.as_str()) {
+            Some(id) => *id,
+            None => {
+                let inserted: Option<i64> = sqlx::query_scalar(INSERT_PATTERN)
+                    .bind(g.fingerprint.as_str())
+                    .bind(FINGERPRINT_VERSION)
+                    .bind(g.tier.as_str())
+                    .bind(pg_text(&g.template))
+                    .bind(pg_opt(&g.error_type))
+                    .bind(pg_text(&frames_json(g)))
+                    .bind(event.timestamp_ms)
+                    .bind(pg_opt(&event.traceback))
+                    .bind(pg_text(&event.source))
+                    .bind(event.level.as_str())
+                    .bind(batch.now_ms)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let id = match inserted {
+                    Some(id) => {
+                        outcome.new_patterns += 1;
+                        id
+                    }
+                    None => {
+                        sqlx::query_scalar("SELECT id FROM patterns WHERE fingerprint = $1")
+                            .bind(g.fingerprint.as_str())
+                            .fetch_one(&mut **tx)
+                            .await?
+                    }
+                };
+                caches.pattern_ids.insert(g.fingerprint.as_str().to_owned(), id);
+                id
+            }
+        };
+        let minute = minute_of(event.timestamp_ms);
+        if !caches.stored.contains_key(&(pattern_id, minute)) {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(stored), 0)::bigint FROM minute_counts WHERE pattern_id = $1 AND minute_ms = $2",
+            )
+            .bind(pattern_id)
+            .bind(minute)
+            .fetch_one(&mut **tx)
+            .await?;
+            caches.stored.insert((pattern_id, minute), n);
+        }
+        if caches.stored[&(pattern_id, minute)] >= cap {
+            outcome.capped += 1;
+            totals.add(pattern_id, event, None);
+            continue;
+        }
+        let metadata = (!event.metadata.is_empty()).then(|| {
+            pg_text(&serde_json::Value::Object(event.metadata.clone()).to_string())
+                .replace("\\u0000", "\u{FFFD}")
+        });
+        let id: Option<i64> = sqlx::query_scalar(INSERT_ENTRY)
+            .bind(pg_text(&event.origin.source_id))
+            .bind(pg_text(&event.idempotency_key()))
+            .bind(event.timestamp_ms)
+            .bind(event.level.as_str())
+            .bind(pg_text(&event.source))
+            .bind(pg_text(&event.message))
+            .bind(pg_opt(&event.traceback))
+            .bind(pg_opt(&event.request_path))
+            .bind(pg_opt(&event.request_method))
+            .bind(metadata)
+            .bind(pattern_id)
+            .bind(pg_text(&event.raw))
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(id) = id else {
+            outcome.duplicates += 1;
+            continue;
+        };
+        if let Some(n) = caches.stored.get_mut(&(pattern_id, minute)) {
+            *n += 1;
+        }
+        outcome.stored += 1;
+        totals.add(pattern_id, event, Some(id));
+    }
+    for (pattern_id, d) in &totals.patterns {
+        sqlx::query(UPDATE_PATTERN)
+            .bind(d.count)
+            .bind(d.first_ms)
+            .bind(d.last_ms)
+            .bind(d.level.as_str())
+            .bind(d.sample)
+            .bind(batch.now_ms)
+            .bind(pattern_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
+        sqlx::query(UPSERT_MINUTE)
+            .bind(minute_ms)
+            .bind(pattern_id)
+            .bind(pg_text(source))
+            .bind(*level)
+            .bind(count)
+            .bind(stored)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for c in &batch.skipped {
+        sqlx::query(UPSERT_LINES)
+            .bind(c.minute)
+            .bind(pg_text(&c.source_id))
+            .bind(c.level.as_str())
+            .bind(c.count as i64)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if let Some(cursor) = &batch.cursor {
+        sqlx::query(UPSERT_CURSOR)
+            .bind(pg_text(&batch.source_id))
+            .bind(pg_text(cursor))
+            .bind(batch.now_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(outcome)
+}
+
+const ENTRY_COLUMNS: &str = "e.id, e.timestamp_ms, e.level, e.source, e.message, e.traceback, e.request_path,
+    e.request_method, e.metadata, p.fingerprint, e.raw, e.source_id, e.external_id";
+
+fn entry_row(r: &PgRow) -> Result<EntryRow, sqlx::Error> {
+    Ok(EntryRow {
+        id: r.try_get(0)?,
+        timestamp_ms: r.try_get(1)?,
+        level: r.try_get(2)?,
+        source: r.try_get(3)?,
+        message: r.try_get(4)?,
+        traceback: r.try_get(5)?,
+        request_path: r.try_get(6)?,
+        request_method: r.try_get(7)?,
+        metadata: r.try_get::<Option<serde_json::Value>, _>(8)?.unwrap_or(serde_json::Value::Null),
+        fingerprint: r.try_get(9)?,
+        raw: r.try_get(10)?,
+        source_id: r.try_get(11)?,
+        external_id: r.try_get(12)?,
+    })
+}
+
+const PATTERN_COLUMNS: &str =
+    "p.fingerprint, p.fingerprint_version, p.tier, p.normalized_message, p.error_type,
+    p.frames, p.first_seen_ms, p.last_seen_ms, p.occurrence_count, p.sample_message, p.stack_trace, p.source,
+    p.severity, p.status";
+
+fn pattern_row(r: &PgRow) -> Result<PatternRow, sqlx::Error> {
+    let frames: serde_json::Value = r.try_get(5)?;
+    Ok(PatternRow {
+        fingerprint: r.try_get(0)?,
+        fingerprint_version: r.try_get(1)?,
+        tier: r.try_get(2)?,
+        normalized_message: r.try_get(3)?,
+        error_type: r.try_get(4)?,
+        frames: serde_json::from_value(frames).unwrap_or_default(),
+        first_seen_ms: r.try_get(6)?,
+        last_seen_ms: r.try_get(7)?,
+        occurrence_count: r.try_get(8)?,
+        sample_message: r.try_get(9)?,
+        stack_trace: r.try_get(10)?,
+        source: r.try_get(11)?,
+        severity: r.try_get(12)?,
+        status: r.try_get(13)?,
+    })
+}
+
+const SEARCH_FILTERS: &str = "($1::text IS NULL OR e.level = $1)
+    AND ($2::text IS NULL OR e.source = $2)
+    AND ($3::text IS NULL OR e.source LIKE $3)
+    AND ($4::bigint IS NULL OR e.timestamp_ms >= $4)
+    AND ($5::bigint IS NULL OR e.timestamp_ms < $5)";
+/// The same expression the trigram GIN index is built on, so the planner can use it.
+const TEXT_FILTER: &str = "(e.message || E'\\n' || coalesce(e.traceback, '')) ILIKE $6";
+const NO_TEXT: &str = "$6::text IS NULL";
+
+fn search_sql(text: &str, count: bool) -> String {
+    if count {
+        format!("SELECT count(*) FROM entries e WHERE {SEARCH_FILTERS} AND {text}")
+    } else {
+        format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
+             WHERE {SEARCH_FILTERS} AND {text} ORDER BY e.timestamp_ms DESC, e.id DESC LIMIT $7 OFFSET $8"
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome> {
+        let mut caches = self.caches.lock().await;
+        let mut tx = self.pool.begin().await?;
+        match ingest_tx(&mut tx, &mut caches, &batch).await {
+            Ok(outcome) => {
+                tx.commit().await?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                *caches = Caches::default();
+                Err(e)
+            }
+        }
+    }
+
+    async fn cursor(&self, source_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT cursor FROM source_cursors WHERE source_id = $1")
+            .bind(pg_text(source_id))
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
+        let text = q.text.as_deref().filter(|t| !t.is_empty()).map(|t| like_pattern(&pg_text(t)));
+        let variant = if text.is_some() { TEXT_FILTER } else { NO_TEXT };
+        let (exact, prefix) = match &q.source {
+            Some(SourceFilter::Exact(s)) => (Some(s.clone()), None),
+            Some(SourceFilter::Prefix(p)) => {
+                (None, Some(format!("{}%", like_pattern(p).trim_end_matches('%'))))
+            }
+            None => (None, None),
+        };
+        let level = q.level.map(Level::as_str);
+        let count_sql = search_sql(variant, true);
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+            .bind(level)
+            .bind(&exact)
+            .bind(&prefix)
+            .bind(q.since_ms)
+            .bind(q.until_ms)
+            .bind(&text)
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(search_sql(variant, false)))
+            .bind(level)
+            .bind(&exact)
+            .bind(&prefix)
+            .bind(q.since_ms)
+            .bind(q.until_ms)
+            .bind(&text)
+            .bind(i64::from(q.limit))
+            .bind(i64::from(q.offset))
+            .fetch_all(&self.pool)
+            .await?;
+        let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(SearchPage { total: total as u64, entries })
+    }
+
+    async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {
+        let sql = format!(
+            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE ($1::bigint IS NULL OR p.last_seen_ms >= $1)
+             ORDER BY p.occurrence_count DESC, p.id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(seen_since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(pattern_row).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn new_patterns(&self, since_ms: i64, limit: u32) -> Result<Vec<PatternRow>> {
+        let sql = format!(
+            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE p.first_seen_ms >= $1
+             ORDER BY p.first_seen_ms DESC, p.id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(since_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(pattern_row).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn trending_patterns(&self, now_ms: i64, window_ms: i64, limit: u32) -> Result<Vec<Trend>> {
+        let sql = format!(
+            "SELECT {PATTERN_COLUMNS}, t.recent, t.previous FROM (
+                SELECT pattern_id,
+                       sum(CASE WHEN minute_ms >= $2 THEN count ELSE 0 END)::bigint AS recent,
+                       sum(CASE WHEN minute_ms < $2 THEN count ELSE 0 END)::bigint AS previous
+                FROM minute_counts WHERE minute_ms >= $1 AND minute_ms < $3 GROUP BY pattern_id
+             ) t JOIN patterns p ON p.id = t.pattern_id
+             WHERE t.recent > t.previous ORDER BY t.recent - t.previous DESC, p.id LIMIT $4"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms - 2 * window_ms)
+            .bind(now_ms - window_ms)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(Trend { pattern: pattern_row(r)?, recent: r.try_get(14)?, previous: r.try_get(15)? }))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>> {
+        let sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns p WHERE p.fingerprint = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fingerprint).fetch_optional(&self.pool).await?;
+        Ok(row.as_ref().map(pattern_row).transpose()?)
+    }
+
+    async fn error_rate(&self, since_ms: i64, until_ms: i64) -> Result<ErrorRate> {
+        let rows = sqlx::query(
+            "SELECT source, level, sum(count)::bigint FROM minute_counts
+             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY source, level",
+        )
+        .bind(minute_of(since_ms))
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rate = ErrorRate::default();
+        for r in rows {
+            let n: i64 = r.try_get(2)?;
+            rate.add(r.try_get(0)?, r.try_get(1)?, n as u64);
+        }
+        rate.finish(since_ms, until_ms);
+        Ok(rate)
+    }
+
+    async fn counts_by_interval(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        interval_minutes: u32,
+    ) -> Result<Vec<Bucket>> {
+        if interval_minutes == 0 {
+            return Err(StoreError::InvalidQuery("interval must be at least one minute".into()));
+        }
+        let width = i64::from(interval_minutes) * 60_000;
+        let rows = sqlx::query(
+            "SELECT (minute_ms - $1) / $3 AS bucket, sum(count)::bigint FROM minute_counts
+             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY bucket",
+        )
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(width)
+        .fetch_all(&self.pool)
+        .await?;
+        let found = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<(i64, i64)>, sqlx::Error>>()?;
+        Ok(fill_buckets(since_ms, until_ms, width, found))
+    }
+
+    async fn cleanup(&self, before_ms: i64, batch_size: u32) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE timestamp_ms < $1 LIMIT $2)",
+            )
+            .bind(before_ms)
+            .bind(i64::from(batch_size))
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            report.entries_deleted += n;
+            if n < u64::from(batch_size) {
+                break;
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        report.minute_rows_deleted = sqlx::query("DELETE FROM minute_counts WHERE minute_ms < $1")
+            .bind(minute_of(before_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM line_counts WHERE minute_ms < $1")
+            .bind(minute_of(before_ms))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE patterns SET sample_entry_id = (SELECT max(id) FROM entries WHERE pattern_id = patterns.id)
+             WHERE sample_entry_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM entries WHERE id = sample_entry_id)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.caches.lock().await.stored.clear();
+        sqlx::query("VACUUM (ANALYZE) entries").execute(&self.pool).await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,603 @@
+//! SQLite implementation of [`Store`]: one file, WAL, one writer connection and one reader.
+//!
+//! rusqlite is used (not sqlx) because ingest is row-heavy and rusqlite's prepared statements
+//! are several times faster here. Calls run on tokio's blocking pool.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use faultline_core::{FINGERPRINT_VERSION, Level};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::types::*;
+use crate::{Result, Store, StoreError};
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Writer>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+struct Writer {
+    conn: Connection,
+    /// fingerprint → pattern id; ids never change once assigned.
+    pattern_ids: HashMap<String, i64>,
+    /// (pattern id, minute) → raw entries stored, for the per-minute cap.
+    stored: HashMap<(i64, i64), i64>,
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(include_str!("../migrations/sqlite/01_init.sql"))])
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let path = path.to_owned();
+        blocking(move || {
+            let unreachable =
+                |detail: String| StoreError::Unreachable { target: path.display().to_string(), detail };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| unreachable(e.to_string()))?;
+            }
+            let mut conn = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
+            // Must precede the first table so deleted pages can be handed back by cleanup.
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+            configure(&conn)?;
+            migrations().to_latest(&mut conn).map_err(|e| StoreError::Migration(e.to_string()))?;
+            let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
+            configure(&reader)?;
+            Ok(SqliteStore {
+                writer: Arc::new(Mutex::new(Writer {
+                    conn,
+                    pattern_ids: HashMap::new(),
+                    stored: HashMap::new(),
+                })),
+                reader: Arc::new(Mutex::new(reader)),
+            })
+        })
+        .await
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> {
+        let reader = self.reader.clone();
+        blocking(move || f(&reader.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+const INSERT_PATTERN: &str =
+    "INSERT INTO patterns (fingerprint, fingerprint_version, tier, normalized_message,
+    error_type, frames, first_seen_ms, last_seen_ms, occurrence_count, stack_trace, source, severity,
+    created_ms, updated_ms)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 0, ?8, ?9, ?10, ?11, ?11)
+    ON CONFLICT (fingerprint) DO NOTHING";
+
+const INSERT_ENTRY: &str =
+    "INSERT OR IGNORE INTO entries (source_id, external_id, timestamp_ms, level, source,
+    message, traceback, request_path, request_method, metadata, pattern_id, raw)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// Shared by both backends: counts add up, first/last widen, severity only rises.
+const UPDATE_PATTERN: &str = "UPDATE patterns SET
+    occurrence_count = occurrence_count + ?1,
+    first_seen_ms = min(first_seen_ms, ?2),
+    last_seen_ms = max(last_seen_ms, ?3),
+    severity = CASE WHEN ?4 = 'CRITICAL' OR severity = 'CRITICAL' THEN 'CRITICAL'
+                    WHEN ?4 = 'ERROR' OR severity = 'ERROR' THEN 'ERROR'
+                    ELSE ?4 END,
+    sample_entry_id = coalesce(sample_entry_id, ?5),
+    sample_message = coalesce(sample_message, (SELECT message FROM entries WHERE id = ?5)),
+    updated_ms = ?6
+    WHERE id = ?7";
+
+const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+    ON CONFLICT (minute_ms, pattern_id, source, level)
+    DO UPDATE SET count = count + excluded.count, stored = stored + excluded.stored";
+
+const UPSERT_LINES: &str =
+    "INSERT INTO line_counts (minute_ms, source_id, level, count) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (minute_ms, source_id, level) DO UPDATE SET count = count + excluded.count";
+
+const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, updated_ms) VALUES (?1, ?2, ?3)
+    ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms";
+
+impl Writer {
+    fn ingest(&mut self, batch: &IngestBatch) -> Result<IngestOutcome> {
+        let tx = self.conn.transaction()?;
+        let result = ingest_tx(&tx, &mut self.pattern_ids, &mut self.stored, batch);
+        match result {
+            Ok(outcome) => {
+                tx.commit()?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                // Ids and counts cached during the failed transaction were rolled back with it.
+                self.pattern_ids.clear();
+                self.stored.clear();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn ingest_tx(
+    tx: &Transaction<'_>,
+    pattern_ids: &mut HashMap<String, i64>,
+    stored: &mut HashMap<(i64, i64), i64>,
+    batch: &IngestBatch,
+) -> Result<IngestOutcome> {
+    let mut outcome = IngestOutcome::default();
+    let mut totals = BatchTotals::default();
+    let cap = i64::from(batch.max_stored_per_pattern_minute);
+    {
+        let mut insert_pattern = tx.prepare_cached(INSERT_PATTERN)?;
+        let mut find_pattern = tx.prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?;
+        let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
+        let mut stored_in_minute = tx.prepare_cached(
+            "SELECT coalesce(sum(stored), 0) FROM minute_counts WHERE pattern_id = ?1 AND minute_ms = ?2",
+        )?;
+        let mut first_id = None;
+        let mut last_id = 0;
+        for ge in &batch.events {
+            let (event, g) = (&ge.event, &ge.grouping);
+            let pattern_id = match pattern_ids.get(g.fingerprint.as_str()) {
+                Some(id) => *id,
+                None => {
+                    let frames = frames_json(g);
+                    let inserted = insert_pattern.execute(params![
+                        g.fingerprint.as_str(),
+                        FINGERPRINT_VERSION,
+                        g.tier.as_str(),
+                        g.template,
+                        g.error_type,
+                        frames,
+                        event.timestamp_ms,
+                        event.traceback,
+                        event.source,
+                        event.level.as_str(),
+                        batch.now_ms,
+                    ])?;
+                    let id = if inserted == 1 {
+                        outcome.new_patterns += 1;
+                        tx.last_insert_rowid()
+                    } else {
+                        find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0))?
+                    };
+                    pattern_ids.insert(g.fingerprint.as_str().to_owned(), id);
+                    id
+                }
+            };
+            let minute = minute_of(event.timestamp_ms);
+            let stored_so_far = match stored.get_mut(&(pattern_id, minute)) {
+                Some(n) => n,
+                None => {
+                    let n: i64 = stored_in_minute.query_row(params![pattern_id, minute], |r| r.get(0))?;
+                    stored.entry((pattern_id, minute)).or_insert(n)
+                }
+            };
+            if *stored_so_far >= cap {
+                outcome.capped += 1;
+                totals.add(pattern_id, event, None);
+                continue;
+            }
+            let metadata = (!event.metadata.is_empty())
+                .then(|| serde_json::Value::Object(event.metadata.clone()).to_string());
+            let n = insert_entry.execute(params![
+                event.origin.source_id,
+                event.idempotency_key(),
+                event.timestamp_ms,
+                event.level.as_str(),
+                event.source,
+                event.message,
+                event.traceback,
+                event.request_path,
+                event.request_method,
+                metadata,
+                pattern_id,
+                event.raw,
+            ])?;
+            if n == 0 {
+                outcome.duplicates += 1;
+                continue;
+            }
+            let id = tx.last_insert_rowid();
+            first_id.get_or_insert(id);
+            last_id = id;
+            *stored_so_far += 1;
+            outcome.stored += 1;
+            totals.add(pattern_id, event, Some(id));
+        }
+        // One pass over the batch's new rows keeps FTS5 from flushing a segment per row.
+        if let Some(first_id) = first_id {
+            tx.prepare_cached(
+                "INSERT INTO entries_fts (rowid, body) SELECT id, body FROM entries_search WHERE id BETWEEN ?1 AND ?2",
+            )?
+            .execute(params![first_id, last_id])?;
+        }
+    }
+    write_totals(tx, &totals, batch)?;
+    Ok(outcome)
+}
+
+fn write_totals(tx: &Transaction<'_>, totals: &BatchTotals, batch: &IngestBatch) -> Result<()> {
+    let mut update = tx.prepare_cached(UPDATE_PATTERN)?;
+    for (pattern_id, d) in &totals.patterns {
+        update.execute(params![
+            d.count,
+            d.first_ms,
+            d.last_ms,
+            d.level.as_str(),
+            d.sample,
+            batch.now_ms,
+            pattern_id
+        ])?;
+    }
+    let mut minute = tx.prepare_cached(UPSERT_MINUTE)?;
+    for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
+        minute.execute(params![minute_ms, pattern_id, source, level, count, stored])?;
+    }
+    let mut lines = tx.prepare_cached(UPSERT_LINES)?;
+    for c in &batch.skipped {
+        lines.execute(params![c.minute, c.source_id, c.level.as_str(), c.count as i64])?;
+    }
+    if let Some(cursor) = &batch.cursor {
+        tx.prepare_cached(UPSERT_CURSOR)?.execute(params![batch.source_id, cursor, batch.now_ms])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn frames_json(g: &faultline_core::Grouping) -> String {
+    let frames: Vec<String> = g.frames.iter().map(|f| format!("{}:{}", f.module, f.function)).collect();
+    serde_json::to_string(&frames).unwrap_or_else(|_| "[]".to_owned())
+}
+
+const ENTRY_COLUMNS: &str = "e.id, e.timestamp_ms, e.level, e.source, e.message, e.traceback, e.request_path,
+    e.request_method, e.metadata, p.fingerprint, e.raw, e.source_id, e.external_id";
+
+fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
+    let metadata: Option<String> = r.get(8)?;
+    Ok(EntryRow {
+        id: r.get(0)?,
+        timestamp_ms: r.get(1)?,
+        level: r.get(2)?,
+        source: r.get(3)?,
+        message: r.get(4)?,
+        traceback: r.get(5)?,
+        request_path: r.get(6)?,
+        request_method: r.get(7)?,
+        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(serde_json::Value::Null),
+        fingerprint: r.get(9)?,
+        raw: r.get(10)?,
+        source_id: r.get(11)?,
+        external_id: r.get(12)?,
+    })
+}
+
+const PATTERN_COLUMNS: &str =
+    "p.fingerprint, p.fingerprint_version, p.tier, p.normalized_message, p.error_type,
+    p.frames, p.first_seen_ms, p.last_seen_ms, p.occurrence_count, p.sample_message, p.stack_trace, p.source,
+    p.severity, p.status";
+
+fn pattern_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatternRow> {
+    let frames: String = r.get(5)?;
+    Ok(PatternRow {
+        fingerprint: r.get(0)?,
+        fingerprint_version: r.get(1)?,
+        tier: r.get(2)?,
+        normalized_message: r.get(3)?,
+        error_type: r.get(4)?,
+        frames: serde_json::from_str(&frames).unwrap_or_default(),
+        first_seen_ms: r.get(6)?,
+        last_seen_ms: r.get(7)?,
+        occurrence_count: r.get(8)?,
+        sample_message: r.get(9)?,
+        stack_trace: r.get(10)?,
+        source: r.get(11)?,
+        severity: r.get(12)?,
+        status: r.get(13)?,
+    })
+}
+
+/// Filters every search variant shares; parameters ?1..?5.
+const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
+    AND (?2 IS NULL OR e.source = ?2)
+    AND (?3 IS NULL OR e.source LIKE ?3 ESCAPE '\\')
+    AND (?4 IS NULL OR e.timestamp_ms >= ?4)
+    AND (?5 IS NULL OR e.timestamp_ms < ?5)";
+
+/// Needles of 3+ characters go through the trigram index (FTS5 accelerates LIKE on a trigram
+/// column, but takes no ESCAPE, so ?6 treats `%`/`_` as wildcards: a superset), and the exact,
+/// escaped LIKE re-checks the candidates.
+const INDEXED_TEXT: &str = "e.id IN (SELECT rowid FROM entries_fts WHERE body LIKE ?6)
+    AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')";
+/// Shorter needles cannot use a trigram index: a scan, bounded by the other filters.
+const SCANNED_TEXT: &str =
+    "(?6 IS NULL) AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')";
+const NO_TEXT: &str = "?6 IS NULL AND ?7 IS NULL";
+
+fn search_sql(text: &str, count: bool) -> String {
+    if count {
+        format!("SELECT count(*) FROM entries e WHERE {SEARCH_FILTERS} AND {text}")
+    } else {
+        format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
+             WHERE {SEARCH_FILTERS} AND {text} ORDER BY e.timestamp_ms DESC, e.id DESC LIMIT ?8 OFFSET ?9"
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome> {
+        let writer = self.writer.clone();
+        blocking(move || writer.lock().unwrap_or_else(|e| e.into_inner()).ingest(&batch)).await
+    }
+
+    async fn cursor(&self, source_id: &str) -> Result<Option<String>> {
+        let source_id = source_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row("SELECT cursor FROM source_cursors WHERE source_id = ?1", [source_id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
+        let q = q.clone();
+        self.read(move |c| {
+            let (variant, phrase, like) = match q.text.as_deref().filter(|t| !t.is_empty()) {
+                Some(t) if t.chars().count() >= 3 => {
+                    (INDEXED_TEXT, Some(format!("%{t}%")), Some(like_pattern(t)))
+                }
+                Some(t) => (SCANNED_TEXT, None, Some(like_pattern(t))),
+                None => (NO_TEXT, None, None),
+            };
+            let (exact, prefix) = match &q.source {
+                Some(SourceFilter::Exact(s)) => (Some(s.clone()), None),
+                Some(SourceFilter::Prefix(p)) => {
+                    (None, Some(format!("{}%", like_pattern(p).trim_end_matches('%'))))
+                }
+                None => (None, None),
+            };
+            let level = q.level.map(Level::as_str);
+            let filters = params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like];
+            let total: i64 =
+                c.prepare_cached(&search_sql(variant, true))?.query_row(filters, |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(&search_sql(variant, false))?;
+            let rows = stmt.query_map(
+                params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, q.limit, q.offset],
+                entry_row,
+            )?;
+            let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(SearchPage { total: total as u64, entries })
+        })
+        .await
+    }
+
+    async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE (?1 IS NULL OR p.last_seen_ms >= ?1)
+                 ORDER BY p.occurrence_count DESC, p.id LIMIT ?2"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![seen_since_ms, limit], pattern_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn new_patterns(&self, since_ms: i64, limit: u32) -> Result<Vec<PatternRow>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE p.first_seen_ms >= ?1
+                 ORDER BY p.first_seen_ms DESC, p.id LIMIT ?2"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![since_ms, limit], pattern_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn trending_patterns(&self, now_ms: i64, window_ms: i64, limit: u32) -> Result<Vec<Trend>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {PATTERN_COLUMNS}, t.recent, t.previous FROM (
+                    SELECT pattern_id,
+                           sum(CASE WHEN minute_ms >= ?2 THEN count ELSE 0 END) AS recent,
+                           sum(CASE WHEN minute_ms < ?2 THEN count ELSE 0 END) AS previous
+                    FROM minute_counts WHERE minute_ms >= ?1 AND minute_ms < ?3 GROUP BY pattern_id
+                 ) t JOIN patterns p ON p.id = t.pattern_id
+                 WHERE t.recent > t.previous ORDER BY t.recent - t.previous DESC, p.id LIMIT ?4"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt
+                .query_map(params![now_ms - 2 * window_ms, now_ms - window_ms, now_ms, limit], |r| {
+                    Ok(Trend { pattern: pattern_row(r)?, recent: r.get(14)?, previous: r.get(15)? })
+                })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>> {
+        let fingerprint = fingerprint.to_owned();
+        self.read(move |c| {
+            let sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns p WHERE p.fingerprint = ?1");
+            Ok(c.prepare_cached(&sql)?.query_row([fingerprint], pattern_row).optional()?)
+        })
+        .await
+    }
+
+    async fn error_rate(&self, since_ms: i64, until_ms: i64) -> Result<ErrorRate> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT source, level, sum(count) FROM minute_counts
+                 WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY source, level",
+            )?;
+            let rows = stmt.query_map(params![minute_of(since_ms), until_ms], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut rate = ErrorRate::default();
+            for row in rows {
+                let (source, level, n) = row?;
+                rate.add(source, level, n as u64);
+            }
+            rate.finish(since_ms, until_ms);
+            Ok(rate)
+        })
+        .await
+    }
+
+    async fn counts_by_interval(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        interval_minutes: u32,
+    ) -> Result<Vec<Bucket>> {
+        if interval_minutes == 0 {
+            return Err(StoreError::InvalidQuery("interval must be at least one minute".into()));
+        }
+        let width = i64::from(interval_minutes) * 60_000;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT (minute_ms - ?1) / ?3 AS bucket, sum(count) FROM minute_counts
+                 WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY bucket",
+            )?;
+            let rows = stmt.query_map(params![since_ms, until_ms, width], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let found = rows.collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+            Ok(fill_buckets(since_ms, until_ms, width, found))
+        })
+        .await
+    }
+
+    async fn cleanup(&self, before_ms: i64, batch_size: u32) -> Result<CleanupReport> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut report = CleanupReport::default();
+            loop {
+                let tx = w.conn.transaction()?;
+                let n = tx.execute(
+                    "DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE timestamp_ms < ?1 LIMIT ?2)",
+                    params![before_ms, batch_size],
+                )?;
+                tx.commit()?;
+                report.entries_deleted += n as u64;
+                if n < batch_size as usize {
+                    break;
+                }
+            }
+            let tx = w.conn.transaction()?;
+            report.minute_rows_deleted =
+                tx.execute("DELETE FROM minute_counts WHERE minute_ms < ?1", [minute_of(before_ms)])? as u64;
+            tx.execute("DELETE FROM line_counts WHERE minute_ms < ?1", [minute_of(before_ms)])?;
+            // Samples that pointed at removed entries fall back to the newest one left.
+            tx.execute(
+                "UPDATE patterns SET sample_entry_id = (SELECT max(id) FROM entries WHERE pattern_id = patterns.id)
+                 WHERE sample_entry_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM entries WHERE id = sample_entry_id)",
+                [],
+            )?;
+            tx.commit()?;
+            w.stored.clear();
+            w.conn.execute("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')", [])?;
+            w.conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
+            Ok(report)
+        })
+        .await
+    }
+}
+
+pub(crate) fn fill_buckets(since_ms: i64, until_ms: i64, width: i64, found: Vec<(i64, i64)>) -> Vec<Bucket> {
+    let n = ((until_ms - since_ms).max(0) + width - 1) / width;
+    let mut buckets: Vec<Bucket> =
+        (0..n).map(|i| Bucket { start_ms: since_ms + i * width, count: 0 }).collect();
+    for (i, count) in found {
+        if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
+            b.count += count as u64;
+        }
+    }
+    buckets
+}
+
+impl ErrorRate {
+    pub(crate) fn add(&mut self, source: String, level: String, n: u64) {
+        self.total_errors += n;
+        *self.by_source.entry(source).or_default() += n;
+        *self.by_level.entry(level).or_default() += n;
+    }
+
+    pub(crate) fn finish(&mut self, since_ms: i64, until_ms: i64) {
+        let minutes = ((until_ms - since_ms) as f64 / 60_000.0).max(1.0);
+        self.errors_per_minute = self.total_errors as f64 / minutes;
+    }
+}
+
+/// Measures the ceiling for the ingest benchmark: inserting the given rows into a bare
+/// `entries`-shaped table (same columns, B-tree indexes only, no FTS, no patterns) in one
+/// transaction with one prepared statement. Returns rows per second.
+pub fn bench_bare_insert(path: &Path, rows: &[GroupedEvent]) -> Result<f64> {
+    let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    conn.execute_batch(
+        "CREATE TABLE entries (id INTEGER PRIMARY KEY, source_id TEXT NOT NULL, external_id TEXT NOT NULL,
+            timestamp_ms INTEGER NOT NULL, level TEXT NOT NULL, source TEXT NOT NULL, message TEXT NOT NULL,
+            traceback TEXT, request_path TEXT, request_method TEXT, metadata TEXT, pattern_id INTEGER NOT NULL,
+            raw TEXT NOT NULL);
+         CREATE UNIQUE INDEX entries_origin ON entries (source_id, external_id);
+         CREATE INDEX entries_ts ON entries (timestamp_ms);
+         CREATE INDEX entries_pattern_ts ON entries (pattern_id, timestamp_ms);",
+    )?;
+    let mut ids: HashMap<&str, i64> = HashMap::new();
+    let started = Instant::now();
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare(INSERT_ENTRY)?;
+        for ge in rows {
+            let next = ids.len() as i64 + 1;
+            let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
+            let e = &ge.event;
+            let metadata =
+                (!e.metadata.is_empty()).then(|| serde_json::Value::Object(e.metadata.clone()).to_string());
+            stmt.execute(params![
+                e.origin.source_id,
+                e.idempotency_key(),
+                e.timestamp_ms,
+                e.level.as_str(),
+                e.source,
+                e.message,
+                e.traceback,
+                e.request_path,
+                e.request_method,
+                metadata,
+                pattern_id,
+                e.raw,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(rows.len() as f64 / started.elapsed().as_secs_f64())
+}

@@ -1,0 +1,212 @@
+//! Row and query types the store takes and returns.
+
+use std::collections::BTreeMap;
+
+use faultline_core::{Grouping, Level, LogEvent};
+
+/// One event and how it was grouped.
+#[derive(Debug, Clone)]
+pub struct GroupedEvent {
+    pub event: LogEvent,
+    pub grouping: Grouping,
+}
+
+/// Lines read but not stored (below the minimum level), counted per minute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineCount {
+    pub minute: i64,
+    pub source_id: String,
+    pub level: Level,
+    pub count: u64,
+}
+
+/// What one source hands the store in one transaction.
+#[derive(Debug, Clone)]
+pub struct IngestBatch {
+    pub source_id: String,
+    /// Saved with the batch, so a restart resumes exactly after it.
+    pub cursor: Option<String>,
+    pub events: Vec<GroupedEvent>,
+    pub skipped: Vec<LineCount>,
+    /// Raw entries stored per pattern per minute; the rest are only counted.
+    pub max_stored_per_pattern_minute: u32,
+    /// Time the batch is written, for `updated` columns.
+    pub now_ms: i64,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Entries written.
+    pub stored: u64,
+    /// Events already stored before (same source and external id).
+    pub duplicates: u64,
+    /// Events counted but not stored because their pattern hit the per-minute cap.
+    pub capped: u64,
+    /// Patterns seen for the first time.
+    pub new_patterns: u64,
+}
+
+impl std::ops::AddAssign for IngestOutcome {
+    fn add_assign(&mut self, o: Self) {
+        self.stored += o.stored;
+        self.duplicates += o.duplicates;
+        self.capped += o.capped;
+        self.new_patterns += o.new_patterns;
+    }
+}
+
+/// A source filter: exact, or a prefix when it ends with `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceFilter {
+    Exact(String),
+    Prefix(String),
+}
+
+impl SourceFilter {
+    pub fn parse(s: &str) -> SourceFilter {
+        match s.strip_suffix('*') {
+            Some(prefix) => SourceFilter::Prefix(prefix.to_owned()),
+            None => SourceFilter::Exact(s.to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Case-insensitive substring of message or traceback.
+    pub text: Option<String>,
+    pub level: Option<Level>,
+    pub source: Option<SourceFilter>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub id: i64,
+    pub timestamp_ms: i64,
+    pub level: String,
+    pub source: String,
+    pub message: String,
+    pub traceback: Option<String>,
+    pub request_path: Option<String>,
+    pub request_method: Option<String>,
+    pub metadata: serde_json::Value,
+    pub fingerprint: String,
+    pub raw: String,
+    pub source_id: String,
+    pub external_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    /// Matches in all, beyond this page.
+    pub total: u64,
+    pub entries: Vec<EntryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternRow {
+    pub fingerprint: String,
+    pub fingerprint_version: i32,
+    pub tier: String,
+    pub normalized_message: String,
+    pub error_type: Option<String>,
+    pub frames: Vec<String>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub occurrence_count: i64,
+    pub sample_message: Option<String>,
+    pub stack_trace: Option<String>,
+    pub source: String,
+    pub severity: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trend {
+    pub pattern: PatternRow,
+    pub recent: i64,
+    pub previous: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ErrorRate {
+    pub total_errors: u64,
+    pub errors_per_minute: f64,
+    pub by_source: BTreeMap<String, u64>,
+    pub by_level: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub start_ms: i64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CleanupReport {
+    pub entries_deleted: u64,
+    pub minute_rows_deleted: u64,
+}
+
+/// The minute (ms since epoch, floored) a timestamp falls in.
+pub fn minute_of(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(60_000) * 60_000
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.
+pub fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Per-pattern, per-minute bookkeeping for one batch, shared by both backends.
+#[derive(Debug, Default)]
+pub(crate) struct BatchTotals {
+    /// pattern id → (count, min ts, max ts, highest level, first stored entry id)
+    pub patterns: BTreeMap<i64, PatternDelta>,
+    /// (minute, pattern id, source, level) → (count, stored)
+    pub minutes: BTreeMap<(i64, i64, String, &'static str), (i64, i64)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PatternDelta {
+    pub count: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub level: Level,
+    pub sample: Option<i64>,
+}
+
+impl BatchTotals {
+    pub fn add(&mut self, pattern_id: i64, event: &LogEvent, stored_id: Option<i64>) {
+        let d = self.patterns.entry(pattern_id).or_insert(PatternDelta {
+            count: 0,
+            first_ms: event.timestamp_ms,
+            last_ms: event.timestamp_ms,
+            level: event.level,
+            sample: None,
+        });
+        d.count += 1;
+        d.first_ms = d.first_ms.min(event.timestamp_ms);
+        d.last_ms = d.last_ms.max(event.timestamp_ms);
+        d.level = d.level.max(event.level);
+        d.sample = d.sample.or(stored_id);
+        let key = (minute_of(event.timestamp_ms), pattern_id, event.source.clone(), event.level.as_str());
+        let m = self.minutes.entry(key).or_insert((0, 0));
+        m.0 += 1;
+        m.1 += i64::from(stored_id.is_some());
+    }
+}

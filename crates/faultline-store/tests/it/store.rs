@@ -1,0 +1,196 @@
+//! The behaviour of every `Store` method, checked the same way on both backends.
+
+use std::sync::Arc;
+
+use faultline_core::Level;
+use faultline_store::{SearchQuery, SourceFilter, Store};
+
+use crate::both;
+use crate::harness::{T0, batch, event};
+
+fn sample() -> Vec<faultline_store::GroupedEvent> {
+    vec![
+        event("1", T0, Level::Error, "api", "connection refused to 10.0.0.1:5432"),
+        event("2", T0 + 1_000, Level::Error, "api", "connection refused to 10.0.0.2:5432"),
+        event("3", T0 + 61_000, Level::Critical, "worker.billing", "card 4242 declined for order 17"),
+        event("4", T0 + 62_000, Level::Warning, "worker.email", "slow smtp handshake 1200ms"),
+        event("5", T0 + 120_000, Level::Error, "api", "connection refused to 10.0.0.3:5432"),
+    ]
+}
+
+async fn ingest_groups_counts_and_is_idempotent(store: Arc<dyn Store>) {
+    let first = store.ingest(batch(sample())).await.expect("ingest");
+    assert_eq!((first.stored, first.duplicates, first.new_patterns), (5, 0, 3));
+
+    let again = store.ingest(batch(sample())).await.expect("re-ingest");
+    assert_eq!((again.stored, again.duplicates, again.new_patterns), (0, 5, 0));
+
+    let top = store.top_patterns(10, None).await.expect("top");
+    let counts: Vec<(i64, &str)> =
+        top.iter().map(|p| (p.occurrence_count, p.normalized_message.as_str())).collect();
+    assert_eq!(
+        counts,
+        [
+            (3, "connection refused to <IP>"),
+            (1, "card <NUM> declined for order <NUM>"),
+            (1, "slow smtp handshake <NUM>ms")
+        ]
+    );
+    let refused = &top[0];
+    assert_eq!((refused.first_seen_ms, refused.last_seen_ms), (T0, T0 + 120_000));
+    assert_eq!(refused.fingerprint.len(), 64);
+    assert_eq!(refused.fingerprint_version, faultline_core::FINGERPRINT_VERSION);
+    assert_eq!(refused.status, "new");
+    assert_eq!(refused.sample_message.as_deref(), Some("connection refused to 10.0.0.1:5432"));
+    assert_eq!(store.pattern(&refused.fingerprint).await.expect("pattern").as_ref(), Some(refused));
+}
+both!(ingest_groups_counts_and_is_idempotent);
+
+async fn severity_only_rises(store: Arc<dyn Store>) {
+    store.ingest(batch(vec![event("1", T0, Level::Warning, "a", "disk at 91%")])).await.unwrap();
+    store.ingest(batch(vec![event("2", T0, Level::Critical, "a", "disk at 99%")])).await.unwrap();
+    store.ingest(batch(vec![event("3", T0, Level::Error, "a", "disk at 95%")])).await.unwrap();
+    let top = store.top_patterns(1, None).await.unwrap();
+    assert_eq!((top[0].severity.as_str(), top[0].occurrence_count), ("CRITICAL", 3));
+}
+both!(severity_only_rises);
+
+async fn cursor_commits_with_its_batch(store: Arc<dyn Store>) {
+    assert_eq!(store.cursor("test").await.unwrap(), None);
+    let mut b = batch(sample());
+    b.cursor = Some("offset:1234".into());
+    store.ingest(b).await.unwrap();
+    assert_eq!(store.cursor("test").await.unwrap().as_deref(), Some("offset:1234"));
+}
+both!(cursor_commits_with_its_batch);
+
+async fn flood_is_counted_exactly_but_stored_up_to_the_cap(store: Arc<dyn Store>) {
+    let events: Vec<_> = (0..50)
+        .map(|i| event(&i.to_string(), T0 + i * 100, Level::Error, "loop", &format!("retry {i} failed")))
+        .collect();
+    let mut b = batch(events);
+    b.max_stored_per_pattern_minute = 20;
+    let outcome = store.ingest(b).await.unwrap();
+    assert_eq!((outcome.stored, outcome.capped), (20, 30));
+    // A later batch in the same minute is capped too; the next minute starts afresh.
+    let mut b = batch(vec![
+        event("x", T0 + 59_000, Level::Error, "loop", "retry 99 failed"),
+        event("y", T0 + 60_000, Level::Error, "loop", "retry 100 failed"),
+    ]);
+    b.max_stored_per_pattern_minute = 20;
+    let outcome = store.ingest(b).await.unwrap();
+    assert_eq!((outcome.stored, outcome.capped), (1, 1));
+    assert_eq!(store.top_patterns(1, None).await.unwrap()[0].occurrence_count, 52);
+    assert_eq!(store.error_rate(T0, T0 + 120_000).await.unwrap().total_errors, 52);
+    let page = store.search(&SearchQuery { limit: 100, ..Default::default() }).await.unwrap();
+    assert_eq!(page.total, 21);
+}
+both!(flood_is_counted_exactly_but_stored_up_to_the_cap);
+
+async fn search_filters_and_pages(store: Arc<dyn Store>) {
+    store.ingest(batch(sample())).await.unwrap();
+    let q =
+        |text: Option<&str>| SearchQuery { text: text.map(str::to_owned), limit: 10, ..Default::default() };
+
+    let page = store.search(&q(Some("CONNECTION refused"))).await.unwrap();
+    assert_eq!(page.total, 3, "case-insensitive substring");
+    let ids: Vec<&str> = page.entries.iter().map(|e| e.external_id.as_str()).collect();
+    assert_eq!(ids, ["5", "2", "1"], "newest first");
+
+    assert_eq!(store.search(&q(Some("10.0.0.2"))).await.unwrap().total, 1);
+    assert_eq!(store.search(&q(Some("42"))).await.unwrap().total, 1, "short needles still match");
+    assert_eq!(store.search(&q(Some("no such text"))).await.unwrap().total, 0);
+    assert_eq!(store.search(&q(Some("100%"))).await.unwrap().total, 0, "% is literal");
+
+    let by_level = SearchQuery { level: Some(Level::Critical), ..q(None) };
+    assert_eq!(store.search(&by_level).await.unwrap().entries[0].source, "worker.billing");
+    let exact = SearchQuery { source: Some(SourceFilter::parse("worker")), ..q(None) };
+    assert_eq!(store.search(&exact).await.unwrap().total, 0);
+    let prefix = SearchQuery { source: Some(SourceFilter::parse("worker.*")), ..q(None) };
+    assert_eq!(store.search(&prefix).await.unwrap().total, 2);
+    let window = SearchQuery { since_ms: Some(T0 + 60_000), until_ms: Some(T0 + 120_000), ..q(None) };
+    assert_eq!(store.search(&window).await.unwrap().total, 2);
+
+    let paged = SearchQuery { limit: 2, offset: 2, ..q(None) };
+    let page = store.search(&paged).await.unwrap();
+    assert_eq!((page.total, page.entries.len()), (5, 2));
+    assert_eq!(page.entries[0].external_id, "3");
+}
+both!(search_filters_and_pages);
+
+async fn hostile_content_is_stored_as_given_and_searchable(store: Arc<dyn Store>) {
+    let script = "<script>alert('x')</script> failed";
+    let sql = "user '; DROP TABLE entries; -- not found";
+    let control = "bell \u{7} escape \u{1b}[31m red";
+    let lossy = String::from_utf8_lossy(b"bad bytes \xff\xfe here").into_owned();
+    let huge = format!("huge {}", "A".repeat(10 * 1024 * 1024));
+    let events = vec![
+        event("1", T0, Level::Error, "web", script),
+        event("2", T0, Level::Error, "web", sql),
+        event("3", T0, Level::Error, "web", control),
+        event("4", T0, Level::Error, "web", &lossy),
+        event("5", T0, Level::Error, "web", &huge),
+    ];
+    assert_eq!(store.ingest(batch(events)).await.unwrap().stored, 5);
+    let find = |text: &str| {
+        let store = store.clone();
+        let text = text.to_owned();
+        async move {
+            let page = store
+                .search(&SearchQuery { text: Some(text), limit: 5, ..Default::default() })
+                .await
+                .unwrap();
+            page.entries.into_iter().map(|e| e.message).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("<script>").await, [script]);
+    assert_eq!(find("DROP TABLE").await, [sql]);
+    assert_eq!(find("escape \u{1b}[31m").await, [control]);
+    assert_eq!(find("bad bytes \u{FFFD}").await, [lossy.as_str()]);
+    assert_eq!(find("huge AAA").await[0].len(), huge.len());
+}
+both!(hostile_content_is_stored_as_given_and_searchable);
+
+async fn rates_and_buckets_come_from_minute_counts(store: Arc<dyn Store>) {
+    store.ingest(batch(sample())).await.unwrap();
+    let rate = store.error_rate(T0, T0 + 180_000).await.unwrap();
+    assert_eq!(rate.total_errors, 5);
+    assert!((rate.errors_per_minute - 5.0 / 3.0).abs() < 1e-9);
+    assert_eq!(rate.by_source.get("api"), Some(&3));
+    assert_eq!(rate.by_level.get("CRITICAL"), Some(&1));
+    let buckets = store.counts_by_interval(T0, T0 + 180_000, 1).await.unwrap();
+    let counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
+    assert_eq!(counts, [2, 2, 1]);
+    assert_eq!(buckets[1].start_ms, T0 + 60_000);
+    let empty = store.counts_by_interval(T0 - 3_600_000, T0, 30).await.unwrap();
+    assert_eq!(empty.iter().map(|b| b.count).collect::<Vec<_>>(), [0, 0]);
+}
+both!(rates_and_buckets_come_from_minute_counts);
+
+async fn new_and_trending_patterns(store: Arc<dyn Store>) {
+    store.ingest(batch(sample())).await.unwrap();
+    let new = store.new_patterns(T0 + 60_000, 10).await.unwrap();
+    assert_eq!(new.len(), 2);
+    let now = T0 + 180_000;
+    let trend = store.trending_patterns(now, 60_000, 10).await.unwrap();
+    // Only "connection refused" has a count in the last minute window [now-60s, now)…
+    let last_minute: Vec<(&str, i64, i64)> =
+        trend.iter().map(|t| (t.pattern.normalized_message.as_str(), t.recent, t.previous)).collect();
+    assert_eq!(last_minute, [("connection refused to <IP>", 1, 0)]);
+}
+both!(new_and_trending_patterns);
+
+async fn cleanup_removes_old_entries_and_keeps_lifetime_counts(store: Arc<dyn Store>) {
+    store.ingest(batch(sample())).await.unwrap();
+    let report = store.cleanup(T0 + 60_000, 1).await.unwrap();
+    assert_eq!(report.entries_deleted, 2);
+    let page =
+        store.search(&SearchQuery { text: Some("refused".into()), limit: 10, ..Default::default() }).await;
+    let page = page.unwrap();
+    assert_eq!(page.entries.iter().map(|e| e.external_id.as_str()).collect::<Vec<_>>(), ["5"]);
+    let top = store.top_patterns(1, None).await.unwrap();
+    assert_eq!(top[0].occurrence_count, 3, "lifetime count survives retention");
+    assert_eq!(top[0].sample_message.as_deref(), Some("connection refused to 10.0.0.1:5432"));
+    assert_eq!(store.error_rate(T0, T0 + 180_000).await.unwrap().total_errors, 3);
+}
+both!(cleanup_removes_old_entries_and_keeps_lifetime_counts);
