@@ -1,1 +1,4 @@
-//! placeholder
+//! Sources that bring log lines in. Each hands lines with their position to the pipeline and
+//! never saves its own cursor: the pipeline stores records and cursor in one transaction.
+
+pub mod file;

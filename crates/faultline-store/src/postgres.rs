@@ -150,7 +150,7 @@ async fn ingest_tx(
             }
         };
         let minute = minute_of(event.timestamp_ms);
-        if !caches.stored.contains_key(&(pattern_id, minute)) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = caches.stored.entry((pattern_id, minute)) {
             let n: i64 = sqlx::query_scalar(
                 "SELECT coalesce(sum(stored), 0)::bigint FROM minute_counts WHERE pattern_id = $1 AND minute_ms = $2",
             )
@@ -158,7 +158,7 @@ async fn ingest_tx(
             .bind(minute)
             .fetch_one(&mut **tx)
             .await?;
-            caches.stored.insert((pattern_id, minute), n);
+            slot.insert(n);
         }
         if caches.stored[&(pattern_id, minute)] >= cap {
             outcome.capped += 1;
