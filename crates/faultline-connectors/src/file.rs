@@ -105,10 +105,10 @@ pub struct OpenedFile {
 /// Errors opening a file, named for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot open {path}: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: io::Error },
+    #[error("cannot open {path}: {error}")]
+    Open { path: String, error: io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: String, error: io::Error },
 }
 
 impl OpenedFile {
@@ -116,8 +116,8 @@ impl OpenedFile {
     /// same file (same identity, offset within its length); otherwise at the start.
     pub fn open(path: &Path, cursor: Option<&str>, max_line_bytes: usize) -> Result<OpenedFile, FileError> {
         let shown = path.display().to_string();
-        let open_err = |source| FileError::Open { path: shown.clone(), source };
-        let read_err = |source| FileError::Read { path: shown.clone(), source };
+        let open_err = |error| FileError::Open { path: shown.clone(), error };
+        let read_err = |error| FileError::Read { path: shown.clone(), error };
         let canonical = path.canonicalize().map_err(open_err)?;
         let mut file = File::open(&canonical).map_err(open_err)?;
         let len = file.metadata().map_err(read_err)?.len();
@@ -139,15 +139,17 @@ impl OpenedFile {
         })
     }
 
-    /// The cursor to save once everything before `offset` is stored.
+    /// The cursor to save once everything before `offset` is stored: `<identity>:<offset>`.
     pub fn cursor_at(&self, offset: u64) -> String {
         format!("{}:{offset}", self.identity)
     }
+}
 
-    /// The external id of the event whose first line starts at `offset`.
-    pub fn external_id(&self, offset: u64) -> String {
-        format!("{}:{offset}", self.identity)
-    }
+/// The source id of the file at `path`: `file:<canonical path>`.
+pub fn source_id(path: &Path) -> Result<String, FileError> {
+    let canonical =
+        path.canonicalize().map_err(|error| FileError::Open { path: path.display().to_string(), error })?;
+    Ok(format!("file:{}", canonical.display()))
 }
 
 fn identity(file: &mut File) -> io::Result<String> {

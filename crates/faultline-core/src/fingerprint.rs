@@ -191,14 +191,10 @@ fn frames(trace: &str) -> Vec<StackFrame> {
             })
         } else if let Some(rest) = t.strip_prefix("at ").filter(|_| line.starts_with([' ', '\t'])) {
             java_or_node_frame(rest)
-        } else if !line.starts_with([' ', '\t'])
-            && t.ends_with(')')
-            && !t.starts_with("goroutine ")
-            && lines.peek().is_some_and(|next| next.starts_with('\t'))
+        } else if let Some(name) =
+            go_function(line).filter(|_| lines.peek().is_some_and(|n| n.starts_with('\t')))
         {
             // Go: main.(*Server).handle(0xc000010000)  followed by  \t/app/server.go:42 +0x1d
-            let name = t.strip_prefix("created by ").unwrap_or(t);
-            let name = name.rfind('(').map_or(name, |i| &name[..i]);
             let (module, function) = name.rsplit_once('.').unwrap_or(("", name));
             Some(StackFrame { module: module.to_owned(), function: function.to_owned() })
         } else if let Some((num, path)) =
@@ -219,6 +215,20 @@ fn frames(trace: &str) -> Vec<StackFrame> {
         }
     }
     out
+}
+
+/// The function a Go goroutine-dump line names: `main.(*T).run(0xc0…)` or
+/// `created by main.main in goroutine 1`; `None` for any other line.
+fn go_function(line: &str) -> Option<&str> {
+    if line.starts_with([' ', '\t']) || line.starts_with("goroutine ") {
+        return None;
+    }
+    if let Some(rest) = line.strip_prefix("created by ") {
+        return Some(rest.split(" in goroutine ").next().unwrap_or(rest));
+    }
+    let open = line.rfind('(')?;
+    let name = &line[..open];
+    (line.ends_with(')') && !name.is_empty() && !name.contains(' ')).then_some(name)
 }
 
 fn java_or_node_frame(rest: &str) -> Option<StackFrame> {
@@ -317,10 +327,23 @@ mod tests {
     }
 
     #[test]
+    fn java_exception_line_ending_in_a_parenthesis_is_not_a_go_frame() {
+        let trace = |sku: &str| {
+            format!(
+                "java.lang.IllegalStateException: stock for sku {sku} went negative (-2)\n\tat com.acme.Stock.reserve(Stock.java:142)"
+            )
+        };
+        let a = fingerprint(&event("reservation failed", Some(&trace("88-1423"))));
+        let b = fingerprint(&event("reservation failed", Some(&trace("91-0007"))));
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.frames.len(), 1);
+    }
+
+    #[test]
     fn go_and_node_frames() {
-        let go = "goroutine 1 [running]:\nmain.lookup(...)\n\t/app/main.go:12\nmain.(*Server).run(0xc0000)\n\t/app/server.go:20 +0x1d";
+        let go = "goroutine 1 [running]:\nmain.lookup(...)\n\t/app/main.go:12\nmain.(*Server).run(0xc0000)\n\t/app/server.go:20 +0x1d\ncreated by main.main in goroutine 1\n\t/app/main.go:30 +0x1a5";
         let frames: Vec<String> = frames(go).iter().map(|f| format!("{}:{}", f.module, f.function)).collect();
-        assert_eq!(frames, ["main:lookup", "main.(*Server):run"]);
+        assert_eq!(frames, ["main:lookup", "main.(*Server):run", "main:main"]);
         let node = "TypeError: x is undefined\n    at handler (/app/src/routes.js:10:5)\n    at /app/src/index.js:3:9";
         let frames: Vec<String> =
             super::frames(node).iter().map(|f| format!("{}:{}", f.module, f.function)).collect();

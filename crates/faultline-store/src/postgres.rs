@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use faultline_core::{FINGERPRINT_VERSION, Level};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
 
 use crate::sqlite::{fill_buckets, frames_json};
@@ -24,7 +24,6 @@ pub struct PgStore {
 #[derive(Default)]
 struct Caches {
     pattern_ids: HashMap<String, i64>,
-    stored: HashMap<(i64, i64), i64>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -32,6 +31,17 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 impl PgStore {
     /// Connects and applies pending migrations (serialised across instances by sqlx's lock).
     pub async fn connect(url: &str) -> Result<PgStore> {
+        // One plain connection first: its error says what is wrong (refused, auth, no such
+        // database) where the pool would only say it timed out.
+        let probe =
+            tokio::time::timeout(std::time::Duration::from_secs(10), sqlx::PgConnection::connect(url))
+                .await
+                .map_err(|_| StoreError::Unreachable {
+                    target: redact(url),
+                    detail: "timed out after 10s".into(),
+                })?
+                .map_err(|e| StoreError::Unreachable { target: redact(url), detail: e.to_string() })?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(10))
@@ -90,7 +100,7 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
                     WHEN $4 = 'ERROR' OR severity = 'ERROR' THEN 'ERROR'
                     ELSE $4 END,
     sample_entry_id = coalesce(sample_entry_id, $5),
-    sample_message = coalesce(sample_message, (SELECT message FROM entries WHERE id = $5)),
+    sample_message = coalesce(sample_message, $8),
     updated_ms = $6
     WHERE id = $7";
 
@@ -114,6 +124,7 @@ async fn ingest_tx(
     let mut outcome = IngestOutcome::default();
     let mut totals = BatchTotals::default();
     let cap = i64::from(batch.max_stored_per_pattern_minute);
+    let mut stored = stored_in_batch_minutes(tx, batch).await?;
     for ge in &batch.events {
         let (event, g) = (&ge.event, &ge.grouping);
         let pattern_id = match caches.pattern_ids.get(g.fingerprint.as_str()) {
@@ -150,17 +161,8 @@ async fn ingest_tx(
             }
         };
         let minute = minute_of(event.timestamp_ms);
-        if let std::collections::hash_map::Entry::Vacant(slot) = caches.stored.entry((pattern_id, minute)) {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT coalesce(sum(stored), 0)::bigint FROM minute_counts WHERE pattern_id = $1 AND minute_ms = $2",
-            )
-            .bind(pattern_id)
-            .bind(minute)
-            .fetch_one(&mut **tx)
-            .await?;
-            slot.insert(n);
-        }
-        if caches.stored[&(pattern_id, minute)] >= cap {
+        let stored_so_far = stored.entry((pattern_id, minute)).or_insert(0);
+        if *stored_so_far >= cap {
             outcome.capped += 1;
             totals.add(pattern_id, event, None);
             continue;
@@ -188,9 +190,7 @@ async fn ingest_tx(
             outcome.duplicates += 1;
             continue;
         };
-        if let Some(n) = caches.stored.get_mut(&(pattern_id, minute)) {
-            *n += 1;
-        }
+        *stored_so_far += 1;
         outcome.stored += 1;
         totals.add(pattern_id, event, Some(id));
     }
@@ -203,6 +203,7 @@ async fn ingest_tx(
             .bind(d.sample)
             .bind(batch.now_ms)
             .bind(pattern_id)
+            .bind(d.sample_message.as_deref().map(pg_text))
             .execute(&mut **tx)
             .await?;
     }
@@ -235,6 +236,26 @@ async fn ingest_tx(
             .await?;
     }
     Ok(outcome)
+}
+
+/// Raw entries already stored per (pattern, minute) within the batch's time span.
+async fn stored_in_batch_minutes(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &IngestBatch,
+) -> Result<HashMap<(i64, i64), i64>> {
+    let Some((first, last)) = batch_minute_span(batch) else { return Ok(HashMap::new()) };
+    let rows = sqlx::query(
+        "SELECT pattern_id, minute_ms, sum(stored)::bigint FROM minute_counts
+         WHERE minute_ms BETWEEN $1 AND $2 AND stored > 0 GROUP BY pattern_id, minute_ms",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+        .collect::<Result<HashMap<_, _>, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 const ENTRY_COLUMNS: &str = "e.id, e.timestamp_ms, e.level, e.source, e.message, e.traceback, e.request_path,
@@ -495,7 +516,6 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.caches.lock().await.stored.clear();
         sqlx::query("VACUUM (ANALYZE) entries").execute(&self.pool).await?;
         Ok(report)
     }

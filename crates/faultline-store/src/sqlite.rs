@@ -26,8 +26,6 @@ struct Writer {
     conn: Connection,
     /// fingerprint → pattern id; ids never change once assigned.
     pattern_ids: HashMap<String, i64>,
-    /// (pattern id, minute) → raw entries stored, for the per-minute cap.
-    stored: HashMap<(i64, i64), i64>,
 }
 
 fn migrations() -> Migrations<'static> {
@@ -60,11 +58,7 @@ impl SqliteStore {
             let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
             configure(&reader)?;
             Ok(SqliteStore {
-                writer: Arc::new(Mutex::new(Writer {
-                    conn,
-                    pattern_ids: HashMap::new(),
-                    stored: HashMap::new(),
-                })),
+                writer: Arc::new(Mutex::new(Writer { conn, pattern_ids: HashMap::new() })),
                 reader: Arc::new(Mutex::new(reader)),
             })
         })
@@ -105,7 +99,7 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
                     WHEN ?4 = 'ERROR' OR severity = 'ERROR' THEN 'ERROR'
                     ELSE ?4 END,
     sample_entry_id = coalesce(sample_entry_id, ?5),
-    sample_message = coalesce(sample_message, (SELECT message FROM entries WHERE id = ?5)),
+    sample_message = coalesce(sample_message, ?8),
     updated_ms = ?6
     WHERE id = ?7";
 
@@ -124,16 +118,15 @@ const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, upda
 impl Writer {
     fn ingest(&mut self, batch: &IngestBatch) -> Result<IngestOutcome> {
         let tx = self.conn.transaction()?;
-        let result = ingest_tx(&tx, &mut self.pattern_ids, &mut self.stored, batch);
+        let result = ingest_tx(&tx, &mut self.pattern_ids, batch);
         match result {
             Ok(outcome) => {
                 tx.commit()?;
                 Ok(outcome)
             }
             Err(e) => {
-                // Ids and counts cached during the failed transaction were rolled back with it.
+                // Ids cached during the failed transaction were rolled back with it.
                 self.pattern_ids.clear();
-                self.stored.clear();
                 Err(e)
             }
         }
@@ -143,58 +136,20 @@ impl Writer {
 fn ingest_tx(
     tx: &Transaction<'_>,
     pattern_ids: &mut HashMap<String, i64>,
-    stored: &mut HashMap<(i64, i64), i64>,
     batch: &IngestBatch,
 ) -> Result<IngestOutcome> {
     let mut outcome = IngestOutcome::default();
     let mut totals = BatchTotals::default();
     let cap = i64::from(batch.max_stored_per_pattern_minute);
     {
-        let mut insert_pattern = tx.prepare_cached(INSERT_PATTERN)?;
-        let mut find_pattern = tx.prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?;
         let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
-        let mut stored_in_minute = tx.prepare_cached(
-            "SELECT coalesce(sum(stored), 0) FROM minute_counts WHERE pattern_id = ?1 AND minute_ms = ?2",
-        )?;
+        let ids = resolve_patterns(tx, pattern_ids, batch, &mut outcome)?;
+        let mut stored = stored_in_batch_minutes(tx, batch)?;
         let mut first_id = None;
         let mut last_id = 0;
-        for ge in &batch.events {
-            let (event, g) = (&ge.event, &ge.grouping);
-            let pattern_id = match pattern_ids.get(g.fingerprint.as_str()) {
-                Some(id) => *id,
-                None => {
-                    let frames = frames_json(g);
-                    let inserted = insert_pattern.execute(params![
-                        g.fingerprint.as_str(),
-                        FINGERPRINT_VERSION,
-                        g.tier.as_str(),
-                        g.template,
-                        g.error_type,
-                        frames,
-                        event.timestamp_ms,
-                        event.traceback,
-                        event.source,
-                        event.level.as_str(),
-                        batch.now_ms,
-                    ])?;
-                    let id = if inserted == 1 {
-                        outcome.new_patterns += 1;
-                        tx.last_insert_rowid()
-                    } else {
-                        find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0))?
-                    };
-                    pattern_ids.insert(g.fingerprint.as_str().to_owned(), id);
-                    id
-                }
-            };
-            let minute = minute_of(event.timestamp_ms);
-            let stored_so_far = match stored.get_mut(&(pattern_id, minute)) {
-                Some(n) => n,
-                None => {
-                    let n: i64 = stored_in_minute.query_row(params![pattern_id, minute], |r| r.get(0))?;
-                    stored.entry((pattern_id, minute)).or_insert(n)
-                }
-            };
+        for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
+            let event = &ge.event;
+            let stored_so_far = stored.entry((pattern_id, minute_of(event.timestamp_ms))).or_insert(0);
             if *stored_so_far >= cap {
                 outcome.capped += 1;
                 totals.add(pattern_id, event, None);
@@ -239,6 +194,59 @@ fn ingest_tx(
     Ok(outcome)
 }
 
+/// The pattern id of every event in the batch, inserting patterns seen for the first time.
+fn resolve_patterns(
+    tx: &Transaction<'_>,
+    pattern_ids: &mut HashMap<String, i64>,
+    batch: &IngestBatch,
+    outcome: &mut IngestOutcome,
+) -> Result<Vec<i64>> {
+    let mut insert_pattern = tx.prepare_cached(INSERT_PATTERN)?;
+    let mut find_pattern = tx.prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?;
+    let mut ids = Vec::with_capacity(batch.events.len());
+    for ge in &batch.events {
+        let (event, g) = (&ge.event, &ge.grouping);
+        if let Some(id) = pattern_ids.get(g.fingerprint.as_str()) {
+            ids.push(*id);
+            continue;
+        }
+        let inserted = insert_pattern.execute(params![
+            g.fingerprint.as_str(),
+            FINGERPRINT_VERSION,
+            g.tier.as_str(),
+            g.template,
+            g.error_type,
+            frames_json(g),
+            event.timestamp_ms,
+            event.traceback,
+            event.source,
+            event.level.as_str(),
+            batch.now_ms,
+        ])?;
+        let id = if inserted == 1 {
+            outcome.new_patterns += 1;
+            tx.last_insert_rowid()
+        } else {
+            find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0))?
+        };
+        pattern_ids.insert(g.fingerprint.as_str().to_owned(), id);
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Raw entries already stored per (pattern, minute) within the batch's time span, read once
+/// per batch inside its transaction (so other writers' rows count too).
+fn stored_in_batch_minutes(tx: &Transaction<'_>, batch: &IngestBatch) -> Result<HashMap<(i64, i64), i64>> {
+    let Some((first, last)) = batch_minute_span(batch) else { return Ok(HashMap::new()) };
+    let mut stmt = tx.prepare_cached(
+        "SELECT pattern_id, minute_ms, sum(stored) FROM minute_counts
+         WHERE minute_ms BETWEEN ?1 AND ?2 AND stored > 0 GROUP BY pattern_id, minute_ms",
+    )?;
+    let rows = stmt.query_map(params![first, last], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
 fn write_totals(tx: &Transaction<'_>, totals: &BatchTotals, batch: &IngestBatch) -> Result<()> {
     let mut update = tx.prepare_cached(UPDATE_PATTERN)?;
     for (pattern_id, d) in &totals.patterns {
@@ -249,7 +257,8 @@ fn write_totals(tx: &Transaction<'_>, totals: &BatchTotals, batch: &IngestBatch)
             d.level.as_str(),
             d.sample,
             batch.now_ms,
-            pattern_id
+            pattern_id,
+            d.sample_message,
         ])?;
     }
     let mut minute = tx.prepare_cached(UPSERT_MINUTE)?;
@@ -522,7 +531,6 @@ impl Store for SqliteStore {
                 [],
             )?;
             tx.commit()?;
-            w.stored.clear();
             w.conn.execute("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')", [])?;
             w.conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
             Ok(report)

@@ -158,6 +158,14 @@ pub fn minute_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(60_000) * 60_000
 }
 
+/// The first and last minute the batch's events fall in.
+pub(crate) fn batch_minute_span(batch: &IngestBatch) -> Option<(i64, i64)> {
+    let mut ts = batch.events.iter().map(|g| g.event.timestamp_ms);
+    let first = ts.next()?;
+    let (lo, hi) = ts.fold((first, first), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    Some((minute_of(lo), minute_of(hi)))
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.
 pub fn like_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
@@ -181,13 +189,15 @@ pub(crate) struct BatchTotals {
     pub minutes: BTreeMap<(i64, i64, String, &'static str), (i64, i64)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct PatternDelta {
     pub count: i64,
     pub first_ms: i64,
     pub last_ms: i64,
     pub level: Level,
     pub sample: Option<i64>,
+    /// Message of the sample entry.
+    pub sample_message: Option<String>,
 }
 
 impl BatchTotals {
@@ -198,12 +208,16 @@ impl BatchTotals {
             last_ms: event.timestamp_ms,
             level: event.level,
             sample: None,
+            sample_message: None,
         });
         d.count += 1;
         d.first_ms = d.first_ms.min(event.timestamp_ms);
         d.last_ms = d.last_ms.max(event.timestamp_ms);
         d.level = d.level.max(event.level);
-        d.sample = d.sample.or(stored_id);
+        if d.sample.is_none() && stored_id.is_some() {
+            d.sample = stored_id;
+            d.sample_message = Some(event.message.clone());
+        }
         let key = (minute_of(event.timestamp_ms), pattern_id, event.source.clone(), event.level.as_str());
         let m = self.minutes.entry(key).or_insert((0, 0));
         m.0 += 1;

@@ -1,1 +1,266 @@
-fn main() {}
+//! The `faultline` binary: command line, configuration and glue around the library crates.
+
+mod bench;
+mod config;
+mod output;
+mod pipeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Datelike;
+use clap::{Args, Parser, Subcommand};
+use faultline_core::Level;
+use faultline_store::{SearchQuery, SourceFilter, Store};
+use figment::providers::Env;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Config;
+use crate::pipeline::{IngestOptions, ingest_file};
+
+/// faultline: finds the errors in your logs, groups them into patterns and keeps them searchable.
+#[derive(Debug, Parser)]
+#[command(name = "faultline", version, about)]
+struct Cli {
+    /// TOML configuration file (see faultline.example.toml).
+    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database: a SQLite path, sqlite://PATH or postgres://… (overrides the config file).
+    #[arg(long, global = true, env = "FAULTLINE_DATABASE_URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read log files, store their errors and group them into patterns.
+    Ingest(IngestArgs),
+    /// Search stored errors by text, level, source and time, newest first.
+    Search(SearchArgs),
+    /// List error patterns: the most frequent, or the new ones.
+    Patterns(PatternsArgs),
+    /// Error rate over the last hours, by source and level.
+    Stats(StatsArgs),
+    /// Delete entries older than the retention period and reclaim space.
+    Cleanup(CleanupArgs),
+    /// Benchmarks (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// Log files to read. Each resumes where the last ingest of it stopped.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Source name for lines that do not name their logger (default: the file name).
+    #[arg(long)]
+    source: Option<String>,
+    /// Lowest level to store: WARNING, ERROR or CRITICAL (overrides the config).
+    #[arg(long)]
+    min_level: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// Case-insensitive text to find in the message or traceback.
+    text: Option<String>,
+    /// Only this level (ERROR, CRITICAL, WARNING; aliases such as err or fatal work).
+    #[arg(long)]
+    level: Option<String>,
+    /// Only this source; end it with * for a prefix (e.g. "worker.*").
+    #[arg(long)]
+    source: Option<String>,
+    /// Only entries newer than this, e.g. 30m, 24h, 7d.
+    #[arg(long, value_parser = parse_age)]
+    since: Option<Duration>,
+    /// Only entries older than this, e.g. 1h.
+    #[arg(long, value_parser = parse_age)]
+    until: Option<Duration>,
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    #[arg(long, default_value_t = 0)]
+    offset: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct PatternsArgs {
+    /// How many patterns to show.
+    #[arg(long, default_value_t = 20)]
+    top: u32,
+    /// Show patterns first seen within this age (e.g. 24h) instead of the most frequent.
+    #[arg(long, value_parser = parse_age)]
+    new: Option<Duration>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Window, in hours, ending now.
+    #[arg(long, default_value_t = 1)]
+    hours: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct CleanupArgs {
+    /// Keep this many days (default: retention.days from the config, 90).
+    #[arg(long)]
+    days: Option<u32>,
+}
+
+fn parse_age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 30m, 24h, 7d"))
+}
+
+fn parse_level(s: &str) -> anyhow::Result<Level> {
+    Level::parse(s).with_context(|| format!("invalid level {s:?}: use WARNING, ERROR or CRITICAL"))
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    since_epoch.as_millis() as i64
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref(), Env::prefixed("FAULTLINE_"))?;
+    if let Some(url) = cli.database {
+        config.database_url = url;
+    }
+    if let Command::Bench(cmd) = cli.command {
+        return bench::run(cmd, &config).await;
+    }
+    let store = faultline_store::open(&config.database_url).await?;
+    match cli.command {
+        Command::Ingest(args) => ingest(store, &config, args).await,
+        Command::Search(args) => search(store, args).await,
+        Command::Patterns(args) => patterns(store, args).await,
+        Command::Stats(args) => stats(store, args).await,
+        Command::Cleanup(args) => cleanup(store, &config, args).await,
+        Command::Bench(_) => unreachable!("handled above"),
+    }
+}
+
+async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> anyhow::Result<()> {
+    let min_level = match &args.min_level {
+        Some(l) => parse_level(l)?,
+        None => config.min_level,
+    };
+    let options = IngestOptions {
+        min_level,
+        batch_size: config.batch_size,
+        max_line_bytes: config.max_line_bytes,
+        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+        source: args.source.clone(),
+        default_year: chrono::DateTime::from_timestamp_millis(now_ms()).map_or(1970, |t| t.year()),
+        now_ms: now_ms(),
+    };
+    for file in &args.files {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(file.display().to_string());
+        let progress = bar.clone();
+        let summary = ingest_file(store.clone(), file, &options, move |pos, total| {
+            progress.set_length(total);
+            progress.set_position(pos);
+        })
+        .await
+        .with_context(|| format!("ingesting {}", file.display()))?;
+        bar.finish_and_clear();
+        println!("{}", output::ingest_summary(&file.display().to_string(), &summary));
+    }
+    Ok(())
+}
+
+async fn search(store: Arc<dyn Store>, args: SearchArgs) -> anyhow::Result<()> {
+    let now = now_ms();
+    let query = SearchQuery {
+        text: args.text.clone(),
+        level: args.level.as_deref().map(parse_level).transpose()?,
+        source: args.source.as_deref().map(SourceFilter::parse),
+        since_ms: args.since.map(|d| now - d.as_millis() as i64),
+        until_ms: args.until.map(|d| now - d.as_millis() as i64),
+        limit: args.limit.min(10_000),
+        offset: args.offset,
+    };
+    let page = store.search(&query).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output::search_json(&query, &page))?);
+    } else {
+        print!("{}", output::search_table(&query, &page));
+    }
+    Ok(())
+}
+
+async fn patterns(store: Arc<dyn Store>, args: PatternsArgs) -> anyhow::Result<()> {
+    let rows = match args.new {
+        Some(age) => store.new_patterns(now_ms() - age.as_millis() as i64, args.top).await?,
+        None => store.top_patterns(args.top, None).await?,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output::patterns_json(&rows))?);
+    } else {
+        print!("{}", output::patterns_table(&rows));
+    }
+    Ok(())
+}
+
+async fn stats(store: Arc<dyn Store>, args: StatsArgs) -> anyhow::Result<()> {
+    let until = now_ms();
+    let since = until - i64::from(args.hours.max(1)) * 3_600_000;
+    let rate = store.error_rate(since, until).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&output::rate_json(args.hours, &rate))?);
+    } else {
+        print!("{}", output::rate_table(args.hours, &rate));
+    }
+    Ok(())
+}
+
+async fn cleanup(store: Arc<dyn Store>, config: &Config, args: CleanupArgs) -> anyhow::Result<()> {
+    let days = args.days.unwrap_or(config.retention_days);
+    let before = now_ms() - i64::from(days) * 86_400_000;
+    let report = store.cleanup(before, 5_000).await?;
+    println!(
+        "deleted {} entries and {} per-minute count rows older than {days} days",
+        report.entries_deleted, report.minute_rows_deleted
+    );
+    Ok(())
+}

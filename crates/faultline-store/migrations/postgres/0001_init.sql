@@ -61,7 +61,6 @@ CREATE TABLE minute_counts (
     stored     BIGINT NOT NULL,
     PRIMARY KEY (minute_ms, pattern_id, source, level)
 );
-CREATE INDEX minute_counts_pattern ON minute_counts (pattern_id, minute_ms);
 
 CREATE TABLE line_counts (
     minute_ms BIGINT NOT NULL,

@@ -73,7 +73,6 @@ CREATE TABLE minute_counts (
     stored     INTEGER NOT NULL,
     PRIMARY KEY (minute_ms, pattern_id, source, level)
 ) WITHOUT ROWID;
-CREATE INDEX minute_counts_pattern ON minute_counts (pattern_id, minute_ms);
 
 -- Lines read but not stored (below the minimum level), per minute × source × level.
 CREATE TABLE line_counts (

@@ -1,0 +1,296 @@
+//! `faultline bench …`: reproducible throughput measurements (documented in docs/benchmarks.md).
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Subcommand;
+use faultline_connectors::file::OpenedFile;
+use faultline_core::Level;
+use faultline_store::{GroupedEvent, SearchQuery};
+
+use crate::config::Config;
+use crate::pipeline::{IngestOptions, ingest_file, read_events};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Generate a log and measure parse+fingerprint, end-to-end SQLite ingest and the bare-insert ceiling.
+    Ingest {
+        /// Lines in the generated log.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+        /// Directory for the log and the databases (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Ingest { lines, dir } => ingest(lines, dir, config).await,
+    }
+}
+
+async fn ingest(lines: u64, dir: Option<PathBuf>, config: &Config) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = dir.unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let log = dir.join("bench.log");
+    let started = Instant::now();
+    let stats = generate(&log, lines)?;
+    eprintln!(
+        "generated {} lines ({} error events, {} MiB) in {:.1}s",
+        stats.lines,
+        stats.error_events,
+        stats.bytes >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    let options = IngestOptions {
+        min_level: config.min_level,
+        batch_size: config.batch_size,
+        max_line_bytes: config.max_line_bytes,
+        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+        source: None,
+        default_year: 2024,
+        now_ms: 1_704_067_200_000,
+    };
+
+    // 1. Parse + fingerprint alone, keeping the grouped events for the ceiling run.
+    let mut opened = OpenedFile::open(&log, None, options.max_line_bytes)?;
+    let mut kept: Vec<GroupedEvent> = Vec::new();
+    let started = Instant::now();
+    let summary = read_events(&mut opened, &options, |batch| {
+        kept.extend(batch.events);
+        Ok(())
+    })?;
+    let parse_secs = started.elapsed().as_secs_f64();
+    let patterns: std::collections::HashSet<&str> =
+        kept.iter().map(|g| g.grouping.fingerprint.as_str()).collect();
+    let n_patterns = patterns.len();
+    drop(patterns);
+
+    // 2. End to end into a fresh SQLite file (search index included).
+    let db = dir.join("bench.db");
+    remove_db(&db);
+    let store = faultline_store::open(db.to_str().context("non-UTF-8 path")?).await?;
+    let started = Instant::now();
+    let ingested = ingest_file(store.clone(), &log, &options, |_, _| {}).await?;
+    let ingest_secs = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let found = store
+        .search(&SearchQuery { text: Some("zebra-lantern".into()), limit: 100, ..Default::default() })
+        .await?;
+    let search_ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(store);
+
+    // 3. The ceiling: the same rows, bare inserts, B-tree indexes only.
+    let bare = dir.join("bare.db");
+    remove_db(&bare);
+    let rows_per_sec = tokio::task::spawn_blocking(move || faultline_store::bench_bare_insert(&bare, &kept))
+        .await
+        .context("bare insert thread")??;
+    let rows = ingested.store.stored.max(1) as f64;
+    let lines_per_row = summary.lines_read as f64 / rows;
+    let ceiling_lines = rows_per_sec * lines_per_row;
+
+    let parse_rate = summary.lines_read as f64 / parse_secs;
+    let ingest_rate = ingested.lines_read as f64 / ingest_secs;
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "lines: {}  error events stored: {}  patterns: {n_patterns}",
+        summary.lines_read, ingested.store.stored
+    );
+    let _ = writeln!(report, "parse + fingerprint:        {:>10.0} lines/s ({parse_secs:.2}s)", parse_rate);
+    let _ = writeln!(
+        report,
+        "end-to-end ingest (SQLite): {:>10.0} lines/s ({ingest_secs:.2}s, {:.0} rows/s)",
+        ingest_rate,
+        rows / ingest_secs
+    );
+    let _ = writeln!(
+        report,
+        "ceiling (bare insert):      {:>10.0} lines/s ({:.0} rows/s)",
+        ceiling_lines, rows_per_sec
+    );
+    let _ = writeln!(report, "end-to-end / ceiling:       {:>10.1}%", 100.0 * ingest_rate / ceiling_lines);
+    let _ = writeln!(report, "indexed search for a rare needle: {search_ms:.1} ms ({} hits)", found.total);
+    print!("{report}");
+    Ok(())
+}
+
+fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+struct GenStats {
+    lines: u64,
+    error_events: u64,
+    bytes: u64,
+}
+
+/// SplitMix64: a tiny seeded generator, so every run writes the same log.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const AREAS: [&str; 10] =
+    ["orders", "billing", "users", "search", "inventory", "shipping", "auth", "reports", "mailer", "gateway"];
+
+/// Writes a log of `lines` lines: ~20% of lines belong to ERROR/CRITICAL events (300 patterns:
+/// 30 shapes × 10 areas), in Python-text, JSON and logfmt layouts, some with tracebacks.
+fn generate(path: &Path, lines: u64) -> anyhow::Result<GenStats> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    let mut rng = Rng(42);
+    let mut stats = GenStats { lines: 0, error_events: 0, bytes: 0 };
+    let mut ts: i64 = 1_704_067_200_000;
+    let mut buf = String::with_capacity(4096);
+    while stats.lines < lines {
+        ts += 20 + rng.below(60) as i64;
+        buf.clear();
+        let time = chrono::DateTime::from_timestamp_millis(ts).unwrap_or_default();
+        let roll = rng.below(1000);
+        if roll < 185 {
+            stats.error_events += 1;
+            let area = AREAS[rng.below(10) as usize];
+            let shape = rng.below(30);
+            let level = if rng.below(20) == 0 { Level::Critical } else { Level::Error };
+            let message = error_message(&mut rng, shape, area, stats.error_events);
+            match rng.below(3) {
+                0 => {
+                    let _ = writeln!(
+                        buf,
+                        r#"{{"time":"{}","level":"{}","logger":"app.{area}","msg":"{}","request_id":"{:016x}"}}"#,
+                        time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                        level.as_str().to_lowercase(),
+                        message.replace('"', "'"),
+                        rng.next()
+                    );
+                }
+                1 => {
+                    let _ = writeln!(
+                        buf,
+                        r#"{} level={} logger=app.{area} msg="{}" duration_ms={}"#,
+                        time.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                        level.as_str().to_lowercase(),
+                        message.replace('"', "'"),
+                        rng.below(5000)
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        buf,
+                        "{} {} app.{area}: {message}",
+                        time.format("%Y-%m-%d %H:%M:%S,%3f"),
+                        level
+                    );
+                    if shape.is_multiple_of(5) {
+                        let _ = writeln!(
+                            buf,
+                            "Traceback (most recent call last):\n  File \"/srv/app/{area}/views.py\", line {}, in handle\n    result = service.run(request)\n  File \"/srv/app/{area}/service.py\", line {}, in run_{shape}\n    raise RuntimeError(msg)\nRuntimeError: {area} step {shape} failed for id {}",
+                            10 + rng.below(200),
+                            10 + rng.below(300),
+                            rng.below(100_000)
+                        );
+                    }
+                }
+            }
+        } else {
+            let level = match rng.below(20) {
+                0 => "WARNING",
+                1..=4 => "DEBUG",
+                _ => "INFO",
+            };
+            let _ = writeln!(
+                buf,
+                "{} {level} app.{}: handled GET /api/{}/{} in {}ms status=200",
+                time.format("%Y-%m-%d %H:%M:%S,%3f"),
+                AREAS[rng.below(10) as usize],
+                AREAS[rng.below(10) as usize],
+                rng.below(1_000_000),
+                rng.below(900)
+            );
+        }
+        let n = buf.bytes().filter(|b| *b == b'\n').count() as u64;
+        stats.lines += n;
+        stats.bytes += buf.len() as u64;
+        w.write_all(buf.as_bytes())?;
+    }
+    w.flush()?;
+    Ok(stats)
+}
+
+fn error_message(rng: &mut Rng, shape: u64, area: &str, n: u64) -> String {
+    let ip = format!("10.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256));
+    let id = rng.next();
+    // Every 100,000th error carries a rare needle for the search check.
+    let needle = if n.is_multiple_of(100_000) { format!(" zebra-lantern-{n}") } else { String::new() };
+    let text = match shape {
+        0 => format!("{area} database connection refused to {ip}:5432"),
+        1 => format!(
+            "{area} request {:08x}-{:04x}-4{:03x}-a{:03x}-{:012x} timed out after {}ms",
+            id as u32,
+            id >> 48,
+            id & 0xfff,
+            (id >> 12) & 0xfff,
+            id >> 16 & 0xffff_ffff_ffff,
+            rng.below(30_000)
+        ),
+        2 => format!("{area} worker {} crashed with exit code {}", rng.below(64), rng.below(256)),
+        3 => format!(
+            "{area} failed to parse payload for user {}: unexpected token at byte {}",
+            id % 100_000,
+            rng.below(4096)
+        ),
+        4 => format!("{area} deadlock detected while updating row {}", id % 1_000_000),
+        5 => format!("{area} upstream returned HTTP {} for /v1/{area}/{}", 500 + rng.below(4), id % 10_000),
+        6 => format!("{area} disk quota exceeded on /var/lib/{area} ({} bytes free)", rng.below(1 << 20)),
+        7 => format!("{area} cache miss storm: {} keys evicted in {}s", rng.below(100_000), rng.below(60)),
+        8 => format!("{area} could not send mail to user{}@example.com: mailbox unavailable", id % 1000),
+        9 => {
+            format!("{area} token for session {:x} expired at {}", id, 1_700_000_000 + rng.below(10_000_000))
+        }
+        10 => format!("{area} queue depth {} exceeds limit 10000", 10_000 + rng.below(90_000)),
+        11 => format!("{area} retry {} of 5 failed for job {}", rng.below(5) + 1, id % 1_000_000),
+        12 => format!("{area} checksum mismatch: expected {:016x} got {:016x}", id, rng.next()),
+        13 => format!("{area} permission denied opening /srv/data/{area}/{}.bin", id % 100_000),
+        14 => format!("{area} lock on resource {} held for {}ms", id % 1000, rng.below(100_000)),
+        15 => format!("{area} invalid state transition from pending to shipped for order {}", id % 1_000_000),
+        16 => format!("{area} TLS handshake with {ip}:443 failed: certificate expired"),
+        17 => format!("{area} out of memory allocating {} bytes", rng.below(1 << 30)),
+        18 => format!("{area} migration {} failed: duplicate column 'status'", rng.below(300)),
+        19 => format!("{area} rate limit exceeded for api key {:012x}", id & 0xffff_ffff_ffff),
+        20 => format!("{area} KeyError: 'field_{}' missing from record", rng.below(50)),
+        21 => format!("{area} division by zero computing ratio for batch {}", id % 10_000),
+        22 => format!("{area} webhook delivery to https://hooks.example.com/{} failed with 503", id % 1000),
+        23 => format!("{area} connection pool exhausted ({} of 20 in use)", 20),
+        24 => format!("{area} stale read detected at version {}", id % 100_000),
+        25 => format!("{area} unable to resolve host db-{}.internal", rng.below(9)),
+        26 => format!("{area} segment {} corrupted, rebuilding index", id % 100_000),
+        27 => format!(
+            "{area} payment provider rejected charge of {}.{:02} EUR",
+            rng.below(1000),
+            rng.below(100)
+        ),
+        28 => format!("{area} schema validation failed at $.items[{}].price", rng.below(100)),
+        _ => format!("{area} unexpected EOF after {} bytes from {ip}", rng.below(100_000)),
+    };
+    text + &needle
+}

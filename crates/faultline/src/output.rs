@@ -1,0 +1,187 @@
+//! What the read commands print: plain tables for people, JSON (`--json`) for programs.
+//!
+//! Log text is untrusted: control characters are shown escaped so a log line can never move
+//! the cursor, recolour or retitle the user's terminal.
+
+use std::fmt::Write;
+
+use faultline_store::{EntryRow, ErrorRate, PatternRow, SearchPage, SearchQuery};
+use serde_json::{Value, json};
+
+use crate::pipeline::IngestSummary;
+
+pub fn ingest_summary(name: &str, s: &IngestSummary) -> String {
+    let mut out = format!(
+        "{name}: {} lines read, {} events, {} errors stored, {} duplicates skipped, {} new patterns",
+        s.lines_read, s.events, s.store.stored, s.store.duplicates, s.store.new_patterns
+    );
+    if s.below_level > 0 {
+        let _ = write!(out, ", {} below the minimum level counted", s.below_level);
+    }
+    if s.store.capped > 0 {
+        let _ = write!(out, ", {} over the per-minute cap counted only", s.store.capped);
+    }
+    if s.cut_lines > 0 {
+        let _ = write!(out, ", {} over-long lines cut", s.cut_lines);
+    }
+    out
+}
+
+/// `text` with control characters escaped and cut to `max` characters.
+pub fn terminal_safe(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 8));
+    for (n, c) in text.chars().enumerate() {
+        if n >= max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("⏎ "),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+pub fn search_table(q: &SearchQuery, page: &SearchPage) -> String {
+    let mut out = String::new();
+    for e in &page.entries {
+        let _ = writeln!(
+            out,
+            "{}  {:<8}  {:<20}  {}",
+            time(e.timestamp_ms),
+            e.level,
+            terminal_safe(&e.source, 20),
+            terminal_safe(&e.message, 120)
+        );
+    }
+    let shown_to = q.offset as usize + page.entries.len();
+    let _ = writeln!(
+        out,
+        "{} of {} matching entries shown",
+        shown_to.saturating_sub(q.offset as usize),
+        page.total
+    );
+    out
+}
+
+fn entry_json(e: &EntryRow) -> Value {
+    json!({
+        "id": e.id,
+        "timestamp": time(e.timestamp_ms),
+        "timestamp_ms": e.timestamp_ms,
+        "level": e.level,
+        "source": e.source,
+        "message": e.message,
+        "traceback": e.traceback,
+        "request_path": e.request_path,
+        "request_method": e.request_method,
+        "metadata": e.metadata,
+        "fingerprint": e.fingerprint,
+    })
+}
+
+pub fn search_json(q: &SearchQuery, page: &SearchPage) -> Value {
+    json!({
+        "total": page.total,
+        "limit": q.limit,
+        "offset": q.offset,
+        "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn patterns_table(rows: &[PatternRow]) -> String {
+    let mut out = format!(
+        "{:>8}  {:<8}  {:<16}  {:<24}  {}\n",
+        "COUNT", "SEVERITY", "FINGERPRINT", "LAST SEEN", "PATTERN"
+    );
+    for p in rows {
+        let what = match &p.error_type {
+            Some(t) if !p.normalized_message.starts_with(t.as_str()) => {
+                format!("[{t}] {}", p.normalized_message)
+            }
+            _ => p.normalized_message.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{:>8}  {:<8}  {:<16}  {:<24}  {}",
+            p.occurrence_count,
+            p.severity,
+            &p.fingerprint[..16.min(p.fingerprint.len())],
+            time(p.last_seen_ms),
+            terminal_safe(&what, 100)
+        );
+    }
+    if rows.is_empty() {
+        out.push_str("no patterns yet: run `faultline ingest FILE` first\n");
+    }
+    out
+}
+
+pub fn patterns_json(rows: &[PatternRow]) -> Value {
+    Value::Array(
+        rows.iter()
+            .map(|p| {
+                json!({
+                    "fingerprint": p.fingerprint,
+                    "fingerprint_version": p.fingerprint_version,
+                    "grouped_by": p.tier,
+                    "normalized_message": p.normalized_message,
+                    "error_type": p.error_type,
+                    "frames": p.frames,
+                    "occurrence_count": p.occurrence_count,
+                    "first_seen": time(p.first_seen_ms),
+                    "last_seen": time(p.last_seen_ms),
+                    "sample_message": p.sample_message,
+                    "source": p.source,
+                    "severity": p.severity,
+                    "status": p.status,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn rate_table(hours: u32, r: &ErrorRate) -> String {
+    let mut out =
+        format!("last {hours}h: {} errors, {:.2} per minute\n", r.total_errors, r.errors_per_minute);
+    out.push_str("by level:\n");
+    for (level, n) in &r.by_level {
+        let _ = writeln!(out, "  {level:<10} {n}");
+    }
+    out.push_str("by source:\n");
+    for (source, n) in &r.by_source {
+        let _ = writeln!(out, "  {:<30} {n}", terminal_safe(source, 30));
+    }
+    out
+}
+
+pub fn rate_json(hours: u32, r: &ErrorRate) -> Value {
+    json!({
+        "hours": hours,
+        "total_errors": r.total_errors,
+        "errors_per_minute": r.errors_per_minute,
+        "by_source": r.by_source,
+        "by_level": r.by_level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_terminal_raw() {
+        assert_eq!(terminal_safe("red \u{1b}[31m bell\u{7}", 50), "red \\u{1b}[31m bell\\u{7}");
+        assert_eq!(terminal_safe("abcdef", 3), "abc…");
+    }
+}
