@@ -1,15 +1,10 @@
-//! Fresh databases for tests: a temp SQLite file, or a new PostgreSQL database per test.
-//!
-//! PostgreSQL comes from `FAULTLINE_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). If it cannot be reached the PostgreSQL variant
-//! fails, unless `FAULTLINE_SKIP_POSTGRES=1` says to skip it.
+//! Fresh databases for tests: a temp SQLite file, or a new PostgreSQL database per test
+//! (see `faultline_testkit` for where PostgreSQL comes from).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use faultline_core::{Level, LogEvent, Origin, fingerprint};
 use faultline_store::{GroupedEvent, IngestBatch, Store};
-use sqlx::Connection;
 
 pub struct TestStore {
     pub store: Arc<dyn Store>,
@@ -23,37 +18,8 @@ pub async fn sqlite() -> TestStore {
     TestStore { store, _dir: Some(dir) }
 }
 
-pub fn postgres_base_url() -> String {
-    std::env::var("FAULTLINE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// Creates a new, empty PostgreSQL database and returns its URL; `None` when skipping.
-pub async fn fresh_postgres_url() -> Option<String> {
-    if std::env::var("FAULTLINE_SKIP_POSTGRES").as_deref() == Ok("1") {
-        eprintln!("FAULTLINE_SKIP_POSTGRES=1: skipping the PostgreSQL variant");
-        return None;
-    }
-    static N: AtomicU32 = AtomicU32::new(0);
-    let base = postgres_base_url();
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at {base} unreachable ({e}); set FAULTLINE_SKIP_POSTGRES=1 to skip")
-    });
-    let name = format!("faultline_t{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
-    let (prefix, _) = base.rsplit_once('/').expect("url has a database");
-    Some(format!("{prefix}/{name}"))
-}
-
-fn nanos() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
-}
-
 pub async fn postgres() -> Option<TestStore> {
-    let url = fresh_postgres_url().await?;
+    let url = faultline_testkit::fresh_postgres_url().await?;
     let store = faultline_store::open(&url).await.expect("open postgres");
     Some(TestStore { store, _dir: None })
 }

@@ -1,0 +1,130 @@
+//! The read and write commands, as a user runs them.
+
+use crate::{databases, example_log, faultline, json, stdout};
+
+#[tokio::test]
+async fn ingesting_the_same_file_twice_leaves_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = example_log();
+    let log = log.to_str().unwrap();
+    for db in databases(dir.path()).await {
+        let first = stdout(&faultline(dir.path(), &db, &["ingest", log]));
+        assert!(first.contains("20 errors stored, 0 duplicates skipped, 13 new patterns"), "{first}");
+        let before = json(&faultline(dir.path(), &db, &["search", "--json", "--limit", "100"]));
+        let patterns_before = json(&faultline(dir.path(), &db, &["patterns", "--json"]));
+
+        let second = stdout(&faultline(dir.path(), &db, &["ingest", log]));
+        assert!(second.contains("0 errors stored"), "{second}");
+        assert_eq!(json(&faultline(dir.path(), &db, &["search", "--json", "--limit", "100"])), before);
+        assert_eq!(json(&faultline(dir.path(), &db, &["patterns", "--json"])), patterns_before);
+        assert_eq!(before["total"], 20, "{db}");
+    }
+}
+
+#[tokio::test]
+async fn a_copy_of_the_file_elsewhere_is_deduplicated_per_source_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.log");
+    std::fs::copy(example_log(), &copy).unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    stdout(&faultline(dir.path(), &db, &["ingest", example_log().to_str().unwrap()]));
+    let out = stdout(&faultline(dir.path(), &db, &["ingest", copy.to_str().unwrap()]));
+    assert!(out.contains("20 errors stored, 0 duplicates skipped, 0 new patterns"), "{out}");
+}
+
+#[tokio::test]
+async fn patterns_search_and_stats_answer_what_a_user_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()).await {
+        stdout(&faultline(dir.path(), &db, &["ingest", example_log().to_str().unwrap()]));
+
+        let top = json(&faultline(dir.path(), &db, &["patterns", "--top", "3", "--json"]));
+        let top: Vec<(&str, i64)> = top
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["normalized_message"].as_str().unwrap(), p["occurrence_count"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(top[0], ("connection refused to <IP> (attempt <NUM> of <NUM>)", 4), "{db}");
+        assert_eq!(top[1].1, 2);
+
+        // Two Java traces with different skus and one Python KeyError twice: one pattern each.
+        let java = json(&faultline(dir.path(), &db, &["search", "sku", "--json"]));
+        let fingerprints: Vec<&str> =
+            java["entries"].as_array().unwrap().iter().map(|e| e["fingerprint"].as_str().unwrap()).collect();
+        assert_eq!(fingerprints.len(), 2);
+        assert_eq!(fingerprints[0], fingerprints[1]);
+
+        let crit = json(&faultline(dir.path(), &db, &["search", "--level", "crit", "--json"]));
+        assert_eq!(crit["total"], 3);
+        let billing = json(&faultline(dir.path(), &db, &["search", "--source", "billing.*", "--json"]));
+        let billing = &billing["entries"][0];
+        assert_eq!(billing["request_path"], "/api/pay");
+        assert_eq!(billing["metadata"]["request_id"], "a1b2c3d4-0000-4e1a-9f00-2c4b6d8e0a12");
+
+        let traced = json(&faultline(dir.path(), &db, &["search", "KeyError", "--json"]));
+        assert_eq!(traced["total"], 2, "tracebacks are searched too");
+        assert!(traced["entries"][0]["traceback"].as_str().unwrap().ends_with("KeyError: 'c_90001'"));
+
+        // The sample log is from 2024: nothing in the last hour, all of it in a long window.
+        let recent = json(&faultline(dir.path(), &db, &["stats", "--hours", "1", "--json"]));
+        assert_eq!(recent["total_errors"], 0);
+        let since_2024 = json(&faultline(dir.path(), &db, &["stats", "--hours", "100000", "--json"]));
+        assert_eq!(since_2024["total_errors"], 20);
+        assert_eq!(since_2024["by_level"]["CRITICAL"], 3);
+
+        let nothing_new = json(&faultline(dir.path(), &db, &["patterns", "--new", "24h", "--json"]));
+        assert_eq!(nothing_new.as_array().unwrap().len(), 0);
+    }
+}
+
+#[tokio::test]
+async fn hostile_text_is_printed_escaped_to_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("evil.log");
+    std::fs::write(&log, b"ERROR:root:clear \x1b[2J\x1b]0;pwned\x07 done \xff\n").unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    stdout(&faultline(dir.path(), &db, &["ingest", log.to_str().unwrap()]));
+    let table = stdout(&faultline(dir.path(), &db, &["search", "clear"]));
+    assert!(!table.contains('\x1b') && !table.contains('\x07'), "{table:?}");
+    assert!(table.contains("clear \\u{1b}[2J\\u{1b}]0;pwned\\u{7} done \u{FFFD}"), "{table}");
+    let raw = json(&faultline(dir.path(), &db, &["search", "clear", "--json"]));
+    assert_eq!(raw["entries"][0]["message"], "clear \u{1b}[2J\u{1b}]0;pwned\u{7} done \u{FFFD}");
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    let check = |args: &[&str], db: &str, expect: &str| {
+        let out = faultline(dir.path(), db, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: ") && err.contains(expect), "{err}");
+    };
+    check(&["ingest", "/no/such.log"], &db, "cannot open /no/such.log: No such file or directory");
+    check(&["patterns"], "mysql://x", "invalid database url \"mysql://x\"");
+    check(
+        &["patterns"],
+        "postgres://postgres@127.0.0.1:1/x",
+        "cannot open database postgres://postgres@127.0.0.1:1/x",
+    );
+    check(&["search", "--level", "loud"], &db, "invalid level \"loud\"");
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[ingest]\nmin_levl = \"ERROR\"\n").unwrap();
+    check(&["--config", config.to_str().unwrap(), "patterns"], &db, "min_levl");
+}
+
+#[test]
+fn min_level_warning_stores_warnings_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    let out = stdout(&faultline(
+        dir.path(),
+        &db,
+        &["ingest", "--min-level", "warning", example_log().to_str().unwrap()],
+    ));
+    assert!(out.contains("21 errors stored"), "{out}");
+}
