@@ -42,6 +42,7 @@ async fn killing_ingest_midway_then_rerunning_loses_and_duplicates_nothing() {
     let log = dir.path().join("jobs.log");
     let expected = write_log(&log, 400_000);
     for db in databases(dir.path()).await {
+        let store = faultline_store::open(&db).await.unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .current_dir(dir.path())
             .args(["--database", &db, "ingest", log.to_str().unwrap()])
@@ -51,13 +52,14 @@ async fn killing_ingest_midway_then_rerunning_loses_and_duplicates_nothing() {
             .spawn()
             .unwrap();
         // Wait until some batches are committed, then kill without warning.
-        let store = faultline_store::open(&db).await.unwrap();
         let started = Instant::now();
         let stored_when_killed = loop {
-            let total = store.search(&SearchQuery { limit: 1, ..Default::default() }).await.unwrap().total;
+            let page = store.search(&SearchQuery { limit: 1, ..Default::default() }).await;
+            let total = page.map_or(0, |p| p.total);
             if total > 0 || started.elapsed() > Duration::from_secs(60) {
-                child.kill().unwrap();
-                child.wait().unwrap();
+                let killed = child.kill();
+                let waited = child.wait();
+                assert!(killed.is_ok() && waited.is_ok(), "could not kill the ingest: {killed:?} {waited:?}");
                 break total;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
