@@ -8,6 +8,16 @@ use faultline_store::SearchQuery;
 
 use crate::{databases, faultline, json, stdout};
 
+/// A child process that is always waited for, even when the test fails early.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Writes a log of `n` events where every 4th is an ERROR (some with a traceback) and returns
 /// how many errors it holds.
 fn write_log(path: &std::path::Path, n: u64) -> u64 {
@@ -43,7 +53,7 @@ async fn killing_ingest_midway_then_rerunning_loses_and_duplicates_nothing() {
     let expected = write_log(&log, 400_000);
     for db in databases(dir.path()).await {
         let store = faultline_store::open(&db).await.unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_faultline"))
+        let child = Command::new(env!("CARGO_BIN_EXE_faultline"))
             .current_dir(dir.path())
             .args(["--database", &db, "ingest", log.to_str().unwrap()])
             .env("FAULTLINE_INGEST__BATCH_SIZE", "500")
@@ -51,14 +61,15 @@ async fn killing_ingest_midway_then_rerunning_loses_and_duplicates_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let mut child = Reaped(child);
         // Wait until some batches are committed, then kill without warning.
         let started = Instant::now();
         let stored_when_killed = loop {
             let page = store.search(&SearchQuery { limit: 1, ..Default::default() }).await;
             let total = page.map_or(0, |p| p.total);
             if total > 0 || started.elapsed() > Duration::from_secs(60) {
-                let killed = child.kill();
-                let waited = child.wait();
+                let killed = child.0.kill();
+                let waited = child.0.wait();
                 assert!(killed.is_ok() && waited.is_ok(), "could not kill the ingest: {killed:?} {waited:?}");
                 break total;
             }
