@@ -3,6 +3,7 @@
 
 mod cli;
 mod crash;
+mod repo;
 
 use std::path::Path;
 use std::process::{Command, Output};
