@@ -37,6 +37,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -65536)?;
+    // Checkpoint every ~40 MiB of WAL rather than every 4 MiB: ingest rewrites the same hot
+    // index pages batch after batch, and each checkpoint copies them again.
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     Ok(())
 }
 
@@ -182,16 +185,41 @@ fn ingest_tx(
             outcome.stored += 1;
             totals.add(pattern_id, event, Some(id));
         }
-        // One pass over the batch's new rows keeps FTS5 from flushing a segment per row.
         if let Some(first_id) = first_id {
-            tx.prepare_cached(
-                "INSERT INTO entries_fts (rowid, body) SELECT id, body FROM entries_search WHERE id BETWEEN ?1 AND ?2",
-            )?
-            .execute(params![first_id, last_id])?;
+            index_chunks(tx, first_id, last_id)?;
         }
     }
     write_totals(tx, &totals, batch)?;
     Ok(outcome)
+}
+
+/// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
+const CHUNK: i64 = 64;
+
+/// (Re)indexes the chunks holding entries `first_id..=last_id`. The first chunk may already
+/// hold entries of an earlier batch: it is replaced whole.
+fn index_chunks(tx: &Transaction<'_>, first_id: i64, last_id: i64) -> Result<()> {
+    let first_chunk = first_id / CHUNK;
+    tx.prepare_cached("DELETE FROM entries_fts WHERE rowid = ?1")?.execute([first_chunk])?;
+    tx.prepare_cached(
+        "INSERT INTO entries_fts (rowid, body)
+         SELECT id / 64, group_concat(message || char(10) || coalesce(traceback, ''), char(10))
+         FROM entries WHERE id BETWEEN ?1 AND ?2 GROUP BY id / 64",
+    )?
+    .execute(params![first_chunk * CHUNK, last_id])?;
+    Ok(())
+}
+
+/// An FTS5 query matching chunks that contain every trigram of `needle` (a superset of the
+/// chunks containing `needle`; the caller re-checks with LIKE).
+fn trigram_query(needle: &str) -> String {
+    let chars: Vec<char> = needle.chars().collect();
+    let mut terms: Vec<String> = chars.windows(3).map(|w| w.iter().collect::<String>()).collect();
+    terms.sort();
+    terms.dedup();
+    // Enough trigrams to be selective; the LIKE re-check keeps the answer exact.
+    terms.truncate(24);
+    terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ")
 }
 
 /// The pattern id of every event in the batch, inserting patterns seen for the first time.
@@ -334,22 +362,24 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
     AND (?4 IS NULL OR e.timestamp_ms >= ?4)
     AND (?5 IS NULL OR e.timestamp_ms < ?5)";
 
-/// Needles of 3+ characters go through the trigram index (FTS5 accelerates LIKE on a trigram
-/// column, but takes no ESCAPE, so ?6 treats `%`/`_` as wildcards: a superset), and the exact,
-/// escaped LIKE re-checks the candidates.
-const INDEXED_TEXT: &str = "e.id IN (SELECT rowid FROM entries_fts WHERE body LIKE ?6)
-    AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')";
+/// Needles of 3+ characters find candidate chunks through the trigram index; the exact, escaped
+/// LIKE re-checks each candidate entry.
+const INDEXED: (&str, &str) = (
+    "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6) f
+     JOIN entries e ON e.id BETWEEN f.chunk * 64 AND f.chunk * 64 + 63",
+    "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
+);
 /// Shorter needles cannot use a trigram index: a scan, bounded by the other filters.
-const SCANNED_TEXT: &str =
-    "(?6 IS NULL) AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')";
-const NO_TEXT: &str = "?6 IS NULL AND ?7 IS NULL";
+const SCANNED: (&str, &str) =
+    ("entries e", "?6 IS NULL AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')");
+const NO_TEXT: (&str, &str) = ("entries e", "?6 IS NULL AND ?7 IS NULL");
 
-fn search_sql(text: &str, count: bool) -> String {
+fn search_sql((from, text): (&str, &str), count: bool) -> String {
     if count {
-        format!("SELECT count(*) FROM entries e WHERE {SEARCH_FILTERS} AND {text}")
+        format!("SELECT count(*) FROM {from} WHERE {SEARCH_FILTERS} AND {text}")
     } else {
         format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
+            "SELECT {ENTRY_COLUMNS} FROM {from} JOIN patterns p ON p.id = e.pattern_id
              WHERE {SEARCH_FILTERS} AND {text} ORDER BY e.timestamp_ms DESC, e.id DESC LIMIT ?8 OFFSET ?9"
         )
     }
@@ -377,10 +407,8 @@ impl Store for SqliteStore {
         let q = q.clone();
         self.read(move |c| {
             let (variant, phrase, like) = match q.text.as_deref().filter(|t| !t.is_empty()) {
-                Some(t) if t.chars().count() >= 3 => {
-                    (INDEXED_TEXT, Some(format!("%{t}%")), Some(like_pattern(t)))
-                }
-                Some(t) => (SCANNED_TEXT, None, Some(like_pattern(t))),
+                Some(t) if t.chars().count() >= 3 => (INDEXED, Some(trigram_query(t)), Some(like_pattern(t))),
+                Some(t) => (SCANNED, None, Some(like_pattern(t))),
                 None => (NO_TEXT, None, None),
             };
             let (exact, prefix) = match &q.source {
@@ -528,6 +556,12 @@ impl Store for SqliteStore {
             tx.execute(
                 "UPDATE patterns SET sample_entry_id = (SELECT max(id) FROM entries WHERE pattern_id = patterns.id)
                  WHERE sample_entry_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM entries WHERE id = sample_entry_id)",
+                [],
+            )?;
+            // Chunks wholly below the oldest entry left hold only deleted text. Entries deleted
+            // out of id order leave stale text in a live chunk: a harmless extra candidate.
+            tx.execute(
+                "DELETE FROM entries_fts WHERE rowid < coalesce((SELECT min(id) FROM entries), 1 << 62) / 64",
                 [],
             )?;
             tx.commit()?;

@@ -51,17 +51,14 @@ CREATE INDEX entries_pattern_ts ON entries (pattern_id, timestamp_ms);
 CREATE VIEW occurrences AS
     SELECT id AS entry_id, pattern_id, timestamp_ms AS occurred_at_ms FROM entries;
 
--- Substring search: a trigram index over message + traceback. It is filled per batch with one
--- INSERT … SELECT (never by a per-row trigger, which costs SQLite ~20x on ingest).
-CREATE VIEW entries_search AS
-    SELECT id, message || char(10) || coalesce(traceback, '') AS body FROM entries;
+-- Substring search: a trigram index over message + traceback, one FTS row per chunk of 64
+-- consecutive entries (rowid = entry id / 64). Entries of a chunk share most of their text, so
+-- the index is far smaller and cheaper to build than one row per entry, and a hit costs at
+-- most 64 candidate rows, each re-checked with LIKE. It is filled once per batch (never by a
+-- per-row trigger, which costs SQLite ~20x on ingest); see SqliteStore::ingest and search.
 CREATE VIRTUAL TABLE entries_fts USING fts5 (
-    body, content = 'entries_search', content_rowid = 'id', tokenize = 'trigram', detail = none
+    body, content = '', contentless_delete = 1, tokenize = 'trigram', detail = none
 );
-CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
-    INSERT INTO entries_fts (entries_fts, rowid, body)
-    VALUES ('delete', old.id, old.message || char(10) || coalesce(old.traceback, ''));
-END;
 
 -- Exact counts per minute × pattern × source × level: rates and charts never scan entries.
 CREATE TABLE minute_counts (

@@ -194,3 +194,22 @@ async fn cleanup_removes_old_entries_and_keeps_lifetime_counts(store: Arc<dyn St
     assert_eq!(store.error_rate(T0, T0 + 180_000).await.unwrap().total_errors, 3);
 }
 both!(cleanup_removes_old_entries_and_keeps_lifetime_counts);
+
+async fn search_finds_every_entry_across_batches(store: Arc<dyn Store>) {
+    // Batches of 7 never line up with the index's internal chunks: each entry must still be found.
+    let events: Vec<_> = (0..150)
+        .map(|i| event(&i.to_string(), T0 + i * 10, Level::Error, "svc", &format!("job item-{i:03}-x lost")))
+        .collect();
+    for part in events.chunks(7) {
+        store.ingest(batch(part.to_vec())).await.unwrap();
+    }
+    for i in [0, 6, 7, 63, 64, 65, 127, 128, 149] {
+        let q = SearchQuery { text: Some(format!("ITEM-{i:03}-X")), limit: 5, ..Default::default() };
+        let page = store.search(&q).await.unwrap();
+        assert_eq!(page.total, 1, "item {i}");
+        assert_eq!(page.entries[0].external_id, i.to_string());
+    }
+    let all = SearchQuery { text: Some("-x lost".into()), limit: 200, ..Default::default() };
+    assert_eq!(store.search(&all).await.unwrap().total, 150);
+}
+both!(search_finds_every_entry_across_batches);
