@@ -148,8 +148,7 @@ fn ingest_tx(
         let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
         let ids = resolve_patterns(tx, pattern_ids, batch, &mut outcome)?;
         let mut stored = stored_in_batch_minutes(tx, batch)?;
-        let mut first_id = None;
-        let mut last_id = 0;
+        let mut inserted: Vec<(i64, &faultline_core::LogEvent)> = Vec::with_capacity(batch.events.len());
         for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
             let event = &ge.event;
             let stored_so_far = stored.entry((pattern_id, minute_of(event.timestamp_ms))).or_insert(0);
@@ -179,15 +178,12 @@ fn ingest_tx(
                 continue;
             }
             let id = tx.last_insert_rowid();
-            first_id.get_or_insert(id);
-            last_id = id;
+            inserted.push((id, event));
             *stored_so_far += 1;
             outcome.stored += 1;
             totals.add(pattern_id, event, Some(id));
         }
-        if let Some(first_id) = first_id {
-            index_chunks(tx, first_id, last_id)?;
-        }
+        index_chunks(tx, &inserted)?;
     }
     write_totals(tx, &totals, batch)?;
     Ok(outcome)
@@ -196,30 +192,66 @@ fn ingest_tx(
 /// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
 const CHUNK: i64 = 64;
 
-/// (Re)indexes the chunks holding entries `first_id..=last_id`. The first chunk may already
-/// hold entries of an earlier batch: it is replaced whole.
-fn index_chunks(tx: &Transaction<'_>, first_id: i64, last_id: i64) -> Result<()> {
+/// Indexes the entries just inserted (ids ascending, contiguous within a batch). A chunk's
+/// indexed text is the set of distinct words of its entries, each once: entries of a chunk
+/// repeat most of their words, and a needle's candidates are found from the trigrams inside
+/// its words (see [`trigram_query`]). The first chunk may already hold entries of an earlier
+/// batch: it is rebuilt whole.
+fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEvent)]) -> Result<()> {
+    let Some(&(first_id, _)) = inserted.first() else { return Ok(()) };
     let first_chunk = first_id / CHUNK;
-    tx.prepare_cached("DELETE FROM entries_fts WHERE rowid = ?1")?.execute([first_chunk])?;
-    tx.prepare_cached(
-        "INSERT INTO entries_fts (rowid, body)
-         SELECT id / 64, group_concat(message || char(10) || coalesce(traceback, ''), char(10))
-         FROM entries WHERE id BETWEEN ?1 AND ?2 GROUP BY id / 64",
-    )?
-    .execute(params![first_chunk * CHUNK, last_id])?;
+    let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
+    if first_chunk * CHUNK < first_id {
+        let mut stmt =
+            tx.prepare_cached("SELECT id, message, traceback FROM entries WHERE id BETWEEN ?1 AND ?2")?;
+        let rows = stmt.query_map(params![first_chunk * CHUNK, first_id - 1], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        earlier = rows.collect::<rusqlite::Result<_>>()?;
+        tx.prepare_cached("DELETE FROM entries_fts WHERE rowid = ?1")?.execute([first_chunk])?;
+    }
+    let texts = earlier
+        .iter()
+        .map(|(id, m, t)| (*id, m.as_str(), t.as_deref()))
+        .chain(inserted.iter().map(|(id, e)| (*id, e.message.as_str(), e.traceback.as_deref())));
+    let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut body = String::new();
+    let mut chunk = first_chunk;
+    for (id, message, traceback) in texts {
+        if id / CHUNK != chunk {
+            insert.execute(params![chunk, body])?;
+            seen.clear();
+            body.clear();
+            chunk = id / CHUNK;
+        }
+        for word in message.split_whitespace().chain(traceback.unwrap_or("").split_whitespace()) {
+            if seen.insert(word) {
+                body.push_str(word);
+                body.push(' ');
+            }
+        }
+    }
+    insert.execute(params![chunk, body])?;
     Ok(())
 }
 
-/// An FTS5 query matching chunks that contain every trigram of `needle` (a superset of the
-/// chunks containing `needle`; the caller re-checks with LIKE).
-fn trigram_query(needle: &str) -> String {
-    let chars: Vec<char> = needle.chars().collect();
-    let mut terms: Vec<String> = chars.windows(3).map(|w| w.iter().collect::<String>()).collect();
+/// An FTS5 query matching chunks that contain every trigram lying inside a word of `needle`:
+/// a superset of the chunks containing `needle` (the caller re-checks with LIKE). `None` when
+/// the needle has no such trigram (e.g. "a b").
+fn trigram_query(needle: &str) -> Option<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in needle.split_whitespace() {
+        let chars: Vec<char> = word.chars().collect();
+        terms.extend(chars.windows(3).map(|w| w.iter().collect::<String>()));
+    }
     terms.sort();
     terms.dedup();
     // Enough trigrams to be selective; the LIKE re-check keeps the answer exact.
     terms.truncate(24);
-    terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ")
+    let query =
+        terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
+    (!query.is_empty()).then_some(query)
 }
 
 /// The pattern id of every event in the batch, inserting patterns seen for the first time.
@@ -362,14 +394,15 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
     AND (?4 IS NULL OR e.timestamp_ms >= ?4)
     AND (?5 IS NULL OR e.timestamp_ms < ?5)";
 
-/// Needles of 3+ characters find candidate chunks through the trigram index; the exact, escaped
+/// Needles with a 3-character run inside a word find candidate chunks through the trigram index; the exact, escaped
 /// LIKE re-checks each candidate entry.
 const INDEXED: (&str, &str) = (
     "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6) f
      JOIN entries e ON e.id BETWEEN f.chunk * 64 AND f.chunk * 64 + 63",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
-/// Shorter needles cannot use a trigram index: a scan, bounded by the other filters.
+/// Needles without a 3-character run inside a word cannot use the trigram index: a scan,
+/// bounded by the other filters.
 const SCANNED: (&str, &str) =
     ("entries e", "?6 IS NULL AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')");
 const NO_TEXT: (&str, &str) = ("entries e", "?6 IS NULL AND ?7 IS NULL");
@@ -407,8 +440,10 @@ impl Store for SqliteStore {
         let q = q.clone();
         self.read(move |c| {
             let (variant, phrase, like) = match q.text.as_deref().filter(|t| !t.is_empty()) {
-                Some(t) if t.chars().count() >= 3 => (INDEXED, Some(trigram_query(t)), Some(like_pattern(t))),
-                Some(t) => (SCANNED, None, Some(like_pattern(t))),
+                Some(t) => match trigram_query(t) {
+                    Some(query) => (INDEXED, Some(query), Some(like_pattern(t))),
+                    None => (SCANNED, None, Some(like_pattern(t))),
+                },
                 None => (NO_TEXT, None, None),
             };
             let (exact, prefix) = match &q.source {

@@ -24,16 +24,28 @@ pub enum BenchCommand {
         /// Directory for the log and the databases (default: a temporary one, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Rounds; each runs the three measurements once, interleaved. Medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Ingest { lines, dir } => ingest(lines, dir, config).await,
+        BenchCommand::Ingest { lines, dir, rounds } => ingest(lines, dir, rounds.max(1), config).await,
     }
 }
 
-async fn ingest(lines: u64, dir: Option<PathBuf>, config: &Config) -> anyhow::Result<()> {
+/// One round's figures.
+struct Round {
+    parse_secs: f64,
+    ingest_secs: f64,
+    ceiling_rows_per_sec: f64,
+    rare_ms: f64,
+    common_ms: f64,
+}
+
+async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = dir.unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -57,33 +69,100 @@ async fn ingest(lines: u64, dir: Option<PathBuf>, config: &Config) -> anyhow::Re
         now_ms: 1_704_067_200_000,
     };
 
+    let mut results: Vec<Round> = Vec::new();
+    let mut last = None;
+    for round in 1..=rounds {
+        let (r, counts) = one_round(&dir, &log, &options).await?;
+        eprintln!(
+            "round {round}: parse {:.2}s, ingest {:.2}s, ceiling {:.0} rows/s",
+            r.parse_secs, r.ingest_secs, r.ceiling_rows_per_sec
+        );
+        results.push(r);
+        last = Some(counts);
+    }
+    let (n_lines, n_rows, n_patterns, rare_hits, common_hits) = last.context("no round ran")?;
+    let median = |f: fn(&Round) -> f64| {
+        let mut v: Vec<f64> = results.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2], v[0], v[v.len() - 1])
+    };
+    let lines_f = n_lines as f64;
+    let rows = n_rows.max(1) as f64;
+    let (parse, parse_lo, parse_hi) = median(|r| r.parse_secs);
+    let (ingest, ingest_lo, ingest_hi) = median(|r| r.ingest_secs);
+    let (ceiling, ceiling_lo, ceiling_hi) = median(|r| r.ceiling_rows_per_sec);
+    let (rare_ms, _, _) = median(|r| r.rare_ms);
+    let (common_ms, _, _) = median(|r| r.common_ms);
+    // The ceiling in lines/s: the same rows stored at the bare-insert rate, per line read.
+    let ceiling_lines = ceiling * lines_f / rows;
+    let ingest_rate = lines_f / ingest;
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "lines: {n_lines}  error events stored: {n_rows}  patterns: {n_patterns}  (median of {rounds} rounds, min–max)"
+    );
+    let _ = writeln!(
+        report,
+        "parse + fingerprint:         {:>9.0} lines/s  ({:.0}–{:.0})",
+        lines_f / parse,
+        lines_f / parse_hi,
+        lines_f / parse_lo
+    );
+    let _ = writeln!(
+        report,
+        "end-to-end ingest (SQLite):  {:>9.0} lines/s  ({:.0}–{:.0}; {:.0} rows/s)",
+        ingest_rate,
+        lines_f / ingest_hi,
+        lines_f / ingest_lo,
+        rows / ingest
+    );
+    let _ = writeln!(
+        report,
+        "ceiling (bare insert):       {:>9.0} lines/s  ({:.0}–{:.0}; {:.0} rows/s)",
+        ceiling_lines,
+        ceiling_lo * lines_f / rows,
+        ceiling_hi * lines_f / rows,
+        ceiling
+    );
+    let _ = writeln!(report, "end-to-end / ceiling:        {:>9.1}%", 100.0 * ingest_rate / ceiling_lines);
+    let _ = writeln!(report, "search, rare needle:         {rare_ms:>9.1} ms ({rare_hits} hits)");
+    let _ = writeln!(
+        report,
+        "search, common needle:       {common_ms:>9.1} ms ({common_hits} hits; first 50 rows + total)"
+    );
+    print!("{report}");
+    Ok(())
+}
+
+/// Counts that are the same every round: lines, rows stored, patterns, rare and common hits.
+type RoundCounts = (u64, u64, usize, u64, u64);
+
+async fn one_round(dir: &Path, log: &Path, options: &IngestOptions) -> anyhow::Result<(Round, RoundCounts)> {
     // 1. Parse + fingerprint alone, keeping the grouped events for the ceiling run.
-    let mut opened = OpenedFile::open(&log, None, options.max_line_bytes)?;
+    let mut opened = OpenedFile::open(log, None, options.max_line_bytes)?;
     let mut kept: Vec<GroupedEvent> = Vec::new();
     let started = Instant::now();
-    let summary = read_events(&mut opened, &options, |batch| {
+    let summary = read_events(&mut opened, options, |batch| {
         kept.extend(batch.events);
         Ok(())
     })?;
     let parse_secs = started.elapsed().as_secs_f64();
-    let patterns: std::collections::HashSet<&str> =
-        kept.iter().map(|g| g.grouping.fingerprint.as_str()).collect();
-    let n_patterns = patterns.len();
-    drop(patterns);
+    let n_patterns =
+        kept.iter().map(|g| g.grouping.fingerprint.as_str()).collect::<std::collections::HashSet<_>>().len();
 
     // 2. End to end into a fresh SQLite file (search index included).
     let db = dir.join("bench.db");
     remove_db(&db);
     let store = faultline_store::open(db.to_str().context("non-UTF-8 path")?).await?;
     let started = Instant::now();
-    let ingested = ingest_file(store.clone(), &log, &options, |_, _| {}).await?;
+    let ingested = ingest_file(store.clone(), log, options, |_, _| {}).await?;
     let ingest_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
-    let found = store
-        .search(&SearchQuery { text: Some("zebra-lantern".into()), limit: 100, ..Default::default() })
+    let rare = store
+        .search(&SearchQuery { text: Some("zebra-lantern".into()), limit: 50, ..Default::default() })
         .await?;
-    let search_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rare_ms = started.elapsed().as_secs_f64() * 1000.0;
     let started = Instant::now();
     let common = store
         .search(&SearchQuery { text: Some("disk quota exceeded".into()), limit: 50, ..Default::default() })
@@ -94,42 +173,12 @@ async fn ingest(lines: u64, dir: Option<PathBuf>, config: &Config) -> anyhow::Re
     // 3. The ceiling: the same rows, bare inserts, B-tree indexes only.
     let bare = dir.join("bare.db");
     remove_db(&bare);
-    let rows_per_sec = tokio::task::spawn_blocking(move || faultline_store::bench_bare_insert(&bare, &kept))
-        .await
-        .context("bare insert thread")??;
-    let rows = ingested.store.stored.max(1) as f64;
-    let lines_per_row = summary.lines_read as f64 / rows;
-    let ceiling_lines = rows_per_sec * lines_per_row;
-
-    let parse_rate = summary.lines_read as f64 / parse_secs;
-    let ingest_rate = ingested.lines_read as f64 / ingest_secs;
-    let mut report = String::new();
-    let _ = writeln!(
-        report,
-        "lines: {}  error events stored: {}  patterns: {n_patterns}",
-        summary.lines_read, ingested.store.stored
-    );
-    let _ = writeln!(report, "parse + fingerprint:        {:>10.0} lines/s ({parse_secs:.2}s)", parse_rate);
-    let _ = writeln!(
-        report,
-        "end-to-end ingest (SQLite): {:>10.0} lines/s ({ingest_secs:.2}s, {:.0} rows/s)",
-        ingest_rate,
-        rows / ingest_secs
-    );
-    let _ = writeln!(
-        report,
-        "ceiling (bare insert):      {:>10.0} lines/s ({:.0} rows/s)",
-        ceiling_lines, rows_per_sec
-    );
-    let _ = writeln!(report, "end-to-end / ceiling:       {:>10.1}%", 100.0 * ingest_rate / ceiling_lines);
-    let _ = writeln!(report, "search, rare needle:   {search_ms:>7.1} ms ({} hits)", found.total);
-    let _ = writeln!(
-        report,
-        "search, common needle: {common_ms:>7.1} ms ({} hits, first 50 rows + total)",
-        common.total
-    );
-    print!("{report}");
-    Ok(())
+    let ceiling_rows_per_sec =
+        tokio::task::spawn_blocking(move || faultline_store::bench_bare_insert(&bare, &kept))
+            .await
+            .context("bare insert thread")??;
+    let round = Round { parse_secs, ingest_secs, ceiling_rows_per_sec, rare_ms, common_ms };
+    Ok((round, (summary.lines_read, ingested.store.stored, n_patterns, rare.total, common.total)))
 }
 
 fn remove_db(path: &Path) {

@@ -98,6 +98,9 @@ async fn search_filters_and_pages(store: Arc<dyn Store>) {
     assert_eq!(ids, ["5", "2", "1"], "newest first");
 
     assert_eq!(store.search(&q(Some("10.0.0.2"))).await.unwrap().total, 1);
+    assert_eq!(store.search(&q(Some("refused to 10.0.0.2:54"))).await.unwrap().total, 1, "across words");
+    assert_eq!(store.search(&q(Some("d to 1"))).await.unwrap().total, 3, "word fragments");
+    assert_eq!(store.search(&q(Some("refused  to"))).await.unwrap().total, 0, "spacing is exact");
     assert_eq!(store.search(&q(Some("42"))).await.unwrap().total, 1, "short needles still match");
     assert_eq!(store.search(&q(Some("no such text"))).await.unwrap().total, 0);
     assert_eq!(store.search(&q(Some("100%"))).await.unwrap().total, 0, "% is literal");
