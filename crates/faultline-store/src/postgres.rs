@@ -168,7 +168,7 @@ async fn ingest_tx(
             continue;
         }
         let metadata = (!event.metadata.is_empty()).then(|| {
-            pg_text(&serde_json::Value::Object(event.metadata.clone()).to_string())
+            pg_text(&serde_json::to_string(&event.metadata).unwrap_or_default())
                 .replace("\\u0000", "\u{FFFD}")
         });
         let id: Option<i64> = sqlx::query_scalar(INSERT_ENTRY)

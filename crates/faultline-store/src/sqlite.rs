@@ -158,7 +158,7 @@ fn ingest_tx(
                 continue;
             }
             let metadata = (!event.metadata.is_empty())
-                .then(|| serde_json::Value::Object(event.metadata.clone()).to_string());
+                .then(|| serde_json::to_string(&event.metadata).unwrap_or_default());
             let n = insert_entry.execute(params![
                 event.origin.source_id,
                 event.idempotency_key(),
@@ -658,7 +658,7 @@ pub fn bench_bare_insert(path: &Path, rows: &[GroupedEvent]) -> Result<f64> {
             let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
             let e = &ge.event;
             let metadata =
-                (!e.metadata.is_empty()).then(|| serde_json::Value::Object(e.metadata.clone()).to_string());
+                (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).unwrap_or_default());
             stmt.execute(params![
                 e.origin.source_id,
                 e.idempotency_key(),
