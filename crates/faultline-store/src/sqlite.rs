@@ -38,7 +38,8 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -65536)?;
     // Checkpoint every ~40 MiB of WAL rather than every 4 MiB: ingest rewrites the same hot
-    // index pages batch after batch, and each checkpoint copies them again.
+    // index pages batch after batch, and each checkpoint copies them again. (A separate
+    // checkpoint thread with PASSIVE checkpoints was measured slower.)
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     Ok(())
 }
@@ -190,7 +191,7 @@ fn ingest_tx(
 }
 
 /// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
-const CHUNK: i64 = 64;
+const CHUNK: i64 = 256;
 
 /// Indexes the entries just inserted (ids ascending, contiguous within a batch). A chunk's
 /// indexed text is the set of distinct words of its entries, each once: entries of a chunk
@@ -398,7 +399,7 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
 /// LIKE re-checks each candidate entry.
 const INDEXED: (&str, &str) = (
     "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6) f
-     JOIN entries e ON e.id BETWEEN f.chunk * 64 AND f.chunk * 64 + 63",
+     JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
 /// Needles without a 3-character run inside a word cannot use the trigram index: a scan,
@@ -408,6 +409,7 @@ const SCANNED: (&str, &str) =
 const NO_TEXT: (&str, &str) = ("entries e", "?6 IS NULL AND ?7 IS NULL");
 
 fn search_sql((from, text): (&str, &str), count: bool) -> String {
+    let from = from.replace("{CHUNK}", &CHUNK.to_string());
     if count {
         format!("SELECT count(*) FROM {from} WHERE {SEARCH_FILTERS} AND {text}")
     } else {
@@ -596,8 +598,8 @@ impl Store for SqliteStore {
             // Chunks wholly below the oldest entry left hold only deleted text. Entries deleted
             // out of id order leave stale text in a live chunk: a harmless extra candidate.
             tx.execute(
-                "DELETE FROM entries_fts WHERE rowid < coalesce((SELECT min(id) FROM entries), 1 << 62) / 64",
-                [],
+                "DELETE FROM entries_fts WHERE rowid < coalesce((SELECT min(id) FROM entries), 1 << 62) / ?1",
+                [CHUNK],
             )?;
             tx.commit()?;
             w.conn.execute("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')", [])?;

@@ -52,14 +52,16 @@ CREATE VIEW occurrences AS
     SELECT id AS entry_id, pattern_id, timestamp_ms AS occurred_at_ms FROM entries;
 
 -- Substring search: a trigram index over the words of message + traceback, one FTS row per
--- chunk of 64 consecutive entries (rowid = entry id / 64) holding each distinct word of the
+-- chunk of 256 consecutive entries (rowid = entry id / 256) holding each distinct word of the
 -- chunk once. Entries of a chunk share most of their words, so the index is far smaller and
--- cheaper to build than one row per entry, and a hit costs at most 64 candidate rows, each
+-- cheaper to build than one row per entry, and a hit costs at most 256 candidate rows, each
 -- re-checked with the exact LIKE. It is filled once per batch (never by a
 -- per-row trigger, which costs SQLite ~20x on ingest); see SqliteStore::ingest and search.
 CREATE VIRTUAL TABLE entries_fts USING fts5 (
     body, content = '', contentless_delete = 1, tokenize = 'trigram', detail = none
 );
+-- Merge segments less eagerly while ingesting; cleanup runs 'optimize'.
+INSERT INTO entries_fts (entries_fts, rank) VALUES ('automerge', 16);
 
 -- Exact counts per minute × pattern × source × level: rates and charts never scan entries.
 CREATE TABLE minute_counts (
