@@ -61,7 +61,7 @@ fn default_min_level() -> String {
     "ERROR".to_owned()
 }
 fn default_batch_size() -> usize {
-    5000
+    10_000
 }
 fn default_max_line_bytes() -> usize {
     64 * 1024
