@@ -216,3 +216,23 @@ async fn search_finds_every_entry_across_batches(store: Arc<dyn Store>) {
     assert_eq!(store.search(&all).await.unwrap().total, 600);
 }
 both!(search_finds_every_entry_across_batches);
+
+async fn events_without_ids_are_one_entry_per_second(store: Arc<dyn Store>) {
+    // Sources with no ids of their own: the same error within one second is one entry.
+    let no_id = |ts: i64, message: &str| {
+        let mut e = event("unused", ts, Level::Error, "api", message);
+        e.event.origin.external_id = None;
+        e
+    };
+    let events = vec![
+        no_id(T0 + 100, "upstream reset"),
+        no_id(T0 + 900, "upstream reset"),
+        no_id(T0 + 1_100, "upstream reset"),
+        no_id(T0 + 200, "upstream reset by peer"),
+    ];
+    let outcome = store.ingest(batch(events.clone())).await.unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (3, 1));
+    let again = store.ingest(batch(events)).await.unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 4));
+}
+both!(events_without_ids_are_one_entry_per_second);
