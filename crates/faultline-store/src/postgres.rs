@@ -258,9 +258,6 @@ async fn stored_in_batch_minutes(
         .map_err(Into::into)
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.timestamp_ms, e.level, e.source, e.message, e.traceback, e.request_path,
-    e.request_method, e.metadata, p.fingerprint, e.raw, e.source_id, e.external_id";
-
 fn entry_row(r: &PgRow) -> Result<EntryRow, sqlx::Error> {
     Ok(EntryRow {
         id: r.try_get(0)?,
@@ -278,11 +275,6 @@ fn entry_row(r: &PgRow) -> Result<EntryRow, sqlx::Error> {
         external_id: r.try_get(12)?,
     })
 }
-
-const PATTERN_COLUMNS: &str =
-    "p.fingerprint, p.fingerprint_version, p.tier, p.normalized_message, p.error_type,
-    p.frames, p.first_seen_ms, p.last_seen_ms, p.occurrence_count, p.sample_message, p.stack_trace, p.source,
-    p.severity, p.status";
 
 fn pattern_row(r: &PgRow) -> Result<PatternRow, sqlx::Error> {
     let frames: serde_json::Value = r.try_get(5)?;

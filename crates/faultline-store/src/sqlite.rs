@@ -341,9 +341,6 @@ pub(crate) fn frames_json(g: &faultline_core::Grouping) -> String {
     serde_json::to_string(&frames).unwrap_or_else(|_| "[]".to_owned())
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.timestamp_ms, e.level, e.source, e.message, e.traceback, e.request_path,
-    e.request_method, e.metadata, p.fingerprint, e.raw, e.source_id, e.external_id";
-
 fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
     let metadata: Option<String> = r.get(8)?;
     Ok(EntryRow {
@@ -362,11 +359,6 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
         external_id: r.get(12)?,
     })
 }
-
-const PATTERN_COLUMNS: &str =
-    "p.fingerprint, p.fingerprint_version, p.tier, p.normalized_message, p.error_type,
-    p.frames, p.first_seen_ms, p.last_seen_ms, p.occurrence_count, p.sample_message, p.stack_trace, p.source,
-    p.severity, p.status";
 
 fn pattern_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatternRow> {
     let frames: String = r.get(5)?;

@@ -153,6 +153,17 @@ pub struct CleanupReport {
     pub minute_rows_deleted: u64,
 }
 
+/// Columns of an `EntryRow`, in the order both backends read them (`e` = entries, `p` = patterns).
+pub(crate) const ENTRY_COLUMNS: &str =
+    "e.id, e.timestamp_ms, e.level, e.source, e.message, e.traceback, e.request_path,
+    e.request_method, e.metadata, p.fingerprint, e.raw, e.source_id, e.external_id";
+
+/// Columns of a `PatternRow`, in the order both backends read them.
+pub(crate) const PATTERN_COLUMNS: &str =
+    "p.fingerprint, p.fingerprint_version, p.tier, p.normalized_message, p.error_type,
+    p.frames, p.first_seen_ms, p.last_seen_ms, p.occurrence_count, p.sample_message, p.stack_trace, p.source,
+    p.severity, p.status";
+
 /// The minute (ms since epoch, floored) a timestamp falls in.
 pub fn minute_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(60_000) * 60_000
