@@ -8,6 +8,7 @@ pub mod fingerprint;
 pub mod mask;
 pub mod model;
 pub mod parse;
+pub mod record;
 pub mod timestamp;
 
 pub use assemble::{Assembler, AssemblerOptions};
@@ -15,3 +16,4 @@ pub use fingerprint::{FINGERPRINT_VERSION, Fingerprint, Grouping, StackFrame, fi
 pub use mask::mask;
 pub use model::{Level, LogEvent, Origin, TimestampMs};
 pub use parse::{ParseContext, ParsedLine, parse_line};
+pub use record::{RecordError, event_from_json, event_from_python_record};

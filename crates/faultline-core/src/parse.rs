@@ -130,9 +130,9 @@ pub fn exception_name(line: &str) -> Option<&str> {
 
 // --- JSON ------------------------------------------------------------------------------------
 
-const LEVEL_KEYS: [&str; 7] = ["level", "severity", "lvl", "levelname", "log.level", "loglevel", "status"];
+pub(crate) const LEVEL_KEYS: [&str; 7] = ["level", "severity", "lvl", "levelname", "log.level", "loglevel", "status"];
 const MESSAGE_KEYS: [&str; 5] = ["msg", "message", "event", "text", "@message"];
-const TIME_KEYS: [&str; 7] = ["time", "timestamp", "ts", "@timestamp", "asctime", "datetime", "t"];
+pub(crate) const TIME_KEYS: [&str; 7] = ["time", "timestamp", "ts", "@timestamp", "asctime", "datetime", "t"];
 const SOURCE_KEYS: [&str; 8] =
     ["logger", "name", "logger_name", "log.logger", "module", "source", "service", "component"];
 const TRACE_KEYS: [&str; 7] =
@@ -141,7 +141,13 @@ const PATH_KEYS: [&str; 4] = ["request_path", "path", "http.path", "url"];
 const METHOD_KEYS: [&str; 3] = ["request_method", "method", "http.method"];
 
 fn parse_json(line: &str) -> Option<ParsedLine<'_>> {
-    let mut map: Map<String, Value> = serde_json::from_str(line).ok()?;
+    let map: Map<String, Value> = serde_json::from_str(line).ok()?;
+    Some(parse_json_object(map))
+}
+
+/// Reads a JSON log object (one JSON line, or one record sent to the ingest API): the known keys
+/// become the event's parts, everything else stays in `metadata`.
+pub fn parse_json_object(mut map: Map<String, Value>) -> ParsedLine<'static> {
     let level = take_first(&mut map, &LEVEL_KEYS, |v| match v {
         Value::String(s) => Level::parse(s),
         Value::Number(n) => n.as_i64().and_then(Level::from_number),
@@ -164,7 +170,7 @@ fn parse_json(line: &str) -> Option<ParsedLine<'_>> {
     let request_path = take_first(&mut map, &PATH_KEYS, value_text);
     let request_method = take_first(&mut map, &METHOD_KEYS, value_text);
     let message = message.or(nested_message).unwrap_or_default();
-    Some(ParsedLine {
+    ParsedLine {
         format: Format::Json,
         timestamp_ms,
         level,
@@ -174,7 +180,7 @@ fn parse_json(line: &str) -> Option<ParsedLine<'_>> {
         request_method: request_method.map(Cow::Owned),
         request_path: request_path.map(Cow::Owned),
         metadata: map,
-    })
+    }
 }
 
 /// Removes the first of `keys` whose value `read` accepts, and returns what it read.
