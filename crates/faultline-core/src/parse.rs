@@ -130,7 +130,8 @@ pub fn exception_name(line: &str) -> Option<&str> {
 
 // --- JSON ------------------------------------------------------------------------------------
 
-pub(crate) const LEVEL_KEYS: [&str; 7] = ["level", "severity", "lvl", "levelname", "log.level", "loglevel", "status"];
+pub(crate) const LEVEL_KEYS: [&str; 7] =
+    ["level", "severity", "lvl", "levelname", "log.level", "loglevel", "status"];
 const MESSAGE_KEYS: [&str; 5] = ["msg", "message", "event", "text", "@message"];
 pub(crate) const TIME_KEYS: [&str; 7] = ["time", "timestamp", "ts", "@timestamp", "asctime", "datetime", "t"];
 const SOURCE_KEYS: [&str; 8] =

@@ -28,12 +28,23 @@ const MAX_ID_CHARS: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordError {
     /// The record is not a JSON object (`found` names what it is).
-    NotAnObject { found: &'static str },
+    NotAnObject {
+        found: &'static str,
+    },
     /// Neither a message nor a traceback.
     MissingMessage,
-    UnknownLevel { field: String, value: String },
-    InvalidTimestamp { field: String, value: String },
-    InvalidId { field: String, reason: &'static str },
+    UnknownLevel {
+        field: String,
+        value: String,
+    },
+    InvalidTimestamp {
+        field: String,
+        value: String,
+    },
+    InvalidId {
+        field: String,
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for RecordError {
@@ -137,7 +148,10 @@ fn take_id(map: &mut Map<String, Value>) -> Result<Option<String>, RecordError> 
             }
         };
         if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
-            return Err(RecordError::InvalidId { field: field.to_owned(), reason: "must be 1 to 200 characters" });
+            return Err(RecordError::InvalidId {
+                field: field.to_owned(),
+                reason: "must be 1 to 200 characters",
+            });
         }
         return Ok(Some(format!("id:{id}")));
     }
@@ -177,9 +191,11 @@ pub fn event_from_python_record(
     let level = match (get("levelname"), get("levelno")) {
         (Some(name), _) if present(&name) => Level::parse(name)
             .ok_or_else(|| RecordError::UnknownLevel { field: "levelname".into(), value: name.into() })?,
-        (_, Some(no)) if present(&no) => no.parse::<i64>().ok().and_then(Level::from_number).ok_or_else(|| {
-            RecordError::UnknownLevel { field: "levelno".into(), value: no.into() }
-        })?,
+        (_, Some(no)) if present(&no) => no
+            .parse::<i64>()
+            .ok()
+            .and_then(Level::from_number)
+            .ok_or_else(|| RecordError::UnknownLevel { field: "levelno".into(), value: no.into() })?,
         _ => Level::Error,
     };
     let timestamp_ms = match get("created").filter(present) {
@@ -188,7 +204,10 @@ pub fn event_from_python_record(
             .ok()
             .filter(|f| f.is_finite())
             .and_then(|f| timestamp::parse_value(&Value::from(f)))
-            .ok_or_else(|| RecordError::InvalidTimestamp { field: "created".into(), value: created.into() })?,
+            .ok_or_else(|| RecordError::InvalidTimestamp {
+                field: "created".into(),
+                value: created.into(),
+            })?,
         None => now,
     };
     let traceback = get("exc_text").filter(present).filter(|t| !t.trim().is_empty()).map(str::to_owned);
@@ -197,7 +216,8 @@ pub fn event_from_python_record(
         None => traceback.as_deref().and_then(headline).ok_or(RecordError::MissingMessage)?.to_owned(),
     };
     let mut metadata = Map::new();
-    for key in ["pathname", "lineno", "funcName", "module", "process", "processName", "thread", "threadName"] {
+    for key in ["pathname", "lineno", "funcName", "module", "process", "processName", "thread", "threadName"]
+    {
         if let Some(v) = get(key).filter(present) {
             metadata.insert(key.to_owned(), Value::String(v.to_owned()));
         }
@@ -244,7 +264,10 @@ mod tests {
         assert_eq!((event.level, event.source.as_str()), (Level::Error, "api.users"));
         assert_eq!(event.message, "KeyError: 'id'");
         assert!(event.traceback.as_deref().is_some_and(|t| t.ends_with("KeyError: 'id'")));
-        assert_eq!((event.request_method.as_deref(), event.request_path.as_deref()), (Some("GET"), Some("/users/7")));
+        assert_eq!(
+            (event.request_method.as_deref(), event.request_path.as_deref()),
+            (Some("GET"), Some("/users/7"))
+        );
         assert_eq!(event.origin.external_id.as_deref(), Some("id:evt-1"));
         assert_eq!(event.metadata.get("region"), Some(&json!("eu")));
     }
@@ -264,10 +287,23 @@ mod tests {
     #[test]
     fn bad_records_say_what_is_wrong() {
         assert_eq!(read(json!([1])).unwrap_err(), "expected a JSON object, found an array");
-        assert_eq!(read(json!({"level": "error"})).unwrap_err(), "missing message: send \"message\" (or \"msg\")");
-        assert_eq!(read(json!({"level": "WARNN", "msg": "x"})).unwrap_err(), "unknown level \"WARNN\" in field \"level\"");
-        assert!(read(json!({"ts": "yesterday", "msg": "x"})).unwrap_err().starts_with("invalid timestamp \"yesterday\""));
-        assert_eq!(read(json!({"id": {}, "msg": "x"})).unwrap_err(), "invalid \"id\": expected a string or a number");
+        assert_eq!(
+            read(json!({"level": "error"})).unwrap_err(),
+            "missing message: send \"message\" (or \"msg\")"
+        );
+        assert_eq!(
+            read(json!({"level": "WARNN", "msg": "x"})).unwrap_err(),
+            "unknown level \"WARNN\" in field \"level\""
+        );
+        assert!(
+            read(json!({"ts": "yesterday", "msg": "x"}))
+                .unwrap_err()
+                .starts_with("invalid timestamp \"yesterday\"")
+        );
+        assert_eq!(
+            read(json!({"id": {}, "msg": "x"})).unwrap_err(),
+            "invalid \"id\": expected a string or a number"
+        );
         let long = "x".repeat(500);
         let err = read(json!({"level": long, "msg": "x"})).unwrap_err();
         assert!(err.len() < 120, "{err}");

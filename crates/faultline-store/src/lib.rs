@@ -64,6 +64,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Bucket>>;
     /// Deletes entries older than `before_ms` in batches and reclaims space.
     async fn cleanup(&self, before_ms: i64, batch_size: u32) -> Result<CleanupReport>;
+    /// Records a finished job run; returns its id.
+    async fn record_job_run(&self, run: &JobRun) -> Result<i64>;
+    /// The newest job runs first, optionally of one job only.
+    async fn job_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<JobRunRow>>;
 }
 
 /// Opens the store named by `url`: `postgres://…` / `postgresql://…`, or `sqlite://PATH` or a

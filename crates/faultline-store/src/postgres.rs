@@ -511,4 +511,43 @@ impl Store for PgStore {
         sqlx::query("VACUUM (ANALYZE) entries").execute(&self.pool).await?;
         Ok(report)
     }
+
+    async fn record_job_run(&self, run: &JobRun) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail) VALUES ($1, $2, $3, $4, $5::jsonb)
+             RETURNING id",
+        )
+        .bind(&run.job)
+        .bind(run.started_ms)
+        .bind(run.finished_ms)
+        .bind(&run.outcome)
+        // JSONB refuses NUL even escaped; as elsewhere in PostgreSQL, it becomes U+FFFD.
+        .bind(run.detail.to_string().replace("\\u0000", "\\ufffd"))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn job_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<JobRunRow>> {
+        let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT id, job, started_ms, finished_ms, outcome, detail::text FROM job_runs
+             WHERE $1::text IS NULL OR job = $1 ORDER BY started_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(job)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, job, started_ms, finished_ms, outcome, detail)| JobRunRow {
+                id,
+                run: JobRun {
+                    job,
+                    started_ms,
+                    finished_ms: finished_ms.unwrap_or_default(),
+                    outcome: outcome.unwrap_or_default(),
+                    detail: detail.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
+                },
+            })
+            .collect())
+    }
 }

@@ -600,6 +600,45 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn record_job_run(&self, run: &JobRun) -> Result<i64> {
+        let run = run.clone();
+        let writer = self.writer.clone();
+        blocking(move || {
+            let w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            w.conn.execute(
+                "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run.job, run.started_ms, run.finished_ms, run.outcome, run.detail.to_string()],
+            )?;
+            Ok(w.conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn job_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<JobRunRow>> {
+        let job = job.map(str::to_owned);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, job, started_ms, finished_ms, outcome, detail FROM job_runs
+                 WHERE ?1 IS NULL OR job = ?1 ORDER BY started_ms DESC, id DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![job, limit], |r| {
+                let detail: Option<String> = r.get(5)?;
+                Ok(JobRunRow {
+                    id: r.get(0)?,
+                    run: JobRun {
+                        job: r.get(1)?,
+                        started_ms: r.get(2)?,
+                        finished_ms: r.get::<_, Option<i64>>(3)?.unwrap_or_default(),
+                        outcome: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                        detail: detail.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
+                    },
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
 }
 
 pub(crate) fn fill_buckets(since_ms: i64, until_ms: i64, width: i64, found: Vec<(i64, i64)>) -> Vec<Bucket> {

@@ -235,3 +235,22 @@ impl BatchTotals {
         m.1 += i64::from(stored_id.is_some());
     }
 }
+
+/// One finished run of a scheduled or manual job (collection, error-rate check, retention…).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRun {
+    pub job: String,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+    /// `ok`, `failed` or `skipped`.
+    pub outcome: String,
+    /// What the run did (counts) or why it failed, as a JSON object.
+    pub detail: serde_json::Value,
+}
+
+/// A stored job run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRunRow {
+    pub id: i64,
+    pub run: JobRun,
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use faultline_core::Level;
-use faultline_store::{SearchQuery, SourceFilter, Store};
+use faultline_store::{JobRun, SearchQuery, SourceFilter, Store};
 
 use crate::both;
 use crate::harness::{T0, batch, event};
@@ -236,3 +236,27 @@ async fn events_without_ids_are_one_entry_per_second(store: Arc<dyn Store>) {
     assert_eq!((again.stored, again.duplicates), (0, 4));
 }
 both!(events_without_ids_are_one_entry_per_second);
+
+async fn job_runs_are_recorded_newest_first(store: Arc<dyn Store>) {
+    let run = |job: &str, started_ms: i64, outcome: &str| JobRun {
+        job: job.to_owned(),
+        started_ms,
+        finished_ms: started_ms + 40,
+        outcome: outcome.to_owned(),
+        detail: serde_json::json!({"entries_deleted": 3, "note": "<b>\u{0}</b>"}),
+    };
+    store.record_job_run(&run("retention", T0, "ok")).await.unwrap();
+    store.record_job_run(&run("error-rate", T0 + 1_000, "ok")).await.unwrap();
+    let failed = store.record_job_run(&run("retention", T0 + 2_000, "failed")).await.unwrap();
+    let all = store.job_runs(None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.run.job.as_str()).collect::<Vec<_>>(),
+        ["retention", "error-rate", "retention"]
+    );
+    let retention = store.job_runs(Some("retention"), 1).await.unwrap();
+    assert_eq!(retention.len(), 1);
+    assert_eq!((retention[0].id, retention[0].run.outcome.as_str()), (failed, "failed"));
+    assert_eq!(retention[0].run.finished_ms, T0 + 2_040);
+    assert_eq!(retention[0].run.detail["entries_deleted"], 3);
+}
+both!(job_runs_are_recorded_newest_first);
