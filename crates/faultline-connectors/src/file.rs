@@ -27,35 +27,70 @@ pub struct LineReader<R> {
     reader: R,
     offset: u64,
     max_line_bytes: usize,
+    /// A line read up to the current end of input without its newline yet (tailing).
+    partial: Option<Partial>,
     /// Lines cut at the cap so far.
     pub cut_lines: u64,
+}
+
+struct Partial {
+    start: u64,
+    buf: Vec<u8>,
+    cut: bool,
+}
+
+/// What to do with a last line that has no newline (yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtEnd {
+    /// The input is complete: return the last line as it is.
+    Complete,
+    /// The input may grow (a tailed file): keep the partial line until its newline comes.
+    Wait,
 }
 
 impl<R: BufRead> LineReader<R> {
     /// `offset` is the position `reader` starts at.
     pub fn new(reader: R, offset: u64, max_line_bytes: usize) -> Self {
-        LineReader { reader, offset, max_line_bytes: max_line_bytes.max(1), cut_lines: 0 }
+        LineReader { reader, offset, max_line_bytes: max_line_bytes.max(1), partial: None, cut_lines: 0 }
     }
 
-    /// Position after the last line returned.
+    /// Position after the last line returned, where a reader must resume to lose nothing (a
+    /// partial line being held is not yet consumed).
     pub fn offset(&self) -> u64 {
+        self.partial.as_ref().map_or(self.offset, |p| p.start)
+    }
+
+    /// Bytes consumed from the input, a held partial line included.
+    pub fn position(&self) -> u64 {
         self.offset
     }
 
-    /// The next line, without its `\n` (or `\r\n`); a last line without a newline is returned
-    /// too. `None` at end of input.
+    /// The next complete line, without its `\n` (or `\r\n`); a last line without a newline is
+    /// returned too. `None` at end of input.
     pub fn next_line(&mut self) -> io::Result<Option<Line>> {
-        let start = self.offset;
-        let mut buf: Vec<u8> = Vec::new();
-        let mut cut = false;
+        self.read_line(AtEnd::Complete)
+    }
+
+    /// The next line; at the end of input, `at_end` says whether a line without its newline is
+    /// returned or held until the rest of it is appended.
+    pub fn read_line(&mut self, at_end: AtEnd) -> io::Result<Option<Line>> {
+        let Partial { start, mut buf, mut cut } =
+            self.partial.take().unwrap_or(Partial { start: self.offset, buf: Vec::new(), cut: false });
         loop {
             let available = match self.reader.fill_buf() {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.partial = Some(Partial { start, buf, cut });
+                    return Err(e);
+                }
             };
             if available.is_empty() {
                 if self.offset == start {
+                    return Ok(None);
+                }
+                if at_end == AtEnd::Wait {
+                    self.partial = Some(Partial { start, buf, cut });
                     return Ok(None);
                 }
                 break;
@@ -87,6 +122,11 @@ impl<R: BufRead> LineReader<R> {
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         };
         Ok(Some(Line { offset: start, text, cut }))
+    }
+
+    /// The underlying reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
     }
 }
 
@@ -121,13 +161,11 @@ impl OpenedFile {
         let canonical = path.canonicalize().map_err(open_err)?;
         let mut file = File::open(&canonical).map_err(open_err)?;
         let len = file.metadata().map_err(read_err)?.len();
-        let identity = identity(&mut file).map_err(read_err)?;
+        let identity = identity(&mut file, true).map_err(read_err)?.unwrap_or_default();
         let start = cursor
-            .and_then(|c| c.rsplit_once(':'))
-            .filter(|(id, _)| *id == identity)
-            .and_then(|(_, off)| off.parse::<u64>().ok())
-            .filter(|off| *off <= len)
-            .unwrap_or(0);
+            .and_then(Checkpoint::parse)
+            .filter(|c| c.identity == identity && c.offset <= len)
+            .map_or(0, |c| c.offset);
         file.seek(SeekFrom::Start(start)).map_err(read_err)?;
         Ok(OpenedFile {
             source_id: format!("file:{}", canonical.display()),
@@ -141,8 +179,54 @@ impl OpenedFile {
 
     /// The cursor to save once everything before `offset` is stored: `<identity>:<offset>`.
     pub fn cursor_at(&self, offset: u64) -> String {
-        format!("{}:{offset}", self.identity)
+        Checkpoint { identity: self.identity.clone(), offset, dev: 0, ino: 0 }.to_string()
     }
+}
+
+/// Where reading a file resumes: which file (a digest of its first line, and its device and
+/// inode when known) and the offset of the first byte not yet stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub identity: String,
+    pub offset: u64,
+    /// Device and inode of the file; 0 when not recorded.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl Checkpoint {
+    /// Reads `<identity>:<offset>` or `<identity>:<offset>:<dev>:<ino>`.
+    pub fn parse(cursor: &str) -> Option<Checkpoint> {
+        let mut parts = cursor.split(':');
+        let identity = parts.next()?.to_owned();
+        let offset = parts.next()?.parse().ok()?;
+        let (dev, ino) = match (parts.next(), parts.next()) {
+            (Some(d), Some(i)) => (d.parse().ok()?, i.parse().ok()?),
+            (None, None) => (0, 0),
+            _ => return None,
+        };
+        if parts.next().is_some() || identity.is_empty() {
+            return None;
+        }
+        Some(Checkpoint { identity, offset, dev, ino })
+    }
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.identity, self.offset)?;
+        if self.dev != 0 || self.ino != 0 {
+            write!(f, ":{}:{}", self.dev, self.ino)?;
+        }
+        Ok(())
+    }
+}
+
+/// The external id of the event whose first line starts at `offset` in the file `identity`:
+/// the same for every reader of the file, so a file ingested once and then tailed stores
+/// nothing twice.
+pub fn external_id(identity: &str, offset: u64) -> String {
+    format!("{identity}:{offset:012}")
 }
 
 /// The source id of the file at `path`: `file:<canonical path>`.
@@ -152,15 +236,19 @@ pub fn source_id(path: &Path) -> Result<String, FileError> {
     Ok(format!("file:{}", canonical.display()))
 }
 
-fn identity(file: &mut File) -> io::Result<String> {
+/// A digest of the file's first line (at most its first 256 bytes), read from the current
+/// position. `None` while the first line is incomplete and shorter than that, unless `complete`
+/// says the file will not grow (its identity could still change).
+pub(crate) fn identity(file: &mut impl Read, complete: bool) -> io::Result<Option<String>> {
     let mut head = Vec::with_capacity(IDENTITY_BYTES);
     file.by_ref().take(IDENTITY_BYTES as u64).read_to_end(&mut head)?;
     let first_line = match memchr::memchr(b'\n', &head) {
         Some(i) => &head[..i],
-        None => &head[..],
+        None if complete || head.len() >= IDENTITY_BYTES => &head[..],
+        None => return Ok(None),
     };
     let digest = Sha256::digest(first_line);
-    Ok(hex::encode(&digest[..8]))
+    Ok(Some(hex::encode(&digest[..8])))
 }
 
 #[cfg(test)]
@@ -209,6 +297,30 @@ mod tests {
         assert_eq!(OpenedFile::open(&path, Some(&cursor), 1024).expect("open").start, 11);
         std::fs::write(&path, "a different file\n").expect("write");
         assert_eq!(OpenedFile::open(&path, Some(&cursor), 1024).expect("open").start, 0);
+    }
+
+    #[test]
+    fn a_partial_last_line_waits_for_its_newline() {
+        let mut input: &[u8] = b"one\ntw";
+        let mut r = LineReader::new(&mut input, 0, 100);
+        assert_eq!(r.read_line(AtEnd::Wait).expect("read").map(|l| l.text), Some("one".into()));
+        assert_eq!(r.read_line(AtEnd::Wait).expect("read"), None);
+        assert_eq!((r.offset(), r.position()), (4, 6));
+        assert_eq!(
+            r.read_line(AtEnd::Complete).expect("read").map(|l| (l.offset, l.text)),
+            Some((4, "tw".into()))
+        );
+    }
+
+    #[test]
+    fn checkpoints_read_both_forms() {
+        let short = Checkpoint::parse("abc:12").expect("short form");
+        assert_eq!((short.offset, short.dev, short.ino), (12, 0, 0));
+        let full = Checkpoint { identity: "abc".into(), offset: 7, dev: 2049, ino: 99 };
+        assert_eq!(Checkpoint::parse(&full.to_string()), Some(full));
+        for bad in ["", "abc", "abc:x", "abc:1:2", ":1", "abc:1:2:3:4"] {
+            assert_eq!(Checkpoint::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

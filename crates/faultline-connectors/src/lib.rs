@@ -2,3 +2,4 @@
 //! never saves its own cursor: the pipeline stores records and cursor in one transaction.
 
 pub mod file;
+pub mod tail;

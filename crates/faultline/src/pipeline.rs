@@ -78,7 +78,7 @@ pub fn read_events(
             }
             let mut event = event;
             if let Some(offset) = event.origin.external_id.as_deref().and_then(|o| o.parse::<u64>().ok()) {
-                event.origin.external_id = Some(format!("{identity}:{offset:012}"));
+                event.origin.external_id = Some(faultline_connectors::file::external_id(&identity, offset));
             }
             if event.source.is_empty() {
                 event.source.clone_from(&default_source);
@@ -105,7 +105,7 @@ pub fn read_events(
                     events: std::mem::replace(&mut events, Vec::with_capacity(options.batch_size)),
                     skipped: take_skipped(&mut skipped),
                     cursor: opened.cursor_at(resume),
-                    position: opened.reader.offset(),
+                    position: opened.reader.position(),
                 })?;
             }
         }
