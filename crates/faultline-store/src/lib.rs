@@ -43,6 +43,8 @@ pub trait Store: Send + Sync {
     async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome>;
     /// The cursor saved with the last batch of `source_id`.
     async fn cursor(&self, source_id: &str) -> Result<Option<String>>;
+    /// Every saved cursor whose source id starts with `prefix`: (source id, cursor, saved at).
+    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, String, i64)>>;
     /// Substring search over message and traceback with filters, newest first.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     /// Most frequent patterns (lifetime counts), optionally only those seen since a time.

@@ -340,14 +340,22 @@ impl Store for PgStore {
             .await?)
     }
 
+    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT source_id, cursor, updated_ms FROM source_cursors
+             WHERE source_id LIKE $1 ESCAPE '\\' ORDER BY source_id",
+        )
+        .bind(like_prefix(&pg_text(prefix)))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let text = q.text.as_deref().filter(|t| !t.is_empty()).map(|t| like_pattern(&pg_text(t)));
         let variant = if text.is_some() { TEXT_FILTER } else { NO_TEXT };
         let (exact, prefix) = match &q.source {
             Some(SourceFilter::Exact(s)) => (Some(s.clone()), None),
-            Some(SourceFilter::Prefix(p)) => {
-                (None, Some(format!("{}%", like_pattern(p).trim_end_matches('%'))))
-            }
+            Some(SourceFilter::Prefix(p)) => (None, Some(like_prefix(p))),
             None => (None, None),
         };
         let level = q.level.map(Level::as_str);

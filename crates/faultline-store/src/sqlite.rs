@@ -430,6 +430,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+        let pattern = like_prefix(prefix);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT source_id, cursor, updated_ms FROM source_cursors
+                 WHERE source_id LIKE ?1 ESCAPE '\\' ORDER BY source_id",
+            )?;
+            let rows = stmt.query_map([pattern], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let q = q.clone();
         self.read(move |c| {
@@ -442,9 +455,7 @@ impl Store for SqliteStore {
             };
             let (exact, prefix) = match &q.source {
                 Some(SourceFilter::Exact(s)) => (Some(s.clone()), None),
-                Some(SourceFilter::Prefix(p)) => {
-                    (None, Some(format!("{}%", like_pattern(p).trim_end_matches('%'))))
-                }
+                Some(SourceFilter::Prefix(p)) => (None, Some(like_prefix(p))),
                 None => (None, None),
             };
             let level = q.level.map(Level::as_str);

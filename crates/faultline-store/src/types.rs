@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_core::{Grouping, Level, LogEvent};
+use faultline_core::{Grouping, Level, LogEvent, fingerprint};
 
 /// One event and how it was grouped.
 #[derive(Debug, Clone)]
@@ -32,6 +32,51 @@ pub struct IngestBatch {
     pub max_stored_per_pattern_minute: u32,
     /// Time the batch is written, for `updated` columns.
     pub now_ms: i64,
+}
+
+impl IngestBatch {
+    /// Makes the batch a source hands over: events at or above `min_level` are fingerprinted
+    /// for storing; the others are only counted per minute and level.
+    pub fn from_events(
+        source_id: &str,
+        cursor: Option<String>,
+        events: Vec<LogEvent>,
+        min_level: Level,
+        max_stored_per_pattern_minute: u32,
+        now_ms: i64,
+    ) -> IngestBatch {
+        let mut skipped: BTreeMap<(i64, Level), u64> = BTreeMap::new();
+        let mut grouped = Vec::with_capacity(events.len());
+        for event in events {
+            if event.level < min_level {
+                *skipped.entry((minute_of(event.timestamp_ms), event.level)).or_default() += 1;
+            } else {
+                let grouping = fingerprint(&event);
+                grouped.push(GroupedEvent { event, grouping });
+            }
+        }
+        IngestBatch {
+            source_id: source_id.to_owned(),
+            cursor,
+            events: grouped,
+            skipped: skipped
+                .into_iter()
+                .map(|((minute, level), count)| LineCount {
+                    minute,
+                    source_id: source_id.to_owned(),
+                    level,
+                    count,
+                })
+                .collect(),
+            max_stored_per_pattern_minute,
+            now_ms,
+        }
+    }
+
+    /// Events counted but not stored for being below the minimum level.
+    pub fn below_level(&self) -> u64 {
+        self.skipped.iter().map(|s| s.count).sum()
+    }
 }
 
 /// What a batch did.
@@ -179,15 +224,22 @@ pub(crate) fn batch_minute_span(batch: &IngestBatch) -> Option<(i64, i64)> {
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.
 pub fn like_pattern(text: &str) -> String {
+    format!("%{}%", like_escape(text))
+}
+
+/// `LIKE` pattern for values that start with `text` (escape character `\`).
+pub fn like_prefix(text: &str) -> String {
+    format!("{}%", like_escape(text))
+}
+
+fn like_escape(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
-    p.push('%');
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             p.push('\\');
         }
         p.push(c);
     }
-    p.push('%');
     p
 }
 

@@ -111,6 +111,8 @@ async fn search_filters_and_pages(store: Arc<dyn Store>) {
     assert_eq!(store.search(&exact).await.unwrap().total, 0);
     let prefix = SearchQuery { source: Some(SourceFilter::parse("worker.*")), ..q(None) };
     assert_eq!(store.search(&prefix).await.unwrap().total, 2);
+    let inner = SearchQuery { source: Some(SourceFilter::parse("billing*")), ..q(None) };
+    assert_eq!(store.search(&inner).await.unwrap().total, 0, "a prefix matches at the start only");
     let window = SearchQuery { since_ms: Some(T0 + 60_000), until_ms: Some(T0 + 120_000), ..q(None) };
     assert_eq!(store.search(&window).await.unwrap().total, 2);
 
@@ -260,3 +262,24 @@ async fn job_runs_are_recorded_newest_first(store: Arc<dyn Store>) {
     assert_eq!(retention[0].run.detail["entries_deleted"], 3);
 }
 both!(job_runs_are_recorded_newest_first);
+
+async fn cursors_are_listed_by_prefix(store: Arc<dyn Store>) {
+    for (source_id, cursor) in
+        [("file:/var/log/a.log", "x:10"), ("file:/var/log/b_c.log", "y:5"), ("journald", "s=1")]
+    {
+        let b = faultline_store::IngestBatch {
+            source_id: source_id.into(),
+            cursor: Some(cursor.into()),
+            ..batch(vec![])
+        };
+        store.ingest(b).await.unwrap();
+    }
+    let files = store.cursors("file:").await.unwrap();
+    assert_eq!(
+        files.iter().map(|(id, c, _)| (id.as_str(), c.as_str())).collect::<Vec<_>>(),
+        [("file:/var/log/a.log", "x:10"), ("file:/var/log/b_c.log", "y:5")]
+    );
+    assert_eq!(store.cursors("file:/var/log/b_").await.unwrap().len(), 1, "_ is literal");
+    assert_eq!(store.cursors("").await.unwrap().len(), 3);
+}
+both!(cursors_are_listed_by_prefix);
