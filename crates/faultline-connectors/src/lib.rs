@@ -2,4 +2,5 @@
 //! never saves its own cursor: the pipeline stores records and cursor in one transaction.
 
 pub mod file;
+pub mod journal;
 pub mod tail;
