@@ -24,7 +24,7 @@ fn entry(i: u32, priority: u8, message: serde_json::Value) -> String {
         "_HOSTNAME": "web-1",
         "MESSAGE": message,
     });
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         e["SYSLOG_IDENTIFIER"] = json!([97, 112, 105]); // "api" as bytes
     }
     format!("{e}\n")
