@@ -414,9 +414,17 @@ fn search_sql((from, text): (&str, &str), count: bool) -> String {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
-    async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome> {
+    async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome> {
         let writer = self.writer.clone();
-        blocking(move || writer.lock().unwrap_or_else(|e| e.into_inner()).ingest(&batch)).await
+        blocking(move || {
+            // SQLite's LIKE and FTS5 stop reading text at a NUL: stored as U+FFFD, as in
+            // PostgreSQL, so everything after it stays searchable.
+            for ge in &mut batch.events {
+                replace_nul(&mut ge.event);
+            }
+            writer.lock().unwrap_or_else(|e| e.into_inner()).ingest(&batch)
+        })
+        .await
     }
 
     async fn cursor(&self, source_id: &str) -> Result<Option<String>> {

@@ -306,3 +306,20 @@ pub struct JobRunRow {
     pub id: i64,
     pub run: JobRun,
 }
+
+/// Replaces NUL characters in an event's text with U+FFFD (neither backend can search past one).
+pub(crate) fn replace_nul(event: &mut LogEvent) {
+    fn fix(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+    fix(&mut event.message);
+    fix(&mut event.source);
+    fix(&mut event.raw);
+    for field in
+        [&mut event.traceback, &mut event.request_path, &mut event.request_method].into_iter().flatten()
+    {
+        fix(field);
+    }
+}

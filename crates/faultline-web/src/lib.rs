@@ -1,0 +1,110 @@
+//! faultline's HTTP server: the health endpoint and the ingest endpoints, behind token auth,
+//! body-size limits and per-token quotas. The JSON API and the System Health page grow here.
+
+pub mod auth;
+pub mod error;
+mod ingest;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use faultline_core::Level;
+use faultline_store::Store;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+pub use auth::{ApiToken, Auth, Scope};
+pub use error::ApiError;
+pub use ingest::{IngestResponse, Rejected};
+
+/// How the server treats what it is sent.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub min_level: Level,
+    pub max_stored_per_pattern_minute: u32,
+    /// Largest request body, after gzip is undone.
+    pub max_body_bytes: usize,
+    pub max_records_per_request: usize,
+    /// Records per minute per token (or for everyone, when no tokens are configured).
+    pub quota_per_minute: Option<u32>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_level: Level::Error,
+            max_stored_per_pattern_minute: 1000,
+            max_body_bytes: 10 << 20,
+            max_records_per_request: 100_000,
+            quota_per_minute: None,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Auth,
+    pub settings: Settings,
+    quota: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, auth: Auth, settings: Settings) -> AppState {
+        let quota = settings
+            .quota_per_minute
+            .and_then(NonZeroU32::new)
+            .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
+        AppState { store, auth, settings, quota }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.settings.max_body_bytes;
+    let state = Arc::new(state);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/ingest", post(ingest::ingest))
+        .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestDecompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn healthz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    match app.store.cursor("faultline:healthz").await {
+        Ok(_) => (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" }))),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "status": "unavailable", "error": "database unreachable" })),
+            )
+        }
+    }
+}
+
+/// True for addresses only this machine can reach.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// Milliseconds since the epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
