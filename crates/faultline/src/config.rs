@@ -1,7 +1,9 @@
 //! Configuration: a TOML file overlaid by `FAULTLINE_SECTION__KEY` environment variables,
 //! validated once at startup into [`Config`]. Nothing reads the environment after that.
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use faultline_core::Level;
@@ -19,6 +21,182 @@ pub struct RawConfig {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
+    #[serde(default)]
+    pub journald: JournaldConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address `faultline serve` listens on. Without tokens, only a loopback address is allowed.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request body, in bytes, after gzip is undone.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Records per minute each token may send to the ingest endpoints; 0 = no quota.
+    #[serde(default)]
+    pub ingest_quota_per_minute: u32,
+    /// API tokens. The secret is never written in the file: `env` names the variable holding it.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+fn default_max_body() -> usize {
+    10 << 20
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            ingest_quota_per_minute: 0,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    /// Environment variable that holds the token.
+    pub env: String,
+    /// Any of `read`, `write`, `ingest`.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Files or globs to follow, e.g. "/var/log/app/*.log". Rotated copies need not match.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Globs of paths not to follow.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Where files found at startup without a saved position start: "end" or "beginning".
+    /// Files that appear later are always read from their beginning.
+    #[serde(default = "default_start_at")]
+    pub start_at: String,
+    /// How often files are checked for new lines.
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long an event waits for more traceback lines.
+    #[serde(default = "default_multiline_wait", with = "humantime_serde")]
+    pub multiline_wait: Duration,
+}
+
+fn default_start_at() -> String {
+    "end".to_owned()
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_multiline_wait() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            paths: Vec::new(),
+            exclude: Vec::new(),
+            start_at: default_start_at(),
+            poll_interval: default_poll(),
+            multiline_wait: default_multiline_wait(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournaldConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// The journalctl to run.
+    #[serde(default = "default_journalctl")]
+    pub command: String,
+    /// Only these units (all when empty).
+    #[serde(default)]
+    pub units: Vec<String>,
+    /// Least severe priority read: emerg, alert, crit, err (default), warning, notice, info, debug.
+    #[serde(default = "default_priority")]
+    pub priority: String,
+    /// With no saved cursor: "end" (new entries only) or "beginning".
+    #[serde(default = "default_start_at")]
+    pub start_at: String,
+}
+
+fn default_journalctl() -> String {
+    "journalctl".to_owned()
+}
+fn default_priority() -> String {
+    "err".to_owned()
+}
+
+impl Default for JournaldConfig {
+    fn default() -> Self {
+        JournaldConfig {
+            enabled: false,
+            command: default_journalctl(),
+            units: Vec::new(),
+            priority: default_priority(),
+            start_at: default_start_at(),
+        }
+    }
+}
+
+/// How often the scheduled jobs of `faultline serve` run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Records what the sources collected since the last run.
+    #[serde(default = "default_collect", with = "humantime_serde")]
+    pub collect: Duration,
+    /// Errors per minute over the last 5 minutes: pass / degraded / fail.
+    #[serde(default = "default_error_rate", with = "humantime_serde")]
+    pub error_rate_check: Duration,
+    /// New and trending patterns.
+    #[serde(default = "default_pattern_detection", with = "humantime_serde")]
+    pub pattern_detection: Duration,
+    /// Deletes entries older than `retention.days`.
+    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+fn default_collect() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_error_rate() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_pattern_detection() -> Duration {
+    Duration::from_secs(1800)
+}
+fn default_retention_interval() -> Duration {
+    Duration::from_secs(86_400)
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            collect: default_collect(),
+            error_rate_check: default_error_rate(),
+            pattern_detection: default_pattern_detection(),
+            retention: default_retention_interval(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +286,90 @@ pub struct Config {
     pub max_line_bytes: usize,
     pub max_stored_per_pattern_minute: u32,
     pub retention_days: u32,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub ingest_quota_per_minute: Option<u32>,
+    pub tokens: Vec<Token>,
+    pub files: FilesConfig,
+    pub files_start_at_end: bool,
+    pub journald: JournaldConfig,
+    pub journald_max_priority: u8,
+    pub journald_start_at_end: bool,
+    pub schedule: ScheduleConfig,
+}
+
+/// A configured API token, its secret read from the environment.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub secret: String,
+    pub scopes: Vec<faultline_web::Scope>,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn start_at_end(key: &str, value: &str) -> anyhow::Result<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "end" => Ok(true),
+        "beginning" | "start" => Ok(false),
+        _ => bail!("invalid {key} {value:?}: use \"end\" or \"beginning\""),
+    }
+}
+
+fn journal_priority(value: &str) -> anyhow::Result<u8> {
+    let names = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+    let v = value.trim().to_ascii_lowercase();
+    if let Ok(n) = v.parse::<u8>()
+        && n <= 7
+    {
+        return Ok(n);
+    }
+    let v = match v.as_str() {
+        "error" => "err",
+        "critical" => "crit",
+        "warn" => "warning",
+        "emergency" => "emerg",
+        other => other,
+    };
+    names.iter().position(|n| *n == v).map(|p| p as u8).with_context(|| {
+        format!("invalid journald.priority {value:?}: use one of {} or 0-7", names.join(", "))
+    })
+}
+
+fn read_tokens(
+    tokens: &[TokenConfig],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Vec<Token>> {
+    let mut out = Vec::new();
+    for t in tokens {
+        if t.name.trim().is_empty() {
+            bail!("invalid server.tokens entry: name is empty");
+        }
+        let secret = lookup(&t.env).filter(|s| !s.trim().is_empty()).with_context(|| {
+            format!("token {:?}: environment variable {} is not set or empty", t.name, t.env)
+        })?;
+        if secret.trim().len() < 16 {
+            bail!("token {:?}: the secret in {} is shorter than 16 characters", t.name, t.env);
+        }
+        let scopes = t
+            .scopes
+            .iter()
+            .map(|s| {
+                faultline_web::Scope::parse(s).with_context(|| {
+                    format!("token {:?}: unknown scope {s:?}: use read, write or ingest", t.name)
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        out.push(Token { name: t.name.clone(), secret: secret.trim().to_owned(), scopes });
+    }
+    Ok(out)
 }
 
 impl Config {
@@ -123,10 +385,10 @@ impl Config {
         // Only SECTION__KEY variables are config keys; FAULTLINE_CONFIG and the like are not.
         figment = figment.merge(env.filter(|k| k.as_str().contains("__")).split("__"));
         let raw: RawConfig = figment.extract().map_err(|e| anyhow::anyhow!(describe(e)))?;
-        Config::validate(raw)
+        Config::validate(raw, &|name| std::env::var(name).ok())
     }
 
-    fn validate(raw: RawConfig) -> anyhow::Result<Config> {
+    fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
         let min_level =
             Level::parse(&raw.ingest.min_level).filter(|l| *l >= Level::Warning).with_context(|| {
                 format!("invalid ingest.min_level {:?}: use WARNING, ERROR or CRITICAL", raw.ingest.min_level)
@@ -141,8 +403,25 @@ impl Config {
             max_line_bytes: raw.ingest.max_line_bytes.max(1024),
             max_stored_per_pattern_minute: raw.ingest.max_stored_per_pattern_minute,
             retention_days: raw.retention.days,
+            listen: parse_listen(&raw.server.listen)?,
+            max_body_bytes: raw.server.max_body_bytes.max(1024),
+            ingest_quota_per_minute: Some(raw.server.ingest_quota_per_minute).filter(|q| *q > 0),
+            tokens: read_tokens(&raw.server.tokens, env)?,
+            files_start_at_end: start_at_end("files.start_at", &raw.files.start_at)?,
+            files: raw.files,
+            journald_max_priority: journal_priority(&raw.journald.priority)?,
+            journald_start_at_end: start_at_end("journald.start_at", &raw.journald.start_at)?,
+            journald: raw.journald,
+            schedule: raw.schedule,
         })
     }
+}
+
+/// Reads a listen address such as `127.0.0.1:8080` or `[::1]:8080`.
+pub fn parse_listen(value: &str) -> anyhow::Result<SocketAddr> {
+    value.trim().parse().with_context(|| {
+        format!("invalid listen address {value:?}: use IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+    })
 }
 
 /// One line per problem, naming the key and where it came from.
@@ -181,6 +460,45 @@ mod tests {
             (c.database_url.as_str(), c.min_level, c.retention_days),
             ("data/faultline.db", Level::Error, 90)
         );
+    }
+
+    #[test]
+    fn tokens_come_from_the_environment_and_are_checked() {
+        let tokens =
+            vec![TokenConfig { name: "ci".into(), env: "CI_TOKEN".into(), scopes: vec!["ingest".into()] }];
+        let env = |name: &str| (name == "CI_TOKEN").then(|| "0123456789abcdef-secret".to_owned());
+        let read = read_tokens(&tokens, &env).expect("valid");
+        assert_eq!(
+            (read[0].name.as_str(), read[0].scopes.as_slice()),
+            ("ci", &[faultline_web::Scope::Ingest][..])
+        );
+        assert!(!format!("{read:?}").contains("secret"), "Debug never shows the secret");
+        let err = read_tokens(&tokens, &|_| None).unwrap_err().to_string();
+        assert_eq!(err, "token \"ci\": environment variable CI_TOKEN is not set or empty");
+        let short = read_tokens(&tokens, &|_| Some("short".into())).unwrap_err().to_string();
+        assert_eq!(short, "token \"ci\": the secret in CI_TOKEN is shorter than 16 characters");
+        let bad = vec![TokenConfig { scopes: vec!["admin".into()], ..tokens[0].clone() }];
+        let err = read_tokens(&bad, &env).unwrap_err().to_string();
+        assert_eq!(err, "token \"ci\": unknown scope \"admin\": use read, write or ingest");
+    }
+
+    #[test]
+    fn serve_settings_are_validated() {
+        let c = load_toml("[files]\npaths = [\"/var/log/*.log\"]\npoll_interval = \"250ms\"\n[schedule]\nretention = \"12h\"\n")
+            .expect("valid");
+        assert_eq!(c.files.poll_interval, Duration::from_millis(250));
+        assert_eq!(c.schedule.retention, Duration::from_secs(43_200));
+        assert_eq!((c.listen.to_string().as_str(), c.files_start_at_end), ("127.0.0.1:8080", true));
+        let err = load_toml("[server]\nlisten = \"localhost\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("invalid listen address \"localhost\""), "{err}");
+        let err = load_toml("[files]\nstart_at = \"middle\"\n").unwrap_err().to_string();
+        assert_eq!(err, "invalid files.start_at \"middle\": use \"end\" or \"beginning\"");
+        assert_eq!(
+            load_toml("[journald]\npriority = \"warning\"\n").expect("valid").journald_max_priority,
+            4
+        );
+        let err = load_toml("[schedule]\ncollect = \"soon\"\n").unwrap_err().to_string();
+        assert!(err.contains("schedule.collect"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,8 @@ mod bench;
 mod config;
 mod output;
 mod pipeline;
+mod scheduler;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the service: follow the configured files and journal, accept errors over HTTP, and
+    /// run the scheduled jobs, until SIGTERM or Ctrl-C.
+    Serve(ServeArgs),
     /// Read log files, store their errors and group them into patterns.
     Ingest(IngestArgs),
     /// Search stored errors by text, level, source and time, newest first.
@@ -50,6 +55,13 @@ enum Command {
     /// Benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080, or server.listen from the config).
+    #[arg(long, env = "FAULTLINE_LISTEN")]
+    listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -126,18 +138,26 @@ fn parse_level(s: &str) -> anyhow::Result<Level> {
     Level::parse(s).with_context(|| format!("invalid level {s:?}: use WARNING, ERROR or CRITICAL"))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     since_epoch.as_millis() as i64
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A service says what it does; one-shot commands only warn.
+    let default_filter = if matches!(cli.command, Command::Serve(_)) {
+        "info,tower_http=warn,rusqlite_migration=warn"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -165,6 +185,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let store = faultline_store::open(&config.database_url).await?;
     match cli.command {
+        Command::Serve(args) => {
+            let listen = match &args.listen {
+                Some(addr) => config::parse_listen(addr)?,
+                None => config.listen,
+            };
+            serve::serve(store, config, listen).await
+        }
         Command::Ingest(args) => ingest(store, &config, args).await,
         Command::Search(args) => search(store, args).await,
         Command::Patterns(args) => patterns(store, args).await,
