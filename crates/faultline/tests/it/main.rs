@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod repo;
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};
