@@ -28,11 +28,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// Start the HTTP server on loopback with a fresh SQLite database and post NDJSON batches of
+    /// error records to /api/ingest: accepted errors/s and request latency.
+    Http {
+        /// Error records to send.
+        #[arg(long, default_value_t = 500_000)]
+        records: u64,
+        /// Records per request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Directory for the database (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest { lines, dir, rounds } => ingest(lines, dir, rounds.max(1), config).await,
+        BenchCommand::Http { records, batch, concurrency, dir } => {
+            http(records, batch.max(1), concurrency.max(1), dir, config).await
+        }
     }
 }
 
@@ -352,4 +371,130 @@ fn error_message(rng: &mut Rng, shape: u64, area: &str, n: u64) -> String {
         _ => format!("{area} unexpected EOF after {} bytes from {ip}", rng.below(100_000)),
     };
     text + &needle
+}
+
+/// NDJSON bodies of `records` error records, `batch` per body, from the same generator as the
+/// log benchmark (300 patterns, varying ids, IPs, numbers).
+fn ndjson_bodies(records: u64, batch: usize) -> Vec<String> {
+    let mut rng = Rng(7);
+    let mut ts: i64 = 1_704_067_200_000;
+    let mut bodies = Vec::new();
+    let mut body = String::with_capacity(batch * 200);
+    let mut in_body = 0;
+    for n in 1..=records {
+        ts += 20 + rng.below(60) as i64;
+        let area = AREAS[rng.below(10) as usize];
+        let shape = rng.below(30);
+        let message = error_message(&mut rng, shape, area, n);
+        let record = serde_json::json!({
+            "id": format!("bench-{n}"),
+            "timestamp": ts,
+            "level": if rng.below(20) == 0 { "critical" } else { "error" },
+            "logger": format!("app.{area}"),
+            "message": message,
+            "request_id": format!("{:016x}", rng.next()),
+        });
+        let _ = writeln!(body, "{record}");
+        in_body += 1;
+        if in_body == batch {
+            bodies.push(std::mem::replace(&mut body, String::with_capacity(batch * 200)));
+            in_body = 0;
+        }
+    }
+    if in_body > 0 {
+        bodies.push(body);
+    }
+    bodies
+}
+
+async fn http(
+    records: u64,
+    batch: usize,
+    concurrency: usize,
+    dir: Option<PathBuf>,
+    config: &Config,
+) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let dir = dir.unwrap_or_else(|| temp.path().to_owned());
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let db = dir.join("bench-http.db");
+    remove_db(&db);
+    let bodies = Arc::new(ndjson_bodies(records, batch));
+    let bytes: usize = bodies.iter().map(String::len).sum();
+    let store = faultline_store::open(&db.display().to_string()).await?;
+    let settings = faultline_web::Settings {
+        min_level: config.min_level,
+        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+        max_body_bytes: config.max_body_bytes.max(bytes / bodies.len().max(1) * 2),
+        ..faultline_web::Settings::default()
+    };
+    let app = faultline_web::router(faultline_web::AppState::new(
+        store.clone(),
+        faultline_web::Auth::default(),
+        settings,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
+    let url = format!("http://{}/api/ingest", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    eprintln!(
+        "posting {records} error records in {} requests of {batch} ({} MiB NDJSON), {concurrency} at a time, to {url}",
+        bodies.len(),
+        bytes >> 20
+    );
+
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, next, bodies, url) = (client.clone(), next.clone(), bodies.clone(), url.clone());
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut accepted = 0u64;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                let sent = Instant::now();
+                let response = client
+                    .post(&url)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .context("posting a batch")?;
+                let status = response.status();
+                let answer: serde_json::Value = response.json().await.context("reading the answer")?;
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(status.is_success(), "HTTP {status}: {answer}");
+                accepted += answer["accepted"].as_u64().unwrap_or(0);
+            }
+            anyhow::Ok((latencies, accepted))
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut accepted = 0;
+    while let Some(done) = workers.join_next().await {
+        let (l, a) = done.context("client task")??;
+        latencies.extend(l);
+        accepted += a;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct =
+        |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let stored = store.search(&SearchQuery { limit: 1, ..Default::default() }).await?.total;
+    println!("accepted errors/s: {:.0} ({accepted} in {secs:.2}s, {stored} stored)", accepted as f64 / secs);
+    println!(
+        "request latency: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests of {batch} records, {concurrency} in flight)",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+        latencies.len()
+    );
+    drop(store);
+    remove_db(&db);
+    Ok(())
 }
