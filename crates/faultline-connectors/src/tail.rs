@@ -45,6 +45,9 @@ pub struct TailOptions {
     pub parse: ParseContext,
     /// Events per batch handed to `commit`.
     pub max_batch_events: usize,
+    /// Full batches read from one file in one `poll`; the rest waits for the next poll, so a
+    /// large backlog never keeps `poll` from returning (and a shutdown waiting).
+    pub max_batches_per_poll: usize,
 }
 
 impl Default for TailOptions {
@@ -55,6 +58,7 @@ impl Default for TailOptions {
             multiline_wait_ms: 1_000,
             parse: ParseContext { default_year: 1970 },
             max_batch_events: 5_000,
+            max_batches_per_poll: 20,
         }
     }
 }
@@ -88,6 +92,15 @@ pub struct FileStatus {
     pub offset: Option<u64>,
     pub size: Option<u64>,
     pub last_error: Option<String>,
+}
+
+/// What one `poll` met.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    /// Errors per path; the other files were still read.
+    pub errors: Vec<(PathBuf, String)>,
+    /// Some file has more to read already: poll again without waiting.
+    pub more: bool,
 }
 
 /// Follows every file matched by a set of globs.
@@ -157,27 +170,29 @@ impl Tailer {
 
     /// Finds new files, then reads every followed file as far as it goes. `load` returns the
     /// saved checkpoint of a source id; `commit` stores a batch and its checkpoint together.
-    /// Returns the errors met, per path; the other files are still read.
     pub fn poll<E: std::fmt::Display>(
         &mut self,
         now: TimestampMs,
         load: &mut dyn FnMut(&str) -> Result<Option<String>, E>,
         commit: &mut dyn FnMut(FileBatch) -> Result<(), E>,
-    ) -> Vec<(PathBuf, String)> {
+    ) -> PollReport {
         self.scan();
-        let mut errors = Vec::new();
+        let mut report = PollReport::default();
         for (path, file) in &mut self.files {
             match poll_file(path, file, &self.options, now, load, commit) {
-                Ok(()) => file.last_error = None,
+                Ok(more) => {
+                    file.last_error = None;
+                    report.more |= more;
+                }
                 Err(error) => {
                     // Forget what was read but not stored: resume from the saved checkpoint.
                     file.open = None;
                     file.last_error = Some(error.clone());
-                    errors.push((path.clone(), error));
+                    report.errors.push((path.clone(), error));
                 }
             }
         }
-        errors
+        report
     }
 
     /// Follows files known from saved checkpoints (their source ids, `file:<path>`) even when
@@ -246,7 +261,7 @@ fn poll_file<E: std::fmt::Display>(
     now: TimestampMs,
     load: Load<'_, E>,
     commit: Commit<'_, E>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let io_err = |what: &str, e: io::Error| format!("{what} {}: {e}", path.display());
     // Each turn either reads the open file to its end and returns, or finishes a file that was
     // replaced and opens its successor.
@@ -256,10 +271,10 @@ fn poll_file<E: std::fmt::Display>(
             let saved = saved.as_deref().and_then(Checkpoint::parse);
             match open_current(path, file, saved, options, now, commit)? {
                 Some(open) => file.open = Some(open),
-                None => return Ok(()),
+                None => return Ok(false),
             }
         }
-        let Some(open) = file.open.as_mut() else { return Ok(()) };
+        let Some(open) = file.open.as_mut() else { return Ok(false) };
         // Check before reading: after copytruncate the old position points into new text.
         match change(path, open).map_err(|e| io_err("checking", e))? {
             Change::Same => {
@@ -274,7 +289,7 @@ fn poll_file<E: std::fmt::Display>(
                 file.open = None;
                 file.found_at_start = false;
                 if gone {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
             Change::Truncated => {
@@ -285,7 +300,7 @@ fn poll_file<E: std::fmt::Display>(
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Opens the file now at `path`, first draining its predecessor when the saved checkpoint
@@ -399,7 +414,8 @@ fn drain_predecessor<E: std::fmt::Display>(
 }
 
 /// Reads lines to the current end of the file, committing full batches, then whatever is left
-/// (or only the checkpoint, when it moved).
+/// (or only the checkpoint, when it moved). While tailing (`AtEnd::Wait`) it stops after
+/// `max_batches_per_poll` full batches and returns `true`: there is more to read.
 fn read_available<E: std::fmt::Display>(
     open: &mut OpenFile,
     source_id: &str,
@@ -407,14 +423,19 @@ fn read_available<E: std::fmt::Display>(
     now: TimestampMs,
     at_end: AtEnd,
     commit: Commit<'_, E>,
-) -> Result<(), ReadError> {
+) -> Result<bool, ReadError> {
     let mut events = Vec::new();
+    let mut batches = 0;
     let commit_err = ReadError::Commit;
     while let Some(line) = open.reader.read_line(at_end).map_err(ReadError::Io)? {
         if let Some(event) = open.assembler.push(&line.text, line.offset, now) {
             events.push(with_file_id(event, &open.identity));
             if events.len() >= options.max_batch_events {
                 send(open, source_id, std::mem::take(&mut events), commit).map_err(commit_err)?;
+                batches += 1;
+                if at_end == AtEnd::Wait && batches >= options.max_batches_per_poll.max(1) {
+                    return Ok(true);
+                }
             }
         }
     }
@@ -424,7 +445,7 @@ fn read_available<E: std::fmt::Display>(
     if !events.is_empty() || open.committed.as_ref() != Some(&open.checkpoint()) {
         send(open, source_id, events, commit).map_err(commit_err)?;
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Completes the event still open (the file will not grow) and commits it.

@@ -80,6 +80,7 @@ fn new_tailer(dir: &Path) -> Tailer {
         multiline_wait_ms: 1_000,
         parse: ParseContext { default_year: 2024 },
         max_batch_events: 3,
+        max_batches_per_poll: 2,
     };
     Tailer::new(vec![format!("{}/*.log", dir.display())], &[], options).expect("tailer")
 }
@@ -141,7 +142,8 @@ impl World {
             Ok(())
         };
         // A commit that fails is seen by the next load: checkpoints are read per file open.
-        let _errors = tailer.poll(*now, &mut load, &mut commit);
+        // A poll that stops early (more to read) is followed by another, as the service does.
+        while tailer.poll(*now, &mut load, &mut commit).more {}
     }
 
     fn apply(&mut self, op: &Op) {

@@ -181,6 +181,7 @@ async fn start_files(
             default_year: chrono::DateTime::from_timestamp_millis(now_ms()).map_or(1970, |t| t.year()),
         },
         max_batch_events: config.batch_size,
+        ..TailOptions::default()
     };
     let mut tailer = Tailer::new(include.clone(), &config.files.exclude, options)?;
     let known = store.cursors("file:").await.context("reading saved file positions")?;
@@ -208,8 +209,8 @@ async fn start_files(
                 counters.stored("files", &outcome, below, cut);
                 Ok(())
             };
-            let errors: BTreeMap<PathBuf, String> =
-                tailer.poll(now, &mut load, &mut commit).into_iter().collect();
+            let report = tailer.poll(now, &mut load, &mut commit);
+            let errors: BTreeMap<PathBuf, String> = report.errors.into_iter().collect();
             for (path, error) in &errors {
                 if reported.get(path) != Some(error) {
                     tracing::warn!(path = %path.display(), "file source: {error}");
@@ -219,6 +220,9 @@ async fn start_files(
             reported = errors;
             if shutdown.is_cancelled() {
                 return;
+            }
+            if report.more {
+                continue;
             }
             handle.block_on(async {
                 tokio::select! {
