@@ -3,6 +3,7 @@
 //! Nothing in this crate does IO, spawns a task or reads the clock: every function takes the time
 //! it needs as an argument, so the whole crate is testable with hand-made timelines.
 
+pub mod alert;
 pub mod assemble;
 pub mod fingerprint;
 pub mod mask;

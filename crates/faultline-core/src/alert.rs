@@ -1,0 +1,566 @@
+//! Alert rules: which observations deserve an alert, and only once.
+//!
+//! [`evaluate`] is pure: the rules, what was observed and `now` go in, [`Decision`]s come out,
+//! and the cooldowns, the error-rate state and the flood guard live in an [`AlertState`] value
+//! the caller keeps (and rebuilds from stored alerts after a restart, with
+//! [`AlertState::remember`]). Every rule is tested on hand-built timelines.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::model::{Level, TimestampMs};
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+
+/// One alert rule, as stored in the `alert_rules` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: i64,
+    pub name: String,
+    pub kind: RuleKind,
+    /// No second alert for the same (rule, pattern) within this time.
+    pub cooldown_ms: i64,
+    pub enabled: bool,
+}
+
+/// The conditions faultline alerts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleKind {
+    /// A pattern seen for the first time.
+    NewFingerprint,
+    /// A pattern's count in one minute above `per_minute`.
+    Spike { per_minute: u64 },
+    /// A pattern seen in each of `minutes` consecutive minutes.
+    Sustained { minutes: u32 },
+    /// Any CRITICAL (or FATAL, PANIC…) entry.
+    Critical,
+    /// All errors per minute over the last `window_minutes` full minutes: below `degraded` is
+    /// pass, up to `fail` is degraded, above is fail. Alerts on entering degraded or fail and on
+    /// recovery. Leaving a state needs the rate `recovery_margin` (a fraction) below its
+    /// threshold, so a rate hovering at a threshold does not flap.
+    ErrorRate { window_minutes: u32, degraded: f64, fail: f64, recovery_margin: f64 },
+    /// A pattern marked resolved is seen again.
+    Regression,
+    /// An ignored pattern seen more than `count` times in `minutes` minutes.
+    IgnoredGrowing { count: u64, minutes: u32 },
+}
+
+impl RuleKind {
+    /// The rule type's name in the `alert_rules` table and the API.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RuleKind::NewFingerprint => "new_fingerprint",
+            RuleKind::Spike { .. } => "spike",
+            RuleKind::Sustained { .. } => "sustained",
+            RuleKind::Critical => "critical",
+            RuleKind::ErrorRate { .. } => "error_rate",
+            RuleKind::Regression => "regression",
+            RuleKind::IgnoredGrowing { .. } => "ignored_growing",
+        }
+    }
+
+    /// Minutes of per-minute counts this rule looks back over (the caller fetches the longest).
+    pub fn lookback_minutes(&self) -> u32 {
+        match self {
+            RuleKind::Spike { .. } => 2,
+            RuleKind::Sustained { minutes } | RuleKind::IgnoredGrowing { minutes, .. } => *minutes + 1,
+            RuleKind::ErrorRate { window_minutes, .. } => *window_minutes + 1,
+            RuleKind::NewFingerprint | RuleKind::Critical | RuleKind::Regression => 0,
+        }
+    }
+
+    /// Most important first: when several rules fire for one pattern at once, one alert is sent,
+    /// named after the first of them.
+    fn rank(&self) -> u8 {
+        match self {
+            RuleKind::Critical => 0,
+            RuleKind::Regression => 1,
+            RuleKind::NewFingerprint => 2,
+            RuleKind::Spike { .. } => 3,
+            RuleKind::Sustained { .. } => 4,
+            RuleKind::IgnoredGrowing { .. } => 5,
+            RuleKind::ErrorRate { .. } => 6,
+        }
+    }
+}
+
+/// What a user set a pattern to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatternStatus {
+    New,
+    Known,
+    Resolved,
+    Ignored,
+}
+
+impl PatternStatus {
+    pub fn parse(s: &str) -> Option<PatternStatus> {
+        match s {
+            "new" => Some(PatternStatus::New),
+            "known" => Some(PatternStatus::Known),
+            "resolved" => Some(PatternStatus::Resolved),
+            "ignored" => Some(PatternStatus::Ignored),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatternStatus::New => "new",
+            PatternStatus::Known => "known",
+            PatternStatus::Resolved => "resolved",
+            PatternStatus::Ignored => "ignored",
+        }
+    }
+}
+
+/// What was stored for one pattern since the last evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternObservation {
+    pub pattern_id: i64,
+    /// The pattern was created by these entries.
+    pub first_time: bool,
+    /// The pattern was resolved and these entries brought it back.
+    pub regressed: bool,
+    /// Its status now (a regression has already set it back to new).
+    pub status: PatternStatus,
+    /// The most severe level among the new entries.
+    pub highest_level: Level,
+    /// Entries per minute: (minute start, count) for recent minutes, at least as far back as
+    /// the rules' [`RuleKind::lookback_minutes`]. Minutes left out count zero.
+    pub minute_counts: Vec<(TimestampMs, u64)>,
+}
+
+/// Everything one evaluation looks at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observations {
+    pub patterns: Vec<PatternObservation>,
+    /// All errors per minute (minute start, count), for the error-rate rules; `None` skips them.
+    pub total_minute_counts: Option<Vec<(TimestampMs, u64)>>,
+}
+
+/// The error-rate health check's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Health {
+    #[default]
+    Pass,
+    Degraded,
+    Fail,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Pass => "pass",
+            Health::Degraded => "degraded",
+            Health::Fail => "fail",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Health> {
+        match s {
+            "pass" => Some(Health::Pass),
+            "degraded" => Some(Health::Degraded),
+            "fail" => Some(Health::Fail),
+            _ => None,
+        }
+    }
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    Pattern(i64),
+    /// The error rate entered `health` (`Pass` is a recovery).
+    ErrorRate {
+        health: Health,
+        per_minute: f64,
+    },
+    /// The flood guard held back `count` alerts since `since`.
+    Suppressed {
+        count: u64,
+        since: TimestampMs,
+    },
+}
+
+/// Task priority, from the Railway-crawler design: high for new and critical errors, medium
+/// for recurring ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Medium => "medium",
+            Priority::High => "high",
+        }
+    }
+}
+
+/// One alert to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The rule the alert is named after (the most important one that fired).
+    pub rule_id: i64,
+    pub rule_type: &'static str,
+    /// Every rule that fired for the subject in this evaluation, the named one first.
+    pub rules: Vec<i64>,
+    pub subject: Subject,
+    pub priority: Priority,
+    /// Why, in words: "seen for the first time", "14 in one minute (limit 10)"…
+    pub reason: String,
+}
+
+/// Caps on alerts per hour; what goes over is summed into one "N alerts suppressed" alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FloodLimits {
+    pub per_pattern_per_hour: u32,
+    pub per_hour: u32,
+}
+
+impl Default for FloodLimits {
+    fn default() -> Self {
+        FloodLimits { per_pattern_per_hour: 6, per_hour: 60 }
+    }
+}
+
+/// Whom a cooldown is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CooldownKey {
+    Pattern(i64),
+    Health(Health),
+}
+
+/// What the engine remembers between evaluations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertState {
+    /// (rule id, subject) → when it last fired.
+    last_fired: BTreeMap<(i64, CooldownKey), TimestampMs>,
+    /// Error-rate health per rule: (current, last announced).
+    health: BTreeMap<i64, (Health, Health)>,
+    /// Alerts sent in the last hour: (when, pattern).
+    sent: VecDeque<(TimestampMs, Option<i64>)>,
+    /// Alerts held back by the flood guard and not yet summarised, and since when.
+    suppressed: u64,
+    suppressed_since: Option<TimestampMs>,
+}
+
+/// A summary of held-back alerts goes out at most this long after the first one was held.
+const SUMMARY_DELAY_MS: i64 = 10 * MINUTE;
+
+impl AlertState {
+    /// Rebuilds memory from an alert sent earlier (read back from the database after a
+    /// restart): its cooldown, its place in the flood guard's hour and, for error-rate alerts,
+    /// the health it announced.
+    pub fn remember(&mut self, rule_id: i64, key: CooldownKey, fired_ms: TimestampMs, now: TimestampMs) {
+        let last = self.last_fired.entry((rule_id, key)).or_insert(fired_ms);
+        *last = (*last).max(fired_ms);
+        if let CooldownKey::Health(h) = key {
+            self.health.insert(rule_id, (h, h));
+        }
+        if fired_ms > now - HOUR {
+            let pattern = match key {
+                CooldownKey::Pattern(p) => Some(p),
+                CooldownKey::Health(_) => None,
+            };
+            let at = self.sent.partition_point(|(t, _)| *t <= fired_ms);
+            self.sent.insert(at, (fired_ms, pattern));
+        }
+    }
+
+    /// The error-rate health the engine last computed for a rule.
+    pub fn health(&self, rule_id: i64) -> Health {
+        self.health.get(&rule_id).map(|h| h.0).unwrap_or_default()
+    }
+
+    fn cooling(&self, rule: &Rule, key: CooldownKey, now: TimestampMs) -> bool {
+        self.last_fired.get(&(rule.id, key)).is_some_and(|&t| now - t < rule.cooldown_ms)
+    }
+
+    /// Forgets cooldowns and flood entries too old to matter.
+    fn expire(&mut self, rules: &[Rule], now: TimestampMs) {
+        let longest = rules.iter().map(|r| r.cooldown_ms).max().unwrap_or(0);
+        self.last_fired.retain(|_, t| now - *t < longest);
+        while self.sent.front().is_some_and(|(t, _)| *t <= now - HOUR) {
+            self.sent.pop_front();
+        }
+    }
+
+    /// Lets a decision through the flood guard, or counts it as suppressed.
+    fn admit(&mut self, limits: FloodLimits, pattern: Option<i64>, now: TimestampMs) -> bool {
+        let total = self.sent.len() as u64;
+        let for_pattern =
+            pattern.map_or(0, |p| self.sent.iter().filter(|(_, q)| *q == Some(p)).count() as u64);
+        if total >= u64::from(limits.per_hour)
+            || pattern.is_some() && for_pattern >= u64::from(limits.per_pattern_per_hour)
+        {
+            self.suppressed += 1;
+            self.suppressed_since.get_or_insert(now);
+            return false;
+        }
+        self.sent.push_back((now, pattern));
+        true
+    }
+}
+
+/// Runs every enabled rule over the observations. Decisions are in a stable order: patterns
+/// in the order observed, then error-rate changes, then a flood summary.
+pub fn evaluate(
+    rules: &[Rule],
+    limits: FloodLimits,
+    observations: &Observations,
+    state: &mut AlertState,
+    now: TimestampMs,
+) -> Vec<Decision> {
+    state.expire(rules, now);
+    let mut rules: Vec<&Rule> = rules.iter().filter(|r| r.enabled).collect();
+    rules.sort_by_key(|r| (r.kind.rank(), r.id));
+    let mut decisions = Vec::new();
+    let mut seen = BTreeSet::new();
+    for obs in &observations.patterns {
+        if !seen.insert(obs.pattern_id) {
+            continue;
+        }
+        let key = CooldownKey::Pattern(obs.pattern_id);
+        let mut fired: Vec<(&Rule, String)> = Vec::new();
+        for rule in &rules {
+            if let Some(reason) = pattern_rule(rule, obs, now) {
+                fired.push((rule, reason));
+            }
+        }
+        // Rules still cooling down for this pattern stay quiet; the others fire together as one
+        // alert and all start their cooldown, so a new pattern that is also spiking is announced
+        // once, not once per rule.
+        fired.retain(|(rule, _)| !state.cooling(rule, key, now));
+        let Some((first, reason)) = fired.first() else { continue };
+        for (rule, _) in &fired {
+            state.last_fired.insert((rule.id, key), now);
+        }
+        if !state.admit(limits, Some(obs.pattern_id), now) {
+            continue;
+        }
+        let priority = match first.kind {
+            RuleKind::Critical | RuleKind::NewFingerprint | RuleKind::Regression => Priority::High,
+            _ => Priority::Medium,
+        };
+        decisions.push(Decision {
+            rule_id: first.id,
+            rule_type: first.kind.type_name(),
+            rules: fired.iter().map(|(r, _)| r.id).collect(),
+            subject: Subject::Pattern(obs.pattern_id),
+            priority,
+            reason: reason.clone(),
+        });
+    }
+    if let Some(totals) = &observations.total_minute_counts {
+        for rule in &rules {
+            if let Some(d) = error_rate_rule(rule, totals, state, limits, now) {
+                decisions.push(d);
+            }
+        }
+    }
+    if let Some(since) = state.suppressed_since
+        && now - since >= SUMMARY_DELAY_MS
+        && (state.sent.len() as u64) < u64::from(limits.per_hour)
+    {
+        let count = std::mem::take(&mut state.suppressed);
+        state.suppressed_since = None;
+        state.sent.push_back((now, None));
+        decisions.push(Decision {
+            rule_id: 0,
+            rule_type: "flood_guard",
+            rules: Vec::new(),
+            subject: Subject::Suppressed { count, since },
+            priority: Priority::Medium,
+            reason: format!("{count} alerts suppressed by the flood guard"),
+        });
+    }
+    decisions
+}
+
+/// Why `rule` fires for this pattern, if it does (cooldowns aside).
+fn pattern_rule(rule: &Rule, obs: &PatternObservation, now: TimestampMs) -> Option<String> {
+    let ignored = obs.status == PatternStatus::Ignored;
+    let this_minute = now.div_euclid(MINUTE) * MINUTE;
+    let count_at = |minute: i64| -> u64 {
+        obs.minute_counts.iter().filter(|(m, _)| *m == minute).map(|(_, c)| *c).sum()
+    };
+    match &rule.kind {
+        RuleKind::IgnoredGrowing { count, minutes } if ignored => {
+            let since = this_minute - i64::from(minutes.saturating_sub(1)) * MINUTE;
+            let n: u64 = obs.minute_counts.iter().filter(|(m, _)| *m >= since).map(|(_, c)| c).sum();
+            (n > *count).then(|| format!("ignored, but seen {n} times in {minutes} minutes (limit {count})"))
+        }
+        _ if ignored => None,
+        RuleKind::NewFingerprint => obs.first_time.then(|| "seen for the first time".to_owned()),
+        RuleKind::Regression => obs.regressed.then(|| "marked resolved, seen again".to_owned()),
+        RuleKind::Critical => {
+            (obs.highest_level >= Level::Critical).then(|| format!("{} entry", obs.highest_level.as_str()))
+        }
+        RuleKind::Spike { per_minute } => {
+            let n = count_at(this_minute).max(count_at(this_minute - MINUTE));
+            (n > *per_minute).then(|| format!("{n} in one minute (limit {per_minute})"))
+        }
+        RuleKind::Sustained { minutes } => {
+            let minutes = i64::from((*minutes).max(1));
+            // A run of `minutes` busy minutes ending now or a minute ago (the current minute may
+            // have just begun).
+            let run_ending = |end: i64| (0..minutes).all(|k| count_at(end - k * MINUTE) > 0);
+            (run_ending(this_minute) || run_ending(this_minute - MINUTE))
+                .then(|| format!("seen in each of {minutes} consecutive minutes"))
+        }
+        RuleKind::ErrorRate { .. } | RuleKind::IgnoredGrowing { .. } => None,
+    }
+}
+
+fn error_rate_rule(
+    rule: &Rule,
+    totals: &[(TimestampMs, u64)],
+    state: &mut AlertState,
+    limits: FloodLimits,
+    now: TimestampMs,
+) -> Option<Decision> {
+    let RuleKind::ErrorRate { window_minutes, degraded, fail, recovery_margin } = rule.kind else {
+        return None;
+    };
+    let window = i64::from(window_minutes.max(1));
+    let this_minute = now.div_euclid(MINUTE) * MINUTE;
+    let since = this_minute - window * MINUTE;
+    let n: u64 = totals.iter().filter(|(m, _)| *m >= since && *m < this_minute).map(|(_, c)| c).sum();
+    let per_minute = n as f64 / window as f64;
+    let (current, announced) = state.health.get(&rule.id).copied().unwrap_or_default();
+    let keep = 1.0 - recovery_margin;
+    let next = if per_minute > fail {
+        Health::Fail
+    } else if per_minute >= degraded {
+        // From fail, step down only once clearly below the fail threshold.
+        if current == Health::Fail && per_minute > fail * keep { Health::Fail } else { Health::Degraded }
+    } else if current > Health::Pass && per_minute >= degraded * keep {
+        Health::Degraded.min(current)
+    } else {
+        Health::Pass
+    };
+    state.health.insert(rule.id, (next, announced));
+    let key = CooldownKey::Health(next);
+    if next == announced || state.cooling(rule, key, now) {
+        return None;
+    }
+    state.last_fired.insert((rule.id, key), now);
+    if !state.admit(limits, None, now) {
+        return None;
+    }
+    state.health.insert(rule.id, (next, next));
+    let (priority, reason) = match next {
+        Health::Fail => {
+            (Priority::High, format!("{per_minute:.1} errors/min over {window} min (fail above {fail})"))
+        }
+        Health::Degraded => (
+            Priority::Medium,
+            format!("{per_minute:.1} errors/min over {window} min (degraded from {degraded})"),
+        ),
+        Health::Pass => (Priority::Low, format!("recovered: {per_minute:.1} errors/min over {window} min")),
+    };
+    Some(Decision {
+        rule_id: rule.id,
+        rule_type: rule.kind.type_name(),
+        rules: vec![rule.id],
+        subject: Subject::ErrorRate { health: next, per_minute },
+        priority,
+        reason,
+    })
+}
+
+/// The facts of a pattern an investigation task is written from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternFacts {
+    pub fingerprint: String,
+    pub template: String,
+    pub error_type: Option<String>,
+    pub first_seen_ms: TimestampMs,
+    pub last_seen_ms: TimestampMs,
+    pub occurrences: i64,
+    pub source: String,
+    pub sample_message: Option<String>,
+    pub stack_trace: Option<String>,
+}
+
+/// An investigation task, as the Railway-crawler design's task creator writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDraft {
+    pub title: String,
+    pub description: String,
+}
+
+/// Longest summary in a task title, in characters.
+const TITLE_SUMMARY_CHARS: usize = 120;
+/// Longest example log or stack trace quoted in a task, in characters.
+const QUOTE_CHARS: usize = 4_000;
+
+/// Writes the task for a pattern: `Investigate error: {summary}` and a description with the
+/// fingerprint, first and last seen, occurrences, an example log and the stack trace.
+pub fn task_for_pattern(p: &PatternFacts) -> TaskDraft {
+    let summary = match &p.error_type {
+        Some(t) if !p.template.starts_with(t.as_str()) => format!("{t}: {}", p.template),
+        _ => p.template.clone(),
+    };
+    let summary = one_line(&summary, TITLE_SUMMARY_CHARS);
+    let mut description = format!(
+        "Error fingerprint: {}\nFirst seen: {}\nLast seen: {}\nOccurrences: {}\nSource: {}\n",
+        p.fingerprint,
+        rfc3339(p.first_seen_ms),
+        rfc3339(p.last_seen_ms),
+        p.occurrences,
+        p.source,
+    );
+    description.push_str("\nExample log:\n");
+    description.push_str(&clip(p.sample_message.as_deref().unwrap_or(&p.template), QUOTE_CHARS));
+    description.push('\n');
+    if let Some(trace) = p.stack_trace.as_deref().filter(|t| !t.is_empty()) {
+        description.push_str("\nStack trace:\n");
+        description.push_str(&clip(trace, QUOTE_CHARS));
+        description.push('\n');
+    }
+    TaskDraft { title: format!("Investigate error: {summary}"), description }
+}
+
+/// The task for an error-rate alert.
+pub fn task_for_error_rate(health: Health, per_minute: f64, reason: &str) -> TaskDraft {
+    TaskDraft {
+        title: format!("Investigate error rate: {} ({per_minute:.1} errors/min)", health.as_str()),
+        description: format!("The error-rate check is {}: {reason}.\n", health.as_str()),
+    }
+}
+
+/// Milliseconds as RFC 3339 UTC, for people.
+pub fn rfc3339(ms: TimestampMs) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The first line of `s`, control characters replaced, at most `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let line = s.lines().next().unwrap_or("");
+    let mut out: String = line.chars().map(|c| if c.is_control() { ' ' } else { c }).take(max).collect();
+    if line.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if s.chars().count() > max {
+        out.push_str("\n… (cut)");
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "alert_tests.rs"]
+mod tests;

@@ -1,0 +1,324 @@
+//! Timeline tables for every rule: what fires, what stays quiet, cooldowns and hysteresis.
+
+use expect_test::{Expect, expect};
+
+use super::*;
+
+const T0: i64 = 1_700_000_000_000 / MINUTE * MINUTE;
+
+fn rule(id: i64, kind: RuleKind) -> Rule {
+    Rule { id, name: kind.type_name().to_owned(), kind, cooldown_ms: 30 * MINUTE, enabled: true }
+}
+
+fn all_rules() -> Vec<Rule> {
+    vec![
+        rule(1, RuleKind::NewFingerprint),
+        rule(2, RuleKind::Spike { per_minute: 10 }),
+        rule(3, RuleKind::Sustained { minutes: 5 }),
+        rule(4, RuleKind::Critical),
+        rule(5, RuleKind::ErrorRate { window_minutes: 5, degraded: 1.0, fail: 5.0, recovery_margin: 0.2 }),
+        rule(6, RuleKind::Regression),
+        rule(7, RuleKind::IgnoredGrowing { count: 100, minutes: 60 }),
+    ]
+}
+
+/// One moment of a timeline: `at` seconds after T0.
+struct Step {
+    at: i64,
+    obs: Observations,
+}
+
+/// A pattern observation; `counts` are (minutes after T0, count).
+fn seen(pattern_id: i64, counts: &[(i64, u64)]) -> PatternObservation {
+    PatternObservation {
+        pattern_id,
+        first_time: false,
+        regressed: false,
+        status: PatternStatus::New,
+        highest_level: Level::Error,
+        minute_counts: counts.iter().map(|&(m, c)| (T0 + m * MINUTE, c)).collect(),
+    }
+}
+
+fn at(at: i64, patterns: Vec<PatternObservation>) -> Step {
+    Step { at, obs: Observations { patterns, total_minute_counts: None } }
+}
+
+/// Total errors: `per_minute[k]` in minute k after T0.
+fn rate(at: i64, per_minute: &[u64]) -> Step {
+    let totals = per_minute.iter().enumerate().map(|(k, &c)| (T0 + k as i64 * MINUTE, c)).collect();
+    Step { at, obs: Observations { patterns: Vec::new(), total_minute_counts: Some(totals) } }
+}
+
+/// Runs the steps through one state and prints what fired when.
+fn timeline(rules: &[Rule], limits: FloodLimits, steps: Vec<Step>) -> String {
+    let mut state = AlertState::default();
+    let mut out = String::new();
+    for step in steps {
+        let decisions = evaluate(rules, limits, &step.obs, &mut state, T0 + step.at * 1000);
+        let fired: Vec<String> = decisions
+            .iter()
+            .map(|d| {
+                let subject = match &d.subject {
+                    Subject::Pattern(p) => format!("p{p}"),
+                    Subject::ErrorRate { health, .. } => health.as_str().to_owned(),
+                    Subject::Suppressed { count, .. } => format!("{count} suppressed"),
+                };
+                let also = if d.rules.len() > 1 { format!(" +{}", d.rules.len() - 1) } else { String::new() };
+                format!("{}({subject}){also} {}: {}", d.rule_type, d.priority.as_str(), d.reason)
+            })
+            .collect();
+        let fired = if fired.is_empty() { "-".to_owned() } else { fired.join("; ") };
+        out.push_str(&format!("t={}s {fired}\n", step.at));
+    }
+    out
+}
+
+#[track_caller]
+fn check(steps: Vec<Step>, expect: Expect) {
+    expect.assert_eq(&timeline(
+        &all_rules(),
+        FloodLimits { per_pattern_per_hour: 100, per_hour: 1000 },
+        steps,
+    ));
+}
+
+#[test]
+fn new_fingerprint_fires_once_then_cools_down() {
+    let first = PatternObservation { first_time: true, ..seen(1, &[(0, 1)]) };
+    check(
+        vec![at(0, vec![first.clone()]), at(30, vec![seen(1, &[(0, 2)])]), at(60, vec![first])],
+        expect![[r#"
+            t=0s new_fingerprint(p1) high: seen for the first time
+            t=30s -
+            t=60s -
+        "#]],
+    );
+}
+
+#[test]
+fn spike_fires_above_ten_per_minute_not_at_ten() {
+    check(
+        vec![
+            at(10, vec![seen(1, &[(0, 10)])]),
+            at(50, vec![seen(1, &[(0, 11)])]),
+            at(70, vec![seen(1, &[(0, 11), (1, 30)])]),
+            at(31 * 60, vec![seen(1, &[(31, 12)])]),
+        ],
+        expect![[r#"
+            t=10s -
+            t=50s spike(p1) medium: 11 in one minute (limit 10)
+            t=70s -
+            t=1860s spike(p1) medium: 12 in one minute (limit 10)
+        "#]],
+    );
+}
+
+#[test]
+fn sustained_needs_five_consecutive_minutes() {
+    check(
+        vec![
+            at(4 * 60 + 5, vec![seen(1, &[(0, 1), (1, 1), (2, 1), (4, 1)])]),
+            at(5 * 60 + 5, vec![seen(1, &[(1, 1), (2, 1), (3, 1), (4, 1)])]),
+            at(5 * 60 + 10, vec![seen(1, &[(1, 1), (2, 1), (3, 1), (4, 1), (5, 1)])]),
+        ],
+        expect![[r#"
+            t=245s -
+            t=305s -
+            t=310s sustained(p1) medium: seen in each of 5 consecutive minutes
+        "#]],
+    );
+}
+
+#[test]
+fn critical_fires_at_once_and_wins_over_other_rules() {
+    let critical =
+        PatternObservation { first_time: true, highest_level: Level::Critical, ..seen(1, &[(0, 12)]) };
+    check(
+        vec![
+            at(0, vec![critical.clone()]),
+            at(60, vec![PatternObservation { first_time: false, ..critical }]),
+            at(90, vec![PatternObservation { highest_level: Level::Critical, ..seen(2, &[(1, 1)]) }]),
+        ],
+        expect![[r#"
+            t=0s critical(p1) +2 high: CRITICAL entry
+            t=60s -
+            t=90s critical(p2) high: CRITICAL entry
+        "#]],
+    );
+}
+
+#[test]
+fn regression_fires_when_a_resolved_pattern_returns() {
+    let back = PatternObservation { regressed: true, ..seen(1, &[(0, 1)]) };
+    check(
+        vec![at(0, vec![seen(1, &[(0, 1)])]), at(30, vec![back.clone()]), at(40 * 60, vec![back])],
+        expect![[r#"
+            t=0s -
+            t=30s regression(p1) high: marked resolved, seen again
+            t=2400s regression(p1) high: marked resolved, seen again
+        "#]],
+    );
+}
+
+#[test]
+fn ignored_patterns_only_alert_when_growing() {
+    let ignored = |counts: &[(i64, u64)]| PatternObservation {
+        status: PatternStatus::Ignored,
+        highest_level: Level::Critical,
+        ..seen(1, counts)
+    };
+    check(
+        vec![
+            at(0, vec![ignored(&[(0, 50)])]),
+            at(60, vec![ignored(&[(0, 50), (1, 50)])]),
+            at(70, vec![ignored(&[(0, 50), (1, 51)])]),
+            at(120, vec![ignored(&[(0, 50), (1, 51), (2, 500)])]),
+        ],
+        expect![[r#"
+            t=0s -
+            t=60s -
+            t=70s ignored_growing(p1) medium: ignored, but seen 101 times in 60 minutes (limit 100)
+            t=120s -
+        "#]],
+    );
+}
+
+#[test]
+fn error_rate_alerts_on_entering_degraded_and_fail_and_on_recovery() {
+    // Each step looks at the 5 full minutes before its own minute.
+    check(
+        vec![
+            rate(5 * 60, &[0, 1, 0, 1, 2]),
+            rate(5 * 60 + 1, &[1, 1, 1, 1, 1]),
+            rate(5 * 60 + 2, &[1, 1, 1, 1, 30]),
+            rate(6 * 60, &[1, 1, 1, 1, 30, 2]),
+            rate(10 * 60, &[1, 1, 1, 1, 30, 2, 0, 0, 0, 0]),
+        ],
+        expect![[r#"
+            t=300s -
+            t=301s error_rate(degraded) medium: 1.0 errors/min over 5 min (degraded from 1)
+            t=302s error_rate(fail) high: 6.8 errors/min over 5 min (fail above 5)
+            t=360s -
+            t=600s error_rate(pass) low: recovered: 0.4 errors/min over 5 min
+        "#]],
+    );
+}
+
+#[test]
+fn error_rate_hovering_at_a_threshold_does_not_flap() {
+    // 1.0/min enters degraded; 0.8–1.0 stays degraded (20% margin); below 0.8 recovers.
+    check(
+        vec![
+            rate(5 * 60, &[1, 1, 1, 1, 1]),
+            rate(5 * 60 + 1, &[1, 1, 1, 1, 0]),
+            rate(5 * 60 + 2, &[1, 1, 1, 1, 1]),
+            rate(5 * 60 + 3, &[1, 1, 1, 0, 0]),
+            rate(5 * 60 + 4, &[1, 1, 1, 1, 1]),
+        ],
+        expect![[r#"
+            t=300s error_rate(degraded) medium: 1.0 errors/min over 5 min (degraded from 1)
+            t=301s -
+            t=302s -
+            t=303s error_rate(pass) low: recovered: 0.6 errors/min over 5 min
+            t=304s -
+        "#]],
+    );
+}
+
+#[test]
+fn disabled_rules_never_fire() {
+    let mut rules = all_rules();
+    rules.iter_mut().for_each(|r| r.enabled = r.kind != RuleKind::NewFingerprint);
+    let first = PatternObservation { first_time: true, ..seen(1, &[(0, 1)]) };
+    let out = timeline(&rules, FloodLimits::default(), vec![at(0, vec![first])]);
+    expect![[r#"
+        t=0s -
+    "#]]
+    .assert_eq(&out);
+}
+
+#[test]
+fn flood_guard_caps_alerts_and_sends_one_summary() {
+    let new = |p: i64| PatternObservation { first_time: true, ..seen(p, &[(0, 1)]) };
+    let out = timeline(
+        &all_rules(),
+        FloodLimits { per_pattern_per_hour: 6, per_hour: 3 },
+        vec![
+            at(0, (1..=5).map(new).collect()),
+            at(5 * 60, vec![new(6)]),
+            at(10 * 60, vec![]),
+            at(11 * 60, vec![]),
+            at(61 * 60, vec![new(7)]),
+        ],
+    );
+    expect![[r#"
+        t=0s new_fingerprint(p1) high: seen for the first time; new_fingerprint(p2) high: seen for the first time; new_fingerprint(p3) high: seen for the first time
+        t=300s -
+        t=600s -
+        t=660s -
+        t=3660s new_fingerprint(p7) high: seen for the first time; flood_guard(3 suppressed) medium: 3 alerts suppressed by the flood guard
+    "#]]
+    .assert_eq(&out);
+}
+
+#[test]
+fn flood_guard_caps_one_noisy_pattern() {
+    let mut rules = all_rules();
+    rules.iter_mut().for_each(|r| r.cooldown_ms = MINUTE);
+    let spike = |m: i64| seen(1, &[(m, 50)]);
+    let steps = (0..5).map(|m| at(m * 60, vec![spike(m)])).chain([at(15 * 60, vec![])]).collect();
+    let out = timeline(&rules, FloodLimits { per_pattern_per_hour: 2, per_hour: 100 }, steps);
+    expect![[r#"
+        t=0s spike(p1) medium: 50 in one minute (limit 10)
+        t=60s spike(p1) medium: 50 in one minute (limit 10)
+        t=120s -
+        t=180s -
+        t=240s -
+        t=900s flood_guard(3 suppressed) medium: 3 alerts suppressed by the flood guard
+    "#]]
+    .assert_eq(&out);
+}
+
+#[test]
+fn remembered_alerts_keep_their_cooldown_after_a_restart() {
+    let rules = all_rules();
+    let mut state = AlertState::default();
+    state.remember(2, CooldownKey::Pattern(1), T0, T0 + MINUTE);
+    let obs = Observations { patterns: vec![seen(1, &[(1, 50)])], total_minute_counts: None };
+    assert!(evaluate(&rules, FloodLimits::default(), &obs, &mut state, T0 + MINUTE).is_empty());
+    let later = Observations { patterns: vec![seen(1, &[(31, 50)])], total_minute_counts: None };
+    let d = evaluate(&rules, FloodLimits::default(), &later, &mut state, T0 + 31 * MINUTE);
+    assert_eq!(d.len(), 1, "{d:?}");
+}
+
+#[test]
+fn task_text_follows_the_design_and_keeps_one_line_titles() {
+    let draft = task_for_pattern(&PatternFacts {
+        fingerprint: "ab12".into(),
+        template: "connection refused to <IP>\nsecond line".into(),
+        error_type: Some("ConnectionError".into()),
+        first_seen_ms: T0,
+        last_seen_ms: T0 + 90_000,
+        occurrences: 3,
+        source: "api".into(),
+        sample_message: Some("connection refused to 10.0.0.1".into()),
+        stack_trace: Some("Traceback (most recent call last):\n  File \"a.py\", line 1".into()),
+    });
+    expect![[r#"
+        Investigate error: ConnectionError: connection refused to <IP>
+        Error fingerprint: ab12
+        First seen: 2023-11-14T22:13:00.000Z
+        Last seen: 2023-11-14T22:14:30.000Z
+        Occurrences: 3
+        Source: api
+
+        Example log:
+        connection refused to 10.0.0.1
+
+        Stack trace:
+        Traceback (most recent call last):
+          File "a.py", line 1
+    "#]]
+    .assert_eq(&format!("{}\n{}", draft.title, draft.description));
+}
