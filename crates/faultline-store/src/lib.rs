@@ -5,7 +5,9 @@
 //! is exercised by the same test body on both (see `tests/it`).
 
 mod postgres;
+mod postgres_alerts;
 mod sqlite;
+mod sqlite_alerts;
 mod types;
 
 use std::path::Path;
@@ -70,6 +72,36 @@ pub trait Store: Send + Sync {
     async fn record_job_run(&self, run: &JobRun) -> Result<i64>;
     /// The newest job runs first, optionally of one job only.
     async fn job_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<JobRunRow>>;
+
+    /// Creates the rules whose names are not stored yet; stored rules (maybe edited) stay.
+    async fn seed_rules(&self, rules: &[NewRule], now_ms: i64) -> Result<()>;
+    /// Every alert rule, by id.
+    async fn alert_rules(&self) -> Result<Vec<AlertRuleRow>>;
+    /// Occurrences per minute of some patterns since a time: (pattern id, minute, count).
+    async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64)
+    -> Result<Vec<(i64, i64, u64)>>;
+    /// Records an alert with its task and its deliveries in one transaction; `None` when the
+    /// rule alerted on the subject within `draft.cooldown_ms` (perhaps from another instance).
+    async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>>;
+    /// Alerts fired since a time, newest first.
+    async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>>;
+    /// Tasks, most recently updated first, optionally in one state.
+    async fn tasks(&self, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>>;
+    /// One task and its history.
+    async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>>;
+    /// Moves a task to a state (open, in_progress, done, dismissed); `false` if no such task.
+    async fn set_task_status(&self, id: i64, status: &str, now_ms: i64) -> Result<bool>;
+    /// The pattern's open task, or a new one: (task id, created). `None` if no such pattern.
+    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>>;
+    /// Sets a pattern's status (new, known, resolved, ignored); resolving closes its open
+    /// task. `false` if no such pattern.
+    async fn set_pattern_status(&self, fingerprint: &str, status: &str, now_ms: i64) -> Result<bool>;
+    /// Leases up to `limit` due deliveries for `lease_ms` (a crashed worker's lease runs out).
+    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DeliveryJob>>;
+    /// Records an attempt's result and releases the lease.
+    async fn finish_delivery(&self, job: &DeliveryJob, result: &DeliveryResult, now_ms: i64) -> Result<()>;
+    /// Deliveries, newest first, optionally of one alert.
+    async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>>;
 }
 
 /// Opens the store named by `url`: `postgres://…` / `postgresql://…`, or `sqlite://PATH` or a

@@ -11,7 +11,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
 
-use crate::sqlite::{fill_buckets, frames_json};
+use crate::postgres_alerts;
+use crate::sqlite::{REGRESS_PATTERN, fill_buckets, frames_json};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
@@ -102,7 +103,7 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
     sample_entry_id = coalesce(sample_entry_id, $5),
     sample_message = coalesce(sample_message, $8),
     updated_ms = $6
-    WHERE id = $7";
+    WHERE id = $7 RETURNING status";
 
 const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
     VALUES ($1, $2, $3, $4, $5, $6)
@@ -125,6 +126,7 @@ async fn ingest_tx(
     let mut totals = BatchTotals::default();
     let cap = i64::from(batch.max_stored_per_pattern_minute);
     let mut stored = stored_in_batch_minutes(tx, batch).await?;
+    let mut new_ids = std::collections::HashSet::new();
     for ge in &batch.events {
         let (event, g) = (&ge.event, &ge.grouping);
         let pattern_id = match caches.pattern_ids.get(g.fingerprint.as_str()) {
@@ -147,6 +149,7 @@ async fn ingest_tx(
                 let id = match inserted {
                     Some(id) => {
                         outcome.new_patterns += 1;
+                        new_ids.insert(id);
                         id
                     }
                     None => {
@@ -195,7 +198,14 @@ async fn ingest_tx(
         totals.add(pattern_id, event, Some(id));
     }
     for (pattern_id, d) in &totals.patterns {
-        sqlx::query(UPDATE_PATTERN)
+        let regressed = sqlx::query(REGRESS_PATTERN)
+            .bind(batch.now_ms)
+            .bind(pattern_id)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected()
+            == 1;
+        let status: String = sqlx::query_scalar(UPDATE_PATTERN)
             .bind(d.count)
             .bind(d.first_ms)
             .bind(d.last_ms)
@@ -204,8 +214,15 @@ async fn ingest_tx(
             .bind(batch.now_ms)
             .bind(pattern_id)
             .bind(d.sample_message.as_deref().map(pg_text))
-            .execute(&mut **tx)
+            .fetch_one(&mut **tx)
             .await?;
+        outcome.touched.push(TouchedPattern {
+            pattern_id: *pattern_id,
+            new: new_ids.contains(pattern_id),
+            regressed,
+            status,
+            highest_level: d.level,
+        });
     }
     for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
         sqlx::query(UPSERT_MINUTE)
@@ -276,7 +293,7 @@ fn entry_row(r: &PgRow) -> Result<EntryRow, sqlx::Error> {
     })
 }
 
-fn pattern_row(r: &PgRow) -> Result<PatternRow, sqlx::Error> {
+pub(crate) fn pattern_row(r: &PgRow) -> Result<PatternRow, sqlx::Error> {
     let frames: serde_json::Value = r.try_get(5)?;
     Ok(PatternRow {
         fingerprint: r.try_get(0)?,
@@ -557,5 +574,63 @@ impl Store for PgStore {
                 },
             })
             .collect())
+    }
+
+    async fn seed_rules(&self, rules: &[NewRule], now_ms: i64) -> Result<()> {
+        postgres_alerts::seed_rules(&self.pool, rules, now_ms).await
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<AlertRuleRow>> {
+        postgres_alerts::alert_rules(&self.pool).await
+    }
+
+    async fn pattern_minute_counts(
+        &self,
+        pattern_ids: &[i64],
+        since_ms: i64,
+    ) -> Result<Vec<(i64, i64, u64)>> {
+        postgres_alerts::pattern_minute_counts(&self.pool, pattern_ids, since_ms).await
+    }
+
+    async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
+        postgres_alerts::fire_alert(&self.pool, draft).await
+    }
+
+    async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>> {
+        postgres_alerts::alerts(&self.pool, since_ms, limit).await
+    }
+
+    async fn tasks(&self, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
+        postgres_alerts::tasks(&self.pool, status, limit).await
+    }
+
+    async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>> {
+        postgres_alerts::task(&self.pool, id).await
+    }
+
+    async fn set_task_status(&self, id: i64, status: &str, now_ms: i64) -> Result<bool> {
+        check_task_state(status)?;
+        postgres_alerts::set_task_status(&self.pool, id, status, now_ms).await
+    }
+
+    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>> {
+        postgres_alerts::create_task(&self.pool, &pg_text(fingerprint), now_ms).await
+    }
+
+    async fn set_pattern_status(&self, fingerprint: &str, status: &str, now_ms: i64) -> Result<bool> {
+        check_pattern_status(status)?;
+        postgres_alerts::set_pattern_status(&self.pool, &pg_text(fingerprint), status, now_ms).await
+    }
+
+    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DeliveryJob>> {
+        postgres_alerts::claim_deliveries(&self.pool, now_ms, lease_ms, limit).await
+    }
+
+    async fn finish_delivery(&self, job: &DeliveryJob, result: &DeliveryResult, now_ms: i64) -> Result<()> {
+        postgres_alerts::finish_delivery(&self.pool, job, result, now_ms).await
+    }
+
+    async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
+        postgres_alerts::deliveries(&self.pool, alert_id, limit).await
     }
 }

@@ -12,6 +12,7 @@ use faultline_core::{FINGERPRINT_VERSION, Level};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rusqlite_migration::{M, Migrations};
 
+use crate::sqlite_alerts;
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
@@ -29,7 +30,10 @@ struct Writer {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("../migrations/sqlite/01_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/sqlite/01_init.sql")),
+        M::up(include_str!("../migrations/sqlite/02_alerts.sql")),
+    ])
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -78,6 +82,23 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs `f` in a transaction on the writer connection.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = w.conn.transaction()?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
@@ -105,7 +126,11 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
     sample_entry_id = coalesce(sample_entry_id, ?5),
     sample_message = coalesce(sample_message, ?8),
     updated_ms = ?6
-    WHERE id = ?7";
+    WHERE id = ?7 RETURNING status";
+
+/// A resolved pattern seen again goes back to `new` (the regression rule alerts on it).
+pub(crate) const REGRESS_PATTERN: &str = "UPDATE patterns SET status = 'new', updated_ms = $1
+    WHERE id = $2 AND status = 'resolved'";
 
 const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -145,9 +170,10 @@ fn ingest_tx(
     let mut outcome = IngestOutcome::default();
     let mut totals = BatchTotals::default();
     let cap = i64::from(batch.max_stored_per_pattern_minute);
+    let mut new_ids = std::collections::HashSet::new();
     {
         let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
-        let ids = resolve_patterns(tx, pattern_ids, batch, &mut outcome)?;
+        let ids = resolve_patterns(tx, pattern_ids, batch, &mut outcome, &mut new_ids)?;
         let mut stored = stored_in_batch_minutes(tx, batch)?;
         let mut inserted: Vec<(i64, &faultline_core::LogEvent)> = Vec::with_capacity(batch.events.len());
         for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
@@ -186,7 +212,7 @@ fn ingest_tx(
         }
         index_chunks(tx, &inserted)?;
     }
-    write_totals(tx, &totals, batch)?;
+    outcome.touched = write_totals(tx, &totals, batch, &new_ids)?;
     Ok(outcome)
 }
 
@@ -261,6 +287,7 @@ fn resolve_patterns(
     pattern_ids: &mut HashMap<String, i64>,
     batch: &IngestBatch,
     outcome: &mut IngestOutcome,
+    new_ids: &mut std::collections::HashSet<i64>,
 ) -> Result<Vec<i64>> {
     let mut insert_pattern = tx.prepare_cached(INSERT_PATTERN)?;
     let mut find_pattern = tx.prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?;
@@ -286,6 +313,7 @@ fn resolve_patterns(
         ])?;
         let id = if inserted == 1 {
             outcome.new_patterns += 1;
+            new_ids.insert(tx.last_insert_rowid());
             tx.last_insert_rowid()
         } else {
             find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0))?
@@ -308,19 +336,37 @@ fn stored_in_batch_minutes(tx: &Transaction<'_>, batch: &IngestBatch) -> Result<
     Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
 }
 
-fn write_totals(tx: &Transaction<'_>, totals: &BatchTotals, batch: &IngestBatch) -> Result<()> {
+fn write_totals(
+    tx: &Transaction<'_>,
+    totals: &BatchTotals,
+    batch: &IngestBatch,
+    new_ids: &std::collections::HashSet<i64>,
+) -> Result<Vec<TouchedPattern>> {
     let mut update = tx.prepare_cached(UPDATE_PATTERN)?;
+    let mut regress = tx.prepare_cached(REGRESS_PATTERN)?;
+    let mut touched = Vec::with_capacity(totals.patterns.len());
     for (pattern_id, d) in &totals.patterns {
-        update.execute(params![
-            d.count,
-            d.first_ms,
-            d.last_ms,
-            d.level.as_str(),
-            d.sample,
-            batch.now_ms,
-            pattern_id,
-            d.sample_message,
-        ])?;
+        let regressed = regress.execute(params![batch.now_ms, pattern_id])? == 1;
+        let status: String = update.query_row(
+            params![
+                d.count,
+                d.first_ms,
+                d.last_ms,
+                d.level.as_str(),
+                d.sample,
+                batch.now_ms,
+                pattern_id,
+                d.sample_message,
+            ],
+            |r| r.get(0),
+        )?;
+        touched.push(TouchedPattern {
+            pattern_id: *pattern_id,
+            new: new_ids.contains(pattern_id),
+            regressed,
+            status,
+            highest_level: d.level,
+        });
     }
     let mut minute = tx.prepare_cached(UPSERT_MINUTE)?;
     for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
@@ -333,7 +379,7 @@ fn write_totals(tx: &Transaction<'_>, totals: &BatchTotals, batch: &IngestBatch)
     if let Some(cursor) = &batch.cursor {
         tx.prepare_cached(UPSERT_CURSOR)?.execute(params![batch.source_id, cursor, batch.now_ms])?;
     }
-    Ok(())
+    Ok(touched)
 }
 
 pub(crate) fn frames_json(g: &faultline_core::Grouping) -> String {
@@ -360,7 +406,7 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
     })
 }
 
-fn pattern_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatternRow> {
+pub(crate) fn pattern_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatternRow> {
     let frames: String = r.get(5)?;
     Ok(PatternRow {
         fingerprint: r.get(0)?,
@@ -657,6 +703,72 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
+    }
+
+    async fn seed_rules(&self, rules: &[NewRule], now_ms: i64) -> Result<()> {
+        let rules = rules.to_vec();
+        self.write(move |tx| sqlite_alerts::seed_rules(tx, &rules, now_ms)).await
+    }
+
+    async fn alert_rules(&self) -> Result<Vec<AlertRuleRow>> {
+        self.read(sqlite_alerts::alert_rules).await
+    }
+
+    async fn pattern_minute_counts(
+        &self,
+        pattern_ids: &[i64],
+        since_ms: i64,
+    ) -> Result<Vec<(i64, i64, u64)>> {
+        let ids = pattern_ids.to_vec();
+        self.read(move |c| sqlite_alerts::pattern_minute_counts(c, &ids, since_ms)).await
+    }
+
+    async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
+        let draft = draft.clone();
+        self.write(move |tx| sqlite_alerts::fire_alert(tx, &draft)).await
+    }
+
+    async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>> {
+        self.read(move |c| sqlite_alerts::alerts(c, since_ms, limit)).await
+    }
+
+    async fn tasks(&self, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
+        let status = status.map(str::to_owned);
+        self.read(move |c| sqlite_alerts::tasks(c, status.as_deref(), limit)).await
+    }
+
+    async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>> {
+        self.read(move |c| sqlite_alerts::task(c, id)).await
+    }
+
+    async fn set_task_status(&self, id: i64, status: &str, now_ms: i64) -> Result<bool> {
+        check_task_state(status)?;
+        let status = status.to_owned();
+        self.write(move |tx| sqlite_alerts::set_task_status(tx, id, &status, now_ms)).await
+    }
+
+    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>> {
+        let fingerprint = fingerprint.to_owned();
+        self.write(move |tx| sqlite_alerts::create_task(tx, &fingerprint, now_ms)).await
+    }
+
+    async fn set_pattern_status(&self, fingerprint: &str, status: &str, now_ms: i64) -> Result<bool> {
+        check_pattern_status(status)?;
+        let (fingerprint, status) = (fingerprint.to_owned(), status.to_owned());
+        self.write(move |tx| sqlite_alerts::set_pattern_status(tx, &fingerprint, &status, now_ms)).await
+    }
+
+    async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DeliveryJob>> {
+        self.write(move |tx| sqlite_alerts::claim_deliveries(tx, now_ms, lease_ms, limit)).await
+    }
+
+    async fn finish_delivery(&self, job: &DeliveryJob, result: &DeliveryResult, now_ms: i64) -> Result<()> {
+        let (job, result) = (job.clone(), result.clone());
+        self.write(move |tx| sqlite_alerts::finish_delivery(tx, &job, &result, now_ms)).await
+    }
+
+    async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
+        self.read(move |c| sqlite_alerts::deliveries(c, alert_id, limit)).await
     }
 }
 

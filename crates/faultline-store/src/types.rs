@@ -80,7 +80,7 @@ impl IngestBatch {
 }
 
 /// What a batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestOutcome {
     /// Entries written.
     pub stored: u64,
@@ -90,8 +90,25 @@ pub struct IngestOutcome {
     pub capped: u64,
     /// Patterns seen for the first time.
     pub new_patterns: u64,
+    /// Every pattern that got new occurrences, for the alert rules.
+    pub touched: Vec<TouchedPattern>,
 }
 
+/// A pattern that got new occurrences in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TouchedPattern {
+    pub pattern_id: i64,
+    /// Created by this batch (exactly one batch creates each pattern, even with several writers).
+    pub new: bool,
+    /// It was resolved; this batch set it back to `new` (exactly one batch sees this).
+    pub regressed: bool,
+    /// Its status after the batch.
+    pub status: String,
+    /// The most severe level among its new occurrences.
+    pub highest_level: Level,
+}
+
+/// Adds up the counts; `touched` stays the left side's (it describes one batch).
 impl std::ops::AddAssign for IngestOutcome {
     fn add_assign(&mut self, o: Self) {
         self.stored += o.stored;
@@ -321,5 +338,281 @@ pub(crate) fn replace_nul(event: &mut LogEvent) {
         [&mut event.traceback, &mut event.request_path, &mut event.request_method].into_iter().flatten()
     {
         fix(field);
+    }
+}
+
+/// An alert rule as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRuleRow {
+    pub id: i64,
+    pub name: String,
+    pub rule_type: String,
+    pub condition: serde_json::Value,
+    /// `task_and_notify`, `task` or `notify`.
+    pub action: String,
+    pub enabled: bool,
+    pub cooldown_minutes: i64,
+    pub last_triggered_ms: Option<i64>,
+    pub trigger_count: i64,
+    pub created_ms: i64,
+}
+
+/// A rule to create when no rule of that name exists (seeding from the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRule {
+    pub name: String,
+    pub rule_type: String,
+    pub condition: serde_json::Value,
+    pub action: String,
+    pub enabled: bool,
+    pub cooldown_minutes: i64,
+}
+
+/// An alert to record, with its task and deliveries, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertDraft {
+    /// The rule it is named after; `None` for the flood guard's summary.
+    pub rule_id: Option<i64>,
+    /// Every rule that fired (their trigger counts go up).
+    pub rule_ids: Vec<i64>,
+    pub rule_type: String,
+    /// `pattern:<id>`, `error_rate:<health>` or `flood_guard`.
+    pub subject: String,
+    pub pattern_id: Option<i64>,
+    pub priority: faultline_core::alert::Priority,
+    pub reason: String,
+    /// Recorded only if no alert of this rule for this subject is younger than this: a second
+    /// faultline instance sharing the database may have just sent it.
+    pub cooldown_ms: i64,
+    /// Create or update the subject's open task.
+    pub task: bool,
+    /// With no open task, reopen the subject's last task rather than create one (regressions).
+    pub reopen: bool,
+    /// The task text for subjects that are not patterns (patterns' come from their facts).
+    pub task_draft: Option<faultline_core::alert::TaskDraft>,
+    /// Notifier names to deliver to.
+    pub notifiers: Vec<String>,
+    /// Extra facts for the payload (error rate figures, suppressed counts).
+    pub extra: serde_json::Value,
+    pub now_ms: i64,
+}
+
+/// What recording an alert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FiredAlert {
+    pub alert_id: i64,
+    pub task_id: Option<i64>,
+    pub task_created: bool,
+}
+
+/// A stored alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub id: i64,
+    pub rule_id: Option<i64>,
+    pub rule_type: String,
+    pub subject: String,
+    pub pattern_id: Option<i64>,
+    pub fired_ms: i64,
+    pub priority: String,
+    pub summary: String,
+    pub reason: String,
+    pub task_id: Option<i64>,
+    pub payload: serde_json::Value,
+}
+
+/// An investigation task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub id: i64,
+    pub subject: String,
+    pub pattern_id: Option<i64>,
+    pub fingerprint: Option<String>,
+    pub task_type: String,
+    pub title: String,
+    pub description: String,
+    pub priority: String,
+    /// `open`, `in_progress`, `done` or `dismissed`.
+    pub status: String,
+    pub metadata: serde_json::Value,
+    pub alert_count: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Something that happened to a task (created, alert, state change, reopened).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskEvent {
+    pub at_ms: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Task states.
+pub const TASK_STATES: [&str; 4] = ["open", "in_progress", "done", "dismissed"];
+
+/// A delivery the outbox worker has leased.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryJob {
+    pub id: i64,
+    pub alert_id: i64,
+    pub notifier: String,
+    pub idempotency_key: String,
+    /// Attempts before this one.
+    pub attempts: i64,
+    pub subject: String,
+    pub payload: serde_json::Value,
+    /// What this notifier created for the subject earlier (a GitHub issue number).
+    pub reference: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryResult {
+    Sent { reference: Option<String> },
+    Retry { next_attempt_ms: i64, error: String },
+    Failed { error: String },
+}
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub alert_id: i64,
+    pub notifier: String,
+    pub idempotency_key: String,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub updated_ms: i64,
+}
+
+/// The facts of a pattern as tasks and notifications quote them.
+pub(crate) fn pattern_facts(p: &PatternRow) -> faultline_core::alert::PatternFacts {
+    faultline_core::alert::PatternFacts {
+        fingerprint: p.fingerprint.clone(),
+        template: p.normalized_message.clone(),
+        error_type: p.error_type.clone(),
+        first_seen_ms: p.first_seen_ms,
+        last_seen_ms: p.last_seen_ms,
+        occurrences: p.occurrence_count,
+        source: p.source.clone(),
+        sample_message: p.sample_message.clone(),
+        stack_trace: p.stack_trace.clone(),
+    }
+}
+
+/// Task text, metadata and the notification payload for an alert, shared by both backends.
+pub(crate) struct AlertTexts {
+    pub summary: String,
+    pub task: faultline_core::alert::TaskDraft,
+    pub metadata: serde_json::Value,
+}
+
+pub(crate) fn alert_texts(draft: &AlertDraft, pattern: Option<&PatternRow>) -> AlertTexts {
+    use faultline_core::alert::{TaskDraft, rfc3339, task_for_pattern};
+    let task = match (pattern, &draft.task_draft) {
+        (Some(p), _) => task_for_pattern(&pattern_facts(p)),
+        (None, Some(t)) => t.clone(),
+        (None, None) => TaskDraft { title: draft.reason.clone(), description: draft.reason.clone() },
+    };
+    let summary = format!("[{}] {}", draft.rule_type, task.title.trim_start_matches("Investigate error: "));
+    let metadata = serde_json::json!({
+        "fingerprint": pattern.map(|p| p.fingerprint.clone()),
+        "occurrences": pattern.map(|p| p.occurrence_count),
+        "first_seen": pattern.map(|p| rfc3339(p.first_seen_ms)),
+        "last_seen": pattern.map(|p| rfc3339(p.last_seen_ms)),
+        "rule": draft.rule_type,
+        "reason": draft.reason,
+    });
+    AlertTexts { summary, task, metadata }
+}
+
+/// The JSON every notifier is given (the generic webhook sends it as is).
+pub(crate) fn alert_payload(
+    alert_id: i64,
+    draft: &AlertDraft,
+    texts: &AlertTexts,
+    pattern: Option<&PatternRow>,
+    task: Option<(i64, bool)>,
+) -> serde_json::Value {
+    use faultline_core::alert::rfc3339;
+    serde_json::json!({
+        "alert_id": alert_id,
+        "idempotency_key": idempotency_key(alert_id, draft.now_ms),
+        "rule": draft.rule_type,
+        "subject": draft.subject,
+        "priority": draft.priority.as_str(),
+        "reason": draft.reason,
+        "summary": texts.summary,
+        "fired_at": rfc3339(draft.now_ms),
+        "pattern": pattern.map(|p| serde_json::json!({
+            "fingerprint": p.fingerprint,
+            "template": p.normalized_message,
+            "error_type": p.error_type,
+            "first_seen": rfc3339(p.first_seen_ms),
+            "last_seen": rfc3339(p.last_seen_ms),
+            "occurrences": p.occurrence_count,
+            "source": p.source,
+            "severity": p.severity,
+            "status": p.status,
+            "sample_message": p.sample_message,
+            "stack_trace": p.stack_trace,
+        })),
+        "task": task.map(|(id, created)| serde_json::json!({
+            "id": id,
+            "created": created,
+            "title": texts.task.title,
+            "description": texts.task.description,
+        })),
+        "extra": draft.extra,
+    })
+}
+
+/// The key receivers use to drop a repeated delivery of the same alert.
+pub(crate) fn idempotency_key(alert_id: i64, fired_ms: i64) -> String {
+    format!("faultline-alert-{alert_id}-{fired_ms}")
+}
+
+/// The draft behind a task created by hand from a pattern.
+pub(crate) fn manual_draft(subject: String, pattern_id: i64, now_ms: i64) -> AlertDraft {
+    AlertDraft {
+        rule_id: None,
+        rule_ids: Vec::new(),
+        rule_type: "manual".to_owned(),
+        subject,
+        pattern_id: Some(pattern_id),
+        priority: faultline_core::alert::Priority::Medium,
+        reason: "created by hand".to_owned(),
+        cooldown_ms: 0,
+        task: true,
+        reopen: false,
+        task_draft: None,
+        notifiers: Vec::new(),
+        extra: serde_json::Value::Null,
+        now_ms,
+    }
+}
+
+/// Rejects a task state other than open, in_progress, done or dismissed.
+pub(crate) fn check_task_state(status: &str) -> crate::Result<()> {
+    if TASK_STATES.contains(&status) {
+        return Ok(());
+    }
+    Err(crate::StoreError::InvalidQuery(format!(
+        "invalid task status {status:?}: expected one of {}",
+        TASK_STATES.join(", ")
+    )))
+}
+
+/// Rejects a pattern status other than new, known, resolved or ignored.
+pub(crate) fn check_pattern_status(status: &str) -> crate::Result<()> {
+    match faultline_core::alert::PatternStatus::parse(status) {
+        Some(_) => Ok(()),
+        None => Err(crate::StoreError::InvalidQuery(format!(
+            "invalid pattern status {status:?}: expected one of new, known, resolved, ignored"
+        ))),
     }
 }

@@ -30,7 +30,7 @@ pub struct IngestOptions {
 }
 
 /// What an ingest did, for the summary line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestSummary {
     pub lines_read: u64,
     pub bytes_read: u64,

@@ -1,4 +1,5 @@
 //! Integration tests of the store: every test body runs on SQLite and on PostgreSQL.
 
+mod alerts;
 mod harness;
 mod store;

@@ -1,0 +1,444 @@
+//! The SQLite side of alerts, tasks and the notification outbox (see `Store`'s alert methods).
+//!
+//! Every write runs on the one writer connection in a transaction, so concurrent callers are
+//! serialised and "one open task per subject" and "one alert per cooldown" hold.
+
+use faultline_core::alert::Priority;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::Result;
+use crate::types::*;
+
+pub(crate) const TASK_COLUMNS: &str = "t.id, t.subject, t.pattern_id, p.fingerprint, t.task_type, t.title,
+    t.description, t.priority, t.status, t.metadata, t.alert_count, t.created_ms, t.updated_ms";
+pub(crate) const ALERT_COLUMNS: &str =
+    "id, rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason, task_id, payload";
+pub(crate) const RULE_COLUMNS: &str = "id, name, rule_type, condition, action, enabled, cooldown_minutes,
+    last_triggered_ms, trigger_count, created_ms";
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "id, alert_id, notifier, idempotency_key, status, attempts, next_attempt_ms, last_error, updated_ms";
+
+fn json(text: String) -> serde_json::Value {
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+}
+
+fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        pattern_id: r.get(2)?,
+        fingerprint: r.get(3)?,
+        task_type: r.get(4)?,
+        title: r.get(5)?,
+        description: r.get(6)?,
+        priority: r.get(7)?,
+        status: r.get(8)?,
+        metadata: json(r.get(9)?),
+        alert_count: r.get(10)?,
+        created_ms: r.get(11)?,
+        updated_ms: r.get(12)?,
+    })
+}
+
+fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+    Ok(AlertRow {
+        id: r.get(0)?,
+        rule_id: r.get(1)?,
+        rule_type: r.get(2)?,
+        subject: r.get(3)?,
+        pattern_id: r.get(4)?,
+        fired_ms: r.get(5)?,
+        priority: r.get(6)?,
+        summary: r.get(7)?,
+        reason: r.get(8)?,
+        task_id: r.get(9)?,
+        payload: json(r.get(10)?),
+    })
+}
+
+fn rule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRuleRow> {
+    Ok(AlertRuleRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        rule_type: r.get(2)?,
+        condition: json(r.get(3)?),
+        action: r.get(4)?,
+        enabled: r.get(5)?,
+        cooldown_minutes: r.get(6)?,
+        last_triggered_ms: r.get(7)?,
+        trigger_count: r.get(8)?,
+        created_ms: r.get(9)?,
+    })
+}
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        id: r.get(0)?,
+        alert_id: r.get(1)?,
+        notifier: r.get(2)?,
+        idempotency_key: r.get(3)?,
+        status: r.get(4)?,
+        attempts: r.get(5)?,
+        next_attempt_ms: r.get(6)?,
+        last_error: r.get(7)?,
+        updated_ms: r.get(8)?,
+    })
+}
+
+fn pattern_by_id(c: &Connection, id: i64) -> Result<Option<PatternRow>> {
+    let sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns p WHERE p.id = ?1");
+    Ok(c.prepare_cached(&sql)?.query_row([id], crate::sqlite::pattern_row).optional()?)
+}
+
+pub(crate) fn seed_rules(tx: &Transaction<'_>, rules: &[NewRule], now_ms: i64) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO alert_rules (name, rule_type, condition, action, enabled, cooldown_minutes, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name) DO NOTHING",
+    )?;
+    for r in rules {
+        insert.execute(params![
+            r.name,
+            r.rule_type,
+            r.condition.to_string(),
+            r.action,
+            r.enabled,
+            r.cooldown_minutes,
+            now_ms
+        ])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn alert_rules(c: &Connection) -> Result<Vec<AlertRuleRow>> {
+    let sql = format!("SELECT {RULE_COLUMNS} FROM alert_rules ORDER BY id");
+    let mut stmt = c.prepare_cached(&sql)?;
+    Ok(stmt.query_map([], rule_row)?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn pattern_minute_counts(
+    c: &Connection,
+    pattern_ids: &[i64],
+    since_ms: i64,
+) -> Result<Vec<(i64, i64, u64)>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT pattern_id, minute_ms, sum(count) FROM minute_counts
+         WHERE pattern_id = ?1 AND minute_ms >= ?2 GROUP BY pattern_id, minute_ms",
+    )?;
+    let mut out = Vec::new();
+    for id in pattern_ids {
+        let rows = stmt
+            .query_map(params![id, since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+        out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+    }
+    Ok(out)
+}
+
+/// Records an alert, its task and its deliveries; `None` if the same rule alerted on the same
+/// subject within the cooldown.
+pub(crate) fn fire_alert(tx: &Transaction<'_>, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
+    if let Some(rule_id) = draft.rule_id {
+        let recent: Option<i64> = tx
+            .prepare_cached(
+                "SELECT id FROM alerts WHERE rule_id = ?1 AND subject = ?2 AND fired_ms > ?3 LIMIT 1",
+            )?
+            .query_row(params![rule_id, draft.subject, draft.now_ms - draft.cooldown_ms], |r| r.get(0))
+            .optional()?;
+        if recent.is_some() {
+            return Ok(None);
+        }
+    }
+    let pattern = match draft.pattern_id {
+        Some(id) => pattern_by_id(tx, id)?,
+        None => None,
+    };
+    let texts = alert_texts(draft, pattern.as_ref());
+    tx.prepare_cached(
+        "INSERT INTO alerts (rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        draft.rule_id,
+        draft.rule_type,
+        draft.subject,
+        draft.pattern_id,
+        draft.now_ms,
+        draft.priority.as_str(),
+        texts.summary,
+        draft.reason
+    ])?;
+    let alert_id = tx.last_insert_rowid();
+    let mut bump = tx.prepare_cached(
+        "UPDATE alert_rules SET last_triggered_ms = ?1, trigger_count = trigger_count + 1 WHERE id = ?2",
+    )?;
+    for id in &draft.rule_ids {
+        bump.execute(params![draft.now_ms, id])?;
+    }
+    let task = if draft.task { Some(upsert_task(tx, draft, &texts, alert_id)?) } else { None };
+    let payload = alert_payload(alert_id, draft, &texts, pattern.as_ref(), task);
+    tx.prepare_cached("UPDATE alerts SET payload = ?1, task_id = ?2 WHERE id = ?3")?.execute(params![
+        payload.to_string(),
+        task.map(|t| t.0),
+        alert_id
+    ])?;
+    let mut deliver = tx.prepare_cached(
+        "INSERT INTO deliveries (alert_id, notifier, idempotency_key, next_attempt_ms, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?4)",
+    )?;
+    for notifier in &draft.notifiers {
+        deliver.execute(params![
+            alert_id,
+            notifier,
+            idempotency_key(alert_id, draft.now_ms),
+            draft.now_ms
+        ])?;
+    }
+    Ok(Some(FiredAlert { alert_id, task_id: task.map(|t| t.0), task_created: task.is_some_and(|t| t.1) }))
+}
+
+/// The subject's open task, updated; else (for a regression) its last task, reopened; else a
+/// new task. Returns (task id, created).
+fn upsert_task(
+    tx: &Transaction<'_>,
+    draft: &AlertDraft,
+    texts: &AlertTexts,
+    alert_id: i64,
+) -> Result<(i64, bool)> {
+    let open: Option<i64> = tx
+        .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 AND status IN ('open', 'in_progress')")?
+        .query_row([&draft.subject], |r| r.get(0))
+        .optional()?;
+    let reopen: Option<i64> = match (open, draft.reopen) {
+        (None, true) => tx
+            .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 ORDER BY id DESC LIMIT 1")?
+            .query_row([&draft.subject], |r| r.get(0))
+            .optional()?,
+        _ => None,
+    };
+    let high = draft.priority == Priority::High;
+    let (id, created, kind) = match open.or(reopen) {
+        Some(id) => {
+            tx.prepare_cached(
+                "UPDATE tasks SET status = 'open', description = ?1, metadata = ?2, alert_count = alert_count + 1,
+                 priority = CASE WHEN ?3 THEN 'high' ELSE priority END, updated_ms = ?4 WHERE id = ?5",
+            )?
+            .execute(params![texts.task.description, texts.metadata.to_string(), high, draft.now_ms, id])?;
+            (id, false, if open.is_some() { "alert" } else { "reopened" })
+        }
+        None => {
+            tx.prepare_cached(
+                "INSERT INTO tasks (subject, pattern_id, title, description, priority, metadata, alert_count,
+                 created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+            )?
+            .execute(params![
+                draft.subject,
+                draft.pattern_id,
+                texts.task.title,
+                texts.task.description,
+                draft.priority.as_str(),
+                texts.metadata.to_string(),
+                draft.now_ms
+            ])?;
+            (tx.last_insert_rowid(), true, "created")
+        }
+    };
+    add_event(
+        tx,
+        id,
+        draft.now_ms,
+        kind,
+        &format!("alert {alert_id} ({}): {}", draft.rule_type, draft.reason),
+    )?;
+    Ok((id, created))
+}
+
+fn add_event(c: &Connection, task_id: i64, at_ms: i64, kind: &str, detail: &str) -> Result<()> {
+    c.prepare_cached("INSERT INTO task_events (task_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![task_id, at_ms, kind, detail])?;
+    Ok(())
+}
+
+pub(crate) fn alerts(c: &Connection, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>> {
+    let sql = format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE fired_ms >= ?1 ORDER BY fired_ms DESC, id DESC LIMIT ?2"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    Ok(stmt.query_map(params![since_ms, limit], alert_row)?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn tasks(c: &Connection, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN patterns p ON p.id = t.pattern_id
+         WHERE ?1 IS NULL OR t.status = ?1 ORDER BY t.updated_ms DESC, t.id DESC LIMIT ?2"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    Ok(stmt.query_map(params![status, limit], task_row)?.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn task(c: &Connection, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN patterns p ON p.id = t.pattern_id WHERE t.id = ?1"
+    );
+    let Some(task) = c.prepare_cached(&sql)?.query_row([id], task_row).optional()? else { return Ok(None) };
+    let mut stmt =
+        c.prepare_cached("SELECT at_ms, kind, detail FROM task_events WHERE task_id = ?1 ORDER BY id")?;
+    let events = stmt
+        .query_map([id], |r| Ok(TaskEvent { at_ms: r.get(0)?, kind: r.get(1)?, detail: r.get(2)? }))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some((task, events)))
+}
+
+pub(crate) fn set_task_status(tx: &Transaction<'_>, id: i64, status: &str, now_ms: i64) -> Result<bool> {
+    let old: Option<String> = tx
+        .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(old) = old else { return Ok(false) };
+    if old == status {
+        return Ok(true);
+    }
+    tx.prepare_cached("UPDATE tasks SET status = ?1, updated_ms = ?2 WHERE id = ?3")?
+        .execute(params![status, now_ms, id])?;
+    add_event(tx, id, now_ms, "status", &format!("{old} → {status}"))?;
+    Ok(true)
+}
+
+/// The pattern's open task, or a new one ("Create task" on a pattern). `None` if no such pattern.
+pub(crate) fn create_task(
+    tx: &Transaction<'_>,
+    fingerprint: &str,
+    now_ms: i64,
+) -> Result<Option<(i64, bool)>> {
+    let id: Option<i64> = tx
+        .prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?
+        .query_row([fingerprint], |r| r.get(0))
+        .optional()?;
+    let Some(pattern_id) = id else { return Ok(None) };
+    let subject = format!("pattern:{pattern_id}");
+    let open: Option<i64> = tx
+        .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 AND status IN ('open', 'in_progress')")?
+        .query_row([&subject], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = open {
+        return Ok(Some((id, false)));
+    }
+    let pattern = pattern_by_id(tx, pattern_id)?;
+    let draft = manual_draft(subject, pattern_id, now_ms);
+    let texts = alert_texts(&draft, pattern.as_ref());
+    tx.prepare_cached(
+        "INSERT INTO tasks (subject, pattern_id, title, description, priority, metadata, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, ?4, 'medium', ?5, ?6, ?6)",
+    )?
+    .execute(params![
+        draft.subject,
+        pattern_id,
+        texts.task.title,
+        texts.task.description,
+        texts.metadata.to_string(),
+        now_ms
+    ])?;
+    let id = tx.last_insert_rowid();
+    add_event(tx, id, now_ms, "created", "created by hand")?;
+    Ok(Some((id, true)))
+}
+
+/// Sets a pattern's status; resolving it closes its open task. `false` if no such pattern.
+pub(crate) fn set_pattern_status(
+    tx: &Transaction<'_>,
+    fingerprint: &str,
+    status: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let id: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE patterns SET status = ?1, updated_ms = ?2 WHERE fingerprint = ?3 RETURNING id",
+        )?
+        .query_row(params![status, now_ms, fingerprint], |r| r.get(0))
+        .optional()?;
+    let Some(pattern_id) = id else { return Ok(false) };
+    if status == "resolved" {
+        let open: Option<i64> = tx
+            .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 AND status IN ('open', 'in_progress')")?
+            .query_row([format!("pattern:{pattern_id}")], |r| r.get(0))
+            .optional()?;
+        if let Some(task_id) = open {
+            tx.prepare_cached("UPDATE tasks SET status = 'done', updated_ms = ?1 WHERE id = ?2")?
+                .execute(params![now_ms, task_id])?;
+            add_event(tx, task_id, now_ms, "status", "pattern resolved → done")?;
+        }
+    }
+    Ok(true)
+}
+
+pub(crate) fn claim_deliveries(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> Result<Vec<DeliveryJob>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT d.id, d.alert_id, d.notifier, d.idempotency_key, d.attempts, a.subject, a.payload, r.reference
+         FROM deliveries d JOIN alerts a ON a.id = d.alert_id
+         LEFT JOIN notifier_refs r ON r.notifier = d.notifier AND r.subject = a.subject
+         WHERE d.status = 'pending' AND d.next_attempt_ms <= ?1 AND d.lease_until_ms <= ?1
+         ORDER BY d.next_attempt_ms, d.id LIMIT ?2",
+    )?;
+    let jobs: Vec<DeliveryJob> = stmt
+        .query_map(params![now_ms, limit], |r| {
+            Ok(DeliveryJob {
+                id: r.get(0)?,
+                alert_id: r.get(1)?,
+                notifier: r.get(2)?,
+                idempotency_key: r.get(3)?,
+                attempts: r.get(4)?,
+                subject: r.get(5)?,
+                payload: json(r.get(6)?),
+                reference: r.get(7)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut lease = tx.prepare_cached("UPDATE deliveries SET lease_until_ms = ?1 WHERE id = ?2")?;
+    for job in &jobs {
+        lease.execute(params![now_ms + lease_ms, job.id])?;
+    }
+    Ok(jobs)
+}
+
+pub(crate) fn finish_delivery(
+    tx: &Transaction<'_>,
+    job: &DeliveryJob,
+    result: &DeliveryResult,
+    now_ms: i64,
+) -> Result<()> {
+    let (status, next, error, outcome) = match result {
+        DeliveryResult::Sent { .. } => ("sent", now_ms, None, "sent"),
+        DeliveryResult::Retry { next_attempt_ms, error } => {
+            ("pending", *next_attempt_ms, Some(error.as_str()), "retry")
+        }
+        DeliveryResult::Failed { error } => ("failed", now_ms, Some(error.as_str()), "failed"),
+    };
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = ?1, attempts = attempts + 1, next_attempt_ms = ?2, lease_until_ms = 0,
+         last_error = coalesce(?3, last_error), updated_ms = ?4 WHERE id = ?5",
+    )?
+    .execute(params![status, next, error, now_ms, job.id])?;
+    tx.prepare_cached(
+        "INSERT INTO delivery_attempts (delivery_id, at_ms, outcome, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![job.id, now_ms, outcome, error])?;
+    if let DeliveryResult::Sent { reference: Some(reference) } = result {
+        tx.prepare_cached(
+            "INSERT INTO notifier_refs (notifier, subject, reference) VALUES (?1, ?2, ?3)
+             ON CONFLICT (notifier, subject) DO UPDATE SET reference = excluded.reference",
+        )?
+        .execute(params![job.notifier, job.subject, reference])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn deliveries(c: &Connection, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE ?1 IS NULL OR alert_id = ?1 ORDER BY id DESC LIMIT ?2"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    Ok(stmt.query_map(params![alert_id, limit], delivery_row)?.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,278 @@
+//! Alerts, tasks and the outbox on both backends: one alert per cooldown, one open task per
+//! pattern, regressions, and deliveries that survive a crashed worker.
+
+use std::sync::Arc;
+
+use faultline_core::Level;
+use faultline_core::alert::Priority;
+use faultline_store::{AlertDraft, DeliveryResult, NewRule, Store};
+
+use crate::both;
+use crate::harness::{T0, batch, event};
+
+const MINUTE: i64 = 60_000;
+
+async fn rule_id(store: &Arc<dyn Store>, rule_type: &str) -> i64 {
+    store.alert_rules().await.unwrap().iter().find(|r| r.rule_type == rule_type).expect("rule").id
+}
+
+async fn seeded(store: &Arc<dyn Store>) {
+    let rule = |name: &str, cond: serde_json::Value| NewRule {
+        name: name.into(),
+        rule_type: name.into(),
+        condition: cond,
+        action: "task_and_notify".into(),
+        enabled: true,
+        cooldown_minutes: 30,
+    };
+    let rules = [
+        rule("new_fingerprint", serde_json::json!({})),
+        rule("spike", serde_json::json!({"per_minute": 10})),
+    ];
+    store.seed_rules(&rules, T0).await.unwrap();
+}
+
+fn draft(rule_id: i64, pattern_id: i64, now_ms: i64) -> AlertDraft {
+    AlertDraft {
+        rule_id: Some(rule_id),
+        rule_ids: vec![rule_id],
+        rule_type: "new_fingerprint".into(),
+        subject: format!("pattern:{pattern_id}"),
+        pattern_id: Some(pattern_id),
+        priority: Priority::High,
+        reason: "seen for the first time".into(),
+        cooldown_ms: 30 * MINUTE,
+        task: true,
+        reopen: false,
+        task_draft: None,
+        notifiers: vec!["webhook".into(), "slack".into()],
+        extra: serde_json::Value::Null,
+        now_ms,
+    }
+}
+
+async fn seeding_keeps_edited_rules(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    seeded(&store).await;
+    let rules = store.alert_rules().await.unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[1].condition, serde_json::json!({"per_minute": 10}));
+    assert!(rules.iter().all(|r| r.enabled && r.cooldown_minutes == 30 && r.trigger_count == 0));
+}
+both!(seeding_keeps_edited_rules);
+
+async fn batches_report_new_critical_and_regressed_patterns(store: Arc<dyn Store>) {
+    let out = store
+        .ingest(batch(vec![
+            event("1", T0, Level::Error, "api", "timeout after 30s"),
+            event("2", T0, Level::Critical, "api", "timeout after 31s"),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(out.touched.len(), 1);
+    let t = &out.touched[0];
+    assert!(t.new && !t.regressed);
+    assert_eq!((t.status.as_str(), t.highest_level), ("new", Level::Critical));
+
+    let fp = store.top_patterns(1, None).await.unwrap()[0].fingerprint.clone();
+    assert!(store.set_pattern_status(&fp, "resolved", T0).await.unwrap());
+    let back = store
+        .ingest(batch(vec![event("3", T0 + MINUTE, Level::Error, "api", "timeout after 5s")]))
+        .await
+        .unwrap();
+    assert!(back.touched[0].regressed && !back.touched[0].new);
+    assert_eq!(back.touched[0].status, "new");
+    // A replay touches nothing: it stores nothing.
+    let replay = store
+        .ingest(batch(vec![event("3", T0 + MINUTE, Level::Error, "api", "timeout after 5s")]))
+        .await
+        .unwrap();
+    assert!(replay.touched.is_empty());
+
+    let counts = store.pattern_minute_counts(&[t.pattern_id], T0).await.unwrap();
+    assert_eq!(counts, [(t.pattern_id, T0, 2), (t.pattern_id, T0 + MINUTE, 1)]);
+    assert!(store.set_pattern_status(&fp, "bogus", T0).await.is_err());
+    assert!(!store.set_pattern_status("no-such", "known", T0).await.unwrap());
+}
+both!(batches_report_new_critical_and_regressed_patterns);
+
+async fn one_alert_per_cooldown_and_one_open_task_per_pattern(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let out = store.ingest(batch(vec![event("1", T0, Level::Error, "api", "db <down> id=7")])).await.unwrap();
+    let pattern_id = out.touched[0].pattern_id;
+    let new_rule = rule_id(&store, "new_fingerprint").await;
+    let spike = rule_id(&store, "spike").await;
+
+    let first = store.fire_alert(&draft(new_rule, pattern_id, T0)).await.unwrap().expect("fired");
+    assert!(first.task_created);
+    assert_eq!(
+        store.fire_alert(&draft(new_rule, pattern_id, T0 + MINUTE)).await.unwrap(),
+        None,
+        "cooling down"
+    );
+    let other_rule = AlertDraft {
+        rule_type: "spike".into(),
+        priority: Priority::Medium,
+        ..draft(spike, pattern_id, T0 + MINUTE)
+    };
+    let second = store.fire_alert(&other_rule).await.unwrap().expect("another rule fires");
+    assert_eq!((second.task_id, second.task_created), (first.task_id, false), "same task, updated");
+    let after =
+        store.fire_alert(&draft(new_rule, pattern_id, T0 + 31 * MINUTE)).await.unwrap().expect("cooled down");
+    assert_eq!(after.task_id, first.task_id);
+
+    let tasks = store.tasks(None, 10).await.unwrap();
+    assert_eq!(tasks.len(), 1);
+    let task = &tasks[0];
+    assert_eq!(
+        (task.title.as_str(), task.priority.as_str(), task.alert_count),
+        ("Investigate error: db <down> id=<VAL>", "high", 3)
+    );
+    assert!(
+        task.description.contains("Occurrences: 1")
+            && task.description.contains("Example log:\ndb <down> id=7"),
+        "{}",
+        task.description
+    );
+    assert_eq!(task.metadata["rule"], "new_fingerprint");
+    assert_eq!(
+        task.fingerprint.as_deref(),
+        Some(store.top_patterns(1, None).await.unwrap()[0].fingerprint.as_str())
+    );
+    let (_, events) = store.task(task.id).await.unwrap().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "alert", "alert"]);
+
+    let rules = store.alert_rules().await.unwrap();
+    let fired: Vec<(i64, Option<i64>)> =
+        rules.iter().map(|r| (r.trigger_count, r.last_triggered_ms)).collect();
+    assert_eq!(fired, [(2, Some(T0 + 31 * MINUTE)), (1, Some(T0 + MINUTE))]);
+    let alerts = store.alerts(0, 10).await.unwrap();
+    assert_eq!(alerts.len(), 3);
+    assert_eq!(alerts[2].payload["pattern"]["template"], "db <down> id=<VAL>");
+    assert_eq!(alerts[2].payload["task"]["id"], first.task_id.unwrap());
+    assert_eq!(store.deliveries(None, 10).await.unwrap().len(), 6);
+}
+both!(one_alert_per_cooldown_and_one_open_task_per_pattern);
+
+async fn resolving_closes_the_task_and_a_regression_reopens_it(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let out = store.ingest(batch(vec![event("1", T0, Level::Error, "api", "quota exceeded")])).await.unwrap();
+    let pattern_id = out.touched[0].pattern_id;
+    let fp = store.top_patterns(1, None).await.unwrap()[0].fingerprint.clone();
+    let new_rule = rule_id(&store, "new_fingerprint").await;
+    let fired = store.fire_alert(&draft(new_rule, pattern_id, T0)).await.unwrap().unwrap();
+    store.set_pattern_status(&fp, "resolved", T0 + MINUTE).await.unwrap();
+    let task = store.task(fired.task_id.unwrap()).await.unwrap().unwrap().0;
+    assert_eq!(task.status, "done");
+
+    let regression = AlertDraft {
+        reopen: true,
+        cooldown_ms: 0,
+        rule_type: "regression".into(),
+        ..draft(new_rule, pattern_id, T0 + 2 * MINUTE)
+    };
+    let again = store.fire_alert(&regression).await.unwrap().unwrap();
+    assert_eq!((again.task_id, again.task_created), (fired.task_id, false));
+    let (task, events) = store.task(fired.task_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(task.status, "open");
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["created", "status", "reopened"]);
+
+    // Manual "Create task" returns the open one; after dismissing it, makes a new one.
+    assert_eq!(store.create_task(&fp, T0).await.unwrap(), Some((task.id, false)));
+    assert!(store.set_task_status(task.id, "dismissed", T0).await.unwrap());
+    let (new_id, created) = store.create_task(&fp, T0).await.unwrap().unwrap();
+    assert!(created && new_id != task.id);
+    assert!(store.set_task_status(task.id, "closed", T0).await.is_err());
+    assert!(!store.set_task_status(9999, "done", T0).await.unwrap());
+    assert_eq!(store.create_task("nope", T0).await.unwrap(), None);
+    assert_eq!(store.tasks(Some("open"), 10).await.unwrap().len(), 1);
+}
+both!(resolving_closes_the_task_and_a_regression_reopens_it);
+
+async fn concurrent_batches_of_a_new_pattern_create_one_alert_and_one_task(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let new_rule = rule_id(&store, "new_fingerprint").await;
+    let mut handles = Vec::new();
+    for k in 0..8 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let msg = format!("payment gateway timeout after {k}ms");
+            let out = store
+                .ingest(batch(vec![event(&format!("c{k}"), T0, Level::Error, "api", &msg)]))
+                .await
+                .unwrap();
+            let mut fired = Vec::new();
+            for t in out.touched.iter().filter(|t| t.new) {
+                fired.push(store.fire_alert(&draft(new_rule, t.pattern_id, T0)).await.unwrap());
+            }
+            // A rule firing for an existing pattern at the same time must not add a task.
+            let t = &out.touched[0];
+            let spike = AlertDraft {
+                rule_id: Some(new_rule + 1),
+                rule_ids: vec![],
+                rule_type: "spike".into(),
+                ..draft(new_rule, t.pattern_id, T0)
+            };
+            fired.push(store.fire_alert(&spike).await.unwrap());
+            fired
+        }));
+    }
+    let mut fired = Vec::new();
+    for h in handles {
+        fired.extend(h.await.unwrap());
+    }
+    let fired: Vec<_> = fired.into_iter().flatten().collect();
+    assert_eq!(fired.len(), 2, "one new_fingerprint alert and one spike alert: {fired:?}");
+    assert_eq!(store.tasks(None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.top_patterns(10, None).await.unwrap().len(), 1);
+}
+both!(concurrent_batches_of_a_new_pattern_create_one_alert_and_one_task);
+
+async fn deliveries_are_leased_retried_and_recorded(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let out = store.ingest(batch(vec![event("1", T0, Level::Error, "api", "boom")])).await.unwrap();
+    let new_rule = rule_id(&store, "new_fingerprint").await;
+    store.fire_alert(&draft(new_rule, out.touched[0].pattern_id, T0)).await.unwrap().unwrap();
+
+    let jobs = store.claim_deliveries(T0, 30_000, 10).await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.notifier.as_str()).collect::<Vec<_>>(), ["webhook", "slack"]);
+    assert_eq!(jobs[0].idempotency_key, jobs[1].idempotency_key);
+    assert_eq!(jobs[0].payload["rule"], "new_fingerprint");
+    assert!(store.claim_deliveries(T0 + 1_000, 30_000, 10).await.unwrap().is_empty(), "leased");
+    // The worker died: after the lease, both are due again.
+    let jobs = store.claim_deliveries(T0 + 31_000, 30_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let (webhook, slack) = (&jobs[0], &jobs[1]);
+    store
+        .finish_delivery(webhook, &DeliveryResult::Sent { reference: Some("issue-7".into()) }, T0 + 32_000)
+        .await
+        .unwrap();
+    let retry = DeliveryResult::Retry { next_attempt_ms: T0 + 90_000, error: "HTTP 503".into() };
+    store.finish_delivery(slack, &retry, T0 + 32_000).await.unwrap();
+    assert!(store.claim_deliveries(T0 + 60_000, 30_000, 10).await.unwrap().is_empty());
+    let again = store.claim_deliveries(T0 + 90_000, 30_000, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    store
+        .finish_delivery(
+            &again[0],
+            &DeliveryResult::Failed { error: "HTTP 404 no_service".into() },
+            T0 + 91_000,
+        )
+        .await
+        .unwrap();
+
+    let rows = store.deliveries(None, 10).await.unwrap();
+    let states: Vec<(&str, &str, i64, Option<&str>)> = rows
+        .iter()
+        .map(|d| (d.notifier.as_str(), d.status.as_str(), d.attempts, d.last_error.as_deref()))
+        .collect();
+    assert_eq!(states, [("slack", "failed", 2, Some("HTTP 404 no_service")), ("webhook", "sent", 1, None)]);
+
+    // The webhook's reference is handed to its next delivery for the same pattern.
+    store.fire_alert(&draft(new_rule, out.touched[0].pattern_id, T0 + 40 * MINUTE)).await.unwrap().unwrap();
+    let next = store.claim_deliveries(T0 + 40 * MINUTE, 30_000, 10).await.unwrap();
+    assert_eq!(next[0].reference.as_deref(), Some("issue-7"));
+    assert_eq!(next[1].reference, None);
+}
+both!(deliveries_are_leased_retried_and_recorded);
