@@ -3,4 +3,5 @@
 
 pub mod file;
 pub mod journal;
+pub mod notify;
 pub mod tail;

@@ -59,6 +59,90 @@ impl RuleKind {
         }
     }
 
+    /// Reads a rule from its stored form: the type name and its condition object. Missing
+    /// fields take the designs' defaults; unknown fields and wrong types are refused.
+    pub fn from_stored(rule_type: &str, condition: &serde_json::Value) -> Result<RuleKind, String> {
+        let empty = serde_json::Map::new();
+        let fields = match condition {
+            serde_json::Value::Object(map) => map,
+            serde_json::Value::Null => &empty,
+            other => return Err(format!("condition of a {rule_type} rule must be an object, not {other}")),
+        };
+        let known: &[&str] = match rule_type {
+            "new_fingerprint" | "critical" | "regression" => &[],
+            "spike" => &["per_minute"],
+            "sustained" => &["minutes"],
+            "error_rate" => &["window_minutes", "degraded", "fail", "recovery_margin"],
+            "ignored_growing" => &["count", "minutes"],
+            other => return Err(format!("unknown rule type {other:?}")),
+        };
+        if let Some(extra) = fields.keys().find(|k| !known.contains(&k.as_str())) {
+            return Err(format!("unknown field {extra:?} in the condition of a {rule_type} rule"));
+        }
+        let int = |name: &str, default: u64| -> Result<u64, String> {
+            match fields.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{name} must be a positive integer, not {v}")),
+            }
+        };
+        let num = |name: &str, default: f64| -> Result<f64, String> {
+            match fields.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_f64()
+                    .filter(|n| *n >= 0.0)
+                    .ok_or_else(|| format!("{name} must be a number ≥ 0, not {v}")),
+            }
+        };
+        let minutes = |name: &str, default: u64| -> Result<u32, String> {
+            u32::try_from(int(name, default)?).map_err(|_| format!("{name} is too large"))
+        };
+        Ok(match rule_type {
+            "new_fingerprint" => RuleKind::NewFingerprint,
+            "critical" => RuleKind::Critical,
+            "regression" => RuleKind::Regression,
+            "spike" => RuleKind::Spike { per_minute: int("per_minute", 10)? },
+            "sustained" => RuleKind::Sustained { minutes: minutes("minutes", 5)? },
+            "ignored_growing" => {
+                RuleKind::IgnoredGrowing { count: int("count", 100)?, minutes: minutes("minutes", 60)? }
+            }
+            _ => {
+                let (degraded, fail) = (num("degraded", 1.0)?, num("fail", 5.0)?);
+                if fail < degraded {
+                    return Err(format!("fail ({fail}) must not be below degraded ({degraded})"));
+                }
+                let recovery_margin = num("recovery_margin", 0.2)?;
+                if recovery_margin >= 1.0 {
+                    return Err(format!("recovery_margin must be below 1, not {recovery_margin}"));
+                }
+                RuleKind::ErrorRate {
+                    window_minutes: minutes("window_minutes", 5)?,
+                    degraded,
+                    fail,
+                    recovery_margin,
+                }
+            }
+        })
+    }
+
+    /// The condition object stored for this rule.
+    pub fn condition(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            RuleKind::NewFingerprint | RuleKind::Critical | RuleKind::Regression => json!({}),
+            RuleKind::Spike { per_minute } => json!({ "per_minute": per_minute }),
+            RuleKind::Sustained { minutes } => json!({ "minutes": minutes }),
+            RuleKind::ErrorRate { window_minutes, degraded, fail, recovery_margin } => json!({
+                "window_minutes": window_minutes, "degraded": degraded, "fail": fail,
+                "recovery_margin": recovery_margin,
+            }),
+            RuleKind::IgnoredGrowing { count, minutes } => json!({ "count": count, "minutes": minutes }),
+        }
+    }
+
     /// Minutes of per-minute counts this rule looks back over (the caller fetches the longest).
     pub fn lookback_minutes(&self) -> u32 {
         match self {

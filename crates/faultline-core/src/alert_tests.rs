@@ -322,3 +322,32 @@ fn task_text_follows_the_design_and_keeps_one_line_titles() {
     "#]]
     .assert_eq(&format!("{}\n{}", draft.title, draft.description));
 }
+
+#[test]
+fn rules_read_back_from_their_stored_form() {
+    for rule in all_rules() {
+        assert_eq!(
+            RuleKind::from_stored(rule.kind.type_name(), &rule.kind.condition()),
+            Ok(rule.kind.clone())
+        );
+    }
+    let defaults = RuleKind::from_stored("spike", &serde_json::json!({}));
+    assert_eq!(defaults, Ok(RuleKind::Spike { per_minute: 10 }));
+    let errors: Vec<String> = [
+        ("spike", serde_json::json!({"per_minute": -1})),
+        ("spike", serde_json::json!({"per_mintue": 5})),
+        ("error_rate", serde_json::json!({"degraded": 6, "fail": 5})),
+        ("sustained", serde_json::json!([5])),
+        ("everything", serde_json::json!({})),
+    ]
+    .iter()
+    .map(|(t, c)| RuleKind::from_stored(t, c).unwrap_err())
+    .collect();
+    expect![[r#"
+        per_minute must be a positive integer, not -1
+        unknown field "per_mintue" in the condition of a spike rule
+        fail (5) must not be below degraded (6)
+        condition of a sustained rule must be an object, not [5]
+        unknown rule type "everything""#]]
+    .assert_eq(&errors.join("\n"));
+}

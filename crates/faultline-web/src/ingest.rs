@@ -145,6 +145,7 @@ async fn store(
     );
     let below_level = batch.below_level();
     let outcome = if accepted > 0 { app.store.ingest(batch).await? } else { Default::default() };
+    app.stored(&outcome);
     let status = if accepted == 0 && !rejected.is_empty() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let response = IngestResponse {
         accepted,

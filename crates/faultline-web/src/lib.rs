@@ -56,7 +56,11 @@ pub struct AppState {
     pub auth: Auth,
     pub settings: Settings,
     quota: Option<DefaultKeyedRateLimiter<String>>,
+    observer: Option<IngestObserver>,
 }
+
+/// Told about every stored batch (the alert rules watch what is stored); must not block.
+pub type IngestObserver = Arc<dyn Fn(&faultline_store::IngestOutcome) + Send + Sync>;
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, auth: Auth, settings: Settings) -> AppState {
@@ -64,7 +68,19 @@ impl AppState {
             .quota_per_minute
             .and_then(NonZeroU32::new)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
-        AppState { store, auth, settings, quota }
+        AppState { store, auth, settings, quota, observer: None }
+    }
+
+    /// Calls `observer` after each stored ingest batch.
+    pub fn with_observer(mut self, observer: IngestObserver) -> AppState {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub(crate) fn stored(&self, outcome: &faultline_store::IngestOutcome) {
+        if let Some(observer) = &self.observer {
+            observer(outcome);
+        }
     }
 }
 

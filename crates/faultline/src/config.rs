@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use faultline_connectors::notify::{self, Notifier};
 use faultline_core::Level;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -29,6 +30,184 @@ pub struct RawConfig {
     pub journald: JournaldConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// The alert rules' defaults, written to the `alert_rules` table on first start (after that
+/// the table is the truth: edits there are kept).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Evaluate rules at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How often rules are evaluated when nothing new is stored (error rate, recovery).
+    #[serde(default = "default_evaluate_interval", with = "humantime_serde")]
+    pub evaluate_interval: Duration,
+    /// No second alert for the same rule and pattern within this time.
+    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Spike: a pattern's count in one minute above this.
+    #[serde(default = "default_spike")]
+    pub spike_per_minute: u64,
+    /// Sustained: a pattern seen in each of this many consecutive minutes.
+    #[serde(default = "default_sustained")]
+    pub sustained_minutes: u32,
+    /// Error rate: errors per minute over `error_rate_window_minutes`; degraded from, fail above.
+    #[serde(default = "default_rate_window")]
+    pub error_rate_window_minutes: u32,
+    #[serde(default = "default_degraded")]
+    pub error_rate_degraded: f64,
+    #[serde(default = "default_fail")]
+    pub error_rate_fail: f64,
+    /// Ignored but growing: an ignored pattern seen more than this many times in
+    /// `ignored_growing_minutes`.
+    #[serde(default = "default_ignored_count")]
+    pub ignored_growing_count: u64,
+    #[serde(default = "default_ignored_minutes")]
+    pub ignored_growing_minutes: u32,
+    /// Flood guard: alerts per pattern per hour, and in all per hour; the rest are summed up.
+    #[serde(default = "default_per_pattern_hour")]
+    pub max_per_pattern_per_hour: u32,
+    #[serde(default = "default_per_hour")]
+    pub max_per_hour: u32,
+    /// Delivery attempts before a notification is given up (and reported).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_evaluate_interval() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_cooldown() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_spike() -> u64 {
+    10
+}
+fn default_sustained() -> u32 {
+    5
+}
+fn default_rate_window() -> u32 {
+    5
+}
+fn default_degraded() -> f64 {
+    1.0
+}
+fn default_fail() -> f64 {
+    5.0
+}
+fn default_ignored_count() -> u64 {
+    100
+}
+fn default_ignored_minutes() -> u32 {
+    60
+}
+fn default_per_pattern_hour() -> u32 {
+    6
+}
+fn default_per_hour() -> u32 {
+    60
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            evaluate_interval: default_evaluate_interval(),
+            cooldown: default_cooldown(),
+            spike_per_minute: default_spike(),
+            sustained_minutes: default_sustained(),
+            error_rate_window_minutes: default_rate_window(),
+            error_rate_degraded: default_degraded(),
+            error_rate_fail: default_fail(),
+            ignored_growing_count: default_ignored_count(),
+            ignored_growing_minutes: default_ignored_minutes(),
+            max_per_pattern_per_hour: default_per_pattern_hour(),
+            max_per_hour: default_per_hour(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+/// Where alerts are sent. Secrets (tokens, hook URLs, passwords) are named by environment
+/// variable, never written in the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    pub webhook: Option<WebhookConfig>,
+    pub slack: Option<SlackConfig>,
+    pub github: Option<GitHubConfig>,
+    pub email: Option<EmailConfig>,
+    /// Time allowed for one delivery attempt.
+    #[serde(default = "default_notify_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_notify_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Environment variable holding the HMAC secret (optional: unsigned without it).
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Environment variable holding the incoming-webhook URL.
+    pub url_env: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// `owner/name`.
+    pub repo: String,
+    /// Environment variable holding a token allowed to write issues.
+    pub token_env: String,
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls` or `none` (a local relay only).
+    #[serde(default = "default_smtp_tls")]
+    pub tls: String,
+    pub from: String,
+    pub to: Vec<String>,
+    pub username: Option<String>,
+    /// Environment variable holding the SMTP password.
+    pub password_env: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_tls() -> String {
+    "starttls".to_owned()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,6 +475,8 @@ pub struct Config {
     pub journald_max_priority: u8,
     pub journald_start_at_end: bool,
     pub schedule: ScheduleConfig,
+    pub alerts: AlertsConfig,
+    pub notifiers: Vec<Notifier>,
 }
 
 /// A configured API token, its secret read from the environment.
@@ -413,7 +594,76 @@ impl Config {
             journald_start_at_end: start_at_end("journald.start_at", &raw.journald.start_at)?,
             journald: raw.journald,
             schedule: raw.schedule,
+            notifiers: build_notifiers(&raw.notify, env)?,
+            alerts: raw.alerts,
         })
+    }
+}
+
+/// Builds the configured notifiers, reading their secrets from the environment.
+fn build_notifiers(n: &NotifyConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Vec<Notifier>> {
+    let secret = |what: &str, var: &str| {
+        env(var)
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().to_owned())
+            .with_context(|| format!("{what}: environment variable {var} is not set or empty"))
+    };
+    let client = notify::http_client(n.timeout);
+    let mut out = Vec::new();
+    if let Some(w) = &n.webhook {
+        check_url("notify.webhook.url", &w.url)?;
+        let secret = w.secret_env.as_deref().map(|v| secret("notify.webhook.secret_env", v)).transpose()?;
+        out.push(Notifier::Webhook(notify::Webhook { url: w.url.clone(), secret, client: client.clone() }));
+    }
+    if let Some(s) = &n.slack {
+        let url = secret("notify.slack.url_env", &s.url_env)?;
+        check_url("the Slack webhook URL", &url)?;
+        out.push(Notifier::Slack(notify::Slack { url, client: client.clone() }));
+    }
+    if let Some(g) = &n.github {
+        if g.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
+            bail!("invalid notify.github.repo {:?}: use owner/name", g.repo);
+        }
+        check_url("notify.github.api_url", &g.api_url)?;
+        let token = secret("notify.github.token_env", &g.token_env)?;
+        out.push(Notifier::GitHub(notify::GitHub {
+            api_url: g.api_url.clone(),
+            repo: g.repo.clone(),
+            token,
+            client: client.clone(),
+        }));
+    }
+    if let Some(e) = &n.email {
+        let tls = match e.tls.to_ascii_lowercase().as_str() {
+            "starttls" => notify::EmailTls::StartTls,
+            "tls" => notify::EmailTls::Tls,
+            "none" => notify::EmailTls::None,
+            other => bail!("invalid notify.email.tls {other:?}: use starttls, tls or none"),
+        };
+        let mailbox = |key: &str, v: &str| {
+            v.parse::<lettre::message::Mailbox>().with_context(|| format!("invalid {key} address {v:?}"))
+        };
+        let from = mailbox("notify.email.from", &e.from)?;
+        let to = e.to.iter().map(|t| mailbox("notify.email.to", t)).collect::<anyhow::Result<Vec<_>>>()?;
+        if to.is_empty() {
+            bail!("notify.email.to is empty: name at least one recipient");
+        }
+        let credentials = match (&e.username, &e.password_env) {
+            (Some(user), Some(var)) => Some((user.clone(), secret("notify.email.password_env", var)?)),
+            (None, None) => None,
+            _ => bail!("notify.email: give both username and password_env, or neither"),
+        };
+        let email = notify::Email::new(&e.host, e.port, tls, credentials, from, to, n.timeout)
+            .map_err(|e| anyhow::anyhow!("notify.email: {e}"))?;
+        out.push(Notifier::Email(email));
+    }
+    Ok(out)
+}
+
+fn check_url(key: &str, url: &str) -> anyhow::Result<()> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Ok(()),
+        _ => bail!("invalid {key}: expected an http(s) URL"),
     }
 }
 

@@ -1,11 +1,14 @@
 //! The `faultline` binary: command line, configuration and glue around the library crates.
 
+mod alerting;
 mod bench;
 mod config;
+mod outbox;
 mod output;
 mod pipeline;
 mod scheduler;
 mod serve;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +55,11 @@ enum Command {
     Stats(StatsArgs),
     /// Delete entries older than the retention period and reclaim space.
     Cleanup(CleanupArgs),
+    /// Investigation tasks created by alerts: list, show, set a state, create from a pattern.
+    #[command(subcommand)]
+    Tasks(tasks::TasksCommand),
+    /// Set a pattern's status: new, known, resolved (closes its open task) or ignored.
+    PatternStatus { fingerprint: String, status: String },
     /// Benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -197,6 +205,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Patterns(args) => patterns(store, args).await,
         Command::Stats(args) => stats(store, args).await,
         Command::Cleanup(args) => cleanup(store, &config, args).await,
+        Command::Tasks(command) => tasks::run(store, command).await,
+        Command::PatternStatus { fingerprint, status } => {
+            tasks::set_pattern_status(store, &fingerprint, &status).await
+        }
         Command::Bench(_) => unreachable!("handled above"),
     }
 }

@@ -16,14 +16,17 @@ use chrono::Datelike;
 use faultline_connectors::journal::{self, JournalConfig, JournalStatus};
 use faultline_connectors::tail::{FileBatch, TailOptions, Tailer};
 use faultline_core::ParseContext;
+use faultline_core::alert::FloodLimits;
 use faultline_store::{IngestBatch, IngestOutcome, Store};
 use faultline_web::{ApiToken, AppState, Auth, Settings};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerting::{self, Alerting, Evaluator, default_rules};
 use crate::config::Config;
 use crate::now_ms;
+use crate::outbox::{self, Outbox};
 use crate::scheduler::{self, Job, JobOutcome};
 
 /// How long shutdown waits for sources to hand over their last batch.
@@ -86,11 +89,13 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
     let shutdown = CancellationToken::new();
     let counters = Arc::new(Counters::default());
     let mut tasks = JoinSet::new();
+    let alerting = Arc::new(Alerting::default());
+    let alerts =
+        start_alerting(&config, store.clone(), alerting.clone(), shutdown.clone(), &mut tasks).await?;
 
-    let watching =
-        start_files(&config, store.clone(), counters.clone(), shutdown.clone(), &mut tasks).await?;
-    let journald =
-        start_journald(&config, store.clone(), counters.clone(), shutdown.clone(), &mut tasks).await?;
+    let sink = Sink { store: store.clone(), counters: counters.clone(), alerting: alerting.clone() };
+    let watching = start_files(&config, sink.clone(), shutdown.clone(), &mut tasks).await?;
+    let journald = start_journald(&config, sink, shutdown.clone(), &mut tasks).await?;
     scheduler::start(
         jobs(&config, store.clone(), counters.clone()),
         store.clone(),
@@ -105,16 +110,20 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
         quota_per_minute: config.ingest_quota_per_minute,
         ..Settings::default()
     };
-    let app = faultline_web::router(AppState::new(store.clone(), auth, settings));
+    let observer = alerting.clone();
+    let state = AppState::new(store.clone(), auth, settings)
+        .with_observer(Arc::new(move |outcome: &IngestOutcome| observer.observe(outcome)));
+    let app = faultline_web::router(state);
     let http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await
     });
     tracing::info!(
-        "faultline listening on http://{local}; database {}; files: {}; journald: {}",
+        "faultline listening on http://{local}; database {}; files: {}; journald: {}; alerts: {}",
         database_kind(&config.database_url),
         if watching.is_empty() { "none".to_owned() } else { watching.join(", ") },
         journald,
+        alerts,
     );
 
     wait_for_signal(&shutdown).await;
@@ -161,11 +170,73 @@ async fn wait_for_signal(shutdown: &CancellationToken) {
     }
 }
 
+/// Where sources' batches go: the store, the counters of the `collect` job and the alert rules.
+#[derive(Clone)]
+struct Sink {
+    store: Arc<dyn Store>,
+    counters: Arc<Counters>,
+    alerting: Arc<Alerting>,
+}
+
+impl Sink {
+    async fn ingest(&self, source: &'static str, batch: IngestBatch, cut_lines: u64) -> Result<(), String> {
+        let below = batch.below_level();
+        let outcome = self.store.ingest(batch).await.map_err(|e| e.to_string())?;
+        self.counters.stored(source, &outcome, below, cut_lines);
+        self.alerting.observe(&outcome);
+        Ok(())
+    }
+}
+
+/// Seeds the rules and starts the evaluator and the outbox; returns how they are described.
+async fn start_alerting(
+    config: &Config,
+    store: Arc<dyn Store>,
+    alerting: Arc<Alerting>,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<String> {
+    let names: Vec<String> = config.notifiers.iter().map(|n| n.name().to_owned()).collect();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let outbox = Outbox::new(
+        store.clone(),
+        config.notifiers.clone(),
+        outbox::Settings {
+            max_attempts: config.alerts.max_attempts.max(1),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(1),
+        },
+    );
+    // Deliveries stored before a restart go out even with the rules switched off.
+    tasks.spawn(outbox.run(wake.clone(), shutdown.clone()));
+    if !config.alerts.enabled {
+        return Ok("off".to_owned());
+    }
+    store
+        .seed_rules(&default_rules(&config.alerts), now_ms())
+        .await
+        .context("writing the default alert rules")?;
+    let settings = alerting::Settings {
+        interval: config.alerts.evaluate_interval.max(Duration::from_secs(1)),
+        limits: FloodLimits {
+            per_pattern_per_hour: config.alerts.max_per_pattern_per_hour,
+            per_hour: config.alerts.max_per_hour,
+        },
+        notifiers: names.clone(),
+    };
+    let evaluator = Evaluator::start(store, alerting, settings, wake).await.context("reading past alerts")?;
+    tasks.spawn(evaluator.run(shutdown));
+    Ok(if names.is_empty() {
+        "tasks only, no notifiers".to_owned()
+    } else {
+        format!("notify {}", names.join(", "))
+    })
+}
+
 /// Starts following the configured files; returns the globs watched.
 async fn start_files(
     config: &Config,
-    store: Arc<dyn Store>,
-    counters: Arc<Counters>,
+    sink: Sink,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Vec<String>> {
@@ -184,6 +255,7 @@ async fn start_files(
         ..TailOptions::default()
     };
     let mut tailer = Tailer::new(include.clone(), &config.files.exclude, options)?;
+    let store = sink.store.clone();
     let known = store.cursors("file:").await.context("reading saved file positions")?;
     tailer.remember(known.iter().map(|(id, _, _)| id.as_str()));
     let handle = tokio::runtime::Handle::current();
@@ -204,17 +276,14 @@ async fn start_files(
                     cap,
                     now,
                 );
-                let below = b.below_level();
-                let outcome = handle.block_on(store.ingest(b)).map_err(|e| e.to_string())?;
-                counters.stored("files", &outcome, below, cut);
-                Ok(())
+                handle.block_on(sink.ingest("files", b, cut))
             };
             let report = tailer.poll(now, &mut load, &mut commit);
             let errors: BTreeMap<PathBuf, String> = report.errors.into_iter().collect();
             for (path, error) in &errors {
                 if reported.get(path) != Some(error) {
                     tracing::warn!(path = %path.display(), "file source: {error}");
-                    counters.failed("files", error.clone());
+                    sink.counters.failed("files", error.clone());
                 }
             }
             reported = errors;
@@ -246,8 +315,7 @@ fn absolute(path: &str) -> String {
 /// Starts the journald source when enabled; returns how it is described in the startup line.
 async fn start_journald(
     config: &Config,
-    store: Arc<dyn Store>,
-    counters: Arc<Counters>,
+    sink: Sink,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<String> {
@@ -262,11 +330,11 @@ async fn start_journald(
         batch_size: config.batch_size.min(5_000),
         ..JournalConfig::default()
     };
-    let cursor = store.cursor(journal::SOURCE_ID).await.context("reading the saved journal cursor")?;
+    let cursor = sink.store.cursor(journal::SOURCE_ID).await.context("reading the saved journal cursor")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<journal::Delivery>(4);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(JournalStatus::Running);
     tasks.spawn(journal::run(journal_config, cursor, tx, status_tx, shutdown));
-    let status_counters = counters.clone();
+    let status_counters = sink.counters.clone();
     tasks.spawn(async move {
         while status_rx.changed().await.is_ok() {
             if let JournalStatus::Failed(e) = status_rx.borrow().clone() {
@@ -285,15 +353,7 @@ async fn start_journald(
                 cap,
                 now_ms(),
             );
-            let below = b.below_level();
-            let result = store.ingest(b).await;
-            let _ = ack.send(match result {
-                Ok(outcome) => {
-                    counters.stored("journald", &outcome, below, 0);
-                    Ok(())
-                }
-                Err(e) => Err(e.to_string()),
-            });
+            let _ = ack.send(sink.ingest("journald", b, 0).await);
         }
     });
     let units = if config.journald.units.is_empty() {

@@ -1,0 +1,150 @@
+//! `faultline tasks` (list, show, set a state, create from a pattern) and
+//! `faultline pattern-status`: the investigation tasks alerts create, from the command line.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use faultline_store::{Store, TaskEvent, TaskRow};
+use serde_json::{Value, json};
+
+use crate::now_ms;
+use crate::output::{terminal_safe, time};
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// List tasks, most recently updated first.
+    List {
+        /// Only tasks in this state: open, in_progress, done, dismissed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task with its description and history.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a task to a state: open, in_progress, done or dismissed.
+    Set { id: i64, state: String },
+    /// Create the investigation task for a pattern (or show its open one).
+    Create { fingerprint: String },
+}
+
+pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result<()> {
+    match command {
+        TasksCommand::List { status, limit, json } => {
+            let tasks = store.tasks(status.as_deref(), limit).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&tasks.iter().map(task_json).collect::<Vec<_>>())?
+                );
+            } else {
+                print!("{}", table(&tasks));
+            }
+        }
+        TasksCommand::Show { id, json } => {
+            let (task, events) = store.task(id).await?.with_context(|| format!("no task {id}"))?;
+            if json {
+                let mut value = task_json(&task);
+                value["description"] = Value::String(task.description.clone());
+                value["events"] = events.iter().map(event_json).collect();
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", details(&task, &events));
+            }
+        }
+        TasksCommand::Set { id, state } => {
+            if !store.set_task_status(id, &state, now_ms()).await? {
+                bail!("no task {id}");
+            }
+            println!("task {id} is {state}");
+        }
+        TasksCommand::Create { fingerprint } => {
+            let (id, created) = store
+                .create_task(&fingerprint, now_ms())
+                .await?
+                .with_context(|| format!("no pattern with fingerprint {fingerprint:?}"))?;
+            println!("{} task {id}", if created { "created" } else { "already open:" });
+        }
+    }
+    Ok(())
+}
+
+/// `faultline pattern-status FINGERPRINT STATUS`.
+pub async fn set_pattern_status(
+    store: Arc<dyn Store>,
+    fingerprint: &str,
+    status: &str,
+) -> anyhow::Result<()> {
+    if !store.set_pattern_status(fingerprint, status, now_ms()).await? {
+        bail!("no pattern with fingerprint {fingerprint:?}");
+    }
+    println!("pattern {fingerprint} is {status}");
+    Ok(())
+}
+
+fn task_json(t: &TaskRow) -> Value {
+    json!({
+        "id": t.id,
+        "title": t.title,
+        "type": t.task_type,
+        "priority": t.priority,
+        "status": t.status,
+        "fingerprint": t.fingerprint,
+        "alert_count": t.alert_count,
+        "metadata": t.metadata,
+        "created": time(t.created_ms),
+        "updated": time(t.updated_ms),
+    })
+}
+
+fn event_json(e: &TaskEvent) -> Value {
+    json!({ "at": time(e.at_ms), "kind": e.kind, "detail": e.detail })
+}
+
+fn table(tasks: &[TaskRow]) -> String {
+    let mut out =
+        format!("{:>5}  {:<11}  {:<6}  {:>6}  {:<20}  TITLE\n", "ID", "STATUS", "PRIO", "ALERTS", "UPDATED");
+    for t in tasks {
+        out.push_str(&format!(
+            "{:>5}  {:<11}  {:<6}  {:>6}  {:<20}  {}\n",
+            t.id,
+            t.status,
+            t.priority,
+            t.alert_count,
+            time(t.updated_ms),
+            terminal_safe(&t.title, 100)
+        ));
+    }
+    if tasks.is_empty() {
+        out.push_str("(no tasks)\n");
+    }
+    out
+}
+
+fn details(t: &TaskRow, events: &[TaskEvent]) -> String {
+    let mut out = format!(
+        "Task {}: {}\nStatus: {}   Priority: {}   Type: {}   Alerts: {}\n\n",
+        t.id,
+        terminal_safe(&t.title, 500),
+        t.status,
+        t.priority,
+        t.task_type,
+        t.alert_count
+    );
+    for line in t.description.lines() {
+        out.push_str(&terminal_safe(line, 1_000));
+        out.push('\n');
+    }
+    out.push_str("\nHistory:\n");
+    for e in events {
+        out.push_str(&format!("  {}  {:<8}  {}\n", time(e.at_ms), e.kind, terminal_safe(&e.detail, 300)));
+    }
+    out
+}
