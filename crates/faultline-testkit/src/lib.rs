@@ -5,6 +5,8 @@
 //! unless `FAULTLINE_SKIP_POSTGRES=1` says to skip them: CI never sets it, so a PostgreSQL test
 //! that did not run fails CI loudly.
 
+pub mod fake;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;

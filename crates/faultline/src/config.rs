@@ -477,6 +477,8 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     pub alerts: AlertsConfig,
     pub notifiers: Vec<Notifier>,
+    /// Time allowed for one delivery attempt.
+    pub notify_timeout: Duration,
 }
 
 /// A configured API token, its secret read from the environment.
@@ -595,6 +597,7 @@ impl Config {
             journald: raw.journald,
             schedule: raw.schedule,
             notifiers: build_notifiers(&raw.notify, env)?,
+            notify_timeout: raw.notify.timeout,
             alerts: raw.alerts,
         })
     }

@@ -203,7 +203,8 @@ async fn start_alerting(
         config.notifiers.clone(),
         outbox::Settings {
             max_attempts: config.alerts.max_attempts.max(1),
-            lease: Duration::from_secs(60),
+            // Longer than an attempt may take; after a crash, deliveries are retried this soon.
+            lease: config.notify_timeout + Duration::from_secs(5),
             poll: Duration::from_secs(1),
         },
     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use email::{Email, EmailTls};
 pub use github::GitHub;
 pub use slack::Slack;
-pub use webhook::Webhook;
+pub use webhook::{Webhook, signature as webhook_signature};
 
 /// One alert to deliver.
 #[derive(Debug, Clone, Copy)]

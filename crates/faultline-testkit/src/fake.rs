@@ -1,0 +1,256 @@
+//! Local stand-ins for the services faultline talks to: an HTTP receiver answering from a
+//! script (Slack, GitHub, webhooks, including their failures) and an SMTP server.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A scripted answer.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Wait this long before answering (to make clients time out).
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: &str) -> Reply {
+        Reply { status, headers: Vec::new(), body: body.to_owned(), delay: Duration::ZERO }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn delayed(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Route = (String, Box<dyn Fn(&Received) -> Reply + Send + Sync>);
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    /// Answers used first, in order, whatever the request.
+    script: VecDeque<Reply>,
+    /// Then the first route whose method+path prefix matches ("POST /repos/o/r/issues").
+    routes: Vec<Route>,
+}
+
+/// An HTTP server on 127.0.0.1 that records every request.
+#[derive(Clone)]
+pub struct FakeHttp {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeHttp {
+    /// Starts the server; unscripted requests get `default`.
+    pub async fn start(default: Reply) -> FakeHttp {
+        let state = Arc::new(Mutex::new(State::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        let addr = listener.local_addr().expect("fake address");
+        let shared = state.clone();
+        let app =
+            axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = shared.clone();
+                let default = default.clone();
+                async move {
+                    let received = Received {
+                        method: method.to_string(),
+                        uri: uri.to_string(),
+                        headers,
+                        body: body.to_vec(),
+                    };
+                    let reply = {
+                        let mut s = state.lock().unwrap();
+                        let line = format!("{} {}", received.method, received.uri);
+                        let reply = s.script.pop_front().or_else(|| {
+                            s.routes
+                                .iter()
+                                .find(|(prefix, _)| line.starts_with(prefix.as_str()))
+                                .map(|(_, f)| f(&received))
+                        });
+                        s.received.push(received);
+                        reply.unwrap_or(default)
+                    };
+                    tokio::time::sleep(reply.delay).await;
+                    let mut response: Response =
+                        (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
+                    for (k, v) in reply.headers {
+                        response.headers_mut().insert(
+                            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            v.parse().unwrap(),
+                        );
+                    }
+                    response
+                }
+            });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeHttp { addr, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Queues answers for the next requests.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Answers requests starting with `prefix` ("METHOD /path") with `f`.
+    pub fn route(&self, prefix: &str, f: impl Fn(&Received) -> Reply + Send + Sync + 'static) {
+        self.state.lock().unwrap().routes.push((prefix.to_owned(), Box::new(f)));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or the time is up) and returns them all.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if received.len() >= n || tokio::time::Instant::now() >= deadline {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One message the SMTP fake accepted.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// An SMTP server on 127.0.0.1 speaking enough of RFC 5321 for a client: EHLO, MAIL, RCPT,
+/// DATA, RSET, NOOP, QUIT. Replies to DATA come from a script (default `250`), so tests can
+/// answer 451 (try later) or 550 (refused).
+#[derive(Clone)]
+pub struct FakeSmtp {
+    pub addr: SocketAddr,
+    mails: Arc<Mutex<Vec<Mail>>>,
+    data_replies: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl FakeSmtp {
+    pub async fn start() -> FakeSmtp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        let fake = FakeSmtp {
+            addr: listener.local_addr().expect("smtp address"),
+            mails: Arc::default(),
+            data_replies: Arc::default(),
+        };
+        let server = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let _ = server.session(socket).await;
+                });
+            }
+        });
+        fake
+    }
+
+    /// The reply to the next DATA, e.g. "451 4.3.0 try again later".
+    pub fn reply_to_next_data(&self, reply: &str) {
+        self.data_replies.lock().unwrap().push_back(reply.to_owned());
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+
+    async fn session(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 fake.smtp ESMTP ready\r\n").await?;
+        let (mut from, mut to) = (String::new(), Vec::new());
+        while let Some(line) = lines.next_line().await? {
+            let upper = line.to_ascii_uppercase();
+            let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                "250-fake.smtp\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
+            } else if upper.starts_with("MAIL FROM:") {
+                from = line[10..].trim().to_owned();
+                "250 2.1.0 ok".to_owned()
+            } else if upper.starts_with("RCPT TO:") {
+                to.push(line[8..].trim().to_owned());
+                "250 2.1.5 ok".to_owned()
+            } else if upper == "DATA" {
+                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                let mut data = String::new();
+                while let Some(l) = lines.next_line().await? {
+                    if l == "." {
+                        break;
+                    }
+                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                    data.push('\n');
+                }
+                let reply = self
+                    .data_replies
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or_else(|| "250 2.0.0 queued".into());
+                if reply.starts_with('2') {
+                    self.mails.lock().unwrap().push(Mail {
+                        from: from.clone(),
+                        to: std::mem::take(&mut to),
+                        data,
+                    });
+                }
+                reply
+            } else if upper == "QUIT" {
+                write.write_all(b"221 2.0.0 bye\r\n").await?;
+                return Ok(());
+            } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+                "250 2.0.0 ok".to_owned()
+            } else {
+                "502 5.5.2 command not recognized".to_owned()
+            };
+            write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+        }
+        Ok(())
+    }
+}
