@@ -1,6 +1,7 @@
 //! The `faultline` binary from the outside: real processes, real SQLite files and a real
 //! PostgreSQL database.
 
+mod alerts;
 mod cli;
 mod crash;
 mod repo;

@@ -13,13 +13,13 @@ use faultline_store::{SearchQuery, Store};
 
 use crate::databases;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A running `faultline serve`, killed if the test ends early.
-struct Service {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
+pub(crate) struct Service {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
 impl Drop for Service {
@@ -38,7 +38,13 @@ fn python_client_dir() -> PathBuf {
 }
 
 fn start(dir: &Path, config: &Path) -> Service {
+    start_with(dir, config, &[])
+}
+
+/// Starts `faultline serve` with extra environment variables (secrets for notifiers).
+pub(crate) fn start_with(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Service {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    cmd.envs(env.iter().copied());
     for (key, _) in std::env::vars() {
         if key.starts_with("FAULTLINE_") {
             cmd.env_remove(key);
@@ -73,7 +79,7 @@ fn start(dir: &Path, config: &Path) -> Service {
 }
 
 /// Sends SIGTERM and waits for a clean exit.
-fn stop(mut service: Service) -> String {
+pub(crate) fn stop(mut service: Service) -> String {
     let pid = service.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -100,7 +106,7 @@ fn journal_entry(i: u32, message: &str) -> String {
     format!("{entry}\n")
 }
 
-fn append(path: &Path, text: &str) {
+pub(crate) fn append(path: &Path, text: &str) {
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open");
     f.write_all(text.as_bytes()).expect("append");
 }
