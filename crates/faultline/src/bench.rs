@@ -44,6 +44,16 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Start `faultline serve` with a tailed file and a webhook, add errors with new patterns one
+    /// at a time (to the file and over HTTP) and time each until its webhook arrives.
+    Alerts {
+        /// Errors per path (file and HTTP).
+        #[arg(long, default_value_t = 50)]
+        rounds: u32,
+        /// Directory for the database, config and log (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
@@ -52,6 +62,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Http { records, batch, concurrency, dir } => {
             http(records, batch.max(1), concurrency.max(1), dir, config).await
         }
+        BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
     }
 }
 

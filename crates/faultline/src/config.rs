@@ -141,7 +141,7 @@ impl Default for AlertsConfig {
 
 /// Where alerts are sent. Secrets (tokens, hook URLs, passwords) are named by environment
 /// variable, never written in the file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     pub webhook: Option<WebhookConfig>,
@@ -155,6 +155,18 @@ pub struct NotifyConfig {
 
 fn default_notify_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            webhook: None,
+            slack: None,
+            github: None,
+            email: None,
+            timeout: default_notify_timeout(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,10 +292,10 @@ fn default_start_at() -> String {
     "end".to_owned()
 }
 fn default_poll() -> Duration {
-    Duration::from_secs(1)
+    Duration::from_millis(250)
 }
 fn default_multiline_wait() -> Duration {
-    Duration::from_secs(1)
+    Duration::from_millis(500)
 }
 
 impl Default for FilesConfig {
@@ -752,6 +764,33 @@ mod tests {
         );
         let err = load_toml("[schedule]\ncollect = \"soon\"\n").unwrap_err().to_string();
         assert!(err.contains("schedule.collect"), "{err}");
+    }
+
+    #[test]
+    fn notifiers_read_their_secrets_from_the_environment() {
+        let c = load_toml("[notify.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n").expect("valid");
+        assert_eq!((c.notifiers.len(), c.notify_timeout), (1, Duration::from_secs(10)));
+        let err =
+            load_toml("[notify.slack]\nurl_env = \"FAULTLINE_TEST_NO_SUCH_VAR\"\n").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "notify.slack.url_env: environment variable FAULTLINE_TEST_NO_SUCH_VAR is not set or empty"
+        );
+        let err = load_toml("[notify.github]\nrepo = \"shop\"\ntoken_env = \"X\"\n").unwrap_err().to_string();
+        assert_eq!(err, "invalid notify.github.repo \"shop\": use owner/name");
+        let err = load_toml("[notify.webhook]\nurl = \"ftp://x\"\n").unwrap_err().to_string();
+        assert_eq!(err, "invalid notify.webhook.url: expected an http(s) URL");
+        let email =
+            "[notify.email]\nhost = \"127.0.0.1\"\ntls = \"none\"\nfrom = \"fl@example.com\"\nto = []\n";
+        assert_eq!(
+            load_toml(email).unwrap_err().to_string(),
+            "notify.email.to is empty: name at least one recipient"
+        );
+        let c = load_toml("[alerts]\ncooldown = \"10m\"\nspike_per_minute = 50\n").expect("valid");
+        assert_eq!(
+            (c.alerts.cooldown, c.alerts.spike_per_minute, c.alerts.enabled),
+            (Duration::from_secs(600), 50, true)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `faultline` binary: command line, configuration and glue around the library crates.
 
+mod alert_latency;
 mod alerting;
 mod bench;
 mod config;
