@@ -452,13 +452,7 @@ pub(crate) async fn finish_delivery(
     result: &DeliveryResult,
     now_ms: i64,
 ) -> Result<()> {
-    let (status, next, error, outcome) = match result {
-        DeliveryResult::Sent { .. } => ("sent", now_ms, None, "sent"),
-        DeliveryResult::Retry { next_attempt_ms, error } => {
-            ("pending", *next_attempt_ms, Some(error.as_str()), "retry")
-        }
-        DeliveryResult::Failed { error } => ("failed", now_ms, Some(error.as_str()), "failed"),
-    };
+    let (status, next, error, outcome) = result.columns(now_ms);
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE deliveries SET status = $1, attempts = attempts + 1, next_attempt_ms = $2, lease_until_ms = 0,

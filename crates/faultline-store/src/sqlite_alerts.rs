@@ -409,13 +409,7 @@ pub(crate) fn finish_delivery(
     result: &DeliveryResult,
     now_ms: i64,
 ) -> Result<()> {
-    let (status, next, error, outcome) = match result {
-        DeliveryResult::Sent { .. } => ("sent", now_ms, None, "sent"),
-        DeliveryResult::Retry { next_attempt_ms, error } => {
-            ("pending", *next_attempt_ms, Some(error.as_str()), "retry")
-        }
-        DeliveryResult::Failed { error } => ("failed", now_ms, Some(error.as_str()), "failed"),
-    };
+    let (status, next, error, outcome) = result.columns(now_ms);
     tx.prepare_cached(
         "UPDATE deliveries SET status = ?1, attempts = attempts + 1, next_attempt_ms = ?2, lease_until_ms = 0,
          last_error = coalesce(?3, last_error), updated_ms = ?4 WHERE id = ?5",

@@ -474,6 +474,19 @@ pub enum DeliveryResult {
     Failed { error: String },
 }
 
+impl DeliveryResult {
+    /// What the delivery row and the attempt record say: (status, next attempt, error, outcome).
+    pub(crate) fn columns(&self, now_ms: i64) -> (&'static str, i64, Option<&str>, &'static str) {
+        match self {
+            DeliveryResult::Sent { .. } => ("sent", now_ms, None, "sent"),
+            DeliveryResult::Retry { next_attempt_ms, error } => {
+                ("pending", *next_attempt_ms, Some(error), "retry")
+            }
+            DeliveryResult::Failed { error } => ("failed", now_ms, Some(error), "failed"),
+        }
+    }
+}
+
 /// A delivery as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryRow {

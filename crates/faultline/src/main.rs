@@ -59,6 +59,16 @@ enum Command {
     /// Investigation tasks created by alerts: list, show, set a state, create from a pattern.
     #[command(subcommand)]
     Tasks(tasks::TasksCommand),
+    /// Recent alerts and each notification's delivery: status, attempts, last error.
+    Alerts {
+        /// Window, in hours, ending now.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Set a pattern's status: new, known, resolved (closes its open task) or ignored.
     PatternStatus { fingerprint: String, status: String },
     /// Benchmarks (see docs/benchmarks.md).
@@ -207,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stats(args) => stats(store, args).await,
         Command::Cleanup(args) => cleanup(store, &config, args).await,
         Command::Tasks(command) => tasks::run(store, command).await,
+        Command::Alerts { hours, limit, json } => tasks::alerts(store, hours, limit, json).await,
         Command::PatternStatus { fingerprint, status } => {
             tasks::set_pattern_status(store, &fingerprint, &status).await
         }

@@ -76,6 +76,68 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
     Ok(())
 }
 
+/// `faultline alerts`: recent alerts and how each delivery went (attempts, last error).
+pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: bool) -> anyhow::Result<()> {
+    let since = now_ms() - i64::from(hours) * 3_600_000;
+    let alerts = store.alerts(since, limit).await?;
+    let mut rows = Vec::with_capacity(alerts.len());
+    for a in &alerts {
+        let deliveries = store.deliveries(Some(a.id), 20).await?;
+        rows.push((a, deliveries));
+    }
+    if json_out {
+        let value: Vec<Value> = rows
+            .iter()
+            .map(|(a, ds)| {
+                json!({
+                    "id": a.id,
+                    "fired": time(a.fired_ms),
+                    "rule": a.rule_type,
+                    "subject": a.subject,
+                    "priority": a.priority,
+                    "summary": a.summary,
+                    "reason": a.reason,
+                    "task_id": a.task_id,
+                    "deliveries": ds.iter().map(|d| json!({
+                        "notifier": d.notifier,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "last_error": d.last_error,
+                        "next_attempt": time(d.next_attempt_ms),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    for (a, ds) in &rows {
+        println!(
+            "#{} {} {:<16} {:<6} task {}  {}",
+            a.id,
+            time(a.fired_ms),
+            a.rule_type,
+            a.priority,
+            a.task_id.map_or("-".to_owned(), |t| t.to_string()),
+            terminal_safe(&a.summary, 100)
+        );
+        for d in ds {
+            let error = d.last_error.as_deref().map(|e| format!("  last error: {}", terminal_safe(e, 200)));
+            println!(
+                "    {:<8} {:<8} {} attempt(s){}",
+                d.notifier,
+                d.status,
+                d.attempts,
+                error.unwrap_or_default()
+            );
+        }
+    }
+    if rows.is_empty() {
+        println!("(no alerts in the last {hours} hours)");
+    }
+    Ok(())
+}
+
 /// `faultline pattern-status FINGERPRINT STATUS`.
 pub async fn set_pattern_status(
     store: Arc<dyn Store>,

@@ -10,29 +10,12 @@ use std::time::Duration;
 use faultline_testkit::fake::{FakeHttp, Reply};
 
 use crate::databases;
-use crate::serve::{Service, TOKEN, append, start_with, stop};
+use crate::serve::{Service, TOKEN, append, base_config, start_with, stop};
 
 fn write_config(dir: &Path, database: &str, webhook: &str) -> PathBuf {
     let config = dir.join("faultline.toml");
     let text = format!(
-        r#"
-[database]
-url = "{database}"
-
-[server]
-listen = "127.0.0.1:0"
-
-[[server.tokens]]
-name = "ci"
-env = "TEST_FAULTLINE_TOKEN"
-scopes = ["ingest"]
-
-[files]
-paths = ["{logs}/*.log"]
-start_at = "beginning"
-poll_interval = "100ms"
-multiline_wait = "200ms"
-
+        r#"{base}
 [alerts]
 evaluate_interval = "1s"
 # The test's few errors must not make the error-rate rule fire by crossing a minute boundary.
@@ -49,7 +32,7 @@ secret_env = "TEST_FAULTLINE_TOKEN"
 [notify.slack]
 url_env = "TEST_SLACK_URL"
 "#,
-        logs = dir.join("logs").display(),
+        base = base_config(dir, database),
     );
     std::fs::write(&config, text).expect("config");
     config
@@ -192,6 +175,20 @@ async fn alerts_end_to_end(dir: &Path, database: &str) {
     assert!(states.contains(&("Investigate error: ledger imbalance on account <NUM>", "done")), "{states:?}");
     let shown = crate::stdout(&crate::faultline(dir, database, &["tasks", "show", &tasks[2].id.to_string()]));
     assert!(shown.contains("Error fingerprint: ") && shown.contains("History:"), "{shown}");
+    let alerts = crate::json(&crate::faultline(dir, database, &["alerts", "--json"]));
+    let delivered: Vec<(&str, &str, i64)> = alerts[0]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (d["notifier"].as_str().unwrap(), d["status"].as_str().unwrap(), d["attempts"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        delivered,
+        [("slack", "sent", 1), ("webhook", "sent", 1)],
+        "the crash cut the first attempt before it was recorded"
+    );
     let bad = crate::faultline(dir, database, &["tasks", "set", &tasks[1].id.to_string(), "closed"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid task status \"closed\""));
 }

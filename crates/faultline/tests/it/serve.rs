@@ -179,9 +179,10 @@ handler.close()
 print(json.dumps({"sent": handler.sent, "dropped": handler.dropped, "rejected": handler.rejected}))
 "#;
 
-fn write_config(dir: &Path, database: &str) -> PathBuf {
-    let config = dir.join("faultline.toml");
-    let text = format!(
+/// The settings every service test shares: the database, a loopback listener with an ingest
+/// token, and the tailed `logs/*.log` read from the beginning.
+pub(crate) fn base_config(dir: &Path, database: &str) -> String {
+    format!(
         r#"
 [database]
 url = "{database}"
@@ -199,7 +200,15 @@ paths = ["{logs}/*.log"]
 start_at = "beginning"
 poll_interval = "100ms"
 multiline_wait = "300ms"
+"#,
+        logs = dir.join("logs").display(),
+    )
+}
 
+fn write_config(dir: &Path, database: &str) -> PathBuf {
+    let config = dir.join("faultline.toml");
+    let text = format!(
+        r#"{base}
 [journald]
 enabled = true
 command = "{journalctl}"
@@ -211,7 +220,7 @@ error_rate_check = "300ms"
 pattern_detection = "1s"
 retention = "1h"
 "#,
-        logs = dir.join("logs").display(),
+        base = base_config(dir, database),
         journalctl = connectors_fixture("journalctl").display(),
     );
     std::fs::write(&config, text).expect("config");
