@@ -97,7 +97,8 @@ pub(crate) async fn classify(response: reqwest::Response) -> Outcome {
     }
 }
 
-/// A transport failure (refused, reset, timed out) is worth retrying.
+/// A transport failure (refused, reset, timed out) is worth retrying. The URL is left out of
+/// the reason: a Slack hook URL is a secret, and reasons are logged and stored.
 pub(crate) fn transport_error(e: &reqwest::Error) -> Outcome {
     let what = if e.is_timeout() {
         "timed out"
