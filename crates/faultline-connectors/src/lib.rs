@@ -4,4 +4,5 @@
 pub mod file;
 pub mod journal;
 pub mod notify;
+pub mod railway;
 pub mod tail;

@@ -254,3 +254,84 @@ impl FakeSmtp {
         Ok(())
     }
 }
+
+/// A fake of Railway's GraphQL API on a [`FakeHttp`]: it holds a timeline of logs and answers
+/// `environmentLogs` (window by `beforeDate`..`anchorDate`, `@level:error` filter, the newest
+/// `beforeLimit + 1` of an over-full window, as the real API's off-by-one) and `project`, with
+/// `Not Authorized` for any token but the one given. Failures are scripted on `http`.
+#[derive(Clone)]
+pub struct FakeRailway {
+    pub http: FakeHttp,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+fn nanos(ts: &str) -> i128 {
+    // "2026-06-18T04:41:00.000000000Z": compare as (seconds, nanos) without a date library.
+    let (date, rest) = ts.split_once('T').unwrap_or((ts, ""));
+    let digits: String = date.chars().chain(rest.chars()).filter(char::is_ascii_digit).collect();
+    let (whole, frac) = digits.split_at(14.min(digits.len()));
+    let frac = format!("{frac:0<9}");
+    whole.parse::<i128>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<i128>().unwrap_or(0)
+}
+
+impl FakeRailway {
+    pub async fn start(token: &str) -> FakeRailway {
+        let http = FakeHttp::start(Reply::new(404, "not found")).await;
+        let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let (timeline, token) = (logs.clone(), token.to_owned());
+        http.route("POST /graphql/v2", move |r| {
+            let bearer = r.header("authorization").map(|v| v.trim_start_matches("Bearer ").to_owned());
+            let project = r.header("project-access-token").map(str::to_owned);
+            if bearer.as_deref() != Some(token.as_str()) && project.as_deref() != Some(token.as_str()) {
+                return Reply::new(200, r#"{"data":null,"errors":[{"message":"Not Authorized"}]}"#);
+            }
+            let body = r.json();
+            let (query, vars) = (body["query"].as_str().unwrap_or(""), &body["variables"]);
+            if query.contains("environmentLogs") {
+                let since = nanos(vars["beforeDate"].as_str().unwrap_or(""));
+                let until = nanos(vars["anchorDate"].as_str().unwrap_or(""));
+                let limit = vars["beforeLimit"].as_u64().unwrap_or(100) as usize;
+                let errors_only = vars["filter"].as_str().unwrap_or("").contains("@level:error");
+                let mut found: Vec<serde_json::Value> = timeline
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|l| {
+                        let t = nanos(l["timestamp"].as_str().unwrap_or(""));
+                        t >= since && t <= until && (!errors_only || l["severity"] == "error")
+                    })
+                    .cloned()
+                    .collect();
+                found.sort_by_key(|l| nanos(l["timestamp"].as_str().unwrap_or("")));
+                let keep = found.len().min(limit + 1);
+                let newest = found.split_off(found.len() - keep);
+                return Reply::new(200, &serde_json::json!({"data": {"environmentLogs": newest}}).to_string());
+            }
+            if query.contains("project(") {
+                let data = serde_json::json!({"data": {"project": {
+                    "id": vars["id"], "name": "shop",
+                    "environments": {"edges": [{"node": {"id": "env-1", "name": "production"}}]},
+                    "services": {"edges": [{"node": {"id": "svc-api", "name": "api"}}, {"node": {"id": "svc-worker", "name": "worker"}}]},
+                }}});
+                return Reply::new(200, &data.to_string());
+            }
+            Reply::new(200, r#"{"data":null,"errors":[{"message":"Cannot query field"}]}"#)
+        });
+        FakeRailway { http, logs }
+    }
+
+    pub fn url(&self) -> String {
+        self.http.url("/graphql/v2")
+    }
+
+    /// Adds a log line: `timestamp` in RFC 3339 with nanoseconds, `severity` "error" or "info".
+    pub fn add(&self, timestamp: &str, severity: &str, service: &str, instance: &str, message: &str) {
+        self.logs.lock().unwrap().push(serde_json::json!({
+            "timestamp": timestamp,
+            "message": message,
+            "severity": severity,
+            "attributes": [{"key": "level", "value": format!("\"{severity}\"")}],
+            "tags": {"serviceId": service, "deploymentId": "dep-1", "deploymentInstanceId": instance},
+        }));
+    }
+}

@@ -1,0 +1,280 @@
+//! The Railway crawler against a fake of Railway's GraphQL API (real HTTP on loopback, the real
+//! shapes and quirks: limit+1, ties at one nanosecond, 429, 5xx, slow answers, truncated JSON,
+//! "Not Authorized"), and a property test of crawls with failures and restarts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use faultline_connectors::railway::{
+    Budget, Client, RailwayError, RailwayLog, Token, Window, crawl, cursor_after, dropped_by_rate_limit,
+    format_ns, next_window, parse_cursor, parse_ns, to_event,
+};
+use faultline_core::Level;
+use faultline_testkit::fake::{FakeRailway, Reply};
+use proptest::prelude::*;
+
+const T0: i64 = 1_780_000_000_000_000_000; // 2026-05-28, in ns
+
+fn client(fake: &FakeRailway, token: Token) -> Client {
+    Client {
+        api_url: fake.url(),
+        token,
+        http: reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn crawl_finds_every_error_through_full_windows_and_ties() {
+    let fake = FakeRailway::start("good-token").await;
+    // 2,000 errors and 500 info lines over 20 minutes, and 250 errors sharing one nanosecond.
+    for i in 0..2_500i64 {
+        let severity = if i % 5 == 4 { "info" } else { "error" };
+        fake.add(&format_ns(T0 + i * 480_000_000), severity, "svc-api", "inst-1", &format!("failure {i}"));
+    }
+    for i in 0..250 {
+        fake.add(&format_ns(T0 + 7), "error", "svc-worker", &format!("inst-{}", i % 3), &format!("tie {i}"));
+    }
+    let c = client(&fake, Token::Account("good-token".into()));
+    let window = Window { since_ns: T0, until_ns: T0 + 1_200_000_000_000 };
+    let crawled = crawl(|w, limit| c.environment_logs("env-1", "@level:error", w, limit), window, 100, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        crawled.logs.len(),
+        2_000 + 250,
+        "250 lines at one nanosecond are read with the maximum limit"
+    );
+    assert_eq!(crawled.unsplittable, 0);
+    // With a maximum below the tie, what cannot be read is reported, not hidden.
+    let small = crawl(|w, limit| c.environment_logs("env-1", "@level:error", w, limit), window, 100, 200)
+        .await
+        .unwrap();
+    assert_eq!(small.logs.len(), 2_000 + 201);
+    // The tie's nanosecond, and the two next to it (their windows are widened onto it).
+    assert!((1..=3).contains(&small.unsplittable), "{}", small.unsplittable);
+    let keys: BTreeSet<String> = crawled.logs.iter().map(RailwayLog::key).collect();
+    assert_eq!(keys.len(), crawled.logs.len(), "nothing twice");
+    assert!(crawled.logs.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns));
+    // 23 pages at least; halving windows and walking down to the tied nanosecond cost the rest.
+    assert!(crawled.requests < 200, "{} requests", crawled.requests);
+    let first = &crawled.logs[0];
+    assert_eq!((first.level(), first.service_id.as_deref()), (Level::Error, Some("svc-api")));
+    let auth = fake.http.received()[0].header("authorization").map(str::to_owned);
+    assert_eq!(auth.as_deref(), Some("Bearer good-token"));
+}
+
+#[tokio::test]
+async fn failures_are_named_for_what_the_crawler_does() {
+    let fake = FakeRailway::start("good-token").await;
+    fake.add(&format_ns(T0), "error", "svc-api", "i", "boom");
+    let window = Window { since_ns: T0 - 10, until_ns: T0 + 10 };
+    let project = client(&fake, Token::Project("good-token".into()));
+    assert_eq!(project.environment_logs("env-1", "@level:error", window, 10).await.unwrap().len(), 1);
+    assert_eq!(fake.http.received()[0].header("project-access-token"), Some("good-token"));
+
+    fake.http.script([
+        Reply::new(429, "").header("Retry-After", "7"),
+        Reply::new(503, "upstream connect error"),
+        Reply::new(200, r#"{"data":{"environmentLogs":[{"timestamp":"2026-"#),
+        Reply::new(200, "[]").delayed(Duration::from_secs(2)),
+        Reply::new(
+            200,
+            r#"{"data":{"environmentLogs":[{"timestamp":"yesterday","message":"x","attributes":[]}]}}"#,
+        ),
+    ]);
+    let got: Vec<RailwayError> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(project.environment_logs("env-1", "@level:error", window, 10).await.unwrap_err());
+        }
+        v
+    };
+    assert_eq!(got[0], RailwayError::RateLimited { retry_after: Duration::from_secs(7) });
+    assert_eq!(got[1], RailwayError::Unavailable { detail: "HTTP 503".into() });
+    assert!(matches!(&got[2], RailwayError::Malformed { .. }), "{:?}", got[2]);
+    assert!(
+        matches!(&got[3], RailwayError::Unavailable { detail } if detail.starts_with("timed out")),
+        "{:?}",
+        got[3]
+    );
+    assert!(
+        matches!(&got[4], RailwayError::Malformed { detail } if detail.contains("yesterday")),
+        "{:?}",
+        got[4]
+    );
+    assert!(got.iter().take(2).all(RailwayError::is_transient));
+
+    let wrong = client(&fake, Token::Account("stolen-or-expired".into()));
+    let err = wrong.environment_logs("env-1", "@level:error", window, 10).await.unwrap_err();
+    assert_eq!(err, RailwayError::Unauthorized { message: "Not Authorized".into() });
+    assert!(
+        !err.to_string().contains("stolen-or-expired") && !format!("{wrong:?}").contains("stolen-or-expired")
+    );
+}
+
+#[tokio::test]
+async fn discovery_names_services_and_events_keep_the_ids() {
+    let fake = FakeRailway::start("good-token").await;
+    let c = client(&fake, Token::Account("good-token".into()));
+    let project = c.project("proj-1").await.unwrap();
+    assert_eq!(project.name, "shop");
+    assert_eq!(project.services.get("svc-api").map(String::as_str), Some("api"));
+    fake.add(&format_ns(T0), "error", "svc-api", "inst-9", "db timeout");
+    let logs = c.environment_logs("env-1", "", Window { since_ns: T0, until_ns: T0 }, 10).await.unwrap();
+    let event = to_event(&logs[0], "railway:env-1", "env-1", &project.services);
+    assert_eq!(
+        (event.source.as_str(), event.level, event.timestamp_ms),
+        ("api", Level::Error, T0 / 1_000_000)
+    );
+    assert_eq!(event.metadata["railway_deployment_instance_id"], "inst-9");
+    assert_eq!(event.origin.external_id.as_deref(), Some(logs[0].key().as_str()));
+}
+
+#[test]
+fn railway_drop_notices_are_data_loss() {
+    let notice = "Railway rate limit of 500 logs/sec reached for replica abc. Messages dropped: 1234";
+    assert_eq!(dropped_by_rate_limit(notice), Some(1234));
+    assert_eq!(dropped_by_rate_limit("rate limit of our API reached"), None);
+    let log = RailwayLog {
+        timestamp: format_ns(T0),
+        ts_ns: T0,
+        message: notice.into(),
+        severity: Some("error".into()),
+        attributes: vec![],
+        service_id: None,
+        deployment_id: None,
+        deployment_instance_id: None,
+    };
+    let event = to_event(&log, "railway:e", "e", &BTreeMap::new());
+    assert_eq!(
+        (event.level, &event.metadata["railway_data_loss"]),
+        (Level::Warning, &serde_json::json!(true))
+    );
+}
+
+#[test]
+fn the_request_budget_is_never_exceeded() {
+    let mut budget = Budget::new(100);
+    let mut allowed = Vec::new();
+    // Try a request every 10 s for three hours.
+    for k in 0..1_080i64 {
+        let now = k * 10_000;
+        if budget.take(now).is_ok() {
+            allowed.push(now);
+        }
+    }
+    for (i, t) in allowed.iter().enumerate() {
+        let in_hour = allowed[i..].iter().take_while(|u| **u < t + 3_600_000).count();
+        assert!(in_hour <= 100, "{in_hour} requests in the hour from {t}");
+    }
+    assert_eq!(allowed.len(), 300);
+    let err = Budget::new(1).take(0).and_then(|_| Budget::new(1).take(0));
+    assert!(err.is_ok());
+    let mut one = Budget::new(1);
+    one.take(0).unwrap();
+    assert_eq!(
+        one.take(1_000),
+        Err(RailwayError::BudgetSpent { per_hour: 1, wait: Duration::from_millis(3_599_000) })
+    );
+}
+
+#[test]
+fn cursors_and_timestamps_round_trip() {
+    assert_eq!(parse_ns(&format_ns(T0 + 123)), Some(T0 + 123));
+    assert_eq!(format_ns(T0), "2026-05-28T20:26:40.000000000Z");
+    let w = next_window(None, T0, 60_000_000_000, 3_600_000_000_000);
+    assert_eq!(w, Window { since_ns: T0 - 3_600_000_000_000, until_ns: T0 });
+    assert_eq!(parse_cursor(&cursor_after(w)), Some(T0));
+    assert_eq!(next_window(Some(T0), T0 + 5, 60, 1).since_ns, T0 - 60);
+    assert_eq!(parse_cursor("file:1:2"), None);
+}
+
+fn log(ts: i64, message: &str) -> RailwayLog {
+    RailwayLog {
+        timestamp: format_ns(ts),
+        ts_ns: ts,
+        message: message.to_owned(),
+        severity: Some("error".into()),
+        attributes: vec![],
+        service_id: None,
+        deployment_id: None,
+        deployment_instance_id: Some("i".into()),
+    }
+}
+
+/// The server in memory (`timeline` sorted by time), with the real API's choices: an
+/// over-full window sends its newest `limit + 1`, bounds are inclusive; a request may fail.
+fn fetch_from(
+    timeline: &[RailwayLog],
+    w: Window,
+    limit: u32,
+    fail: bool,
+) -> Result<Vec<RailwayLog>, RailwayError> {
+    if fail {
+        return Err(RailwayError::Unavailable { detail: "HTTP 502".into() });
+    }
+    let start = timeline.partition_point(|l| l.ts_ns < w.since_ns - 1);
+    let end = timeline.partition_point(|l| l.ts_ns <= w.until_ns + 1);
+    let found = &timeline[start..end];
+    let keep = found.len().min(limit as usize + 1);
+    Ok(found[found.len() - keep..].to_vec())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Random arrivals (some a little late, some at one nanosecond), crawls at random times,
+    /// random failures and restarts: what is stored equals what the server holds, once each.
+    #[test]
+    fn crawls_with_failures_and_restarts_store_each_error_once(
+        arrivals in prop::collection::vec((0i64..600_000, 0i64..30_000, 0u8..4), 1..300),
+        crawl_gaps in prop::collection::vec(1i64..120_000, 1..12),
+        failures in prop::collection::vec(0u8..10, 0..40),
+        limit in 3u32..40,
+    ) {
+        const MS: i64 = 1_000_000;
+        let overlap = 60_000 * MS;
+        // (visible at, timestamp): a line may show up to 30 s after its timestamp.
+        let mut lines: Vec<(i64, RailwayLog)> = arrivals.iter().enumerate().map(|(i, (at, late, tie))| {
+            let ts = if *tie == 0 { T0 + 5 * MS } else { T0 + at * MS };
+            (ts + late * MS, log(ts, &format!("error {i}")))
+        }).collect();
+        lines.sort_by_key(|(_, l)| l.ts_ns);
+        let mut stored: BTreeSet<String> = BTreeSet::new();
+        let mut cursor: Option<String> = None;
+        let mut failures = failures.into_iter();
+        let mut now = T0;
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut crawl_at: Vec<i64> = crawl_gaps.iter().scan(0, |t, g| { *t += g; Some(*t) }).collect();
+        crawl_at.push(700_000); // a last crawl after every line is visible
+        for at in crawl_at {
+            now = now.max(T0 + at * MS);
+            let visible: Vec<RailwayLog> = lines.iter().filter(|(v, _)| *v <= now).map(|(_, l)| l.clone()).collect();
+            let window = next_window(cursor.as_deref().and_then(parse_cursor), now, overlap, 3_600_000 * MS);
+            let result = rt.block_on(crawl(|w, limit| {
+                let fail = failures.next().is_some_and(|f| f == 0);
+                std::future::ready(fetch_from(&visible, w, limit, fail))
+            }, window, limit, 5_000));
+            match result {
+                // Entries and cursor commit together; a failed run stores nothing and keeps the cursor.
+                Ok(crawled) => {
+                    stored.extend(crawled.logs.iter().map(RailwayLog::key));
+                    cursor = Some(cursor_after(window));
+                }
+                Err(e) => prop_assert!(e.is_transient()),
+            }
+        }
+        // The last crawl may itself fail: retry until one succeeds, as the next cycle would.
+        loop {
+            let visible: Vec<RailwayLog> = lines.iter().map(|(_, l)| l.clone()).collect();
+            let window = next_window(cursor.as_deref().and_then(parse_cursor), now, overlap, 3_600_000 * MS);
+            let fetch = |w, limit| std::future::ready(fetch_from(&visible, w, limit, false));
+            if let Ok(crawled) = rt.block_on(crawl(fetch, window, limit, 5_000)) {
+                stored.extend(crawled.logs.iter().map(RailwayLog::key));
+                break;
+            }
+        }
+        let expected: BTreeSet<String> = lines.iter().map(|(_, l)| l.key()).collect();
+        prop_assert_eq!(stored, expected);
+    }
+}
