@@ -333,7 +333,7 @@ impl Client {
     }
 
     /// `environmentLogs` for one window, widened by a nanosecond on each side so that the window is
-/// covered whether Railway's bounds are inclusive or not.
+    /// covered whether Railway's bounds are inclusive or not.
     pub async fn environment_logs(
         &self,
         environment_id: &str,

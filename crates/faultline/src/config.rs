@@ -34,6 +34,92 @@ pub struct RawConfig {
     pub alerts: AlertsConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub railway: RailwayConfig,
+}
+
+/// The Railway crawler. The token comes from `RAILWAY_API_TOKEN` (account or workspace token,
+/// sent as a bearer token) or `RAILWAY_TOKEN` (a project token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RailwayConfig {
+    /// Projects and environments to crawl; none means the crawler is off.
+    #[serde(default)]
+    pub targets: Vec<RailwayTarget>,
+    #[serde(default = "default_railway_url")]
+    pub api_url: String,
+    /// Railway's log filter syntax; the default keeps errors (stderr counts as error there).
+    #[serde(default = "default_railway_filter")]
+    pub filter: String,
+    /// How often each target is crawled (at least 30 s against Railway's API).
+    #[serde(default = "default_railway_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Logs per request (the API allows up to 5000).
+    #[serde(default = "default_railway_page")]
+    pub page_size: u32,
+    /// Requests per hour the crawler never exceeds (Railway plans: 100, 1000, 10000).
+    #[serde(default = "default_railway_budget")]
+    pub requests_per_hour: u32,
+    /// How far back the first crawl of a target reads.
+    #[serde(default = "default_railway_backfill", with = "humantime_serde")]
+    pub backfill: Duration,
+    /// How far before its cursor each crawl starts again (lines Railway adds late).
+    #[serde(default = "default_railway_overlap", with = "humantime_serde")]
+    pub overlap: Duration,
+    /// Time allowed for one request.
+    #[serde(default = "default_railway_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RailwayTarget {
+    pub project_id: String,
+    pub environment_id: String,
+    /// Only these service ids (default: every service of the environment).
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+fn default_railway_url() -> String {
+    faultline_connectors::railway::DEFAULT_API_URL.to_owned()
+}
+fn default_railway_filter() -> String {
+    "@level:error".to_owned()
+}
+fn default_railway_poll() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_railway_page() -> u32 {
+    1000
+}
+fn default_railway_budget() -> u32 {
+    1000
+}
+fn default_railway_backfill() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_railway_overlap() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_railway_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for RailwayConfig {
+    fn default() -> Self {
+        RailwayConfig {
+            targets: Vec::new(),
+            api_url: default_railway_url(),
+            filter: default_railway_filter(),
+            poll_interval: default_railway_poll(),
+            page_size: default_railway_page(),
+            requests_per_hour: default_railway_budget(),
+            backfill: default_railway_backfill(),
+            overlap: default_railway_overlap(),
+            timeout: default_railway_timeout(),
+        }
+    }
 }
 
 /// The alert rules' defaults, written to the `alert_rules` table on first start (after that
@@ -491,6 +577,9 @@ pub struct Config {
     pub notifiers: Vec<Notifier>,
     /// Time allowed for one delivery attempt.
     pub notify_timeout: Duration,
+    pub railway: RailwayConfig,
+    /// Read from the environment only when targets are configured.
+    pub railway_token: Option<faultline_connectors::railway::Token>,
 }
 
 /// A configured API token, its secret read from the environment.
@@ -610,6 +699,8 @@ impl Config {
             schedule: raw.schedule,
             notifiers: build_notifiers(&raw.notify, env)?,
             notify_timeout: raw.notify.timeout,
+            railway_token: railway_token(&raw.railway, env)?,
+            railway: raw.railway,
             alerts: raw.alerts,
         })
     }
@@ -673,6 +764,38 @@ fn build_notifiers(n: &NotifyConfig, env: &dyn Fn(&str) -> Option<String>) -> an
         out.push(Notifier::Email(email));
     }
     Ok(out)
+}
+
+/// Checks the Railway settings and reads the token when there is something to crawl.
+fn railway_token(
+    r: &RailwayConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<faultline_connectors::railway::Token>> {
+    use faultline_connectors::railway::Token;
+    if r.targets.is_empty() {
+        return Ok(None);
+    }
+    check_url("railway.api_url", &r.api_url)?;
+    if !(1..=5000).contains(&r.page_size) {
+        bail!("invalid railway.page_size {}: use 1 to 5000", r.page_size);
+    }
+    if r.api_url == default_railway_url() && r.poll_interval < Duration::from_secs(30) {
+        bail!("railway.poll_interval {:?} is below 30 s, too often for Railway's API", r.poll_interval);
+    }
+    for t in &r.targets {
+        if t.project_id.trim().is_empty() || t.environment_id.trim().is_empty() {
+            bail!("railway.targets: project_id and environment_id are required");
+        }
+    }
+    let read = |name: &str| env(name).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    match (read("RAILWAY_API_TOKEN"), read("RAILWAY_TOKEN")) {
+        (Some(t), _) => Ok(Some(Token::Account(t))),
+        (None, Some(t)) => Ok(Some(Token::Project(t))),
+        (None, None) => bail!(
+            "railway.targets are configured but neither RAILWAY_API_TOKEN (account or workspace token) nor \
+             RAILWAY_TOKEN (project token) is set"
+        ),
+    }
 }
 
 fn check_url(key: &str, url: &str) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ mod config;
 mod outbox;
 mod output;
 mod pipeline;
+mod railway_crawl;
 mod scheduler;
 mod serve;
 mod tasks;
@@ -71,9 +72,28 @@ enum Command {
     },
     /// Set a pattern's status: new, known, resolved (closes its open task) or ignored.
     PatternStatus { fingerprint: String, status: String },
+    /// Crawl the configured Railway environments now: from each saved cursor to now, once.
+    Crawl {
+        /// Run one crawl and exit (the service crawls on its schedule).
+        #[arg(long, required = true)]
+        once: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Railway: `check` verifies the token and ids against the API and says what is wrong.
+    Railway {
+        #[command(subcommand)]
+        command: RailwayCommand,
+    },
     /// Benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RailwayCommand {
+    /// Check the token, the project and each environment of `[railway]`.
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +238,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cleanup(args) => cleanup(store, &config, args).await,
         Command::Tasks(command) => tasks::run(store, command).await,
         Command::Alerts { hours, limit, json } => tasks::alerts(store, hours, limit, json).await,
+        Command::Crawl { once: _, json } => crawl_once(store, &config, json).await,
+        Command::Railway { command: RailwayCommand::Check } => railway_check(&config).await,
         Command::PatternStatus { fingerprint, status } => {
             tasks::set_pattern_status(store, &fingerprint, &status).await
         }
@@ -301,6 +323,53 @@ async fn stats(store: Arc<dyn Store>, args: StatsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&output::rate_json(args.hours, &rate))?);
     } else {
         print!("{}", output::rate_table(args.hours, &rate));
+    }
+    Ok(())
+}
+
+async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyhow::Result<()> {
+    let crawler = railway_crawl::Crawler::new(config)
+        .context("no Railway targets: add [[railway.targets]] with project_id and environment_id")?;
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(format!("crawling {} Railway environment(s)", crawler.targets().len()));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let runs = crawler.run_once(&store, &|_| {}).await;
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&railway_crawl::summary(&runs))?);
+    } else {
+        for r in &runs {
+            println!(
+                "{}: {} — {} logs fetched, {} errors stored, {} already stored, {} new patterns, {} requests, {} API errors, {} rate-limit waits, {} ms{}",
+                r.target,
+                r.outcome,
+                r.logs_fetched,
+                r.errors_stored,
+                r.duplicates,
+                r.new_patterns,
+                r.api_requests,
+                r.api_errors,
+                r.rate_limit_waits,
+                r.duration_ms,
+                r.error.as_deref().map(|e| format!("\n  {e}")).unwrap_or_default()
+            );
+        }
+    }
+    if runs.iter().any(|r| r.outcome != "ok") {
+        anyhow::bail!("some Railway crawls did not complete");
+    }
+    Ok(())
+}
+
+async fn railway_check(config: &Config) -> anyhow::Result<()> {
+    let crawler = railway_crawl::Crawler::new(config)
+        .context("no Railway targets: add [[railway.targets]] with project_id and environment_id")?;
+    let lines = crawler.check().await;
+    for line in &lines {
+        println!("{line}");
+    }
+    if lines.iter().any(|l| l.starts_with("problem")) {
+        anyhow::bail!("the Railway settings need attention");
     }
     Ok(())
 }

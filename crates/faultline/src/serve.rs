@@ -27,6 +27,7 @@ use crate::alerting::{self, Alerting, Evaluator, default_rules};
 use crate::config::Config;
 use crate::now_ms;
 use crate::outbox::{self, Outbox};
+use crate::railway_crawl::Crawler;
 use crate::scheduler::{self, Job, JobOutcome};
 
 /// How long shutdown waits for sources to hand over their last batch.
@@ -96,6 +97,7 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
     let sink = Sink { store: store.clone(), counters: counters.clone(), alerting: alerting.clone() };
     let watching = start_files(&config, sink.clone(), shutdown.clone(), &mut tasks).await?;
     let journald = start_journald(&config, sink, shutdown.clone(), &mut tasks).await?;
+    let railway = start_railway(&config, store.clone(), alerting.clone(), shutdown.clone(), &mut tasks);
     scheduler::start(
         jobs(&config, store.clone(), counters.clone()),
         store.clone(),
@@ -119,10 +121,11 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
         axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await
     });
     tracing::info!(
-        "faultline listening on http://{local}; database {}; files: {}; journald: {}; alerts: {}",
+        "faultline listening on http://{local}; database {}; files: {}; journald: {}; railway: {}; alerts: {}",
         database_kind(&config.database_url),
         if watching.is_empty() { "none".to_owned() } else { watching.join(", ") },
         journald,
+        railway,
         alerts,
     );
 
@@ -232,6 +235,34 @@ async fn start_alerting(
     } else {
         format!("notify {}", names.join(", "))
     })
+}
+
+/// Starts the Railway crawler when targets are configured: a crawl at once, then every
+/// `railway.poll_interval`. Returns how it is described in the startup line.
+fn start_railway(
+    config: &Config,
+    store: Arc<dyn Store>,
+    alerting: Arc<Alerting>,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> String {
+    let Some(crawler) = Crawler::new(config) else { return "off".to_owned() };
+    let described = format!(
+        "{} environment(s) every {}",
+        crawler.targets().len(),
+        humantime::format_duration(crawler.poll_interval())
+    );
+    tasks.spawn(async move {
+        let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
+        loop {
+            crawler.run_once(&store, &observe).await;
+            tokio::select! {
+                _ = tokio::time::sleep(crawler.poll_interval()) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+    described
 }
 
 /// Starts following the configured files; returns the globs watched.

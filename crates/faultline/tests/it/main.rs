@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod crash;
+mod railway;
 mod repo;
 mod serve;
 

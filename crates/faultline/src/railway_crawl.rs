@@ -1,0 +1,369 @@
+//! The Railway crawler as a job: each run crawls every target from its saved cursor to now,
+//! stores the errors with the new cursor in one transaction, and records a run (the design's
+//! Monitoring section). Used by `faultline serve` (every `railway.poll_interval`) and
+//! `faultline crawl --once`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use faultline_connectors::railway::{
+    self, Budget, Client, Crawled, RailwayError, Token, Window, crawl, cursor_after, next_window,
+    parse_cursor,
+};
+use faultline_store::{IngestBatch, IngestOutcome, JobRun, Store};
+use serde_json::{Value, json};
+
+use crate::config::{Config, RailwayConfig, RailwayTarget};
+use crate::now_ms;
+
+/// Attempts of one request within a run before the run is skipped (transient failures).
+const ATTEMPTS: u32 = 3;
+/// The longest `Retry-After` waited within a run; longer ones skip the run.
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
+
+/// What one target's run did, as recorded in `job_runs` (job `railway_crawl`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TargetRun {
+    pub target: String,
+    pub outcome: String,
+    pub window_since: String,
+    pub window_until: String,
+    pub logs_fetched: u64,
+    pub errors_stored: u64,
+    pub duplicates: u64,
+    pub new_patterns: u64,
+    pub api_requests: u32,
+    pub api_errors: u32,
+    pub rate_limit_waits: u32,
+    /// Lines Railway says it dropped (its 500 lines/s per replica limit).
+    pub railway_dropped_lines: u64,
+    /// Nanoseconds that held more lines than the API returns at once.
+    pub unsplittable: u32,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// The crawler: one client, one request budget shared by every target.
+pub struct Crawler {
+    client: Client,
+    settings: RailwayConfig,
+    budget: Mutex<Budget>,
+    /// Service names by environment, found once per target.
+    services: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Targets stopped for a refused token, with the reason (until the config changes).
+    stopped: Mutex<BTreeMap<String, String>>,
+    min_level: faultline_core::Level,
+    cap: u32,
+}
+
+impl Crawler {
+    /// `None` when no target is configured.
+    pub fn new(config: &Config) -> Option<Crawler> {
+        let token: Token = config.railway_token.clone()?;
+        let http = reqwest::Client::builder()
+            .timeout(config.railway.timeout)
+            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .ok()?;
+        Some(Crawler {
+            client: Client { api_url: config.railway.api_url.clone(), token, http },
+            settings: config.railway.clone(),
+            budget: Mutex::new(Budget::new(config.railway.requests_per_hour)),
+            services: Mutex::default(),
+            stopped: Mutex::default(),
+            min_level: config.min_level,
+            cap: config.max_stored_per_pattern_minute,
+        })
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        self.settings.poll_interval
+    }
+
+    pub fn targets(&self) -> &[RailwayTarget] {
+        &self.settings.targets
+    }
+
+    /// Crawls every target once; each target's run is recorded. `observe` sees what was stored
+    /// (the alert rules).
+    pub async fn run_once(
+        &self,
+        store: &Arc<dyn Store>,
+        observe: &(dyn Fn(&IngestOutcome) + Sync),
+    ) -> Vec<TargetRun> {
+        let mut runs = Vec::new();
+        for target in &self.settings.targets {
+            let started_ms = now_ms();
+            let clock = Instant::now();
+            let mut run = self.crawl_target(store, target, observe).await;
+            run.duration_ms = clock.elapsed().as_millis() as u64;
+            let outcome = if run.outcome == "ok" { "ok" } else { "failed" };
+            let record = JobRun {
+                job: "railway_crawl".to_owned(),
+                started_ms,
+                finished_ms: now_ms(),
+                outcome: outcome.to_owned(),
+                detail: serde_json::to_value(&run).unwrap_or(Value::Null),
+            };
+            if let Err(e) = store.record_job_run(&record).await {
+                tracing::warn!(error = %e, "cannot record the railway crawl run");
+            }
+            match &run.error {
+                Some(error) => tracing::warn!(target = %run.target, error = %error, "railway crawl failed"),
+                None => tracing::info!(
+                    target = %run.target,
+                    fetched = run.logs_fetched,
+                    stored = run.errors_stored,
+                    requests = run.api_requests,
+                    "railway crawl"
+                ),
+            }
+            runs.push(run);
+        }
+        runs
+    }
+
+    async fn crawl_target(
+        &self,
+        store: &Arc<dyn Store>,
+        target: &RailwayTarget,
+        observe: &(dyn Fn(&IngestOutcome) + Sync),
+    ) -> TargetRun {
+        let source_id = format!("railway:{}", target.environment_id);
+        let mut run = TargetRun { target: source_id.clone(), ..TargetRun::default() };
+        let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get(&source_id).cloned();
+        if let Some(reason) = stopped {
+            run.outcome = "stopped".into();
+            run.error = Some(format!("stopped until the token or ids change: {reason}"));
+            return run;
+        }
+        match self.crawl_and_store(store, target, &source_id, &mut run, observe).await {
+            Ok(()) => run.outcome = "ok".into(),
+            Err(e) => {
+                if let RailwayError::Unauthorized { message } = &e {
+                    self.stopped
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(source_id.clone(), message.clone());
+                    run.outcome = "stopped".into();
+                } else {
+                    run.outcome = "skipped".into();
+                }
+                run.error = Some(e.to_string());
+            }
+        }
+        run
+    }
+
+    async fn crawl_and_store(
+        &self,
+        store: &Arc<dyn Store>,
+        target: &RailwayTarget,
+        source_id: &str,
+        run: &mut TargetRun,
+        observe: &(dyn Fn(&IngestOutcome) + Sync),
+    ) -> Result<(), RailwayError> {
+        let services = self.services(target, run).await?;
+        let cursor = store
+            .cursor(source_id)
+            .await
+            .map_err(|e| RailwayError::Unavailable { detail: format!("reading the cursor: {e}") })?;
+        let now_ns = now_ms() * 1_000_000;
+        let window = next_window(
+            cursor.as_deref().and_then(parse_cursor),
+            now_ns,
+            self.settings.overlap.as_nanos() as i64,
+            self.settings.backfill.as_nanos() as i64,
+        );
+        run.window_since = railway::format_ns(window.since_ns);
+        run.window_until = railway::format_ns(window.until_ns);
+        let filter = filter(&self.settings.filter, &target.services);
+        let counters = Mutex::new((0u32, 0u32));
+        let crawled: Crawled = crawl(
+            |w: Window, limit: u32| {
+                let filter = filter.clone();
+                let counters = &counters;
+                async move { self.request(&target.environment_id, &filter, w, limit, counters).await }
+            },
+            window,
+            self.settings.page_size,
+            5_000,
+        )
+        .await
+        .inspect_err(|_| {
+            let (errors, waits) = *counters.lock().unwrap_or_else(|e| e.into_inner());
+            run.api_errors += errors;
+            run.rate_limit_waits += waits;
+        })?;
+        let (errors, waits) = *counters.lock().unwrap_or_else(|e| e.into_inner());
+        run.api_requests += crawled.requests;
+        run.api_errors += errors;
+        run.rate_limit_waits += waits;
+        run.unsplittable = crawled.unsplittable;
+        run.logs_fetched = crawled.logs.len() as u64;
+        run.railway_dropped_lines =
+            crawled.logs.iter().filter_map(|l| railway::dropped_by_rate_limit(&l.message)).sum();
+        let events = crawled
+            .logs
+            .iter()
+            .map(|l| railway::to_event(l, source_id, &target.environment_id, &services))
+            .collect();
+        let batch = IngestBatch::from_events(
+            source_id,
+            Some(cursor_after(window)),
+            events,
+            self.min_level,
+            self.cap,
+            now_ms(),
+        );
+        let outcome = store
+            .ingest(batch)
+            .await
+            .map_err(|e| RailwayError::Unavailable { detail: format!("storing the crawl: {e}") })?;
+        run.errors_stored = outcome.stored + outcome.capped;
+        run.duplicates = outcome.duplicates;
+        run.new_patterns = outcome.new_patterns;
+        observe(&outcome);
+        Ok(())
+    }
+
+    /// One request within the budget, retried on transient failures (`Retry-After` honoured).
+    async fn request(
+        &self,
+        environment_id: &str,
+        filter: &str,
+        window: Window,
+        limit: u32,
+        counters: &Mutex<(u32, u32)>,
+    ) -> Result<Vec<railway::RailwayLog>, RailwayError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(now_ms())?;
+            let result = self.client.environment_logs(environment_id, filter, window, limit).await;
+            let error = match result {
+                Ok(logs) => return Ok(logs),
+                Err(e) => e,
+            };
+            counters.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
+            let wait = match &error {
+                RailwayError::RateLimited { retry_after } if *retry_after <= LONGEST_WAIT => {
+                    counters.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+                    *retry_after
+                }
+                RailwayError::Unavailable { .. } => backoff(attempt),
+                _ => return Err(error),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(error);
+            }
+            tracing::debug!(error = %error, wait = ?wait, "railway request failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Service names of the target's project, looked up once.
+    async fn services(
+        &self,
+        target: &RailwayTarget,
+        run: &mut TargetRun,
+    ) -> Result<BTreeMap<String, String>, RailwayError> {
+        if let Some(known) =
+            self.services.lock().unwrap_or_else(|e| e.into_inner()).get(&target.environment_id)
+        {
+            return Ok(known.clone());
+        }
+        self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(now_ms())?;
+        run.api_requests += 1;
+        let names = match self.client.project(&target.project_id).await {
+            Ok(project) => project.services,
+            // Names are a convenience: a project token may not read the project; ids will do.
+            Err(RailwayError::Api { .. }) => BTreeMap::new(),
+            // Try again next run; the logs need not wait for the names.
+            Err(e) if e.is_transient() => {
+                run.api_errors += 1;
+                return Ok(BTreeMap::new());
+            }
+            Err(e) => return Err(e),
+        };
+        self.services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(target.environment_id.clone(), names.clone());
+        Ok(names)
+    }
+
+    /// `faultline railway check`: the token, the project and each environment, in words.
+    pub async fn check(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for target in &self.settings.targets {
+            match self.client.project(&target.project_id).await {
+                Ok(p) => {
+                    lines.push(format!("ok: project {} ({})", p.name, p.id));
+                    match p.environments.get(&target.environment_id) {
+                        Some(name) => {
+                            lines.push(format!("ok: environment {name} ({})", target.environment_id))
+                        }
+                        None if p.environments.is_empty() => {}
+                        None => lines.push(format!(
+                            "problem: environment {} is not in project {}; it has: {}",
+                            target.environment_id,
+                            p.name,
+                            p.environments
+                                .iter()
+                                .map(|(id, n)| format!("{n} ({id})"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    }
+                }
+                Err(e) => lines.push(format!("problem: project {}: {}", target.project_id, explain(&e))),
+            }
+            let now = now_ms() * 1_000_000;
+            let window = Window { since_ns: now - 60_000_000_000, until_ns: now };
+            match self.client.environment_logs(&target.environment_id, &self.settings.filter, window, 1).await
+            {
+                Ok(_) => lines.push(format!("ok: can read logs of environment {}", target.environment_id)),
+                Err(e) => lines.push(format!(
+                    "problem: logs of environment {}: {}",
+                    target.environment_id,
+                    explain(&e)
+                )),
+            }
+        }
+        lines
+    }
+}
+
+/// What a user should do about an error.
+fn explain(e: &RailwayError) -> String {
+    match e {
+        RailwayError::Unauthorized { message } => format!(
+            "the token was refused ({message}). Use an account token in RAILWAY_API_TOKEN (created with \
+             \"No workspace\"), or a project token of this environment in RAILWAY_TOKEN"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The configured filter, limited to the target's services when some are named.
+fn filter(base: &str, services: &[String]) -> String {
+    if services.is_empty() {
+        return base.to_owned();
+    }
+    let only = services.iter().map(|s| format!("@service:{s}")).collect::<Vec<_>>().join(" OR ");
+    if base.trim().is_empty() { only } else { format!("({base}) AND ({only})") }
+}
+
+/// 1 s, 2 s, 4 s… with up to 50% jitter, so several instances do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << attempt.min(5).saturating_sub(1));
+    let jitter = (now_ms() % 500) as u64;
+    base + Duration::from_millis(jitter * base.as_millis().min(1_000) as u64 / 1_000)
+}
+
+/// Summary lines for `faultline crawl --once`.
+pub fn summary(runs: &[TargetRun]) -> Value {
+    json!(runs)
+}

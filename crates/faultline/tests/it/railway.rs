@@ -1,0 +1,175 @@
+//! The Railway crawler from the outside: `faultline crawl --once`, `faultline railway check`
+//! and `faultline serve` against a fake of Railway's API on loopback, on SQLite and PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use faultline_connectors::railway::format_ns;
+use faultline_store::SearchQuery;
+use faultline_testkit::fake::{FakeRailway, Reply};
+
+use crate::databases;
+use crate::serve::{start_with, stop};
+
+const TOKEN: &str = "railway-secret-token-123";
+
+fn write_config(dir: &Path, database: &str, api_url: &str, poll: &str) -> PathBuf {
+    let path = dir.join("faultline.toml");
+    let text = format!(
+        r#"
+[database]
+url = "{database}"
+
+[server]
+listen = "127.0.0.1:0"
+
+[railway]
+api_url = "{api_url}"
+poll_interval = "{poll}"
+page_size = 50
+timeout = "2s"
+
+[[railway.targets]]
+project_id = "proj-1"
+environment_id = "env-1"
+"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(dir: &Path, config: &Path, token: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FAULTLINE_") || key.starts_with("RAILWAY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).arg("--config").arg(config).args(args).env("RAILWAY_API_TOKEN", token);
+    cmd.output().unwrap()
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+async fn crawl_once_stores_each_error_once(dir: &Path, database: &str) {
+    let fake = FakeRailway::start(TOKEN).await;
+    let config = write_config(dir, database, &fake.url(), "5m");
+    let start = now_ns() - 30 * 60 * 1_000_000_000;
+    for i in 0..300i64 {
+        let severity = if i % 3 == 0 { "info" } else { "error" };
+        fake.add(
+            &format_ns(start + i * 1_000_000_000),
+            severity,
+            "svc-api",
+            "i-1",
+            &format!("payment {i} declined"),
+        );
+    }
+    let out = run(dir, &config, TOKEN, &["crawl", "--once", "--json"]);
+    let runs = crate::json(&out);
+    assert_eq!((runs[0]["logs_fetched"].as_u64(), runs[0]["errors_stored"].as_u64()), (Some(200), Some(200)));
+    assert!(
+        runs[0]["api_requests"].as_u64().unwrap() >= 5,
+        "page size 50: at least 4 pages and the discovery"
+    );
+
+    // New lines, and a rate limit on the way: stored once, the old ones not again.
+    for i in 0..20i64 {
+        fake.add(
+            &format_ns(now_ns() - 1_000_000_000 + i),
+            "error",
+            "svc-worker",
+            "i-2",
+            &format!("queue {i} stuck"),
+        );
+    }
+    // (Each `crawl --once` is a new process: its first request looks up the service names.)
+    fake.http.script([Reply::new(200, r#"{"data":{"project":{"id":"proj-1","name":"shop","environments":{"edges":[]},"services":{"edges":[{"node":{"id":"svc-worker","name":"worker"}}]}}}}"#)]);
+    fake.http.script([Reply::new(429, "").header("Retry-After", "1")]);
+    let runs = crate::json(&run(dir, &config, TOKEN, &["crawl", "--once", "--json"]));
+    assert_eq!(runs[0]["errors_stored"].as_u64(), Some(20), "{runs}");
+    assert_eq!(runs[0]["rate_limit_waits"].as_u64(), Some(1));
+
+    let store = faultline_store::open(database).await.unwrap();
+    let all = store.search(&SearchQuery { limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(all.total, 220);
+    let worker = store
+        .search(&SearchQuery { text: Some("queue".into()), limit: 1, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(worker.entries[0].source, "worker", "source is the service's name");
+    assert_eq!(worker.entries[0].metadata["railway_service_id"], "svc-worker");
+    let runs = store.job_runs(Some("railway_crawl"), 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.run.outcome == "ok"));
+
+    // A refused token: a plain message, a failed run, and the token nowhere.
+    let out = run(dir, &config, "wrong-token-456", &["crawl", "--once"]);
+    assert!(!out.status.success());
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Railway refused the token: Not Authorized"), "{text}");
+    assert!(!text.contains("wrong-token-456"));
+    let last = &store.job_runs(Some("railway_crawl"), 1).await.unwrap()[0];
+    assert_eq!((last.run.outcome.as_str(), last.run.detail["outcome"].as_str()), ("failed", Some("stopped")));
+    assert!(!last.run.detail.to_string().contains("wrong-token-456"));
+
+    // `railway check` says what is wrong in words.
+    let out = run(dir, &config, "wrong-token-456", &["railway", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("the token was refused"), "{text}");
+    let out = run(dir, &config, TOKEN, &["railway", "check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("ok: project shop (proj-1)") && text.contains("ok: environment production (env-1)"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crawl_once_stores_each_error_once_and_explains_refusals() {
+    let db_dir = tempfile::tempdir().unwrap();
+    for database in databases(db_dir.path()).await {
+        let work = tempfile::tempdir().unwrap();
+        crawl_once_stores_each_error_once(work.path(), &database).await;
+    }
+}
+
+/// Detection within one poll interval: `faultline serve` with a 2 s interval finds a new error
+/// on the fake server within 2 s (plus the crawl itself).
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("faultline.db").display().to_string();
+    let fake = FakeRailway::start(TOKEN).await;
+    let config = write_config(dir.path(), &database, &fake.url(), "2s");
+    let service = start_with(dir.path(), &config, &[("RAILWAY_API_TOKEN", TOKEN)]);
+    let store = faultline_store::open(&database).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut worst = Duration::ZERO;
+    for round in 0..3 {
+        let added = Instant::now();
+        fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
+        loop {
+            let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
+            if store.search(&q).await.unwrap().total == 1 {
+                break;
+            }
+            assert!(
+                added.elapsed() < Duration::from_secs(10),
+                "not found within 10 s:\n{}",
+                service.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        worst = worst.max(added.elapsed());
+    }
+    let log = stop(service);
+    assert!(worst < Duration::from_millis(2_000 + 1_000), "worst detection {worst:?}");
+    assert!(log.contains("railway: 1 environment(s) every 2s"), "{log}");
+    assert!(!log.contains(TOKEN));
+    eprintln!("worst detection over 3 rounds: {worst:?} (poll interval 2 s)");
+}
