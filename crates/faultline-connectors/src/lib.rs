@@ -2,6 +2,7 @@
 //! never saves its own cursor: the pipeline stores records and cursor in one transaction.
 
 pub mod file;
+mod http;
 pub mod journal;
 pub mod notify;
 pub mod railway;

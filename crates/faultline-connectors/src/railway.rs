@@ -288,8 +288,10 @@ impl Client {
             Token::Account(t) => request.bearer_auth(t),
             Token::Project(t) => request.header("Project-Access-Token", t),
         };
-        let response =
-            request.send().await.map_err(|e| RailwayError::Unavailable { detail: transport(&e) })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| RailwayError::Unavailable { detail: crate::http::describe(&e) })?;
         let status = response.status();
         if status.as_u16() == 429 {
             let secs = response
@@ -300,7 +302,10 @@ impl Client {
                 .unwrap_or(60);
             return Err(RailwayError::RateLimited { retry_after: Duration::from_secs(secs) });
         }
-        let body = response.bytes().await.map_err(|e| RailwayError::Unavailable { detail: transport(&e) })?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| RailwayError::Unavailable { detail: crate::http::describe(&e) })?;
         if status.is_server_error() {
             return Err(RailwayError::Unavailable { detail: format!("HTTP {}", status.as_u16()) });
         }
@@ -382,21 +387,6 @@ impl Client {
             services: names(&p["services"]),
         })
     }
-}
-
-fn transport(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "transport error"
-    };
-    let mut detail = e.to_string();
-    if let Some(url) = e.url() {
-        detail = detail.replace(url.as_str(), "[url]");
-    }
-    format!("{what}: {detail}")
 }
 
 fn parse_log(v: &Value) -> Result<RailwayLog, RailwayError> {

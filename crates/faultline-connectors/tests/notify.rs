@@ -95,6 +95,13 @@ async fn webhook_to_a_closed_port_is_retried() {
         matches!(&outcome, Outcome::Retry { reason, .. } if reason.starts_with("cannot connect")),
         "{outcome:?}"
     );
+    // A Slack hook URL is a secret: failure reasons (logged and stored) never quote it.
+    let slack = Slack { url: format!("http://127.0.0.1:{port}/services/T0/B0/SECRETPART"), client: client() };
+    let outcome = slack.send(&notification(&payload(), None)).await;
+    assert!(
+        matches!(&outcome, Outcome::Retry { reason, .. } if !reason.contains("SECRETPART")),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

@@ -100,14 +100,7 @@ pub(crate) async fn classify(response: reqwest::Response) -> Outcome {
 /// A transport failure (refused, reset, timed out) is worth retrying. The URL is left out of
 /// the reason: a Slack hook URL is a secret, and reasons are logged and stored.
 pub(crate) fn transport_error(e: &reqwest::Error) -> Outcome {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "transport error"
-    };
-    Outcome::Retry { after: None, reason: format!("{what}: {}", snippet(&e.to_string())) }
+    Outcome::Retry { after: None, reason: snippet(&crate::http::describe(e)) }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from these services and ignored).
