@@ -233,12 +233,15 @@ impl Budget {
     }
 }
 
-/// The GraphQL client.
+/// The GraphQL client. Clones share what Railway said about its rate-limit window.
 #[derive(Clone)]
 pub struct Client {
     pub api_url: String,
     pub token: Token,
     pub http: reqwest::Client,
+    /// No request before this time (ms since the epoch): set by a 429's `Retry-After` and by
+    /// `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`.
+    paused_until_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -280,7 +283,43 @@ pub fn parse_ns(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
 }
 
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// When the rate-limit window ends, if Railway says it is spent (`X-RateLimit-Remaining: 0`).
+/// `X-RateLimit-Reset` may be epoch seconds, epoch milliseconds, seconds from now or a date
+/// (the docs do not say); unreadable means a minute.
+pub fn window_spent(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option<i64> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if header("x-ratelimit-remaining")?.parse::<i64>().ok()? > 0 {
+        return None;
+    }
+    let reset = header("x-ratelimit-reset").and_then(|r| match r.parse::<i64>() {
+        Ok(n) if n > 100_000_000_000 => Some(n),
+        Ok(n) if n > 1_000_000_000 => Some(n * 1000),
+        Ok(n) => Some(now_ms + n * 1000),
+        Err(_) => parse_ns(r).map(|ns| ns / 1_000_000),
+    });
+    Some(reset.unwrap_or(now_ms + 60_000).max(now_ms))
+}
+
 impl Client {
+    pub fn new(api_url: String, token: Token, http: reqwest::Client) -> Client {
+        Client { api_url, token, http, paused_until_ms: Default::default() }
+    }
+
+    /// How long Railway asked us to wait before the next request, if at all.
+    pub fn paused_for(&self) -> Option<Duration> {
+        let until = self.paused_until_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let now = wall_ms();
+        (until > now).then(|| Duration::from_millis((until - now) as u64))
+    }
+
+    fn pause_until(&self, until_ms: i64) {
+        self.paused_until_ms.fetch_max(until_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// One GraphQL request; maps HTTP and GraphQL failures to [`RailwayError`].
     pub async fn query(&self, query: &str, variables: Value) -> Result<Value, RailwayError> {
         let request = self.http.post(&self.api_url).json(&json!({ "query": query, "variables": variables }));
@@ -293,6 +332,9 @@ impl Client {
             .await
             .map_err(|e| RailwayError::Unavailable { detail: crate::http::describe(&e) })?;
         let status = response.status();
+        if let Some(until) = window_spent(response.headers(), wall_ms()) {
+            self.pause_until(until);
+        }
         if status.as_u16() == 429 {
             let secs = response
                 .headers()
@@ -300,6 +342,7 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(60);
+            self.pause_until(wall_ms() + secs as i64 * 1000);
             return Err(RailwayError::RateLimited { retry_after: Duration::from_secs(secs) });
         }
         let body = response

@@ -16,11 +16,11 @@ use proptest::prelude::*;
 const T0: i64 = 1_780_000_000_000_000_000; // 2026-05-28, in ns
 
 fn client(fake: &FakeRailway, token: Token) -> Client {
-    Client {
-        api_url: fake.url(),
+    Client::new(
+        fake.url(),
         token,
-        http: reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap(),
-    }
+        reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -128,6 +128,28 @@ async fn discovery_names_services_and_events_keep_the_ids() {
     );
     assert_eq!(event.metadata["railway_deployment_instance_id"], "inst-9");
     assert_eq!(event.origin.external_id.as_deref(), Some(logs[0].key().as_str()));
+}
+
+#[tokio::test]
+async fn a_spent_rate_limit_window_pauses_the_next_request() {
+    let fake = FakeRailway::start("good-token").await;
+    let c = client(&fake, Token::Account("good-token".into()));
+    let w = Window { since_ns: T0, until_ns: T0 };
+    assert_eq!(c.paused_for(), None);
+    let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 30;
+    fake.http.script([Reply::new(200, r#"{"data":{"environmentLogs":[]}}"#)
+        .header("X-RateLimit-Remaining", "0")
+        .header("X-RateLimit-Reset", &reset.to_string())]);
+    assert!(c.environment_logs("env-1", "", w, 10).await.unwrap().is_empty(), "the answer itself is good");
+    let paused = c.paused_for().expect("paused until the reset");
+    assert!((28..=30).contains(&paused.as_secs()), "{paused:?}");
+    // A clone (another target's crawl) sees the same pause.
+    assert!(c.clone().paused_for().is_some());
+
+    let other = client(&fake, Token::Account("good-token".into()));
+    fake.http.script([Reply::new(429, "").header("Retry-After", "20")]);
+    assert!(other.environment_logs("env-1", "", w, 10).await.is_err());
+    assert!((19..=20).contains(&other.paused_for().unwrap().as_secs()));
 }
 
 #[test]

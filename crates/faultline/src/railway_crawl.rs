@@ -67,7 +67,7 @@ impl Crawler {
             .build()
             .ok()?;
         Some(Crawler {
-            client: Client { api_url: config.railway.api_url.clone(), token, http },
+            client: Client::new(config.railway.api_url.clone(), token, http),
             settings: config.railway.clone(),
             budget: Mutex::new(Budget::new(config.railway.requests_per_hour)),
             services: Mutex::default(),
@@ -240,6 +240,14 @@ impl Crawler {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // A 429 or a spent window (X-RateLimit-Remaining: 0) pauses every request.
+            if let Some(wait) = self.client.paused_for() {
+                if wait > LONGEST_WAIT {
+                    return Err(RailwayError::RateLimited { retry_after: wait });
+                }
+                counters.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+                tokio::time::sleep(wait).await;
+            }
             self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(now_ms())?;
             let result = self.client.environment_logs(environment_id, filter, window, limit).await;
             let error = match result {
@@ -247,19 +255,14 @@ impl Crawler {
                 Err(e) => e,
             };
             counters.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
-            let wait = match &error {
-                RailwayError::RateLimited { retry_after } if *retry_after <= LONGEST_WAIT => {
-                    counters.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
-                    *retry_after
-                }
-                RailwayError::Unavailable { .. } => backoff(attempt),
-                _ => return Err(error),
-            };
-            if attempt >= ATTEMPTS {
+            if attempt >= ATTEMPTS || !error.is_transient() {
                 return Err(error);
             }
-            tracing::debug!(error = %error, wait = ?wait, "railway request failed; retrying");
-            tokio::time::sleep(wait).await;
+            if let RailwayError::Unavailable { .. } = error {
+                let wait = backoff(attempt);
+                tracing::debug!(error = %error, wait = ?wait, "railway request failed; retrying");
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 
