@@ -136,27 +136,54 @@ pub struct Crawled {
     /// Windows of a single nanosecond that came back full even at `max_limit`: lines may be
     /// missing there.
     pub unsplittable: u32,
+    /// Every log up to this time (included) is in `logs`: the window's end after a full crawl,
+    /// or where a stopped crawl left off.
+    pub drained_until_ns: i64,
+}
+
+/// A crawl cut short by a failed request, with what was read completely before it: windows
+/// are read oldest first, so everything before the failed window is drained.
+#[derive(Debug)]
+pub struct Stopped {
+    pub error: RailwayError,
+    pub drained: Crawled,
+}
+
+impl From<Stopped> for RailwayError {
+    fn from(stopped: Stopped) -> RailwayError {
+        stopped.error
+    }
 }
 
 /// Reads every log in `window`: a window that comes back with `limit` or more logs (Railway
 /// sometimes sends `limit + 1`) is split in two and both halves are read, whichever end of it
 /// the server chose to send. Lines sharing one nanosecond cannot be split by time: such a window
-/// is read again with `max_limit` (the API's maximum, 5000).
+/// is read again with `max_limit` (the API's maximum, 5000). Windows are read oldest first; a
+/// failed request stops the crawl with everything before its window ([`Stopped`]), so a crawl
+/// too long for one hour's request budget still moves forward.
 pub async fn crawl<F, Fut>(
     mut fetch: F,
     window: Window,
     limit: u32,
     max_limit: u32,
-) -> Result<Crawled, RailwayError>
+) -> Result<Crawled, Stopped>
 where
     F: FnMut(Window, u32) -> Fut,
     Fut: Future<Output = Result<Vec<RailwayLog>, RailwayError>>,
 {
     let mut stack = vec![(window, limit)];
     let mut seen = HashSet::new();
-    let mut crawled = Crawled::default();
+    let mut crawled = Crawled { drained_until_ns: window.until_ns, ..Crawled::default() };
     while let Some((w, limit)) = stack.pop() {
-        let logs = fetch(w, limit).await?;
+        let logs = match fetch(w, limit).await {
+            Ok(logs) => logs,
+            Err(error) => {
+                crawled.drained_until_ns = w.since_ns - 1;
+                crawled.logs.retain(|l| l.ts_ns < w.since_ns);
+                crawled.logs.sort_by(|a, b| (a.ts_ns, &a.timestamp).cmp(&(b.ts_ns, &b.timestamp)));
+                return Err(Stopped { error, drained: crawled });
+            }
+        };
         crawled.requests += 1;
         let full = logs.len() >= limit as usize;
         for log in logs {
@@ -242,6 +269,7 @@ pub struct Client {
     /// No request before this time (ms since the epoch): set by a 429's `Retry-After` and by
     /// `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset`.
     paused_until_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Client {
@@ -283,8 +311,27 @@ pub fn parse_ns(s: &str) -> Option<i64> {
     chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
 }
 
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// The time the crawler reads and the waits it makes: the wall clock and tokio's timer in the
+/// service, a hand-moved clock in tests (so a one-hour budget or a 120 s `Retry-After` is
+/// checked without waiting for it).
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    fn sleep(&self, wait: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The wall clock and tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+
+    fn sleep(&self, wait: Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::time::sleep(wait))
+    }
 }
 
 /// When the rate-limit window ends, if Railway says it is spent (`X-RateLimit-Remaining: 0`).
@@ -306,13 +353,27 @@ pub fn window_spent(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option
 
 impl Client {
     pub fn new(api_url: String, token: Token, http: reqwest::Client) -> Client {
-        Client { api_url, token, http, paused_until_ms: Default::default() }
+        Client::with_clock(api_url, token, http, std::sync::Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(
+        api_url: String,
+        token: Token,
+        http: reqwest::Client,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Client {
+        Client { api_url, token, http, paused_until_ms: Default::default(), clock }
+    }
+
+    /// The clock this client reads (shared with whoever crawls through it).
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// How long Railway asked us to wait before the next request, if at all.
     pub fn paused_for(&self) -> Option<Duration> {
         let until = self.paused_until_ms.load(std::sync::atomic::Ordering::Relaxed);
-        let now = wall_ms();
+        let now = self.clock.now_ms();
         (until > now).then(|| Duration::from_millis((until - now) as u64))
     }
 
@@ -332,7 +393,7 @@ impl Client {
             .await
             .map_err(|e| RailwayError::Unavailable { detail: crate::http::describe(&e) })?;
         let status = response.status();
-        if let Some(until) = window_spent(response.headers(), wall_ms()) {
+        if let Some(until) = window_spent(response.headers(), self.clock.now_ms()) {
             self.pause_until(until);
         }
         if status.as_u16() == 429 {
@@ -342,7 +403,7 @@ impl Client {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(60);
-            self.pause_until(wall_ms() + secs as i64 * 1000);
+            self.pause_until(self.clock.now_ms() + secs as i64 * 1000);
             return Err(RailwayError::RateLimited { retry_after: Duration::from_secs(secs) });
         }
         let body = response

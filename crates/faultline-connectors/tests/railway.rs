@@ -283,7 +283,17 @@ proptest! {
                     stored.extend(crawled.logs.iter().map(RailwayLog::key));
                     cursor = Some(cursor_after(window));
                 }
-                Err(e) => prop_assert!(e.is_transient()),
+                // A stopped crawl may keep what it drained (the crawler does when out of
+                // budget): the cursor moves to where it left off.
+                Err(stopped) => {
+                    prop_assert!(stopped.error.is_transient());
+                    let previous = cursor.as_deref().and_then(parse_cursor).unwrap_or(window.since_ns - 1);
+                    if stopped.drained.drained_until_ns > previous {
+                        prop_assert!(stopped.drained.logs.iter().all(|l| l.ts_ns <= stopped.drained.drained_until_ns));
+                        stored.extend(stopped.drained.logs.iter().map(RailwayLog::key));
+                        cursor = Some(cursor_after(Window { since_ns: window.since_ns, until_ns: stopped.drained.drained_until_ns }));
+                    }
+                }
             }
         }
         // The last crawl may itself fail: retry until one succeeds, as the next cycle would.

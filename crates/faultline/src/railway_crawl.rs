@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faultline_connectors::railway::{
-    self, Budget, Client, Crawled, RailwayError, Token, Window, crawl, cursor_after, next_window,
-    parse_cursor,
+    self, Budget, Client, RailwayError, Token, Window, crawl, cursor_after, next_window, parse_cursor,
 };
 use faultline_store::{IngestBatch, IngestOutcome, JobRun, Store};
 use serde_json::{Value, json};
@@ -60,6 +59,11 @@ pub struct Crawler {
 impl Crawler {
     /// `None` when no target is configured.
     pub fn new(config: &Config) -> Option<Crawler> {
+        Crawler::with_clock(config, Arc::new(railway::SystemClock))
+    }
+
+    /// A crawler that reads time and waits through `clock`.
+    pub fn with_clock(config: &Config, clock: Arc<dyn railway::Clock>) -> Option<Crawler> {
         let token: Token = config.railway_token.clone()?;
         let http = reqwest::Client::builder()
             .timeout(config.railway.timeout)
@@ -67,7 +71,7 @@ impl Crawler {
             .build()
             .ok()?;
         Some(Crawler {
-            client: Client::new(config.railway.api_url.clone(), token, http),
+            client: Client::with_clock(config.railway.api_url.clone(), token, http, clock),
             settings: config.railway.clone(),
             budget: Mutex::new(Budget::new(config.railway.requests_per_hour)),
             services: Mutex::default(),
@@ -75,6 +79,10 @@ impl Crawler {
             min_level: config.min_level,
             cap: config.max_stored_per_pattern_minute,
         })
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.client.clock().now_ms()
     }
 
     pub fn poll_interval(&self) -> Duration {
@@ -94,7 +102,7 @@ impl Crawler {
     ) -> Vec<TargetRun> {
         let mut runs = Vec::new();
         for target in &self.settings.targets {
-            let started_ms = now_ms();
+            let started_ms = self.now_ms();
             let clock = Instant::now();
             let mut run = self.crawl_target(store, target, observe).await;
             run.duration_ms = clock.elapsed().as_millis() as u64;
@@ -102,7 +110,7 @@ impl Crawler {
             let record = JobRun {
                 job: "railway_crawl".to_owned(),
                 started_ms,
-                finished_ms: now_ms(),
+                finished_ms: self.now_ms(),
                 outcome: outcome.to_owned(),
                 detail: serde_json::to_value(&run).unwrap_or(Value::Null),
             };
@@ -169,7 +177,7 @@ impl Crawler {
             .cursor(source_id)
             .await
             .map_err(|e| RailwayError::Unavailable { detail: format!("reading the cursor: {e}") })?;
-        let now_ns = now_ms() * 1_000_000;
+        let now_ns = self.now_ms() * 1_000_000;
         let window = next_window(
             cursor.as_deref().and_then(parse_cursor),
             now_ns,
@@ -180,7 +188,7 @@ impl Crawler {
         run.window_until = railway::format_ns(window.until_ns);
         let filter = filter(&self.settings.filter, &target.services);
         let counters = Mutex::new((0u32, 0u32));
-        let crawled: Crawled = crawl(
+        let result = crawl(
             |w: Window, limit: u32| {
                 let filter = filter.clone();
                 let counters = &counters;
@@ -190,16 +198,25 @@ impl Crawler {
             self.settings.page_size,
             5_000,
         )
-        .await
-        .inspect_err(|_| {
-            let (errors, waits) = *counters.lock().unwrap_or_else(|e| e.into_inner());
-            run.api_errors += errors;
-            run.rate_limit_waits += waits;
-        })?;
+        .await;
         let (errors, waits) = *counters.lock().unwrap_or_else(|e| e.into_inner());
-        run.api_requests += crawled.requests;
         run.api_errors += errors;
         run.rate_limit_waits += waits;
+        let previous_ns = cursor.as_deref().and_then(parse_cursor).unwrap_or(window.since_ns - 1);
+        let (crawled, stopped) = match result {
+            Ok(crawled) => (crawled, None),
+            // Out of requests for now: keep what was drained, so that a backlog larger than one
+            // hour's budget is worked off hour by hour instead of being read again each time.
+            Err(railway::Stopped {
+                error: error @ (RailwayError::BudgetSpent { .. } | RailwayError::RateLimited { .. }),
+                drained,
+            }) if drained.drained_until_ns > previous_ns => (drained, Some(error)),
+            Err(stopped) => {
+                run.api_requests += stopped.drained.requests;
+                return Err(stopped.error);
+            }
+        };
+        run.api_requests += crawled.requests;
         run.unsplittable = crawled.unsplittable;
         run.logs_fetched = crawled.logs.len() as u64;
         run.railway_dropped_lines =
@@ -211,11 +228,11 @@ impl Crawler {
             .collect();
         let batch = IngestBatch::from_events(
             source_id,
-            Some(cursor_after(window)),
+            Some(cursor_after(Window { since_ns: window.since_ns, until_ns: crawled.drained_until_ns })),
             events,
             self.min_level,
             self.cap,
-            now_ms(),
+            self.now_ms(),
         );
         let outcome = store
             .ingest(batch)
@@ -225,7 +242,10 @@ impl Crawler {
         run.duplicates = outcome.duplicates;
         run.new_patterns = outcome.new_patterns;
         observe(&outcome);
-        Ok(())
+        match stopped {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
     }
 
     /// One request within the budget, retried on transient failures (`Retry-After` honoured).
@@ -246,9 +266,9 @@ impl Crawler {
                     return Err(RailwayError::RateLimited { retry_after: wait });
                 }
                 counters.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
-                tokio::time::sleep(wait).await;
+                self.client.clock().sleep(wait).await;
             }
-            self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(now_ms())?;
+            self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(self.now_ms())?;
             let result = self.client.environment_logs(environment_id, filter, window, limit).await;
             let error = match result {
                 Ok(logs) => return Ok(logs),
@@ -261,7 +281,7 @@ impl Crawler {
             if let RailwayError::Unavailable { .. } = error {
                 let wait = backoff(attempt);
                 tracing::debug!(error = %error, wait = ?wait, "railway request failed; retrying");
-                tokio::time::sleep(wait).await;
+                self.client.clock().sleep(wait).await;
             }
         }
     }
@@ -277,7 +297,7 @@ impl Crawler {
         {
             return Ok(known.clone());
         }
-        self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(now_ms())?;
+        self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(self.now_ms())?;
         run.api_requests += 1;
         let names = match self.client.project(&target.project_id).await {
             Ok(project) => project.services,
@@ -323,7 +343,7 @@ impl Crawler {
                 }
                 Err(e) => lines.push(format!("problem: project {}: {}", target.project_id, explain(&e))),
             }
-            let now = now_ms() * 1_000_000;
+            let now = self.now_ms() * 1_000_000;
             let window = Window { since_ns: now - 60_000_000_000, until_ns: now };
             match self.client.environment_logs(&target.environment_id, &self.settings.filter, window, 1).await
             {
@@ -369,4 +389,159 @@ fn backoff(attempt: u32) -> Duration {
 /// Summary lines for `faultline crawl --once`.
 pub fn summary(runs: &[TargetRun]) -> Value {
     json!(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_testkit::fake::{FakeRailway, Reply};
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A clock moved by hand: `sleep` moves it at once and remembers the wait.
+    #[derive(Default)]
+    struct HandClock {
+        now_ms: AtomicI64,
+        slept: Mutex<Vec<Duration>>,
+    }
+
+    impl railway::Clock for HandClock {
+        fn now_ms(&self) -> i64 {
+            self.now_ms.load(Ordering::SeqCst)
+        }
+
+        fn sleep(
+            &self,
+            wait: Duration,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+            self.slept.lock().unwrap().push(wait);
+            self.now_ms.fetch_add(wait.as_millis() as i64, Ordering::SeqCst);
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    impl HandClock {
+        fn advance(&self, by: Duration) {
+            self.now_ms.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        }
+    }
+
+    const START_MS: i64 = 1_781_000_000_000;
+
+    async fn setup(
+        requests_per_hour: u32,
+    ) -> (FakeRailway, Arc<HandClock>, Crawler, Arc<dyn Store>, tempfile::TempDir) {
+        let fake = FakeRailway::start("good-token").await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faultline.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[railway]\napi_url = \"{}\"\npoll_interval = \"30s\"\nrequests_per_hour = {requests_per_hour}\n\
+                 page_size = 100\n",
+                fake.url()
+            ),
+        )
+        .unwrap();
+        let mut config =
+            Config::load(Some(&path), figment::providers::Env::prefixed("FAULTLINE_TEST_NONE_")).unwrap();
+        config.railway_token = Some(Token::Account("good-token".into()));
+        config.railway.targets.push(RailwayTarget {
+            project_id: "p-1".into(),
+            environment_id: "env-1".into(),
+            services: vec![],
+        });
+        let clock = Arc::new(HandClock { now_ms: AtomicI64::new(START_MS), ..HandClock::default() });
+        let crawler = Crawler::with_clock(&config, clock.clone()).unwrap();
+        let store = faultline_store::open(dir.path().join("db.sqlite").to_str().unwrap()).await.unwrap();
+        (fake, clock, crawler, store, dir)
+    }
+
+    fn log_requests(fake: &FakeRailway) -> usize {
+        fake.http
+            .received()
+            .iter()
+            .filter(|r| r.json()["query"].as_str().unwrap_or("").contains("environmentLogs"))
+            .count()
+    }
+
+    #[tokio::test]
+    async fn a_429_is_waited_out_for_exactly_its_retry_after_then_the_crawl_goes_on() {
+        let (fake, clock, crawler, store, _dir) = setup(1000).await;
+        fake.add(&railway::format_ns((START_MS - 1000) * 1_000_000), "error", "svc-api", "i-1", "boom");
+        // Discovery answers; the first log request is refused for 7 s.
+        crawler.run_once(&store, &|_| {}).await;
+        let before = clock.slept.lock().unwrap().len();
+        clock.advance(Duration::from_secs(30));
+        fake.add(
+            &railway::format_ns((START_MS + 10_000) * 1_000_000),
+            "error",
+            "svc-api",
+            "i-1",
+            "second boom",
+        );
+        fake.http.script([Reply::new(429, "slow down").header("Retry-After", "7")]);
+        let runs = crawler.run_once(&store, &|_| {}).await;
+        let slept: Vec<Duration> = clock.slept.lock().unwrap()[before..].to_vec();
+        assert_eq!(slept, [Duration::from_secs(7)], "exactly the Retry-After, once");
+        assert_eq!((runs[0].outcome.as_str(), runs[0].rate_limit_waits, runs[0].errors_stored), ("ok", 1, 1));
+        assert_eq!(store.search(&Default::default()).await.unwrap().total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_longer_than_a_minute_skips_the_run_and_no_request_goes_out_until_it_ends() {
+        let (fake, clock, crawler, store, _dir) = setup(1000).await;
+        fake.add(&railway::format_ns((START_MS - 1000) * 1_000_000), "error", "svc-api", "i-1", "boom");
+        crawler.run_once(&store, &|_| {}).await;
+        fake.http.script([Reply::new(429, "").header("Retry-After", "120")]);
+        clock.advance(Duration::from_secs(30));
+        let runs = crawler.run_once(&store, &|_| {}).await;
+        assert_eq!(runs[0].outcome, "skipped");
+        let sent = log_requests(&fake);
+        // 30 s later (the next poll) Railway's 120 s are not over: nothing is sent.
+        clock.advance(Duration::from_secs(30));
+        let runs = crawler.run_once(&store, &|_| {}).await;
+        assert_eq!((runs[0].outcome.as_str(), log_requests(&fake)), ("skipped", sent));
+        assert!(runs[0].error.as_deref().unwrap_or("").contains("rate limit"), "{:?}", runs[0].error);
+        clock.advance(Duration::from_secs(90));
+        let runs = crawler.run_once(&store, &|_| {}).await;
+        assert_eq!(runs[0].outcome, "ok");
+        assert!(log_requests(&fake) > sent);
+        assert!(
+            clock.slept.lock().unwrap().is_empty(),
+            "a long pause is never slept through: {:?}",
+            clock.slept
+        );
+    }
+
+    #[tokio::test]
+    async fn the_hourly_budget_is_never_exceeded_and_a_larger_backlog_is_worked_off_hour_by_hour() {
+        let (fake, clock, crawler, store, _dir) = setup(100).await;
+        // 12,000 errors in the hour before the first crawl, pages of 100: more than 100 requests.
+        for i in 0..12_000i64 {
+            let at_ms = START_MS - 3_000_000 + i * 250;
+            fake.add(&railway::format_ns(at_ms * 1_000_000), "error", "svc-api", "i-1", &format!("boom {i}"));
+        }
+        // (clock time, requests sent) per poll, every 5 minutes.
+        let mut sent_at: Vec<(i64, usize)> = Vec::new();
+        let mut outcomes = Vec::new();
+        for _ in 0..72 {
+            let before = fake.http.received().len();
+            let run = crawler.run_once(&store, &|_| {}).await.remove(0);
+            sent_at.push((clock.now_ms.load(Ordering::SeqCst), fake.http.received().len() - before));
+            outcomes.push(run.outcome.clone());
+            if run.outcome == "ok" {
+                break;
+            }
+            assert!(run.error.as_deref().unwrap_or("").contains("budget"), "{run:?}");
+            clock.advance(Duration::from_secs(300));
+        }
+        for (i, (start, _)) in sent_at.iter().enumerate() {
+            let in_hour: usize =
+                sent_at[i..].iter().take_while(|(t, _)| *t < start + 3_600_000).map(|(_, n)| n).sum();
+            assert!(in_hour <= 100, "{in_hour} requests in the hour from {start}");
+        }
+        assert!(outcomes.len() > 12, "the budget held the crawl back past the first hour: {outcomes:?}");
+        assert_eq!(outcomes.last().map(String::as_str), Some("ok"), "{outcomes:?}");
+        assert_eq!(store.search(&Default::default()).await.unwrap().total, 12_000, "every error, once");
+    }
 }
