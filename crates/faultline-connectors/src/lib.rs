@@ -6,4 +6,5 @@ mod http;
 pub mod journal;
 pub mod notify;
 pub mod railway;
+pub mod railway_live;
 pub mod tail;

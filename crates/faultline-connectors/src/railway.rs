@@ -493,7 +493,7 @@ impl Client {
     }
 }
 
-fn parse_log(v: &Value) -> Result<RailwayLog, RailwayError> {
+pub(crate) fn parse_log(v: &Value) -> Result<RailwayLog, RailwayError> {
     let malformed = |what: &str| RailwayError::Malformed { detail: format!("log without {what}") };
     let timestamp = v["timestamp"].as_str().ok_or_else(|| malformed("timestamp"))?.to_owned();
     let ts_ns = parse_ns(&timestamp).ok_or_else(|| RailwayError::Malformed {

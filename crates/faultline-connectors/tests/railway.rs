@@ -9,6 +9,7 @@ use faultline_connectors::railway::{
     Budget, Client, RailwayError, RailwayLog, Token, Window, crawl, cursor_after, dropped_by_rate_limit,
     format_ns, next_window, parse_cursor, parse_ns, to_event,
 };
+use faultline_connectors::railway_live::{LiveQuery, subscribe, ws_url};
 use faultline_core::Level;
 use faultline_testkit::fake::{FakeRailway, Reply};
 use proptest::prelude::*;
@@ -309,4 +310,65 @@ proptest! {
         let expected: BTreeSet<String> = lines.iter().map(|(_, l)| l.key()).collect();
         prop_assert_eq!(stored, expected);
     }
+}
+
+fn live_query(after: Option<String>) -> LiveQuery {
+    LiveQuery { environment_id: "env-1".into(), filter: "@level:error".into(), after, replay_limit: 500 }
+}
+
+#[tokio::test]
+async fn live_mode_streams_new_errors_and_resubscribes_with_a_replay_when_the_server_ends_the_stream() {
+    let fake = FakeRailway::start("good-token").await;
+    let token = Token::Account("good-token".into());
+    let timeout = Duration::from_secs(5);
+    let mut live = subscribe(&fake.ws_url(), &token, &live_query(None), timeout).await.expect("subscribed");
+    fake.add(&format_ns(T0), "info", "svc-api", "i-1", "GET /health 200");
+    fake.add(&format_ns(T0 + 1), "error", "svc-api", "i-1", "boom <b>1</b>");
+    let batch = tokio::time::timeout(timeout, live.next_batch()).await.expect("in time").unwrap().unwrap();
+    assert_eq!(
+        batch.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["boom <b>1</b>"],
+        "errors only"
+    );
+    assert_eq!(batch[0].ts_ns, T0 + 1);
+
+    // Railway ends streams on its own: the stream says so, and lines added meanwhile come back
+    // in the replay after the newest line seen.
+    fake.end_streams();
+    assert_eq!(tokio::time::timeout(timeout, live.next_batch()).await.expect("in time").unwrap(), None);
+    fake.add(&format_ns(T0 + 2), "error", "svc-worker", "i-2", "boom 2");
+    let mut again = subscribe(&fake.ws_url(), &token, &live_query(Some(format_ns(T0 + 1))), timeout)
+        .await
+        .expect("again");
+    let replay = again.next_batch().await.unwrap().unwrap();
+    assert_eq!(replay.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(), ["boom 2"]);
+    assert_eq!(fake.subscriptions.load(std::sync::atomic::Ordering::SeqCst), 2);
+    again.close().await;
+}
+
+#[tokio::test]
+async fn live_mode_names_a_refused_token_and_an_unreachable_server_without_the_token() {
+    let fake = FakeRailway::start("good-token").await;
+    let timeout = Duration::from_secs(5);
+    let mut live =
+        subscribe(&fake.ws_url(), &Token::Project("wrong-secret-token".into()), &live_query(None), timeout)
+            .await
+            .expect("the socket opens; the subscription is refused");
+    let error = live.next_batch().await.unwrap_err();
+    assert!(matches!(error, RailwayError::Unauthorized { .. }), "{error:?}");
+    assert!(!format!("{error} {error:?} {live:?}").contains("wrong-secret-token"));
+
+    // Nothing listens there: refused connection, said so, token absent.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let error = subscribe(
+        &format!("ws://{closed}/graphql/v2"),
+        &Token::Account("wrong-secret-token".into()),
+        &live_query(None),
+        timeout,
+    )
+    .await
+    .unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert!(!error.to_string().contains("wrong-secret-token"));
+    assert_eq!(ws_url("https://backboard.railway.com/graphql/v2"), "wss://backboard.railway.com/graphql/v2");
 }

@@ -259,10 +259,114 @@ impl FakeSmtp {
 /// `environmentLogs` (window by `beforeDate`..`anchorDate`, `@level:error` filter, the newest
 /// `beforeLimit + 1` of an over-full window, as the real API's off-by-one) and `project`, with
 /// `Not Authorized` for any token but the one given. Failures are scripted on `http`.
+///
+/// Its live endpoint ([`FakeRailway::ws_url`]) speaks `graphql-transport-ws`: `connection_init`
+/// → `connection_ack`, then an `environmentLogs` subscription that replays lines after
+/// `beforeDate` and pushes each line [`FakeRailway::add`]ed as a `next`; [`FakeRailway::end_streams`]
+/// ends every stream with `complete`, as Railway does on its own.
 #[derive(Clone)]
 pub struct FakeRailway {
     pub http: FakeHttp,
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    live: tokio::sync::broadcast::Sender<Live>,
+    ws_addr: SocketAddr,
+    /// Subscriptions opened so far.
+    pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug, Clone)]
+enum Live {
+    Log(serde_json::Value),
+    End,
+}
+
+#[derive(Clone)]
+struct LiveState {
+    token: String,
+    logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    live: tokio::sync::broadcast::Sender<Live>,
+    subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn live_upgrade(
+    ws: axum::extract::ws::WebSocketUpgrade,
+    headers: HeaderMap,
+    axum::extract::State(state): axum::extract::State<LiveState>,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bearer = header("authorization").map(|v| v.trim_start_matches("Bearer ").to_owned());
+    let authorized = bearer.as_deref() == Some(state.token.as_str())
+        || header("project-access-token").as_deref() == Some(state.token.as_str());
+    ws.protocols(["graphql-transport-ws"]).on_upgrade(move |socket| live_session(socket, authorized, state))
+}
+
+async fn live_session(mut socket: axum::extract::ws::WebSocket, authorized: bool, state: LiveState) {
+    use axum::extract::ws::Message;
+    let send = |v: serde_json::Value| Message::Text(v.to_string().into());
+    let mut updates = state.live.subscribe();
+    let mut id = None;
+    while id.is_none() {
+        let Some(Ok(Message::Text(text))) = socket.recv().await else { return };
+        let message: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        match message["type"].as_str() {
+            Some("connection_init") => {
+                let _ = socket.send(send(serde_json::json!({"type": "connection_ack"}))).await;
+            }
+            Some("subscribe") => {
+                let sub = message["id"].clone();
+                if !authorized {
+                    let error = serde_json::json!({"id": sub, "type": "error", "payload": [{"message": "Not Authorized"}]});
+                    let _ = socket.send(send(error)).await;
+                    return;
+                }
+                state.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let vars = &message["payload"]["variables"];
+                if let Some(after) = vars["beforeDate"].as_str() {
+                    let limit = vars["beforeLimit"].as_u64().unwrap_or(100) as usize;
+                    let mut replay: Vec<serde_json::Value> = state
+                        .logs
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|l| {
+                            nanos(l["timestamp"].as_str().unwrap_or("")) > nanos(after)
+                                && l["severity"] == "error"
+                        })
+                        .cloned()
+                        .collect();
+                    replay.truncate(limit);
+                    let next = serde_json::json!({"id": sub, "type": "next", "payload": {"data": {"environmentLogs": replay}}});
+                    let _ = socket.send(send(next)).await;
+                }
+                id = Some(sub);
+            }
+            _ => {}
+        }
+    }
+    let id = id.unwrap_or_default();
+    loop {
+        tokio::select! {
+            update = updates.recv() => match update {
+                Ok(Live::Log(log)) if log["severity"] == "error" => {
+                    let next = serde_json::json!({"id": id, "type": "next", "payload": {"data": {"environmentLogs": [log]}}});
+                    if socket.send(send(next)).await.is_err() { return }
+                }
+                Ok(Live::Log(_)) => {}
+                Ok(Live::End) | Err(_) => {
+                    let _ = socket.send(send(serde_json::json!({"id": id, "type": "complete"}))).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) if text.contains("\"ping\"") => {
+                    let _ = socket.send(send(serde_json::json!({"type": "pong"}))).await;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 fn nanos(ts: &str) -> i128 {
@@ -278,6 +382,7 @@ impl FakeRailway {
     pub async fn start(token: &str) -> FakeRailway {
         let http = FakeHttp::start(Reply::new(404, "not found")).await;
         let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let live_token = token.to_owned();
         let (timeline, token) = (logs.clone(), token.to_owned());
         http.route("POST /graphql/v2", move |r| {
             let bearer = r.header("authorization").map(|v| v.trim_start_matches("Bearer ").to_owned());
@@ -317,7 +422,32 @@ impl FakeRailway {
             }
             Reply::new(200, r#"{"data":null,"errors":[{"message":"Cannot query field"}]}"#)
         });
-        FakeRailway { http, logs }
+        let (live, _) = tokio::sync::broadcast::channel(1024);
+        let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let state = LiveState {
+            token: live_token,
+            logs: logs.clone(),
+            live: live.clone(),
+            subscriptions: subscriptions.clone(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake live endpoint");
+        let ws_addr = listener.local_addr().expect("fake live address");
+        let app =
+            axum::Router::new().route("/graphql/v2", axum::routing::get(live_upgrade)).with_state(state);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeRailway { http, logs, live, ws_addr, subscriptions }
+    }
+
+    /// The live (WebSocket) endpoint.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/graphql/v2", self.ws_addr)
+    }
+
+    /// Ends every open stream with `complete`, as Railway does from time to time.
+    pub fn end_streams(&self) {
+        let _ = self.live.send(Live::End);
     }
 
     pub fn url(&self) -> String {
@@ -326,12 +456,14 @@ impl FakeRailway {
 
     /// Adds a log line: `timestamp` in RFC 3339 with nanoseconds, `severity` "error" or "info".
     pub fn add(&self, timestamp: &str, severity: &str, service: &str, instance: &str, message: &str) {
-        self.logs.lock().unwrap().push(serde_json::json!({
+        let log = serde_json::json!({
             "timestamp": timestamp,
             "message": message,
             "severity": severity,
             "attributes": [{"key": "level", "value": format!("\"{severity}\"")}],
             "tags": {"serviceId": service, "deploymentId": "dep-1", "deploymentInstanceId": instance},
-        }));
+        });
+        self.logs.lock().unwrap().push(log.clone());
+        let _ = self.live.send(Live::Log(log));
     }
 }
