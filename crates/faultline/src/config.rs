@@ -69,6 +69,13 @@ pub struct RailwayConfig {
     /// Time allowed for one request.
     #[serde(default = "default_railway_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Live mode: also subscribe to each environment's errors over a WebSocket for errors within
+    /// seconds; the polling crawl still runs and fills any gap.
+    #[serde(default)]
+    pub live: bool,
+    /// The live endpoint; by default `api_url` with `wss://` (Railway serves both on one path).
+    #[serde(default)]
+    pub ws_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +125,8 @@ impl Default for RailwayConfig {
             backfill: default_railway_backfill(),
             overlap: default_railway_overlap(),
             timeout: default_railway_timeout(),
+            live: false,
+            ws_url: None,
         }
     }
 }
@@ -776,6 +785,11 @@ fn railway_token(
         return Ok(None);
     }
     check_url("railway.api_url", &r.api_url)?;
+    if let Some(ws) = &r.ws_url {
+        if !(ws.starts_with("ws://") || ws.starts_with("wss://")) {
+            bail!("invalid railway.ws_url {ws:?}: use a ws:// or wss:// address");
+        }
+    }
     if !(1..=5000).contains(&r.page_size) {
         bail!("invalid railway.page_size {}: use 1 to 5000", r.page_size);
     }

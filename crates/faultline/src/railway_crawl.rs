@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use faultline_connectors::railway::{
     self, Budget, Client, RailwayError, Token, Window, crawl, cursor_after, next_window, parse_cursor,
 };
+use faultline_connectors::railway_live::{self, LiveQuery};
 use faultline_store::{IngestBatch, IngestOutcome, JobRun, Store};
 use serde_json::{Value, json};
 
@@ -87,6 +88,11 @@ impl Crawler {
 
     pub fn poll_interval(&self) -> Duration {
         self.settings.poll_interval
+    }
+
+    /// Whether live mode is on.
+    pub fn live(&self) -> bool {
+        self.settings.live
     }
 
     pub fn targets(&self) -> &[RailwayTarget] {
@@ -286,6 +292,101 @@ impl Crawler {
         }
     }
 
+    /// Live mode for one target until `shutdown`: subscribe, store each batch as it comes (by
+    /// entry key, without touching the crawl's cursor), subscribe again when Railway ends the
+    /// stream (replaying from the newest line seen) or it fails (backoff 1 s → 30 s with
+    /// jitter). A refused token ends live mode for the target; the crawl reports it.
+    pub async fn run_live(
+        &self,
+        store: &Arc<dyn Store>,
+        target: &RailwayTarget,
+        observe: &(dyn Fn(&IngestOutcome) + Sync),
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) {
+        let source_id = format!("railway:{}", target.environment_id);
+        let ws_url =
+            self.settings.ws_url.clone().unwrap_or_else(|| railway_live::ws_url(&self.settings.api_url));
+        let mut query = LiveQuery {
+            environment_id: target.environment_id.clone(),
+            filter: filter(&self.settings.filter, &target.services),
+            after: None,
+            replay_limit: self.settings.page_size,
+        };
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            let subscribed = tokio::select! {
+                s = railway_live::subscribe(&ws_url, &self.client.token, &query, self.settings.timeout) => s,
+                _ = shutdown.cancelled() => return,
+            };
+            let error = match subscribed {
+                Ok(mut live) => {
+                    tracing::info!(target = %source_id, "railway live stream open");
+                    loop {
+                        let next = tokio::select! {
+                            n = live.next_batch() => n,
+                            _ = shutdown.cancelled() => { live.close().await; return }
+                        };
+                        match next {
+                            Ok(Some(logs)) => {
+                                failures = 0;
+                                if let Some(newest) = logs.iter().max_by_key(|l| l.ts_ns) {
+                                    query.after = Some(newest.timestamp.clone());
+                                }
+                                self.store_live(store, target, &source_id, &logs, observe).await;
+                            }
+                            Ok(None) => break None,
+                            Err(e) => break Some(e),
+                        }
+                    }
+                }
+                Err(e) => Some(e),
+            };
+            let wait = match error {
+                None => {
+                    tracing::debug!(target = %source_id, "railway ended the live stream; subscribing again");
+                    Duration::from_millis(200 + (now_ms() % 800) as u64)
+                }
+                Some(RailwayError::Unauthorized { message }) => {
+                    tracing::warn!(target = %source_id, reason = %message, "railway live mode refused; polling only");
+                    return;
+                }
+                Some(e) => {
+                    failures += 1;
+                    let wait = live_backoff(failures);
+                    tracing::warn!(target = %source_id, error = %e, retry_in = ?wait, "railway live stream failed");
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn store_live(
+        &self,
+        store: &Arc<dyn Store>,
+        target: &RailwayTarget,
+        source_id: &str,
+        logs: &[railway::RailwayLog],
+        observe: &(dyn Fn(&IngestOutcome) + Sync),
+    ) {
+        let mut names = TargetRun::default();
+        let services = self.services(target, &mut names).await.unwrap_or_default();
+        let events =
+            logs.iter().map(|l| railway::to_event(l, source_id, &target.environment_id, &services)).collect();
+        // No cursor: the crawl's cursor stays where the crawl left it; its re-reads are duplicates.
+        let batch =
+            IngestBatch::from_events(source_id, None, events, self.min_level, self.cap, self.now_ms());
+        match store.ingest(batch).await {
+            Ok(outcome) => observe(&outcome),
+            Err(e) => {
+                tracing::warn!(target = %source_id, error = %e, "cannot store live railway logs; the crawl will")
+            }
+        }
+    }
+
     /// Service names of the target's project, looked up once.
     async fn services(
         &self,
@@ -380,6 +481,12 @@ fn filter(base: &str, services: &[String]) -> String {
 }
 
 /// 1 s, 2 s, 4 s… with up to 50% jitter, so several instances do not retry in step.
+/// Between live subscriptions after failures: 1 s growing ×1.5 to 30 s, with jitter.
+fn live_backoff(failures: u32) -> Duration {
+    let base = (1000.0 * 1.5f64.powi(failures.saturating_sub(1).min(10) as i32)).min(30_000.0) as u64;
+    Duration::from_millis(base + (now_ms() % 500) as u64)
+}
+
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_secs(1u64 << attempt.min(5).saturating_sub(1));
     let jitter = (now_ms() % 500) as u64;

@@ -252,6 +252,18 @@ fn start_railway(
         crawler.targets().len(),
         humantime::format_duration(crawler.poll_interval())
     );
+    let crawler = Arc::new(crawler);
+    if crawler.live() {
+        for target in crawler.targets().to_vec() {
+            let (crawler, store, alerting, shutdown) =
+                (crawler.clone(), store.clone(), alerting.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
+                crawler.run_live(&store, &target, &observe, &shutdown).await;
+            });
+        }
+    }
+    let described = if crawler.live() { format!("{described}, live") } else { described };
     tasks.spawn(async move {
         let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
         loop {

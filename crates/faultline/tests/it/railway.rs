@@ -173,3 +173,61 @@ async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
     assert!(!log.contains(TOKEN));
     eprintln!("worst detection over 3 rounds: {worst:?} (poll interval 2 s)");
 }
+
+/// Live mode: with a one-hour poll interval, a new error reaches the database through the
+/// subscription within 5 s, also after Railway ends the stream (faultline subscribes again),
+/// and the next crawl does not store it twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn live_mode_stores_a_new_error_within_seconds_and_survives_the_server_ending_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("faultline.db").display().to_string();
+    let fake = FakeRailway::start(TOKEN).await;
+    let config = write_config(dir.path(), &database, &fake.url(), "1h");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let live = format!("timeout = \"2s\"\nlive = true\nws_url = \"{}\"\n", fake.ws_url());
+    std::fs::write(&config, text.replace("timeout = \"2s\"\n", &live)).unwrap();
+    let service = start_with(dir.path(), &config, &[("RAILWAY_API_TOKEN", TOKEN)]);
+    let store = faultline_store::open(&database).await.unwrap();
+    let wait_for_subscriptions = |n: usize| {
+        let fake = fake.clone();
+        async move {
+            let since = Instant::now();
+            while fake.subscriptions.load(std::sync::atomic::Ordering::SeqCst) < n {
+                assert!(since.elapsed() < Duration::from_secs(10), "no live subscription number {n}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for_subscriptions(1).await;
+    let mut worst = Duration::ZERO;
+    for round in 0..4 {
+        if round == 2 {
+            fake.end_streams();
+            wait_for_subscriptions(2).await;
+        }
+        let added = Instant::now();
+        fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
+        loop {
+            let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
+            if store.search(&q).await.unwrap().total == 1 {
+                break;
+            }
+            assert!(
+                added.elapsed() < Duration::from_secs(5),
+                "not live within 5 s:\n{}",
+                service.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        worst = worst.max(added.elapsed());
+    }
+    let log = stop(service);
+    assert!(log.contains("railway: 1 environment(s) every 1h, live"), "{log}");
+    assert!(!log.contains(TOKEN));
+    // The crawl re-reads what live mode stored: nothing twice.
+    let output = run(dir.path(), &config, TOKEN, &["crawl", "--once", "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let q = SearchQuery { text: Some("out of balance".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.search(&q).await.unwrap().total, 4);
+    eprintln!("live mode: worst detection over 4 rounds {worst:?}");
+}
