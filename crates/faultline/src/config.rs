@@ -785,10 +785,8 @@ fn railway_token(
         return Ok(None);
     }
     check_url("railway.api_url", &r.api_url)?;
-    if let Some(ws) = &r.ws_url {
-        if !(ws.starts_with("ws://") || ws.starts_with("wss://")) {
-            bail!("invalid railway.ws_url {ws:?}: use a ws:// or wss:// address");
-        }
+    if let Some(ws) = r.ws_url.as_ref().filter(|ws| !(ws.starts_with("ws://") || ws.starts_with("wss://"))) {
+        bail!("invalid railway.ws_url {ws:?}: use a ws:// or wss:// address");
     }
     if !(1..=5000).contains(&r.page_size) {
         bail!("invalid railway.page_size {}: use 1 to 5000", r.page_size);
