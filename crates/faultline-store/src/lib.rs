@@ -55,6 +55,10 @@ pub trait Store: Send + Sync {
     async fn new_patterns(&self, since_ms: i64, limit: u32) -> Result<Vec<PatternRow>>;
     /// Patterns whose count in `[now - window, now)` grew against the window before it.
     async fn trending_patterns(&self, now_ms: i64, window_ms: i64, limit: u32) -> Result<Vec<Trend>>;
+    /// A page of patterns, filtered and ordered.
+    async fn list_patterns(&self, query: &PatternQuery) -> Result<PatternPage>;
+    /// A pattern's stored occurrences, newest first (`None`: no such pattern).
+    async fn occurrences(&self, fingerprint: &str, limit: u32, offset: u32) -> Result<Option<SearchPage>>;
     /// One pattern by fingerprint.
     async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>>;
     /// Error counts in `[since, until)`: total, per minute, by source and by level.

@@ -401,6 +401,61 @@ impl Store for PgStore {
         Ok(SearchPage { total: total as u64, entries })
     }
 
+    async fn list_patterns(&self, q: &PatternQuery) -> Result<PatternPage> {
+        let level = q.level.map(Level::as_str);
+        let filters = "($1::text IS NULL OR p.status = $1) AND ($2::text IS NULL OR p.source = $2)
+            AND ($3::text IS NULL OR p.severity = $3) AND ($4::bigint IS NULL OR p.last_seen_ms >= $4)";
+        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM patterns p WHERE {filters}"
+        )))
+        .bind(&q.status)
+        .bind(&q.source)
+        .bind(level)
+        .bind(q.seen_since_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        let sql = format!(
+            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT $5 OFFSET $6",
+            q.order.sql()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&q.status)
+            .bind(&q.source)
+            .bind(level)
+            .bind(q.seen_since_ms)
+            .bind(i64::from(q.limit))
+            .bind(i64::from(q.offset))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(PatternPage {
+            total: total as u64,
+            patterns: rows.iter().map(pattern_row).collect::<Result<Vec<_>, _>>()?,
+        })
+    }
+
+    async fn occurrences(&self, fingerprint: &str, limit: u32, offset: u32) -> Result<Option<SearchPage>> {
+        let found: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT p.id, (SELECT count(*) FROM entries e WHERE e.pattern_id = p.id)
+             FROM patterns p WHERE p.fingerprint = $1",
+        )
+        .bind(fingerprint)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((id, total)) = found else { return Ok(None) };
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
+             WHERE e.pattern_id = $1 ORDER BY e.timestamp_ms DESC, e.id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await?;
+        let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(SearchPage { total: total as u64, entries }))
+    }
+
     async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {
         let sql = format!(
             "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE ($1::bigint IS NULL OR p.last_seen_ms >= $1)

@@ -527,6 +527,54 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list_patterns(&self, q: &PatternQuery) -> Result<PatternPage> {
+        let q = q.clone();
+        self.read(move |c| {
+            let level = q.level.map(Level::as_str);
+            let filters = "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
+                AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)";
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?
+                .query_row(params![q.status, q.source, level, q.seen_since_ms], |r| r.get(0))?;
+            let sql = format!(
+                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?5 OFFSET ?6",
+                q.order.sql()
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params![q.status, q.source, level, q.seen_since_ms, q.limit, q.offset],
+                pattern_row,
+            )?;
+            Ok(PatternPage { total: total as u64, patterns: rows.collect::<rusqlite::Result<Vec<_>>>()? })
+        })
+        .await
+    }
+
+    async fn occurrences(&self, fingerprint: &str, limit: u32, offset: u32) -> Result<Option<SearchPage>> {
+        let fingerprint = fingerprint.to_owned();
+        self.read(move |c| {
+            let Some((id, total)): Option<(i64, i64)> = c
+                .query_row(
+                    "SELECT p.id, (SELECT count(*) FROM entries e WHERE e.pattern_id = p.id)
+                     FROM patterns p WHERE p.fingerprint = ?1",
+                    [&fingerprint],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
+                 WHERE e.pattern_id = ?1 ORDER BY e.timestamp_ms DESC, e.id DESC LIMIT ?2 OFFSET ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![id, limit, offset], entry_row)?;
+            Ok(Some(SearchPage { total: total as u64, entries: rows.collect::<rusqlite::Result<Vec<_>>>()? }))
+        })
+        .await
+    }
+
     async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {
         self.read(move |c| {
             let sql = format!(

@@ -188,6 +188,46 @@ pub struct PatternRow {
     pub status: String,
 }
 
+/// How [`crate::Store::list_patterns`] orders patterns (newest or largest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PatternOrder {
+    #[default]
+    Count,
+    LastSeen,
+    FirstSeen,
+}
+
+impl PatternOrder {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            PatternOrder::Count => "p.occurrence_count DESC, p.id",
+            PatternOrder::LastSeen => "p.last_seen_ms DESC, p.id",
+            PatternOrder::FirstSeen => "p.first_seen_ms DESC, p.id",
+        }
+    }
+}
+
+/// Filters for a page of patterns.
+#[derive(Debug, Clone, Default)]
+pub struct PatternQuery {
+    pub order: PatternOrder,
+    pub status: Option<String>,
+    pub source: Option<String>,
+    /// The pattern's level (`severity`): ERROR, CRITICAL…
+    pub level: Option<Level>,
+    /// Only patterns seen at or after this time.
+    pub seen_since_ms: Option<i64>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// A page of patterns and how many match in all.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PatternPage {
+    pub total: u64,
+    pub patterns: Vec<PatternRow>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trend {
     pub pattern: PatternRow,

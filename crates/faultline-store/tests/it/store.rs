@@ -283,3 +283,42 @@ async fn cursors_are_listed_by_prefix(store: Arc<dyn Store>) {
     assert_eq!(store.cursors("").await.unwrap().len(), 3);
 }
 both!(cursors_are_listed_by_prefix);
+
+async fn patterns_page_filters_orders_and_occurrences_page(store: Arc<dyn Store>) {
+    use faultline_store::{PatternOrder, PatternQuery};
+    store.ingest(batch(sample())).await.unwrap();
+    let messages = |page: &faultline_store::PatternPage| -> Vec<String> {
+        page.patterns.iter().map(|p| p.normalized_message.clone()).collect()
+    };
+    let all = store.list_patterns(&PatternQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.total, 3);
+    assert_eq!(messages(&all)[0], "connection refused to <IP>", "most occurrences first");
+    let by_first = PatternQuery { order: PatternOrder::FirstSeen, limit: 10, ..Default::default() };
+    let first = store.list_patterns(&by_first).await.unwrap();
+    assert_eq!(messages(&first)[2], "connection refused to <IP>", "first seen longest ago: last");
+    let by_last = PatternQuery { order: PatternOrder::LastSeen, limit: 1, ..Default::default() };
+    let last = store.list_patterns(&by_last).await.unwrap();
+    assert_eq!((last.total, messages(&last)), (3, vec!["connection refused to <IP>".to_owned()]));
+    let critical = PatternQuery { level: Some(Level::Critical), limit: 10, ..Default::default() };
+    assert_eq!(
+        messages(&store.list_patterns(&critical).await.unwrap()),
+        ["card <NUM> declined for order <NUM>"]
+    );
+    let worker = PatternQuery { source: Some("worker.email".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.list_patterns(&worker).await.unwrap().total, 1);
+    let second_page = PatternQuery { limit: 2, offset: 2, ..Default::default() };
+    assert_eq!(store.list_patterns(&second_page).await.unwrap().patterns.len(), 1);
+    let resolved = PatternQuery { status: Some("resolved".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.list_patterns(&resolved).await.unwrap().total, 0);
+    let recent = PatternQuery { seen_since_ms: Some(T0 + 100_000), limit: 10, ..Default::default() };
+    assert_eq!(store.list_patterns(&recent).await.unwrap().total, 1);
+
+    let refused = &all.patterns[0].fingerprint;
+    let page = store.occurrences(refused, 2, 0).await.unwrap().expect("known pattern");
+    let ids: Vec<i64> = page.entries.iter().map(|e| e.timestamp_ms).collect();
+    assert_eq!((page.total, ids), (3, vec![T0 + 120_000, T0 + 1_000]), "newest first, a page of 2");
+    let rest = store.occurrences(refused, 2, 2).await.unwrap().unwrap();
+    assert_eq!(rest.entries.iter().map(|e| e.timestamp_ms).collect::<Vec<_>>(), [T0]);
+    assert_eq!(store.occurrences("no-such-fingerprint", 10, 0).await.unwrap(), None);
+}
+both!(patterns_page_filters_orders_and_occurrences_page);
