@@ -1,6 +1,7 @@
 //! faultline's HTTP server: the health endpoint and the ingest endpoints, behind token auth,
-//! body-size limits and per-token quotas. The JSON API and the System Health page grow here.
+//! body-size limits and per-token quotas, and the JSON API with its OpenAPI document (`api`).
 
+pub mod api;
 pub mod auth;
 pub mod error;
 mod ingest;
@@ -57,7 +58,13 @@ pub struct AppState {
     pub settings: Settings,
     quota: Option<DefaultKeyedRateLimiter<String>>,
     observer: Option<IngestObserver>,
+    crawler: Option<CrawlHook>,
 }
+
+/// Runs a manual crawl and returns its run records (`POST /api/logs/crawl`).
+pub type CrawlHook = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>> + Send + Sync,
+>;
 
 /// Told about every stored batch (the alert rules watch what is stored); must not block.
 pub type IngestObserver = Arc<dyn Fn(&faultline_store::IngestOutcome) + Send + Sync>;
@@ -68,12 +75,18 @@ impl AppState {
             .quota_per_minute
             .and_then(NonZeroU32::new)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
-        AppState { store, auth, settings, quota, observer: None }
+        AppState { store, auth, settings, quota, observer: None, crawler: None }
     }
 
     /// Calls `observer` after each stored ingest batch.
     pub fn with_observer(mut self, observer: IngestObserver) -> AppState {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Lets `POST /api/logs/crawl` run `crawl`.
+    pub fn with_crawler(mut self, crawl: CrawlHook) -> AppState {
+        self.crawler = Some(crawl);
         self
     }
 
@@ -88,7 +101,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let max_body = state.settings.max_body_bytes;
     let state = Arc::new(state);
+    let (api, _) = api::routes();
     Router::new()
+        .merge(api)
         .route("/healthz", get(healthz))
         .route("/api/ingest", post(ingest::ingest))
         .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))

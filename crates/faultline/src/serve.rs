@@ -97,7 +97,9 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
     let sink = Sink { store: store.clone(), counters: counters.clone(), alerting: alerting.clone() };
     let watching = start_files(&config, sink.clone(), shutdown.clone(), &mut tasks).await?;
     let journald = start_journald(&config, sink, shutdown.clone(), &mut tasks).await?;
-    let railway = start_railway(&config, store.clone(), alerting.clone(), shutdown.clone(), &mut tasks);
+    let crawler = Crawler::new(&config).map(Arc::new);
+    let railway =
+        start_railway(crawler.clone(), store.clone(), alerting.clone(), shutdown.clone(), &mut tasks);
     scheduler::start(
         jobs(&config, store.clone(), counters.clone()),
         store.clone(),
@@ -113,8 +115,18 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
         ..Settings::default()
     };
     let observer = alerting.clone();
-    let state = AppState::new(store.clone(), auth, settings)
+    let mut state = AppState::new(store.clone(), auth, settings)
         .with_observer(Arc::new(move |outcome: &IngestOutcome| observer.observe(outcome)));
+    if let Some(crawler) = crawler {
+        let (store, alerting) = (store.clone(), alerting.clone());
+        state = state.with_crawler(Arc::new(move || {
+            let (crawler, store, alerting) = (crawler.clone(), store.clone(), alerting.clone());
+            Box::pin(async move {
+                let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
+                serde_json::to_value(crawler.run_once(&store, &observe).await).unwrap_or_default()
+            })
+        }));
+    }
     let app = faultline_web::router(state);
     let http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
@@ -240,19 +252,18 @@ async fn start_alerting(
 /// Starts the Railway crawler when targets are configured: a crawl at once, then every
 /// `railway.poll_interval`. Returns how it is described in the startup line.
 fn start_railway(
-    config: &Config,
+    crawler: Option<Arc<Crawler>>,
     store: Arc<dyn Store>,
     alerting: Arc<Alerting>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> String {
-    let Some(crawler) = Crawler::new(config) else { return "off".to_owned() };
+    let Some(crawler) = crawler else { return "off".to_owned() };
     let described = format!(
         "{} environment(s) every {}",
         crawler.targets().len(),
         humantime::format_duration(crawler.poll_interval())
     );
-    let crawler = Arc::new(crawler);
     if crawler.live() {
         for target in crawler.targets().to_vec() {
             let (crawler, store, alerting, shutdown) =

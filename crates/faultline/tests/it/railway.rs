@@ -115,6 +115,14 @@ async fn crawl_once_stores_each_error_once(dir: &Path, database: &str) {
     let last = &store.job_runs(Some("railway_crawl"), 1).await.unwrap()[0];
     assert_eq!((last.run.outcome.as_str(), last.run.detail["outcome"].as_str()), ("failed", Some("stopped")));
     assert!(!last.run.detail.to_string().contains("wrong-token-456"));
+    // Nor anywhere in the database's bytes (SQLite: the file and its write-ahead log).
+    for file in [database.to_owned(), format!("{database}-wal")] {
+        if let Ok(bytes) = std::fs::read(&file) {
+            for token in [TOKEN, "wrong-token-456"] {
+                assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()), "{token} in {file}");
+            }
+        }
+    }
 
     // `railway check` says what is wrong in words.
     let out = run(dir, &config, "wrong-token-456", &["railway", "check"]);

@@ -1,0 +1,959 @@
+//! The JSON API: errors (patterns) and their occurrences, log search, error rate, pattern
+//! status, tasks, alert rules, job runs and sources. Every handler is annotated for the OpenAPI
+//! document, which is built from the same route list the server uses (`/api/openapi.json`), so
+//! the two cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use faultline_core::Level;
+use faultline_store::{
+    EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TASK_STATES, TaskRow,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::{ApiError, AppState, Scope, now_ms};
+
+type App = State<Arc<AppState>>;
+
+/// Query parameters read strictly: an unknown parameter or a value of the wrong type is a 400
+/// that names the parameter.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Params).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            if path == "." {
+                ApiError::BadRequest(format!("invalid query: {inner}"))
+            } else {
+                ApiError::BadRequest(format!("invalid query parameter {path}: {inner}"))
+            }
+        })
+    }
+}
+
+/// A JSON body read strictly, with the same kind of 400.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::BadRequest(format!("invalid body at {path}: {}", e.into_inner()))
+        })
+    }
+}
+
+/// A 4xx or 5xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong with the request, or "internal error".
+    pub error: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn check_range(name: &str, value: u32, min: u32, max: u32) -> Result<u32, ApiError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::BadRequest(format!("invalid query parameter {name}: {value} is outside {min}..={max}")))
+    }
+}
+
+fn parse_level(value: Option<&str>) -> Result<Option<Level>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            Level::parse(v).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid query parameter level: {v:?} is not a level (DEBUG, INFO, WARNING, ERROR, CRITICAL)"
+                ))
+            })
+        })
+        .transpose()
+}
+
+const PATTERN_STATES: [&str; 4] = ["new", "known", "resolved", "ignored"];
+
+fn check_pattern_status(status: &str) -> Result<(), ApiError> {
+    if PATTERN_STATES.contains(&status) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!("invalid status {status:?}: use new, known, resolved or ignored")))
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::NotFound(format!("no such {what}"))
+}
+
+/// A pattern (an error group) and why its lines were grouped.
+#[derive(Serialize, ToSchema)]
+pub struct PatternView {
+    /// The pattern's id: its fingerprint.
+    pub id: String,
+    pub fingerprint: String,
+    pub fingerprint_version: i32,
+    /// What grouped the lines: `stack`, `exception` or `message`.
+    pub tier: String,
+    /// The message with variable parts masked (`<NUM>`, `<IP>`…).
+    pub template: String,
+    pub error_type: Option<String>,
+    /// Stack frames that counted (module or file + function).
+    pub frames: Vec<String>,
+    pub sample_message: Option<String>,
+    pub stack_trace: Option<String>,
+    pub source: String,
+    pub level: String,
+    /// new, known, resolved or ignored.
+    pub status: String,
+    pub occurrence_count: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+impl From<PatternRow> for PatternView {
+    fn from(p: PatternRow) -> PatternView {
+        PatternView {
+            id: p.fingerprint.clone(),
+            fingerprint: p.fingerprint,
+            fingerprint_version: p.fingerprint_version,
+            tier: p.tier,
+            template: p.normalized_message,
+            error_type: p.error_type,
+            frames: p.frames,
+            sample_message: p.sample_message,
+            stack_trace: p.stack_trace,
+            source: p.source,
+            level: p.severity,
+            status: p.status,
+            occurrence_count: p.occurrence_count,
+            first_seen: rfc3339(p.first_seen_ms),
+            last_seen: rfc3339(p.last_seen_ms),
+        }
+    }
+}
+
+/// One stored log entry.
+#[derive(Serialize, ToSchema)]
+pub struct LogView {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub timestamp: String,
+    pub level: String,
+    pub source: String,
+    pub message: String,
+    pub traceback: Option<String>,
+    pub request_path: Option<String>,
+    pub request_method: Option<String>,
+    /// The pattern this entry belongs to.
+    pub fingerprint: String,
+}
+
+impl From<EntryRow> for LogView {
+    fn from(e: EntryRow) -> LogView {
+        LogView {
+            id: e.id,
+            timestamp: rfc3339(e.timestamp_ms),
+            level: e.level,
+            source: e.source,
+            message: e.message,
+            traceback: e.traceback,
+            request_path: e.request_path,
+            request_method: e.request_method,
+            fingerprint: e.fingerprint,
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorsQuery {
+    /// `count` (default), `last_seen` or `first_seen`.
+    pub sort: Option<String>,
+    /// new, known, resolved or ignored.
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub level: Option<String>,
+    /// Only patterns seen within this many hours.
+    pub hours: Option<u32>,
+    /// 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorsPage {
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+    pub errors: Vec<PatternView>,
+}
+
+/// Patterns (error groups), sortable and filtered.
+#[utoipa::path(get, path = "/api/logs/errors", params(ErrorsQuery), tag = "errors",
+    responses((status = 200, body = ErrorsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn list_errors(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<ErrorsQuery>,
+) -> Result<Json<ErrorsPage>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let order = match q.sort.as_deref().unwrap_or("count") {
+        "count" => PatternOrder::Count,
+        "last_seen" => PatternOrder::LastSeen,
+        "first_seen" => PatternOrder::FirstSeen,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid query parameter sort: {other:?}; use count, last_seen or first_seen"
+            )));
+        }
+    };
+    if let Some(status) = &q.status {
+        check_pattern_status(status)?;
+    }
+    let limit = check_range("limit", q.limit.unwrap_or(50), 1, 1000)?;
+    let offset = q.offset.unwrap_or(0);
+    let hours = q.hours.map(|h| check_range("hours", h, 1, 24 * 366)).transpose()?;
+    let query = PatternQuery {
+        order,
+        status: q.status,
+        source: q.source.filter(|s| !s.is_empty()),
+        level: parse_level(q.level.as_deref())?,
+        seen_since_ms: hours.map(|h| now_ms() - i64::from(h) * 3_600_000),
+        limit,
+        offset,
+    };
+    let page = app.store.list_patterns(&query).await?;
+    Ok(Json(ErrorsPage {
+        total: page.total,
+        limit,
+        offset,
+        errors: page.patterns.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One pattern with why it was grouped.
+#[utoipa::path(get, path = "/api/logs/errors/{fingerprint}", tag = "errors",
+    params(("fingerprint" = String, Path, description = "the pattern's fingerprint")),
+    responses((status = 200, body = PatternView), (status = 404, body = ErrorBody)))]
+async fn get_error(
+    State(app): App,
+    headers: HeaderMap,
+    Path(fingerprint): Path<String>,
+) -> Result<Json<PatternView>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let pattern = app.store.pattern(&fingerprint).await?.ok_or_else(|| not_found("pattern"))?;
+    Ok(Json(pattern.into()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OccurrencesPage {
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+    pub occurrences: Vec<LogView>,
+}
+
+/// A pattern's stored occurrences, newest first.
+#[utoipa::path(get, path = "/api/logs/errors/{fingerprint}/occurrences", tag = "errors",
+    params(("fingerprint" = String, Path, description = "the pattern's fingerprint"), PageQuery),
+    responses((status = 200, body = OccurrencesPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn occurrences(
+    State(app): App,
+    headers: HeaderMap,
+    Path(fingerprint): Path<String>,
+    Params(q): Params<PageQuery>,
+) -> Result<Json<OccurrencesPage>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let limit = check_range("limit", q.limit.unwrap_or(50), 1, 1000)?;
+    let offset = q.offset.unwrap_or(0);
+    let page =
+        app.store.occurrences(&fingerprint, limit, offset).await?.ok_or_else(|| not_found("pattern"))?;
+    Ok(Json(OccurrencesPage {
+        total: page.total,
+        limit,
+        offset,
+        occurrences: page.entries.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Stats {
+    /// Errors in the last 24 hours.
+    pub errors_24h: u64,
+    pub errors_per_minute_24h: f64,
+    pub by_level_24h: BTreeMap<String, u64>,
+    pub by_source_24h: BTreeMap<String, u64>,
+    /// Patterns by status (all time).
+    pub patterns_by_status: BTreeMap<String, u64>,
+    pub patterns_total: u64,
+    pub new_patterns_24h: u64,
+}
+
+/// Error statistics: the last 24 hours and pattern counts.
+#[utoipa::path(get, path = "/api/logs/stats", tag = "errors", responses((status = 200, body = Stats)))]
+async fn stats(
+    State(app): App,
+    headers: HeaderMap,
+    Params(_none): Params<Empty>,
+) -> Result<Json<Stats>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let now = now_ms();
+    let day_ago = now - 86_400_000;
+    let rate = app.store.error_rate(day_ago, now).await?;
+    let mut by_status = BTreeMap::new();
+    let mut total = 0;
+    for status in PATTERN_STATES {
+        let q = PatternQuery { status: Some(status.to_owned()), limit: 1, ..PatternQuery::default() };
+        let n = app.store.list_patterns(&q).await?.total;
+        total += n;
+        by_status.insert(status.to_owned(), n);
+    }
+    let new = app.store.new_patterns(day_ago, 10_000).await?.len() as u64;
+    Ok(Json(Stats {
+        errors_24h: rate.total_errors,
+        errors_per_minute_24h: rate.errors_per_minute,
+        by_level_24h: rate.by_level,
+        by_source_24h: rate.by_source,
+        patterns_by_status: by_status,
+        patterns_total: total,
+        new_patterns_24h: new,
+    }))
+}
+
+/// No query parameters are accepted.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Case-insensitive substring of message or traceback.
+    pub query: Option<String>,
+    pub level: Option<String>,
+    /// A source name, or a prefix ending in `*`.
+    pub source: Option<String>,
+    /// How far back, 1 to 8784 (default 24).
+    pub hours: Option<u32>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogsPage {
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+    pub logs: Vec<LogView>,
+}
+
+/// Search and filter stored logs, newest first.
+#[utoipa::path(get, path = "/api/monitoring/logs", params(LogsQuery), tag = "monitoring",
+    responses((status = 200, body = LogsPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn search_logs(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<LogsQuery>,
+) -> Result<Json<LogsPage>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let hours = check_range("hours", q.hours.unwrap_or(24), 1, 24 * 366)?;
+    let limit = check_range("limit", q.limit.unwrap_or(100), 1, 1000)?;
+    let offset = q.offset.unwrap_or(0);
+    let search = SearchQuery {
+        text: q.query.filter(|t| !t.is_empty()),
+        level: parse_level(q.level.as_deref())?,
+        source: q.source.filter(|s| !s.is_empty()).map(|s| SourceFilter::parse(&s)),
+        since_ms: Some(now_ms() - i64::from(hours) * 3_600_000),
+        until_ms: None,
+        limit,
+        offset,
+    };
+    let page = app.store.search(&search).await?;
+    Ok(Json(LogsPage {
+        total: page.total,
+        limit,
+        offset,
+        logs: page.entries.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HoursQuery {
+    /// How far back, 1 to 8784.
+    pub hours: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrendPoint {
+    pub interval_start: String,
+    pub count: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Rate {
+    pub period_hours: u32,
+    pub total_errors: u64,
+    pub errors_per_minute: f64,
+    pub by_level: BTreeMap<String, u64>,
+    pub by_source: BTreeMap<String, u64>,
+    /// Counts per interval (15 minutes up to 2 days, then hours, then days), zeros included.
+    pub trend: Vec<TrendPoint>,
+}
+
+/// The interval of an error-rate trend over `hours`.
+pub fn trend_interval_minutes(hours: u32) -> u32 {
+    match hours {
+        0..=48 => 15,
+        49..=336 => 60,
+        _ => 1440,
+    }
+}
+
+/// Error rate over time: totals, by level and source, and a trend.
+#[utoipa::path(get, path = "/api/monitoring/logs/rate", params(HoursQuery), tag = "monitoring",
+    responses((status = 200, body = Rate), (status = 400, body = ErrorBody)))]
+async fn rate(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<HoursQuery>,
+) -> Result<Json<Rate>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let hours = check_range("hours", q.hours.unwrap_or(1), 1, 24 * 366)?;
+    Ok(Json(error_rate(&app, hours, now_ms()).await?))
+}
+
+/// The rate report for the last `hours` before `now`; the page draws its chart from it.
+pub async fn error_rate(app: &AppState, hours: u32, now: i64) -> Result<Rate, ApiError> {
+    let interval = trend_interval_minutes(hours);
+    let step = i64::from(interval) * 60_000;
+    let until = (now / step + 1) * step;
+    let since = until - i64::from(hours) * 3_600_000;
+    let rate = app.store.error_rate(now - i64::from(hours) * 3_600_000, now).await?;
+    let buckets = app.store.counts_by_interval(since, until, interval).await?;
+    Ok(Rate {
+        period_hours: hours,
+        total_errors: rate.total_errors,
+        errors_per_minute: rate.errors_per_minute,
+        by_level: rate.by_level,
+        by_source: rate.by_source,
+        trend: buckets
+            .into_iter()
+            .map(|b| TrendPoint { interval_start: rfc3339(b.start_ms), count: b.count })
+            .collect(),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatternsReport {
+    /// Patterns seen in the period, most occurrences first (up to 100).
+    pub patterns: Vec<PatternView>,
+    pub new_patterns_24h: u64,
+    /// How many patterns grew in the last hour against the hour before.
+    pub trending_patterns: u64,
+}
+
+/// Error patterns of the period, with counts of new and trending ones.
+#[utoipa::path(get, path = "/api/monitoring/logs/patterns", params(HoursQuery), tag = "monitoring",
+    responses((status = 200, body = PatternsReport), (status = 400, body = ErrorBody)))]
+async fn patterns(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<HoursQuery>,
+) -> Result<Json<PatternsReport>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let hours = check_range("hours", q.hours.unwrap_or(24), 1, 24 * 366)?;
+    let now = now_ms();
+    let query = PatternQuery {
+        seen_since_ms: Some(now - i64::from(hours) * 3_600_000),
+        limit: 100,
+        ..PatternQuery::default()
+    };
+    let page = app.store.list_patterns(&query).await?;
+    let new = app.store.new_patterns(now - 86_400_000, 10_000).await?.len() as u64;
+    let trending = app.store.trending_patterns(now, 3_600_000, 10_000).await?.len() as u64;
+    Ok(Json(PatternsReport {
+        patterns: page.patterns.into_iter().map(Into::into).collect(),
+        new_patterns_24h: new,
+        trending_patterns: trending,
+    }))
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    /// For patterns: new, known, resolved or ignored. For tasks: open, in_progress, done or
+    /// dismissed.
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatusChanged {
+    pub id: String,
+    pub status: String,
+}
+
+/// Marks a pattern known, resolved or ignored (or new again). Resolving closes its open task.
+#[utoipa::path(patch, path = "/api/monitoring/logs/patterns/{id}", tag = "monitoring", request_body = StatusChange,
+    params(("id" = String, Path, description = "the pattern's id (fingerprint)")),
+    responses((status = 200, body = StatusChanged), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_pattern_status(
+    State(app): App,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Body(change): Body<StatusChange>,
+) -> Result<Json<StatusChanged>, ApiError> {
+    app.auth.check(&headers, Scope::Write)?;
+    check_pattern_status(&change.status)?;
+    if !app.store.set_pattern_status(&id, &change.status, now_ms()).await? {
+        return Err(not_found("pattern"));
+    }
+    Ok(Json(StatusChanged { id, status: change.status }))
+}
+
+/// An investigation task.
+#[derive(Serialize, ToSchema)]
+pub struct TaskView {
+    pub id: i64,
+    pub title: String,
+    pub description: String,
+    pub priority: String,
+    /// open, in_progress, done or dismissed.
+    pub status: String,
+    pub task_type: String,
+    pub fingerprint: Option<String>,
+    pub alert_count: i64,
+    pub created: String,
+    pub updated: String,
+}
+
+impl From<TaskRow> for TaskView {
+    fn from(t: TaskRow) -> TaskView {
+        TaskView {
+            id: t.id,
+            title: t.title,
+            description: t.description,
+            priority: t.priority,
+            status: t.status,
+            task_type: t.task_type,
+            fingerprint: t.fingerprint,
+            alert_count: t.alert_count,
+            created: rfc3339(t.created_ms),
+            updated: rfc3339(t.updated_ms),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TasksQuery {
+    /// open, in_progress, done or dismissed.
+    pub status: Option<String>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskList {
+    pub tasks: Vec<TaskView>,
+}
+
+fn check_task_status(status: &str) -> Result<(), ApiError> {
+    if TASK_STATES.contains(&status) {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "invalid status {status:?}: use open, in_progress, done or dismissed"
+        )))
+    }
+}
+
+/// Tasks, most recently updated first.
+#[utoipa::path(get, path = "/api/tasks", params(TasksQuery), tag = "tasks",
+    responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
+async fn list_tasks(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<TasksQuery>,
+) -> Result<Json<TaskList>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    if let Some(status) = &q.status {
+        check_task_status(status)?;
+    }
+    let limit = check_range("limit", q.limit.unwrap_or(100), 1, 1000)?;
+    let tasks = app.store.tasks(q.status.as_deref(), limit).await?;
+    Ok(Json(TaskList { tasks: tasks.into_iter().map(Into::into).collect() }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskEventView {
+    pub at: String,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskDetail {
+    pub task: TaskView,
+    pub events: Vec<TaskEventView>,
+}
+
+/// One task and its history.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, description = "task id")),
+    responses((status = 200, body = TaskDetail), (status = 404, body = ErrorBody)))]
+async fn get_task(
+    State(app): App,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<TaskDetail>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let (task, events) = app.store.task(id).await?.ok_or_else(|| not_found("task"))?;
+    Ok(Json(TaskDetail {
+        task: task.into(),
+        events: events
+            .into_iter()
+            .map(|e| TaskEventView { at: rfc3339(e.at_ms), kind: e.kind, detail: e.detail })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// The pattern to investigate.
+    pub fingerprint: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskCreated {
+    pub id: i64,
+    /// False when the pattern already had an open task (that one is returned).
+    pub created: bool,
+}
+
+/// Creates the investigation task of a pattern, or returns its open one.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", request_body = NewTask,
+    responses((status = 200, body = TaskCreated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn create_task(
+    State(app): App,
+    headers: HeaderMap,
+    Body(new): Body<NewTask>,
+) -> Result<Json<TaskCreated>, ApiError> {
+    app.auth.check(&headers, Scope::Write)?;
+    let (id, created) =
+        app.store.create_task(&new.fingerprint, now_ms()).await?.ok_or_else(|| not_found("pattern"))?;
+    Ok(Json(TaskCreated { id, created }))
+}
+
+/// Moves a task to another state.
+#[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", request_body = StatusChange,
+    params(("id" = i64, Path, description = "task id")),
+    responses((status = 200, body = StatusChanged), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_task_status(
+    State(app): App,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Body(change): Body<StatusChange>,
+) -> Result<Json<StatusChanged>, ApiError> {
+    app.auth.check(&headers, Scope::Write)?;
+    check_task_status(&change.status)?;
+    if !app.store.set_task_status(id, &change.status, now_ms()).await? {
+        return Err(not_found("task"));
+    }
+    Ok(Json(StatusChanged { id: id.to_string(), status: change.status }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RuleView {
+    pub id: i64,
+    pub name: String,
+    pub rule_type: String,
+    #[schema(value_type = Object)]
+    pub condition: serde_json::Value,
+    pub action: String,
+    pub enabled: bool,
+    pub cooldown_minutes: i64,
+    pub last_triggered: Option<String>,
+    pub trigger_count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RuleList {
+    pub rules: Vec<RuleView>,
+}
+
+/// Alert rules.
+#[utoipa::path(get, path = "/api/alerts/rules", tag = "alerts", responses((status = 200, body = RuleList)))]
+async fn list_rules(
+    State(app): App,
+    headers: HeaderMap,
+    Params(_none): Params<Empty>,
+) -> Result<Json<RuleList>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let rules = app.store.alert_rules().await?;
+    Ok(Json(RuleList {
+        rules: rules
+            .into_iter()
+            .map(|r| RuleView {
+                id: r.id,
+                name: r.name,
+                rule_type: r.rule_type,
+                condition: r.condition,
+                action: r.action,
+                enabled: r.enabled,
+                cooldown_minutes: r.cooldown_minutes,
+                last_triggered: r.last_triggered_ms.map(rfc3339),
+                trigger_count: r.trigger_count,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs of this job (collect, error_rate_check, railway_crawl…).
+    pub job: Option<String>,
+    /// 1 to 1000 (default 50).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    pub id: i64,
+    pub job: String,
+    pub started: String,
+    pub finished: String,
+    pub duration_ms: i64,
+    /// ok, failed or skipped.
+    pub outcome: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RunList {
+    pub runs: Vec<RunView>,
+}
+
+/// Job and crawl runs, newest first.
+#[utoipa::path(get, path = "/api/jobs/runs", params(RunsQuery), tag = "health",
+    responses((status = 200, body = RunList), (status = 400, body = ErrorBody)))]
+async fn job_runs(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<RunsQuery>,
+) -> Result<Json<RunList>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let limit = check_range("limit", q.limit.unwrap_or(50), 1, 1000)?;
+    let runs = app.store.job_runs(q.job.as_deref().filter(|j| !j.is_empty()), limit).await?;
+    Ok(Json(RunList {
+        runs: runs
+            .into_iter()
+            .map(|r| RunView {
+                id: r.id,
+                job: r.run.job,
+                started: rfc3339(r.run.started_ms),
+                finished: rfc3339(r.run.finished_ms),
+                duration_ms: r.run.finished_ms - r.run.started_ms,
+                outcome: r.run.outcome,
+                detail: r.run.detail,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SourceView {
+    /// `file:…`, `journald`, `railway:<environment>`…
+    pub source_id: String,
+    /// Where reading resumes (a file offset, a journal cursor, a Railway timestamp).
+    pub cursor: String,
+    /// When the cursor last moved.
+    pub updated: String,
+    /// Seconds since then.
+    pub lag_seconds: i64,
+    /// The last crawl's error for a Railway source, if its last run failed.
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SourceList {
+    pub sources: Vec<SourceView>,
+}
+
+/// Each source's cursor, how long since it moved, and its last error.
+#[utoipa::path(get, path = "/api/sources", tag = "health", responses((status = 200, body = SourceList)))]
+async fn sources(
+    State(app): App,
+    headers: HeaderMap,
+    Params(_none): Params<Empty>,
+) -> Result<Json<SourceList>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let now = now_ms();
+    let cursors = app.store.cursors("").await?;
+    let crawls = app.store.job_runs(Some("railway_crawl"), 200).await?;
+    let last_error = |source_id: &str| {
+        crawls
+            .iter()
+            .find(|r| r.run.detail["target"] == source_id)
+            .and_then(|r| r.run.detail["error"].as_str().map(str::to_owned))
+    };
+    Ok(Json(SourceList {
+        sources: cursors
+            .into_iter()
+            .filter(|(id, _, _)| !id.starts_with("faultline:"))
+            .map(|(source_id, cursor, updated_ms)| SourceView {
+                last_error: last_error(&source_id),
+                source_id,
+                cursor,
+                updated: rfc3339(updated_ms),
+                lag_seconds: (now - updated_ms).max(0) / 1000,
+            })
+            .collect(),
+    }))
+}
+
+/// Runs a crawl of every Railway target now (`faultline serve` only).
+#[utoipa::path(post, path = "/api/logs/crawl", tag = "errors",
+    responses((status = 200, description = "one run record per target", content_type = "application/json"),
+              (status = 404, body = ErrorBody, description = "no Railway target is configured")))]
+async fn crawl(
+    State(app): App,
+    headers: HeaderMap,
+    Params(_none): Params<Empty>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    app.auth.check(&headers, Scope::Write)?;
+    let crawler =
+        app.crawler.as_ref().ok_or_else(|| ApiError::NotFound("no Railway target is configured".into()))?;
+    Ok(Json(crawler().await))
+}
+
+/// Every operation may answer 400 (a bad parameter), 401/403 (token, scope) and 500: added to
+/// each operation so that the handlers list only what is particular to them.
+fn add_error_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let error = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build(),
+        )
+    };
+    let common = [
+        ("400", "the request is invalid: the error names the parameter and why"),
+        ("401", "a token is required, or the one sent is unknown"),
+        ("403", "the token lacks the scope this operation needs"),
+        ("500", "internal error (the cause is in the server's log)"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete]
+            .into_iter()
+            .flatten()
+        {
+            for (status, description) in common {
+                operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description));
+            }
+        }
+    }
+}
+
+static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses((status = 200, description = "this document (OpenAPI 3.1)", content_type = "application/json")))]
+async fn openapi_document() -> impl axum::response::IntoResponse {
+    let json = DOCUMENT.get().cloned().unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], json)
+}
+
+/// The API routes and their OpenAPI document.
+pub fn routes() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let mut doc = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("faultline")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Errors collected from logs, grouped into patterns, with alerts and tasks.",
+                ))
+                .build(),
+        )
+        .build();
+    doc.components = Some(utoipa::openapi::ComponentsBuilder::new().build());
+    let (router, mut doc) = OpenApiRouter::<Arc<AppState>>::with_openapi(doc)
+        .routes(routes!(list_errors))
+        .routes(routes!(get_error))
+        .routes(routes!(occurrences))
+        .routes(routes!(stats))
+        .routes(routes!(crawl))
+        .routes(routes!(search_logs))
+        .routes(routes!(rate))
+        .routes(routes!(patterns))
+        .routes(routes!(set_pattern_status))
+        .routes(routes!(list_tasks, create_task))
+        .routes(routes!(get_task, set_task_status))
+        .routes(routes!(list_rules))
+        .routes(routes!(job_runs))
+        .routes(routes!(sources))
+        .routes(routes!(openapi_document))
+        .split_for_parts();
+    let security = utoipa::openapi::security::SecurityScheme::Http(utoipa::openapi::security::Http::new(
+        utoipa::openapi::security::HttpAuthScheme::Bearer,
+    ));
+    if let Some(components) = doc.components.as_mut() {
+        components.add_security_scheme("bearer", security);
+    }
+    doc.security =
+        Some(vec![utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    add_error_responses(&mut doc);
+    let _ = DOCUMENT.set(doc.to_json().unwrap_or_default());
+    (router, doc)
+}
