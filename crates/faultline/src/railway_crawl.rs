@@ -227,6 +227,16 @@ impl Crawler {
         run.logs_fetched = crawled.logs.len() as u64;
         run.railway_dropped_lines =
             crawled.logs.iter().filter_map(|l| railway::dropped_by_rate_limit(&l.message)).sum();
+        // A service added since the names were read: read them again (once per run).
+        let unknown = |names: &BTreeMap<String, String>| {
+            crawled.logs.iter().any(|l| l.service_id.as_ref().is_some_and(|id| !names.contains_key(id)))
+        };
+        let services = if unknown(&services) && !services.is_empty() {
+            self.services.lock().unwrap_or_else(|e| e.into_inner()).remove(&target.environment_id);
+            self.services(target, run).await.unwrap_or(services)
+        } else {
+            services
+        };
         let events = crawled
             .logs
             .iter()
@@ -592,6 +602,31 @@ mod tests {
         assert_eq!(slept, [Duration::from_secs(7)], "exactly the Retry-After, once");
         assert_eq!((runs[0].outcome.as_str(), runs[0].rate_limit_waits, runs[0].errors_stored), ("ok", 1, 1));
         assert_eq!(store.search(&Default::default()).await.unwrap().total, 2);
+    }
+
+    #[tokio::test]
+    async fn a_service_added_later_is_named_after_the_names_are_read_again() {
+        let (fake, clock, crawler, store, _dir) = setup(1000).await;
+        fake.add(&railway::format_ns((START_MS - 1000) * 1_000_000), "error", "svc-api", "i-1", "boom");
+        crawler.run_once(&store, &|_| {}).await;
+        clock.advance(Duration::from_secs(30));
+        let ts = railway::format_ns((START_MS + 10_000) * 1_000_000);
+        let logs = serde_json::json!({"data": {"environmentLogs": [{
+            "timestamp": ts, "message": "payments down", "severity": "error", "attributes": [],
+            "tags": {"serviceId": "svc-new", "deploymentId": "d", "deploymentInstanceId": "i-9"}}]}});
+        let project = serde_json::json!({"data": {"project": {"id": "p-1", "name": "shop",
+            "environments": {"edges": []},
+            "services": {"edges": [{"node": {"id": "svc-api", "name": "api"}}, {"node": {"id": "svc-new", "name": "payments"}}]}}}});
+        fake.http.script([Reply::new(200, &logs.to_string()), Reply::new(200, &project.to_string())]);
+        let run = crawler.run_once(&store, &|_| {}).await.remove(0);
+        assert_eq!(run.outcome, "ok", "{run:?}");
+        let q = faultline_store::SearchQuery {
+            text: Some("payments down".into()),
+            limit: 1,
+            ..Default::default()
+        };
+        let page = store.search(&q).await.unwrap();
+        assert_eq!(page.entries[0].source, "payments");
     }
 
     #[tokio::test]
