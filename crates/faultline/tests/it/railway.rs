@@ -146,6 +146,25 @@ async fn crawl_once_stores_each_error_once_and_explains_refusals() {
     }
 }
 
+/// Adds error number `round` to the fake server and returns how long until it is stored;
+/// fails (with the service's log) past `limit`.
+async fn detect(
+    fake: &FakeRailway,
+    store: &std::sync::Arc<dyn faultline_store::Store>,
+    service: &crate::serve::Service,
+    round: u32,
+    limit: Duration,
+) -> Duration {
+    let added = Instant::now();
+    fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
+    let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
+    while store.search(&q).await.unwrap().total != 1 {
+        assert!(added.elapsed() < limit, "not stored within {limit:?}:\n{}", service.log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    added.elapsed()
+}
+
 /// Detection within one poll interval: `faultline serve` with a 2 s interval finds a new error
 /// on the fake server within 2 s (plus the crawl itself).
 #[tokio::test(flavor = "multi_thread")]
@@ -159,21 +178,7 @@ async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut worst = Duration::ZERO;
     for round in 0..3 {
-        let added = Instant::now();
-        fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
-        loop {
-            let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
-            if store.search(&q).await.unwrap().total == 1 {
-                break;
-            }
-            assert!(
-                added.elapsed() < Duration::from_secs(10),
-                "not found within 10 s:\n{}",
-                service.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        worst = worst.max(added.elapsed());
+        worst = worst.max(detect(&fake, &store, &service, round, Duration::from_secs(10)).await);
     }
     let log = stop(service);
     assert!(worst < Duration::from_millis(2_000 + 1_000), "worst detection {worst:?}");
@@ -213,21 +218,7 @@ async fn live_mode_stores_a_new_error_within_seconds_and_survives_the_server_end
             fake.end_streams();
             wait_for_subscriptions(2).await;
         }
-        let added = Instant::now();
-        fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
-        loop {
-            let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
-            if store.search(&q).await.unwrap().total == 1 {
-                break;
-            }
-            assert!(
-                added.elapsed() < Duration::from_secs(5),
-                "not live within 5 s:\n{}",
-                service.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        worst = worst.max(added.elapsed());
+        worst = worst.max(detect(&fake, &store, &service, round, Duration::from_secs(5)).await);
     }
     let log = stop(service);
     assert!(log.contains("railway: 1 environment(s) every 1h, live"), "{log}");
