@@ -81,6 +81,11 @@ pub trait Store: Send + Sync {
     async fn seed_rules(&self, rules: &[NewRule], now_ms: i64) -> Result<()>;
     /// Every alert rule, by id.
     async fn alert_rules(&self) -> Result<Vec<AlertRuleRow>>;
+    /// Creates a rule (names are unique).
+    async fn create_rule(&self, rule: &NewRule, now_ms: i64) -> Result<RuleSaved>;
+    /// Replaces a rule's name, type, condition, action, enabled flag and cooldown; its trigger
+    /// history stays.
+    async fn update_rule(&self, id: i64, rule: &NewRule) -> Result<RuleSaved>;
     /// Occurrences per minute of some patterns since a time: (pattern id, minute, count).
     async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64)
     -> Result<Vec<(i64, i64, u64)>>;

@@ -639,6 +639,14 @@ impl Store for PgStore {
         postgres_alerts::alert_rules(&self.pool).await
     }
 
+    async fn create_rule(&self, rule: &NewRule, now_ms: i64) -> Result<RuleSaved> {
+        postgres_alerts::save_rule(&self.pool, None, rule, now_ms).await
+    }
+
+    async fn update_rule(&self, id: i64, rule: &NewRule) -> Result<RuleSaved> {
+        postgres_alerts::save_rule(&self.pool, Some(id), rule, 0).await
+    }
+
     async fn pattern_minute_counts(
         &self,
         pattern_ids: &[i64],

@@ -127,6 +127,49 @@ pub(crate) async fn seed_rules(pool: &PgPool, rules: &[NewRule], now_ms: i64) ->
     Ok(())
 }
 
+/// Creates (`id` None) or replaces a rule. A name taken meanwhile by another instance is
+/// caught by the unique index.
+pub(crate) async fn save_rule(pool: &PgPool, id: Option<i64>, r: &NewRule, now_ms: i64) -> Result<RuleSaved> {
+    let result = match id {
+        None => {
+            sqlx::query_scalar::<_, i64>(
+                "INSERT INTO alert_rules (name, rule_type, condition, action, enabled, cooldown_minutes, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(&r.name)
+            .bind(&r.rule_type)
+            .bind(&r.condition)
+            .bind(&r.action)
+            .bind(r.enabled)
+            .bind(r.cooldown_minutes as i32)
+            .bind(now_ms)
+            .fetch_optional(pool)
+            .await
+        }
+        Some(id) => {
+            sqlx::query_scalar::<_, i64>(
+                "UPDATE alert_rules SET name = $2, rule_type = $3, condition = $4, action = $5, enabled = $6,
+                 cooldown_minutes = $7 WHERE id = $1 RETURNING id",
+            )
+            .bind(id)
+            .bind(&r.name)
+            .bind(&r.rule_type)
+            .bind(&r.condition)
+            .bind(&r.action)
+            .bind(r.enabled)
+            .bind(r.cooldown_minutes as i32)
+            .fetch_optional(pool)
+            .await
+        }
+    };
+    match result {
+        Ok(Some(id)) => Ok(RuleSaved::Saved(id)),
+        Ok(None) => Ok(RuleSaved::NoSuchRule),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(RuleSaved::NameTaken),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) async fn alert_rules(pool: &PgPool) -> Result<Vec<AlertRuleRow>> {
     let sql = format!("SELECT {RULE_COLUMNS} FROM alert_rules ORDER BY id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;

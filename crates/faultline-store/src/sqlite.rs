@@ -762,6 +762,16 @@ impl Store for SqliteStore {
         self.read(sqlite_alerts::alert_rules).await
     }
 
+    async fn create_rule(&self, rule: &NewRule, now_ms: i64) -> Result<RuleSaved> {
+        let rule = rule.clone();
+        self.write(move |tx| sqlite_alerts::save_rule(tx, None, &rule, now_ms)).await
+    }
+
+    async fn update_rule(&self, id: i64, rule: &NewRule) -> Result<RuleSaved> {
+        let rule = rule.clone();
+        self.write(move |tx| sqlite_alerts::save_rule(tx, Some(id), &rule, 0)).await
+    }
+
     async fn pattern_minute_counts(
         &self,
         pattern_ids: &[i64],

@@ -109,6 +109,50 @@ pub(crate) fn seed_rules(tx: &Transaction<'_>, rules: &[NewRule], now_ms: i64) -
     Ok(())
 }
 
+/// Creates (`id` None) or replaces a rule; the name check and the write share the transaction.
+pub(crate) fn save_rule(
+    tx: &Transaction<'_>,
+    id: Option<i64>,
+    r: &NewRule,
+    now_ms: i64,
+) -> Result<RuleSaved> {
+    if let Some(id) = id {
+        let exists = tx.query_row("SELECT 1 FROM alert_rules WHERE id = ?1", [id], |_| Ok(())).optional()?;
+        if exists.is_none() {
+            return Ok(RuleSaved::NoSuchRule);
+        }
+    }
+    let taken: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM alert_rules WHERE name = ?1 AND id IS NOT ?2",
+            params![r.name, id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if taken.is_some() {
+        return Ok(RuleSaved::NameTaken);
+    }
+    let condition = r.condition.to_string();
+    match id {
+        None => {
+            tx.execute(
+                "INSERT INTO alert_rules (name, rule_type, condition, action, enabled, cooldown_minutes, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.name, r.rule_type, condition, r.action, r.enabled, r.cooldown_minutes, now_ms],
+            )?;
+            Ok(RuleSaved::Saved(tx.last_insert_rowid()))
+        }
+        Some(id) => {
+            let changed = tx.execute(
+                "UPDATE alert_rules SET name = ?2, rule_type = ?3, condition = ?4, action = ?5, enabled = ?6,
+                 cooldown_minutes = ?7 WHERE id = ?1",
+                params![id, r.name, r.rule_type, condition, r.action, r.enabled, r.cooldown_minutes],
+            )?;
+            Ok(if changed == 0 { RuleSaved::NoSuchRule } else { RuleSaved::Saved(id) })
+        }
+    }
+}
+
 pub(crate) fn alert_rules(c: &Connection) -> Result<Vec<AlertRuleRow>> {
     let sql = format!("SELECT {RULE_COLUMNS} FROM alert_rules ORDER BY id");
     let mut stmt = c.prepare_cached(&sql)?;

@@ -408,6 +408,17 @@ pub struct NewRule {
     pub cooldown_minutes: i64,
 }
 
+/// What became of a rule to create or change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSaved {
+    /// Stored under this id.
+    Saved(i64),
+    /// Another rule has that name.
+    NameTaken,
+    /// No rule has that id.
+    NoSuchRule,
+}
+
 /// An alert to record, with its task and deliveries, in one transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertDraft {

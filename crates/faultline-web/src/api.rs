@@ -12,7 +12,8 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use faultline_core::Level;
 use faultline_store::{
-    EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TASK_STATES, TaskRow,
+    AlertRuleRow, EntryRow, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved, SearchQuery,
+    SourceFilter, TASK_STATES, TaskRow,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -723,6 +724,22 @@ pub struct RuleList {
     pub rules: Vec<RuleView>,
 }
 
+impl From<AlertRuleRow> for RuleView {
+    fn from(r: AlertRuleRow) -> RuleView {
+        RuleView {
+            id: r.id,
+            name: r.name,
+            rule_type: r.rule_type,
+            condition: r.condition,
+            action: r.action,
+            enabled: r.enabled,
+            cooldown_minutes: r.cooldown_minutes,
+            last_triggered: r.last_triggered_ms.map(rfc3339),
+            trigger_count: r.trigger_count,
+        }
+    }
+}
+
 /// Alert rules.
 #[utoipa::path(get, path = "/api/alerts/rules", tag = "alerts", responses((status = 200, body = RuleList)))]
 async fn list_rules(
@@ -732,22 +749,123 @@ async fn list_rules(
 ) -> Result<Json<RuleList>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
     let rules = app.store.alert_rules().await?;
-    Ok(Json(RuleList {
-        rules: rules
-            .into_iter()
-            .map(|r| RuleView {
-                id: r.id,
-                name: r.name,
-                rule_type: r.rule_type,
-                condition: r.condition,
-                action: r.action,
-                enabled: r.enabled,
-                cooldown_minutes: r.cooldown_minutes,
-                last_triggered: r.last_triggered_ms.map(rfc3339),
-                trigger_count: r.trigger_count,
-            })
-            .collect(),
-    }))
+    Ok(Json(RuleList { rules: rules.into_iter().map(Into::into).collect() }))
+}
+
+const RULE_ACTIONS: [&str; 3] = ["task_and_notify", "task", "notify"];
+
+/// A rule to create. The condition's fields depend on the type: `spike` {per_minute},
+/// `sustained` {minutes}, `error_rate` {window_minutes, degraded, fail, recovery_margin},
+/// `ignored_growing` {count, minutes}; `new_fingerprint`, `critical` and `regression` take none.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRuleBody {
+    pub name: String,
+    pub rule_type: String,
+    #[schema(value_type = Object)]
+    #[serde(default)]
+    pub condition: serde_json::Value,
+    /// task_and_notify (default), task or notify.
+    pub action: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Minutes before the rule alerts again on the same pattern (default 30).
+    pub cooldown_minutes: Option<i64>,
+}
+
+/// The fields of a rule to change; those left out stay.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleChange {
+    pub name: Option<String>,
+    pub rule_type: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub condition: Option<serde_json::Value>,
+    pub action: Option<String>,
+    pub enabled: Option<bool>,
+    pub cooldown_minutes: Option<i64>,
+}
+
+/// Refuses a rule the evaluator could not run, saying why.
+fn check_rule(rule: &NewRule) -> Result<(), ApiError> {
+    let name = rule.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::BadRequest("invalid body at name: 1 to 200 characters".into()));
+    }
+    faultline_core::alert::RuleKind::from_stored(&rule.rule_type, &rule.condition)
+        .map_err(|why| ApiError::BadRequest(format!("invalid rule: {why}")))?;
+    if !RULE_ACTIONS.contains(&rule.action.as_str()) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid body at action: {:?}; use task_and_notify, task or notify",
+            rule.action
+        )));
+    }
+    if !(0..=10_080).contains(&rule.cooldown_minutes) {
+        return Err(ApiError::BadRequest(format!(
+            "invalid body at cooldown_minutes: {} is outside 0..=10080",
+            rule.cooldown_minutes
+        )));
+    }
+    Ok(())
+}
+
+async fn saved_rule(app: &AppState, saved: RuleSaved, name: &str) -> Result<Json<RuleView>, ApiError> {
+    let id = match saved {
+        RuleSaved::Saved(id) => id,
+        RuleSaved::NameTaken => return Err(ApiError::Conflict(format!("a rule named {name:?} exists"))),
+        RuleSaved::NoSuchRule => return Err(not_found("rule")),
+    };
+    let rule =
+        app.store.alert_rules().await?.into_iter().find(|r| r.id == id).ok_or_else(|| not_found("rule"))?;
+    Ok(Json(rule.into()))
+}
+
+/// Creates an alert rule; it applies from the next evaluation.
+#[utoipa::path(post, path = "/api/alerts/rules", tag = "alerts", request_body = NewRuleBody,
+    responses((status = 200, body = RuleView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_rule(
+    State(app): App,
+    headers: HeaderMap,
+    Body(new): Body<NewRuleBody>,
+) -> Result<Json<RuleView>, ApiError> {
+    app.auth.check(&headers, Scope::Write)?;
+    let rule = NewRule {
+        name: new.name.trim().to_owned(),
+        rule_type: new.rule_type,
+        condition: new.condition,
+        action: new.action.unwrap_or_else(|| "task_and_notify".into()),
+        enabled: new.enabled.unwrap_or(true),
+        cooldown_minutes: new.cooldown_minutes.unwrap_or(30),
+    };
+    check_rule(&rule)?;
+    let saved = app.store.create_rule(&rule, now_ms()).await?;
+    saved_rule(&app, saved, &rule.name).await
+}
+
+/// Changes an alert rule: enable or disable it, or edit its condition, action or cooldown.
+#[utoipa::path(patch, path = "/api/alerts/rules/{id}", tag = "alerts", request_body = RuleChange,
+    params(("id" = i64, Path, description = "rule id")),
+    responses((status = 200, body = RuleView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn update_rule(
+    State(app): App,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Body(change): Body<RuleChange>,
+) -> Result<Json<RuleView>, ApiError> {
+    app.auth.check(&headers, Scope::Write)?;
+    let current =
+        app.store.alert_rules().await?.into_iter().find(|r| r.id == id).ok_or_else(|| not_found("rule"))?;
+    let rule = NewRule {
+        name: change.name.map_or(current.name, |n| n.trim().to_owned()),
+        rule_type: change.rule_type.unwrap_or(current.rule_type),
+        condition: change.condition.unwrap_or(current.condition),
+        action: change.action.unwrap_or(current.action),
+        enabled: change.enabled.unwrap_or(current.enabled),
+        cooldown_minutes: change.cooldown_minutes.unwrap_or(current.cooldown_minutes),
+    };
+    check_rule(&rule)?;
+    let saved = app.store.update_rule(id, &rule).await?;
+    saved_rule(&app, saved, &rule.name).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -940,7 +1058,8 @@ pub fn routes() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(set_pattern_status))
         .routes(routes!(list_tasks, create_task))
         .routes(routes!(get_task, set_task_status))
-        .routes(routes!(list_rules))
+        .routes(routes!(list_rules, create_rule))
+        .routes(routes!(update_rule))
         .routes(routes!(job_runs))
         .routes(routes!(sources))
         .routes(routes!(openapi_document))

@@ -361,8 +361,10 @@ async fn the_openapi_document_matches_the_routes_and_is_valid() {
         "GET /api/sources",
         "GET /api/tasks",
         "GET /api/tasks/{id}",
+        "PATCH /api/alerts/rules/{id}",
         "PATCH /api/monitoring/logs/patterns/{id}",
         "PATCH /api/tasks/{id}",
+        "POST /api/alerts/rules",
         "POST /api/logs/crawl",
         "POST /api/tasks",
     ];
@@ -404,5 +406,59 @@ macro_rules! both {
     };
 }
 
+/// Rules are created, edited, disabled and enabled; a rule the evaluator could not run is
+/// refused with the reason.
+async fn alert_rules(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
+    let server = start(store, Auth::default(), dir).await;
+    let u = |path: &str| format!("{}{path}", server.url);
+    let (_, doc) = call("GET", &u("/api/openapi.json"), None, None).await;
+    let check =
+        |method: &str, path: &str, status: u16, body: &Value| conforms(&doc, path, method, status, body);
+
+    let spike = json!({"name": "checkout spike", "rule_type": "spike", "condition": {"per_minute": 40}});
+    let (s, rule) = call("POST", &u("/api/alerts/rules"), None, Some(spike.clone())).await;
+    check("post", "/api/alerts/rules", s, &rule);
+    assert_eq!(s, 200, "{rule}");
+    assert_eq!(
+        (rule["enabled"].as_bool(), rule["action"].as_str(), rule["cooldown_minutes"].as_i64()),
+        (Some(true), Some("task_and_notify"), Some(30))
+    );
+    let (s, body) = call("POST", &u("/api/alerts/rules"), None, Some(spike)).await;
+    check("post", "/api/alerts/rules", s, &body);
+    assert!(s == 409 && body["error"].as_str().unwrap().contains("checkout spike"), "{body}");
+
+    let path = format!("/api/alerts/rules/{}", rule["id"]);
+    let (s, changed) = call("PATCH", &u(&path), None, Some(json!({"enabled": false}))).await;
+    check("patch", "/api/alerts/rules/{id}", s, &changed);
+    assert_eq!(
+        (changed["enabled"].as_bool(), &changed["condition"]),
+        (Some(false), &json!({"per_minute": 40}))
+    );
+    let (s, changed) =
+        call("PATCH", &u(&path), None, Some(json!({"enabled": true, "condition": {"per_minute": 90}}))).await;
+    assert_eq!((s, changed["enabled"].as_bool()), (200, Some(true)));
+    let (_, rules) = call("GET", &u("/api/alerts/rules"), None, None).await;
+    assert_eq!(rules["rules"][0]["condition"], json!({"per_minute": 90}));
+
+    for (body, needle) in [
+        (json!({"name": "x", "rule_type": "earthquake"}), "earthquake"),
+        (json!({"name": "x", "rule_type": "spike", "condition": {"per_second": 3}}), "per_second"),
+        (json!({"name": "x", "rule_type": "spike", "condition": {"per_minute": "many"}}), "per_minute"),
+        (json!({"name": "", "rule_type": "critical"}), "name"),
+        (json!({"name": "x", "rule_type": "critical", "action": "page"}), "action"),
+        (json!({"name": "x", "rule_type": "critical", "cooldown_minutes": -1}), "cooldown_minutes"),
+        (json!({"name": "x", "rule_type": "critical", "colour": "red"}), "colour"),
+    ] {
+        let (s, answer) = call("POST", &u("/api/alerts/rules"), None, Some(body.clone())).await;
+        assert_eq!(s, 400, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(needle), "{body}: {answer}");
+    }
+    let (s, answer) = call("PATCH", &u(&path), None, Some(json!({"condition": {"per_minute": -5}}))).await;
+    assert_eq!(s, 400, "{answer}");
+    let (s, _) = call("PATCH", &u("/api/alerts/rules/424242"), None, Some(json!({"enabled": false}))).await;
+    assert_eq!(s, 404);
+}
+
 both!(api_endpoints);
+both!(alert_rules);
 both!(auth_scopes);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use faultline_core::Level;
 use faultline_core::alert::Priority;
-use faultline_store::{AlertDraft, DeliveryResult, NewRule, Store};
+use faultline_store::{AlertDraft, DeliveryResult, NewRule, RuleSaved, Store};
 
 use crate::both;
 use crate::harness::{T0, batch, event};
@@ -60,6 +60,36 @@ async fn seeding_keeps_edited_rules(store: Arc<dyn Store>) {
     assert!(rules.iter().all(|r| r.enabled && r.cooldown_minutes == 30 && r.trigger_count == 0));
 }
 both!(seeding_keeps_edited_rules);
+
+async fn rules_are_created_and_edited_with_unique_names(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let spike = rule_id(&store, "spike").await;
+    let mut rule = NewRule {
+        name: "payments spike".into(),
+        rule_type: "spike".into(),
+        condition: serde_json::json!({"per_minute": 50}),
+        action: "notify".into(),
+        enabled: true,
+        cooldown_minutes: 5,
+    };
+    let RuleSaved::Saved(id) = store.create_rule(&rule, T0).await.unwrap() else { panic!("not created") };
+    assert_ne!(id, spike);
+    assert_eq!(store.create_rule(&rule, T0).await.unwrap(), RuleSaved::NameTaken);
+
+    rule.enabled = false;
+    rule.condition = serde_json::json!({"per_minute": 80});
+    assert_eq!(store.update_rule(id, &rule).await.unwrap(), RuleSaved::Saved(id));
+    let stored = store.alert_rules().await.unwrap().into_iter().find(|r| r.id == id).unwrap();
+    assert!(!stored.enabled);
+    assert_eq!(stored.condition, serde_json::json!({"per_minute": 80}));
+    assert_eq!((stored.action.as_str(), stored.cooldown_minutes, stored.created_ms), ("notify", 5, T0));
+
+    rule.name = "spike".into();
+    assert_eq!(store.update_rule(id, &rule).await.unwrap(), RuleSaved::NameTaken);
+    assert_eq!(store.update_rule(id + 100, &rule).await.unwrap(), RuleSaved::NoSuchRule);
+    assert_eq!(store.alert_rules().await.unwrap().len(), 3);
+}
+both!(rules_are_created_and_edited_with_unique_names);
 
 async fn batches_report_new_critical_and_regressed_patterns(store: Arc<dyn Store>) {
     let out = store
