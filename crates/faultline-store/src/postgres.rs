@@ -540,8 +540,8 @@ impl Store for PgStore {
         }
         let width = i64::from(interval_minutes) * 60_000;
         let rows = sqlx::query(
-            "SELECT (minute_ms - $1) / $3 AS bucket, sum(count)::bigint FROM minute_counts
-             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY bucket",
+            "SELECT (minute_ms - $1) / $3 AS bucket, level, sum(count)::bigint FROM minute_counts
+             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY bucket, level",
         )
         .bind(since_ms)
         .bind(until_ms)
@@ -550,8 +550,8 @@ impl Store for PgStore {
         .await?;
         let found = rows
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<Vec<(i64, i64)>, sqlx::Error>>()?;
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<(i64, String, i64)>, sqlx::Error>>()?;
         Ok(fill_buckets(since_ms, until_ms, width, found))
     }
 

@@ -3,7 +3,7 @@
 //! rusqlite is used (not sqlx) because ingest is row-heavy and rusqlite's prepared statements
 //! are several times faster here. Calls run on tokio's blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -663,11 +663,12 @@ impl Store for SqliteStore {
         let width = i64::from(interval_minutes) * 60_000;
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT (minute_ms - ?1) / ?3 AS bucket, sum(count) FROM minute_counts
-                 WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY bucket",
+                "SELECT (minute_ms - ?1) / ?3 AS bucket, level, sum(count) FROM minute_counts
+                 WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY bucket, level",
             )?;
-            let rows = stmt.query_map(params![since_ms, until_ms, width], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            let found = rows.collect::<rusqlite::Result<Vec<(i64, i64)>>>()?;
+            let rows = stmt
+                .query_map(params![since_ms, until_ms, width], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let found = rows.collect::<rusqlite::Result<Vec<(i64, String, i64)>>>()?;
             Ok(fill_buckets(since_ms, until_ms, width, found))
         })
         .await
@@ -830,13 +831,21 @@ impl Store for SqliteStore {
     }
 }
 
-pub(crate) fn fill_buckets(since_ms: i64, until_ms: i64, width: i64, found: Vec<(i64, i64)>) -> Vec<Bucket> {
+/// Every bucket of `[since, until)`, from the (bucket index, level, count) rows found.
+pub(crate) fn fill_buckets(
+    since_ms: i64,
+    until_ms: i64,
+    width: i64,
+    found: Vec<(i64, String, i64)>,
+) -> Vec<Bucket> {
     let n = ((until_ms - since_ms).max(0) + width - 1) / width;
-    let mut buckets: Vec<Bucket> =
-        (0..n).map(|i| Bucket { start_ms: since_ms + i * width, count: 0 }).collect();
-    for (i, count) in found {
+    let mut buckets: Vec<Bucket> = (0..n)
+        .map(|i| Bucket { start_ms: since_ms + i * width, count: 0, by_level: BTreeMap::new() })
+        .collect();
+    for (i, level, count) in found {
         if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
             b.count += count as u64;
+            *b.by_level.entry(level).or_default() += count as u64;
         }
     }
     buckets

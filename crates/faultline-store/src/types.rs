@@ -243,10 +243,12 @@ pub struct ErrorRate {
     pub by_level: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {
     pub start_ms: i64,
     pub count: u64,
+    /// The count split by level (ERROR, CRITICAL…); levels with no entries are absent.
+    pub by_level: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -429,6 +429,8 @@ pub struct HoursQuery {
 pub struct TrendPoint {
     pub interval_start: String,
     pub count: u64,
+    /// The count split by level; levels with none are absent.
+    pub by_level: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -480,7 +482,7 @@ pub async fn error_rate(app: &AppState, hours: u32, now: i64) -> Result<Rate, Ap
         by_source: rate.by_source,
         trend: buckets
             .into_iter()
-            .map(|b| TrendPoint { interval_start: rfc3339(b.start_ms), count: b.count })
+            .map(|b| TrendPoint { interval_start: rfc3339(b.start_ms), count: b.count, by_level: b.by_level })
             .collect(),
     })
 }

@@ -167,6 +167,8 @@ async fn rates_and_buckets_come_from_minute_counts(store: Arc<dyn Store>) {
     let counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
     assert_eq!(counts, [2, 2, 1]);
     assert_eq!(buckets[1].start_ms, T0 + 60_000);
+    let by_level: Vec<(&str, u64)> = buckets[1].by_level.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    assert_eq!(by_level, [("CRITICAL", 1), ("WARNING", 1)]);
     let empty = store.counts_by_interval(T0 - 3_600_000, T0, 30).await.unwrap();
     assert_eq!(empty.iter().map(|b| b.count).collect::<Vec<_>>(), [0, 0]);
 }
