@@ -57,6 +57,9 @@ pub trait Store: Send + Sync {
     async fn trending_patterns(&self, now_ms: i64, window_ms: i64, limit: u32) -> Result<Vec<Trend>>;
     /// A page of patterns, filtered and ordered.
     async fn list_patterns(&self, query: &PatternQuery) -> Result<PatternPage>;
+    /// The patterns with the most occurrences in `[since, until)` (from the minute counts), most
+    /// first.
+    async fn busiest_patterns(&self, since_ms: i64, until_ms: i64, limit: u32) -> Result<Vec<PatternCount>>;
     /// A pattern's stored occurrences, newest first (`None`: no such pattern).
     async fn occurrences(&self, fingerprint: &str, limit: u32, offset: u32) -> Result<Option<SearchPage>>;
     /// One pattern by fingerprint.

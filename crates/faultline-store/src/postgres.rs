@@ -404,7 +404,8 @@ impl Store for PgStore {
     async fn list_patterns(&self, q: &PatternQuery) -> Result<PatternPage> {
         let level = q.level.map(Level::as_str);
         let filters = "($1::text IS NULL OR p.status = $1) AND ($2::text IS NULL OR p.source = $2)
-            AND ($3::text IS NULL OR p.severity = $3) AND ($4::bigint IS NULL OR p.last_seen_ms >= $4)";
+            AND ($3::text IS NULL OR p.severity = $3) AND ($4::bigint IS NULL OR p.last_seen_ms >= $4)
+            AND ($5::bigint IS NULL OR p.last_seen_ms < $5)";
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM patterns p WHERE {filters}"
         )))
@@ -412,10 +413,11 @@ impl Store for PgStore {
         .bind(&q.source)
         .bind(level)
         .bind(q.seen_since_ms)
+        .bind(q.quiet_since_ms)
         .fetch_one(&self.pool)
         .await?;
         let sql = format!(
-            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT $5 OFFSET $6",
+            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT $6 OFFSET $7",
             q.order.sql()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -423,6 +425,7 @@ impl Store for PgStore {
             .bind(&q.source)
             .bind(level)
             .bind(q.seen_since_ms)
+            .bind(q.quiet_since_ms)
             .bind(i64::from(q.limit))
             .bind(i64::from(q.offset))
             .fetch_all(&self.pool)
@@ -467,6 +470,25 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(pattern_row).collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn busiest_patterns(&self, since_ms: i64, until_ms: i64, limit: u32) -> Result<Vec<PatternCount>> {
+        let sql = format!(
+            "SELECT {PATTERN_COLUMNS}, t.n FROM (
+                SELECT pattern_id, sum(count)::bigint AS n FROM minute_counts
+                WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY pattern_id ORDER BY n DESC LIMIT $3
+             ) t JOIN patterns p ON p.id = t.pattern_id ORDER BY t.n DESC, p.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(minute_of(since_ms))
+            .bind(until_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(PatternCount { pattern: pattern_row(r)?, count: r.try_get::<i64, _>(14)? as u64 }))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     async fn new_patterns(&self, since_ms: i64, limit: u32) -> Result<Vec<PatternRow>> {

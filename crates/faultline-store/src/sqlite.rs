@@ -532,17 +532,20 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let level = q.level.map(Level::as_str);
             let filters = "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
-                AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)";
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?
-                .query_row(params![q.status, q.source, level, q.seen_since_ms], |r| r.get(0))?;
+                AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)
+                AND (?5 IS NULL OR p.last_seen_ms < ?5)";
+            let total: i64 =
+                c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?.query_row(
+                    params![q.status, q.source, level, q.seen_since_ms, q.quiet_since_ms],
+                    |r| r.get(0),
+                )?;
             let sql = format!(
-                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?5 OFFSET ?6",
+                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?6 OFFSET ?7",
                 q.order.sql()
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                params![q.status, q.source, level, q.seen_since_ms, q.limit, q.offset],
+                params![q.status, q.source, level, q.seen_since_ms, q.quiet_since_ms, q.limit, q.offset],
                 pattern_row,
             )?;
             Ok(PatternPage { total: total as u64, patterns: rows.collect::<rusqlite::Result<Vec<_>>>()? })
@@ -583,6 +586,23 @@ impl Store for SqliteStore {
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![seen_since_ms, limit], pattern_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn busiest_patterns(&self, since_ms: i64, until_ms: i64, limit: u32) -> Result<Vec<PatternCount>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {PATTERN_COLUMNS}, t.n FROM (
+                    SELECT pattern_id, sum(count) AS n FROM minute_counts
+                    WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY pattern_id ORDER BY n DESC LIMIT ?3
+                 ) t JOIN patterns p ON p.id = t.pattern_id ORDER BY t.n DESC, p.id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![minute_of(since_ms), until_ms, limit], |r| {
+                Ok(PatternCount { pattern: pattern_row(r)?, count: r.get::<_, i64>(14)? as u64 })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await

@@ -217,6 +217,8 @@ pub struct PatternQuery {
     pub level: Option<Level>,
     /// Only patterns seen at or after this time.
     pub seen_since_ms: Option<i64>,
+    /// Only patterns not seen since this time (quiet ones).
+    pub quiet_since_ms: Option<i64>,
     pub limit: u32,
     pub offset: u32,
 }
@@ -226,6 +228,13 @@ pub struct PatternQuery {
 pub struct PatternPage {
     pub total: u64,
     pub patterns: Vec<PatternRow>,
+}
+
+/// A pattern and its occurrences within a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatternCount {
+    pub pattern: PatternRow,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -248,6 +248,7 @@ async fn list_errors(
         source: q.source.filter(|s| !s.is_empty()),
         level: parse_level(q.level.as_deref())?,
         seen_since_ms: hours.map(|h| now_ms() - i64::from(h) * 3_600_000),
+        quiet_since_ms: None,
         limit,
         offset,
     };

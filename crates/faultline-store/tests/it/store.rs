@@ -184,6 +184,16 @@ async fn new_and_trending_patterns(store: Arc<dyn Store>) {
     let last_minute: Vec<(&str, i64, i64)> =
         trend.iter().map(|t| (t.pattern.normalized_message.as_str(), t.recent, t.previous)).collect();
     assert_eq!(last_minute, [("connection refused to <IP>", 1, 0)]);
+    // Busiest within a window counts only the window's occurrences.
+    let busiest = store.busiest_patterns(T0 + 60_000, now, 10).await.unwrap();
+    let counts: Vec<u64> = busiest.iter().map(|b| b.count).collect();
+    assert_eq!(counts, [1, 1, 1]);
+    let busiest = store.busiest_patterns(T0, now, 1).await.unwrap();
+    assert_eq!(
+        (busiest[0].pattern.normalized_message.as_str(), busiest[0].count),
+        ("connection refused to <IP>", 3)
+    );
+    assert!(store.busiest_patterns(now, now + 60_000, 10).await.unwrap().is_empty());
 }
 both!(new_and_trending_patterns);
 
@@ -314,6 +324,8 @@ async fn patterns_page_filters_orders_and_occurrences_page(store: Arc<dyn Store>
     assert_eq!(store.list_patterns(&resolved).await.unwrap().total, 0);
     let recent = PatternQuery { seen_since_ms: Some(T0 + 100_000), limit: 10, ..Default::default() };
     assert_eq!(store.list_patterns(&recent).await.unwrap().total, 1);
+    let quiet = PatternQuery { quiet_since_ms: Some(T0 + 100_000), limit: 10, ..Default::default() };
+    assert_eq!(store.list_patterns(&quiet).await.unwrap().total, 2, "the patterns not seen since");
 
     let refused = &all.patterns[0].fingerprint;
     let page = store.occurrences(refused, 2, 0).await.unwrap().expect("known pattern");
