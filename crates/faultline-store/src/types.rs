@@ -163,7 +163,7 @@ pub struct EntryRow {
     pub external_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SearchPage {
     /// Matches in all, beyond this page.
     pub total: u64,

@@ -953,7 +953,11 @@ async fn sources(
     Params(_none): Params<Empty>,
 ) -> Result<Json<SourceList>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
-    let now = now_ms();
+    Ok(Json(SourceList { sources: source_views(&app, now_ms()).await? }))
+}
+
+/// Each source with its cursor, lag and last crawl error (the API and the Sources page).
+pub(crate) async fn source_views(app: &AppState, now: i64) -> Result<Vec<SourceView>, ApiError> {
     let cursors = app.store.cursors("").await?;
     let crawls = app.store.job_runs(Some("railway_crawl"), 200).await?;
     let last_error = |source_id: &str| {
@@ -962,19 +966,17 @@ async fn sources(
             .find(|r| r.run.detail["target"] == source_id)
             .and_then(|r| r.run.detail["error"].as_str().map(str::to_owned))
     };
-    Ok(Json(SourceList {
-        sources: cursors
-            .into_iter()
-            .filter(|(id, _, _)| !id.starts_with("faultline:"))
-            .map(|(source_id, cursor, updated_ms)| SourceView {
-                last_error: last_error(&source_id),
-                source_id,
-                cursor,
-                updated: rfc3339(updated_ms),
-                lag_seconds: (now - updated_ms).max(0) / 1000,
-            })
-            .collect(),
-    }))
+    Ok(cursors
+        .into_iter()
+        .filter(|(id, _, _)| !id.starts_with("faultline:"))
+        .map(|(source_id, cursor, updated_ms)| SourceView {
+            last_error: last_error(&source_id),
+            source_id,
+            cursor,
+            updated: rfc3339(updated_ms),
+            lag_seconds: (now - updated_ms).max(0) / 1000,
+        })
+        .collect())
 }
 
 /// Runs a crawl of every Railway target now (`faultline serve` only).

@@ -82,6 +82,12 @@ impl Auth {
         self.tokens.is_empty()
     }
 
+    /// The name and scopes of the token whose secret this is (the page's sign-in form).
+    pub fn identify(&self, secret: &str) -> Option<(String, Vec<Scope>)> {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        self.tokens.iter().find(|t| t.digest == digest).map(|t| (t.name.clone(), t.scopes.clone()))
+    }
+
     /// Checks the request's token (`Authorization: Bearer …`, or the password of HTTP Basic
     /// auth, which is what Python's `HTTPHandler(credentials=…)` sends) for `scope`.
     pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {

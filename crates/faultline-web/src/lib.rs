@@ -1,10 +1,13 @@
 //! faultline's HTTP server: the health endpoint and the ingest endpoints, behind token auth,
-//! body-size limits and per-token quotas, and the JSON API with its OpenAPI document (`api`).
+//! body-size limits and per-token quotas, the JSON API with its OpenAPI document (`api`), and
+//! the System Health page (`page`, with browser sign-in and CSRF in `session`).
 
 pub mod api;
 pub mod auth;
 pub mod error;
 mod ingest;
+pub mod page;
+pub mod session;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -37,6 +40,8 @@ pub struct Settings {
     pub max_records_per_request: usize,
     /// Records per minute per token (or for everyone, when no tokens are configured).
     pub quota_per_minute: Option<u32>,
+    /// How often the System Health page refreshes itself (0: never).
+    pub page_refresh_secs: u32,
 }
 
 impl Default for Settings {
@@ -47,6 +52,7 @@ impl Default for Settings {
             max_body_bytes: 10 << 20,
             max_records_per_request: 100_000,
             quota_per_minute: None,
+            page_refresh_secs: 30,
         }
     }
 }
@@ -57,6 +63,7 @@ pub struct AppState {
     pub auth: Auth,
     pub settings: Settings,
     quota: Option<DefaultKeyedRateLimiter<String>>,
+    sessions: session::Sessions,
     observer: Option<IngestObserver>,
     crawler: Option<CrawlHook>,
 }
@@ -75,7 +82,15 @@ impl AppState {
             .quota_per_minute
             .and_then(NonZeroU32::new)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
-        AppState { store, auth, settings, quota, observer: None, crawler: None }
+        AppState {
+            store,
+            auth,
+            settings,
+            quota,
+            sessions: session::Sessions::default(),
+            observer: None,
+            crawler: None,
+        }
     }
 
     /// Calls `observer` after each stored ingest batch.
@@ -104,6 +119,7 @@ pub fn router(state: AppState) -> Router {
     let (api, _) = api::routes();
     Router::new()
         .merge(api)
+        .merge(page::routes())
         .route("/healthz", get(healthz))
         .route("/api/ingest", post(ingest::ingest))
         .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))

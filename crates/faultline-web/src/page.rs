@@ -1,0 +1,1095 @@
+//! The System Health page: server-rendered HTML (askama templates in `templates/`, escaped by
+//! default) with a little JavaScript for the 30-second refresh, served by the same binary.
+//!
+//! Pages: `/` (top errors, the 24-hour chart by level, new today, resolved and quiet, trending),
+//! `/patterns/{fingerprint}` (why grouped, sample, stack, occurrences, status and task buttons),
+//! `/logs` (search), `/tasks`, `/sources` (sources and job runs), `/login`. State changes are
+//! HTML forms that carry a CSRF value (see `session`). Every answer has a strict
+//! Content-Security-Policy: scripts and styles come only from `/static/`.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use faultline_core::Level;
+use faultline_store::{
+    EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TASK_STATES, TaskRow,
+};
+use serde::Deserialize;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::Scope;
+use crate::session::{self, CSRF_COOKIE, SESSION_COOKIE, SESSION_MS};
+use crate::{AppState, now_ms};
+
+type App = State<Arc<AppState>>;
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The page routes, with their security headers.
+pub fn routes() -> Router<Arc<AppState>> {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::overriding(HeaderName::from_static(name), HeaderValue::from_static(value))
+    };
+    Router::new()
+        .route("/", get(health))
+        .route("/patterns/{fingerprint}", get(pattern_page))
+        .route("/patterns/{fingerprint}/status", post(pattern_status))
+        .route("/patterns/{fingerprint}/task", post(pattern_task))
+        .route("/logs", get(logs_page))
+        .route("/tasks", get(tasks_page))
+        .route("/tasks/{id}/status", post(task_status))
+        .route("/sources", get(sources_page))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/static/app.css", get(css))
+        .route("/static/app.js", get(js))
+        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "same-origin"))
+}
+
+async fn css() -> Response {
+    static_file("text/css; charset=utf-8", include_str!("../static/app.css"))
+}
+
+async fn js() -> Response {
+    static_file("text/javascript; charset=utf-8", include_str!("../static/app.js"))
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "max-age=300")], body).into_response()
+}
+
+/// Who is looking, what they may do, and the CSRF value their forms carry.
+pub struct Viewer {
+    /// The signed-in token's name; `None` when no tokens are configured.
+    pub name: Option<String>,
+    pub can_write: bool,
+    pub csrf: String,
+    /// The CSRF cookie must be set by this response.
+    new_csrf: bool,
+}
+
+/// What every page's frame shows: navigation, who is signed in, refresh period.
+pub struct Chrome {
+    pub active: &'static str,
+    pub viewer: Viewer,
+    pub refresh_secs: u32,
+    pub title: String,
+}
+
+impl Chrome {
+    pub fn signed_in(&self) -> bool {
+        self.viewer.name.is_some()
+    }
+}
+
+/// The viewer of a page request, or the answer that sends them to sign in.
+fn viewer(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Box<Response>> {
+    let (csrf, new_csrf) = match session::cookie(headers, CSRF_COOKIE) {
+        Some(value) => (value, false),
+        None => (session::random_token(), true),
+    };
+    if app.auth.is_open() {
+        return Ok(Viewer { name: None, can_write: true, csrf, new_csrf });
+    }
+    if let Some(s) = app.sessions.get(headers, now_ms()) {
+        let can_write = s.scopes.contains(&Scope::Write);
+        return Ok(Viewer { name: Some(s.token_name), can_write, csrf, new_csrf });
+    }
+    // A bearer token works too (scripts, the benchmark).
+    if headers.contains_key(axum::http::header::AUTHORIZATION)
+        && let Ok(caller) = app.auth.check(headers, Scope::Read)
+    {
+        let can_write = app.auth.check(headers, Scope::Write).is_ok();
+        return Ok(Viewer { name: caller.token, can_write, csrf, new_csrf });
+    }
+    let next = uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = format!(
+        "/login?{}",
+        form_urlencoded::Serializer::new(String::new()).append_pair("next", next).finish()
+    );
+    Err(Box::new(see_other(&target)))
+}
+
+/// A page's query parameters, read leniently: a page shows its defaults rather than an error
+/// for a hand-edited address (the JSON API is the strict one).
+fn params<T: serde::de::DeserializeOwned + Default>(uri: &Uri) -> T {
+    serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default()
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+}
+
+/// Renders a page; sets the CSRF cookie when the viewer had none.
+fn render(status: StatusCode, template: &impl Template, viewer: &Viewer) -> Response {
+    let html = match template.render() {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "page rendering failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
+    let mut response =
+        (status, [(CONTENT_TYPE, "text/html; charset=utf-8"), (CACHE_CONTROL, "no-store")], html)
+            .into_response();
+    if viewer.new_csrf
+        && let Ok(value) =
+            HeaderValue::from_str(&session::set_cookie(CSRF_COOKIE, &viewer.csrf, SESSION_MS / 1000))
+    {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage {
+    chrome: Chrome,
+    heading: String,
+    detail: String,
+}
+
+/// A page that only says something went wrong (a 5xx logs its cause and shows none of it).
+fn message(app: &AppState, viewer: Viewer, status: StatusCode, heading: &str, detail: &str) -> Response {
+    let page = MessagePage {
+        chrome: chrome(app, "", viewer, heading),
+        heading: heading.to_owned(),
+        detail: detail.to_owned(),
+    };
+    render(status, &page, &page.chrome.viewer)
+}
+
+fn failed(app: &AppState, viewer: Viewer, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "page failed");
+    message(
+        app,
+        viewer,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal error",
+        "The cause is in the server's log.",
+    )
+}
+
+fn chrome(app: &AppState, active: &'static str, viewer: Viewer, title: &str) -> Chrome {
+    Chrome { active, viewer, refresh_secs: app.settings.page_refresh_secs, title: title.to_owned() }
+}
+
+/// "2026-11-24 09:05 UTC".
+pub fn clock(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// "3 min ago", "5 h ago", "2 d ago".
+pub fn ago(ms: i64, now: i64) -> String {
+    let secs = (now - ms).max(0) / 1000;
+    match secs {
+        0..60 => "just now".to_owned(),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+/// A CSS class for a level; anything unknown gets a neutral one.
+fn level_class(level: &str) -> &'static str {
+    match level {
+        "CRITICAL" => "level-critical",
+        "ERROR" => "level-error",
+        "WARNING" => "level-warning",
+        _ => "level-other",
+    }
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// A path segment, percent-encoded.
+fn segment(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// One pattern in a list.
+pub struct PatternLine {
+    pub href: String,
+    pub template: String,
+    pub count: String,
+    pub source: String,
+    pub level: String,
+    pub level_class: &'static str,
+    pub status: String,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub last_seen_ago: String,
+}
+
+impl PatternLine {
+    fn new(p: &PatternRow, count: u64, now: i64) -> PatternLine {
+        PatternLine {
+            href: format!("/patterns/{}", segment(&p.fingerprint)),
+            template: clip(&p.normalized_message, 240),
+            count: count.to_string(),
+            source: clip(&p.source, 80),
+            level: p.severity.clone(),
+            level_class: level_class(&p.severity),
+            status: p.status.clone(),
+            first_seen: clock(p.first_seen_ms),
+            last_seen: clock(p.last_seen_ms),
+            last_seen_ago: ago(p.last_seen_ms, now),
+        }
+    }
+}
+
+/// One segment of a bar of the error-rate chart.
+pub struct Segment {
+    pub y: String,
+    pub height: String,
+    pub class: &'static str,
+    pub title: String,
+}
+
+pub struct Bar {
+    pub x: String,
+    pub width: String,
+    pub total: u64,
+    pub segments: Vec<Segment>,
+}
+
+pub struct AxisLabel {
+    pub x: String,
+    pub text: String,
+}
+
+/// The 24-hour error-rate chart: one stacked bar per hour, by level, drawn as SVG.
+pub struct Chart {
+    pub bars: Vec<Bar>,
+    pub labels: Vec<AxisLabel>,
+    pub max: u64,
+    pub width: u32,
+    pub height: u32,
+    pub plot_height: u32,
+}
+
+const CHART_LEVELS: [&str; 4] = ["CRITICAL", "ERROR", "WARNING", "other"];
+
+fn chart(buckets: &[faultline_store::Bucket]) -> Chart {
+    let (width, plot_height) = (720u32, 150u32);
+    let max = buckets.iter().map(|b| b.count).max().unwrap_or(0);
+    let slot = f64::from(width) / buckets.len().max(1) as f64;
+    let scale = if max == 0 { 0.0 } else { f64::from(plot_height) / max as f64 };
+    let mut bars = Vec::new();
+    let mut labels = Vec::new();
+    for (i, b) in buckets.iter().enumerate() {
+        let x = i as f64 * slot;
+        let mut top = f64::from(plot_height);
+        let mut segments = Vec::new();
+        for level in CHART_LEVELS {
+            let n = if level == "other" {
+                b.by_level.iter().filter(|(l, _)| !CHART_LEVELS.contains(&l.as_str())).map(|(_, n)| n).sum()
+            } else {
+                b.by_level.get(level).copied().unwrap_or(0)
+            };
+            if n == 0 {
+                continue;
+            }
+            let h = (n as f64 * scale).max(1.0);
+            top -= h;
+            segments.push(Segment {
+                y: format!("{top:.1}"),
+                height: format!("{h:.1}"),
+                class: level_class(level),
+                title: format!("{} {}: {n}", clock(b.start_ms), level),
+            });
+        }
+        if i % 6 == 0 {
+            let hour = chrono::DateTime::from_timestamp_millis(b.start_ms).unwrap_or_default();
+            labels.push(AxisLabel { x: format!("{:.1}", x + 2.0), text: hour.format("%H:%M").to_string() });
+        }
+        bars.push(Bar {
+            x: format!("{:.1}", x + 2.0),
+            width: format!("{:.1}", slot - 4.0),
+            total: b.count,
+            segments,
+        });
+    }
+    Chart { bars, labels, max, width, height: plot_height + 20, plot_height }
+}
+
+pub struct TrendLine {
+    pub pattern: PatternLine,
+    pub recent: i64,
+    pub previous: i64,
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    chrome: Chrome,
+    range: String,
+    top: Vec<PatternLine>,
+    chart: Chart,
+    errors_24h: u64,
+    per_minute: String,
+    by_level: Vec<(String, u64)>,
+    new_today: Vec<PatternLine>,
+    resolved: Vec<PatternLine>,
+    quiet: Vec<PatternLine>,
+    trending: Vec<TrendLine>,
+}
+
+#[derive(Deserialize, Default)]
+struct HealthQuery {
+    range: Option<String>,
+}
+
+async fn health(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
+    let viewer = match viewer(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(to_login) => return *to_login,
+    };
+    let range = params::<HealthQuery>(&uri).range.unwrap_or_else(|| "24h".into());
+    let now = now_ms();
+    match health_data(&app, &range, now).await {
+        Ok(Some(mut page)) => {
+            page.chrome = chrome(&app, "health", viewer, "System health");
+            render(StatusCode::OK, &page, &page.chrome.viewer)
+        }
+        Ok(None) => message(&app, viewer, StatusCode::BAD_REQUEST, "Unknown range", "Use 24h, 7d or all."),
+        Err(e) => failed(&app, viewer, e),
+    }
+}
+
+async fn health_data(
+    app: &AppState,
+    range: &str,
+    now: i64,
+) -> Result<Option<HealthPage>, faultline_store::StoreError> {
+    let store = &app.store;
+    let top = match range {
+        "24h" | "7d" => {
+            let since = now - if range == "24h" { DAY } else { 7 * DAY };
+            let busiest = store.busiest_patterns(since, now + 60_000, 10).await?;
+            busiest.iter().map(|b| PatternLine::new(&b.pattern, b.count, now)).collect()
+        }
+        "all" => {
+            let q = PatternQuery { order: PatternOrder::Count, limit: 10, ..PatternQuery::default() };
+            let page = store.list_patterns(&q).await?;
+            page.patterns.iter().map(|p| PatternLine::new(p, p.occurrence_count as u64, now)).collect()
+        }
+        _ => return Ok(None),
+    };
+    let hour = 60 * 60_000;
+    let until = (now / hour + 1) * hour;
+    let buckets = store.counts_by_interval(until - DAY, until, 60).await?;
+    let rate = store.error_rate(now - DAY, now).await?;
+    let midnight = now.div_euclid(DAY) * DAY;
+    let line = |p: &PatternRow| PatternLine::new(p, p.occurrence_count as u64, now);
+    let new_today = store.new_patterns(midnight, 10).await?.iter().map(line).collect();
+    let resolved_q = PatternQuery {
+        order: PatternOrder::LastSeen,
+        status: Some("resolved".into()),
+        limit: 10,
+        ..PatternQuery::default()
+    };
+    let resolved = store.list_patterns(&resolved_q).await?.patterns.iter().map(line).collect();
+    let quiet_q = PatternQuery {
+        order: PatternOrder::LastSeen,
+        seen_since_ms: Some(now - 7 * DAY),
+        quiet_since_ms: Some(now - DAY),
+        limit: 10,
+        ..PatternQuery::default()
+    };
+    let quiet = store
+        .list_patterns(&quiet_q)
+        .await?
+        .patterns
+        .iter()
+        .filter(|p| p.status != "resolved")
+        .map(line)
+        .collect();
+    let trending = store
+        .trending_patterns(now, HOUR, 10)
+        .await?
+        .iter()
+        .map(|t| TrendLine { pattern: line(&t.pattern), recent: t.recent, previous: t.previous })
+        .collect();
+    Ok(Some(HealthPage {
+        chrome: Chrome {
+            active: "health",
+            viewer: Viewer { name: None, can_write: false, csrf: String::new(), new_csrf: false },
+            refresh_secs: 0,
+            title: String::new(),
+        },
+        range: range.to_owned(),
+        top,
+        chart: chart(&buckets),
+        errors_24h: rate.total_errors,
+        per_minute: format!("{:.2}", rate.errors_per_minute),
+        by_level: rate.by_level.into_iter().collect(),
+        new_today,
+        resolved,
+        quiet,
+        trending,
+    }))
+}
+
+/// One stored occurrence, for display.
+pub struct EntryLine {
+    pub time: String,
+    pub level: String,
+    pub level_class: &'static str,
+    pub source: String,
+    pub message: String,
+    pub traceback: Option<String>,
+    pub request: Option<String>,
+    pub pattern_href: String,
+}
+
+impl EntryLine {
+    fn new(e: &EntryRow) -> EntryLine {
+        let request = match (&e.request_method, &e.request_path) {
+            (Some(m), Some(p)) => Some(format!("{m} {p}")),
+            (None, Some(p)) => Some(p.clone()),
+            _ => None,
+        };
+        EntryLine {
+            time: chrono::DateTime::from_timestamp_millis(e.timestamp_ms)
+                .unwrap_or_default()
+                .format("%Y-%m-%d %H:%M:%S UTC")
+                .to_string(),
+            level: e.level.clone(),
+            level_class: level_class(&e.level),
+            source: e.source.clone(),
+            message: clip(&e.message, 4000),
+            traceback: e.traceback.as_deref().map(|t| clip(t, 20_000)),
+            request,
+            pattern_href: format!("/patterns/{}", segment(&e.fingerprint)),
+        }
+    }
+}
+
+/// A link to another page of a list, keeping the other parameters.
+pub struct PageLinks {
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    pub page: u32,
+    pub pages: u32,
+}
+
+fn page_links(path: &str, params: &[(&str, String)], page: u32, per_page: u32, total: u64) -> PageLinks {
+    let pages = total.div_ceil(u64::from(per_page)).max(1) as u32;
+    let link = |p: u32| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
+            query.append_pair(k, v);
+        }
+        query.append_pair("page", &p.to_string());
+        format!("{path}?{}", query.finish())
+    };
+    PageLinks {
+        previous: (page > 1).then(|| link(page - 1)),
+        next: (page < pages).then(|| link(page + 1)),
+        page,
+        pages,
+    }
+}
+
+/// Why a pattern's lines were grouped, in words.
+fn tier_explained(tier: &str) -> &'static str {
+    match tier {
+        "stack" => "by stack trace: the frames below decided the group, line numbers and paths left out",
+        "exception" => "by exception type and its message with variable parts masked",
+        "message" => "by the message with variable parts (numbers, ids, addresses, times…) masked",
+        "client" => "by the fingerprint the client sent",
+        _ => "by the rule named above",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pattern.html")]
+struct PatternPageView {
+    chrome: Chrome,
+    fingerprint: String,
+    action_base: String,
+    pattern: PatternLine,
+    full_template: String,
+    tier: String,
+    tier_explained: &'static str,
+    version: i32,
+    error_type: Option<String>,
+    frames: Vec<String>,
+    sample: Option<String>,
+    stack_trace: Option<String>,
+    occurrences: Vec<EntryLine>,
+    total: u64,
+    links: PageLinks,
+    statuses: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Deserialize, Default)]
+struct PageParam {
+    page: Option<u32>,
+}
+
+const PER_PAGE: u32 = 25;
+
+async fn pattern_page(
+    State(app): App,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(fingerprint): Path<String>,
+) -> Response {
+    let viewer = match viewer(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(to_login) => return *to_login,
+    };
+    let page = params::<PageParam>(&uri).page.unwrap_or(1).clamp(1, 100_000);
+    let now = now_ms();
+    let pattern = match app.store.pattern(&fingerprint).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            return message(
+                &app,
+                viewer,
+                StatusCode::NOT_FOUND,
+                "No such error",
+                "No pattern has that fingerprint.",
+            );
+        }
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let occurrences = match app.store.occurrences(&fingerprint, PER_PAGE, (page - 1) * PER_PAGE).await {
+        Ok(found) => found.unwrap_or_default(),
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let base = format!("/patterns/{}", segment(&fingerprint));
+    let view = PatternPageView {
+        chrome: chrome(&app, "health", viewer, &clip(&pattern.normalized_message, 80)),
+        fingerprint: pattern.fingerprint.clone(),
+        action_base: base.clone(),
+        pattern: PatternLine::new(&pattern, pattern.occurrence_count as u64, now),
+        full_template: clip(&pattern.normalized_message, 20_000),
+        tier: pattern.tier.clone(),
+        tier_explained: tier_explained(&pattern.tier),
+        version: pattern.fingerprint_version,
+        error_type: pattern.error_type.clone(),
+        frames: pattern.frames.clone(),
+        sample: pattern.sample_message.as_deref().map(|s| clip(s, 20_000)),
+        stack_trace: pattern.stack_trace.as_deref().map(|s| clip(s, 50_000)),
+        occurrences: occurrences.entries.iter().map(EntryLine::new).collect(),
+        total: occurrences.total,
+        links: page_links(&base, &[], page, PER_PAGE, occurrences.total),
+        statuses: vec![
+            ("known", "Mark known"),
+            ("resolved", "Resolve"),
+            ("ignored", "Ignore"),
+            ("new", "Mark new"),
+        ],
+    };
+    render(StatusCode::OK, &view, &view.chrome.viewer)
+}
+
+#[derive(Deserialize)]
+struct StatusForm {
+    csrf: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// Checks a state-changing form: a viewer with the write scope and a matching CSRF value.
+fn writer(app: &AppState, headers: &HeaderMap, uri: &Uri, csrf: &str) -> Result<Viewer, Box<Response>> {
+    let viewer = viewer(app, headers, uri)?;
+    if !session::csrf_ok(headers, csrf) {
+        return Err(Box::new(message(
+            app,
+            viewer,
+            StatusCode::FORBIDDEN,
+            "The form has expired",
+            "Go back, reload the page and try again.",
+        )));
+    }
+    if !viewer.can_write {
+        return Err(Box::new(message(
+            app,
+            viewer,
+            StatusCode::FORBIDDEN,
+            "Read-only",
+            "Sign in with a token that has the write scope to change this.",
+        )));
+    }
+    Ok(viewer)
+}
+
+async fn pattern_status(
+    State(app): App,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(fingerprint): Path<String>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    let viewer = match writer(&app, &headers, &uri, &form.csrf) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    if !["new", "known", "resolved", "ignored"].contains(&form.status.as_str()) {
+        return message(
+            &app,
+            viewer,
+            StatusCode::BAD_REQUEST,
+            "Unknown status",
+            "Use new, known, resolved or ignored.",
+        );
+    }
+    match app.store.set_pattern_status(&fingerprint, &form.status, now_ms()).await {
+        Ok(true) => see_other(&format!("/patterns/{}", segment(&fingerprint))),
+        Ok(false) => {
+            message(&app, viewer, StatusCode::NOT_FOUND, "No such error", "No pattern has that fingerprint.")
+        }
+        Err(e) => failed(&app, viewer, e),
+    }
+}
+
+async fn pattern_task(
+    State(app): App,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(fingerprint): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let viewer = match writer(&app, &headers, &uri, &form.csrf) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    match app.store.create_task(&fingerprint, now_ms()).await {
+        Ok(Some((id, _))) => see_other(&format!("/tasks?highlight={id}#task-{id}")),
+        Ok(None) => {
+            message(&app, viewer, StatusCode::NOT_FOUND, "No such error", "No pattern has that fingerprint.")
+        }
+        Err(e) => failed(&app, viewer, e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "logs.html")]
+struct LogsPageView {
+    chrome: Chrome,
+    query: String,
+    level: String,
+    source: String,
+    hours: u32,
+    hour_choices: Vec<(u32, &'static str)>,
+    levels: Vec<&'static str>,
+    entries: Vec<EntryLine>,
+    total: u64,
+    links: PageLinks,
+    problem: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct LogsParams {
+    query: Option<String>,
+    level: Option<String>,
+    source: Option<String>,
+    hours: Option<String>,
+    page: Option<String>,
+}
+
+async fn logs_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
+    let viewer = match viewer(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(to_login) => return *to_login,
+    };
+    let p = params::<LogsParams>(&uri);
+    let text = p.query.unwrap_or_default();
+    let level = p.level.unwrap_or_default();
+    let source = p.source.unwrap_or_default();
+    let mut problem = None;
+    let hours = match p.hours.as_deref().filter(|h| !h.is_empty()).map(str::parse::<u32>) {
+        None => 24,
+        Some(Ok(h)) if (1..=24 * 366).contains(&h) => h,
+        Some(_) => {
+            problem = Some("hours must be a whole number from 1 to 8784".to_owned());
+            24
+        }
+    };
+    let page = match p.page.as_deref().filter(|v| !v.is_empty()).map(str::parse::<u32>) {
+        None => 1,
+        Some(Ok(n)) if (1..=100_000).contains(&n) => n,
+        Some(_) => {
+            problem = Some("page must be a whole number from 1".to_owned());
+            1
+        }
+    };
+    let parsed_level = if level.is_empty() {
+        None
+    } else {
+        let parsed = Level::parse(&level);
+        if parsed.is_none() {
+            problem = Some("level must be DEBUG, INFO, WARNING, ERROR or CRITICAL".to_owned());
+        }
+        parsed
+    };
+    let search = SearchQuery {
+        text: Some(text.clone()).filter(|t| !t.is_empty()),
+        level: parsed_level,
+        source: Some(source.clone()).filter(|s| !s.is_empty()).map(|s| SourceFilter::parse(&s)),
+        since_ms: Some(now_ms() - i64::from(hours) * HOUR),
+        until_ms: None,
+        limit: PER_PAGE,
+        offset: (page - 1) * PER_PAGE,
+    };
+    let found = if problem.is_some() {
+        faultline_store::SearchPage::default()
+    } else {
+        match app.store.search(&search).await {
+            Ok(found) => found,
+            Err(e) => return failed(&app, viewer, e),
+        }
+    };
+    let params = [
+        ("query", text.clone()),
+        ("level", level.clone()),
+        ("source", source.clone()),
+        ("hours", hours.to_string()),
+    ];
+    let view = LogsPageView {
+        chrome: chrome(&app, "logs", viewer, "Log search"),
+        links: page_links("/logs", &params, page, PER_PAGE, found.total),
+        query: text,
+        level,
+        source,
+        hours,
+        hour_choices: vec![
+            (1, "1 hour"),
+            (6, "6 hours"),
+            (24, "24 hours"),
+            (168, "7 days"),
+            (720, "30 days"),
+        ],
+        levels: vec!["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],
+        entries: found.entries.iter().map(EntryLine::new).collect(),
+        total: found.total,
+        problem,
+    };
+    let status = if view.problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    render(status, &view, &view.chrome.viewer)
+}
+
+pub struct TaskLine {
+    pub id: i64,
+    pub title: String,
+    pub description: String,
+    pub priority: String,
+    pub status: String,
+    pub pattern_href: Option<String>,
+    pub alert_count: i64,
+    pub created: String,
+    pub updated_ago: String,
+    pub highlight: bool,
+    pub moves: Vec<(&'static str, &'static str)>,
+}
+
+impl TaskLine {
+    fn new(t: &TaskRow, now: i64, highlight: Option<i64>) -> TaskLine {
+        let moves =
+            [("in_progress", "Start"), ("done", "Done"), ("dismissed", "Dismiss"), ("open", "Reopen")]
+                .into_iter()
+                .filter(|(to, _)| *to != t.status)
+                .filter(|(to, _)| *to != "open" || matches!(t.status.as_str(), "done" | "dismissed"))
+                .collect();
+        TaskLine {
+            id: t.id,
+            title: clip(&t.title, 300),
+            description: clip(&t.description, 20_000),
+            priority: t.priority.clone(),
+            status: t.status.clone(),
+            pattern_href: t.fingerprint.as_deref().map(|f| format!("/patterns/{}", segment(f))),
+            alert_count: t.alert_count,
+            created: clock(t.created_ms),
+            updated_ago: ago(t.updated_ms, now),
+            highlight: highlight == Some(t.id),
+            moves,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "tasks.html")]
+struct TasksPageView {
+    chrome: Chrome,
+    status: String,
+    states: Vec<&'static str>,
+    tasks: Vec<TaskLine>,
+}
+
+#[derive(Deserialize, Default)]
+struct TasksParams {
+    status: Option<String>,
+    highlight: Option<String>,
+}
+
+async fn tasks_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
+    let viewer = match viewer(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(to_login) => return *to_login,
+    };
+    let p = params::<TasksParams>(&uri);
+    let status = p.status.unwrap_or_default();
+    if !status.is_empty() && !TASK_STATES.contains(&status.as_str()) {
+        return message(
+            &app,
+            viewer,
+            StatusCode::BAD_REQUEST,
+            "Unknown state",
+            "Use open, in_progress, done or dismissed.",
+        );
+    }
+    let highlight = p.highlight.and_then(|h| h.parse().ok());
+    let tasks = match app.store.tasks(Some(status.as_str()).filter(|s| !s.is_empty()), 200).await {
+        Ok(tasks) => tasks,
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let now = now_ms();
+    let view = TasksPageView {
+        chrome: chrome(&app, "tasks", viewer, "Tasks"),
+        status,
+        states: TASK_STATES.to_vec(),
+        tasks: tasks.iter().map(|t| TaskLine::new(t, now, highlight)).collect(),
+    };
+    render(StatusCode::OK, &view, &view.chrome.viewer)
+}
+
+async fn task_status(
+    State(app): App,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<i64>,
+    Form(form): Form<StatusForm>,
+) -> Response {
+    let viewer = match writer(&app, &headers, &uri, &form.csrf) {
+        Ok(v) => v,
+        Err(refused) => return *refused,
+    };
+    if !TASK_STATES.contains(&form.status.as_str()) {
+        return message(
+            &app,
+            viewer,
+            StatusCode::BAD_REQUEST,
+            "Unknown state",
+            "Use open, in_progress, done or dismissed.",
+        );
+    }
+    match app.store.set_task_status(id, &form.status, now_ms()).await {
+        Ok(true) => see_other(&format!("/tasks?highlight={id}#task-{id}")),
+        Ok(false) => {
+            message(&app, viewer, StatusCode::NOT_FOUND, "No such task", "It may have been removed.")
+        }
+        Err(e) => failed(&app, viewer, e),
+    }
+}
+
+pub struct SourceLine {
+    pub source_id: String,
+    pub cursor: String,
+    pub updated: String,
+    pub lag: String,
+    pub last_error: Option<String>,
+}
+
+pub struct RunLine {
+    pub job: String,
+    pub started: String,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "sources.html")]
+struct SourcesPageView {
+    chrome: Chrome,
+    sources: Vec<SourceLine>,
+    runs: Vec<RunLine>,
+}
+
+async fn sources_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
+    let viewer = match viewer(&app, &headers, &uri) {
+        Ok(v) => v,
+        Err(to_login) => return *to_login,
+    };
+    let now = now_ms();
+    let sources = match crate::api::source_views(&app, now).await {
+        Ok(s) => s,
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let runs = match app.store.job_runs(None, 50).await {
+        Ok(r) => r,
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let view = SourcesPageView {
+        chrome: chrome(&app, "sources", viewer, "Sources and jobs"),
+        sources: sources
+            .into_iter()
+            .map(|s| SourceLine {
+                lag: ago(now - s.lag_seconds * 1000, now),
+                source_id: s.source_id,
+                cursor: clip(&s.cursor, 120),
+                updated: s.updated,
+                last_error: s.last_error.map(|e| clip(&e, 500)),
+            })
+            .collect(),
+        runs: runs
+            .into_iter()
+            .map(|r| RunLine {
+                job: r.run.job,
+                started: clock(r.run.started_ms),
+                duration_ms: r.run.finished_ms - r.run.started_ms,
+                outcome: r.run.outcome,
+                detail: clip(&r.run.detail.to_string(), 300),
+            })
+            .collect(),
+    };
+    render(StatusCode::OK, &view, &view.chrome.viewer)
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    chrome: Chrome,
+    next: String,
+    problem: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct NextParam {
+    next: Option<String>,
+}
+
+/// Only a local path: never send a signed-in browser to another site.
+fn safe_next(next: Option<String>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .unwrap_or_else(|| "/".into())
+}
+
+fn anonymous(headers: &HeaderMap) -> Viewer {
+    let (csrf, new_csrf) = match session::cookie(headers, CSRF_COOKIE) {
+        Some(value) => (value, false),
+        None => (session::random_token(), true),
+    };
+    Viewer { name: None, can_write: false, csrf, new_csrf }
+}
+
+async fn login_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
+    let next = safe_next(params::<NextParam>(&uri).next);
+    let page =
+        LoginPage { chrome: chrome(&app, "login", anonymous(&headers), "Sign in"), next, problem: None };
+    render(StatusCode::OK, &page, &page.chrome.viewer)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(app): App, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    let next = safe_next(form.next);
+    let refuse = |status: StatusCode, problem: &str| {
+        let page = LoginPage {
+            chrome: chrome(&app, "login", anonymous(&headers), "Sign in"),
+            next: next.clone(),
+            problem: Some(problem.to_owned()),
+        };
+        render(status, &page, &page.chrome.viewer)
+    };
+    if !session::csrf_ok(&headers, &form.csrf) {
+        return refuse(StatusCode::FORBIDDEN, "The form has expired; try again.");
+    }
+    if app.auth.is_open() {
+        return see_other(&next);
+    }
+    let Some((name, scopes)) = app.auth.identify(form.token.trim()) else {
+        return refuse(StatusCode::UNAUTHORIZED, "That token is not valid.");
+    };
+    if !scopes.contains(&Scope::Read) {
+        return refuse(StatusCode::FORBIDDEN, "That token lacks the read scope.");
+    }
+    let id = app.sessions.open(&name, scopes, now_ms());
+    let mut response = see_other(&next);
+    if let Ok(value) = HeaderValue::from_str(&session::set_cookie(SESSION_COOKIE, &id, SESSION_MS / 1000)) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+async fn logout(State(app): App, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    if session::csrf_ok(&headers, &form.csrf) {
+        app.sessions.close(&headers);
+    }
+    let mut response = see_other("/login");
+    if let Ok(value) = HeaderValue::from_str(&session::set_cookie(SESSION_COOKIE, "", 0)) {
+        response.headers_mut().append(SET_COOKIE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/logs?query=x".into())), "/logs?query=x");
+        assert_eq!(safe_next(Some("//evil.example/".into())), "/");
+        assert_eq!(safe_next(Some("https://evil.example/".into())), "/");
+        assert_eq!(safe_next(Some("/\\evil.example".into())), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn clip_counts_characters_not_bytes() {
+        assert_eq!(clip("ééé", 2), "éé…");
+        assert_eq!(clip("abc", 3), "abc");
+    }
+
+    #[test]
+    fn chart_stacks_levels_within_the_plot() {
+        let mut by_level = std::collections::BTreeMap::new();
+        by_level.insert("ERROR".to_owned(), 30);
+        by_level.insert("CRITICAL".to_owned(), 10);
+        let full = faultline_store::Bucket { start_ms: 0, count: 40, by_level };
+        let empty = faultline_store::Bucket { start_ms: HOUR, count: 0, by_level: Default::default() };
+        let c = chart(&[full, empty]);
+        assert_eq!((c.max, c.bars.len(), c.bars[1].segments.len()), (40, 2, 0));
+        let heights: Vec<&str> = c.bars[0].segments.iter().map(|s| s.height.as_str()).collect();
+        assert_eq!(heights, ["37.5", "112.5"], "CRITICAL first, then ERROR, filling 150 px");
+        assert_eq!(c.bars[0].segments[1].y, "0.0");
+    }
+}

@@ -1,0 +1,184 @@
+//! The System Health page over HTTP on both backends: every page answers, hostile log text is
+//! escaped, sign-in opens an HttpOnly session, forms need the CSRF value and the write scope,
+//! and every page carries a Content-Security-Policy.
+
+use std::sync::Arc;
+
+use faultline_store::Store;
+use faultline_web::{ApiToken, Auth, Scope};
+use reqwest::redirect::Policy;
+use serde_json::Value;
+
+use crate::both;
+use crate::common::{call, seed, start};
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap()
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = client.get(url).send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, headers, named_entities(&response.text().await.expect("body")))
+}
+
+/// askama writes `<` as `&#60;`; the assertions read better with the named forms.
+fn named_entities(html: &str) -> String {
+    html.replace("&#60;", "&lt;")
+        .replace("&#62;", "&gt;")
+        .replace("&#38;", "&amp;")
+        .replace("&#34;", "&quot;")
+}
+
+async fn post(client: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    let response = client.post(url).form(form).send().await.expect("request");
+    let status = response.status().as_u16();
+    let location =
+        response.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, location, response.text().await.expect("body"))
+}
+
+/// The CSRF value a page's forms carry.
+fn csrf(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF value") + 19;
+    html[at..at + 64].to_owned()
+}
+
+async fn top_fingerprint(url: &str) -> String {
+    let (_, errors) =
+        call("GET", &format!("{url}/api/logs/errors?sort=count"), Some("admin-secret"), None).await;
+    errors["errors"][0]["fingerprint"].as_str().unwrap().to_owned()
+}
+
+async fn pages_render_escaped_with_security_headers(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
+    seed(&store).await;
+    let server = start(store, Auth::default(), dir).await;
+    let u = |path: &str| format!("{}{path}", server.url);
+    let client = browser();
+
+    let (status, headers, html) = get(&client, &u("/")).await;
+    assert_eq!(status, 200);
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(headers["set-cookie"].to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
+    assert!(html.contains("connection refused to &lt;IP&gt;"), "top error shown, escaped");
+    assert_eq!(html.matches("<g class=\"bar\"").count(), 24, "one bar per hour");
+    assert!(html.contains("id=\"errors-24h\">32<"), "30 refused + the card + the hostile one");
+
+    // Hostile text is escaped everywhere it is shown.
+    let (_, _, logs) = get(&client, &u("/logs?query=DROP+TABLE")).await;
+    assert!(
+        logs.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"),
+        "{logs}"
+    );
+    assert!(logs.contains("web&lt;b&gt;"), "the source too");
+    assert!(logs.contains("ValueError: &lt;b&gt;bad&lt;/b&gt;"), "and the traceback");
+    for page in [&html, &logs] {
+        assert!(!page.contains("<script>alert") && !page.contains("<img src=x"));
+        assert_eq!(page.matches("<script").count(), 1, "only /static/app.js");
+    }
+    assert!(logs.contains("id=\"result-count\">1 entries"));
+
+    // Details: why grouped, occurrences paginated (25 per page).
+    let (_, errors) = call("GET", &u("/api/logs/errors?sort=count"), None, None).await;
+    let fp = errors["errors"][0]["fingerprint"].as_str().unwrap().to_owned();
+    let (status, _, detail) = get(&client, &u(&format!("/patterns/{fp}"))).await;
+    assert_eq!(status, 200);
+    assert!(detail.contains("Why grouped") && detail.contains("id=\"create-task\""));
+    assert!(detail.contains("page 1 of 2"), "30 occurrences, 25 a page");
+    let (_, _, second) = get(&client, &u(&format!("/patterns/{fp}?page=2"))).await;
+    assert_eq!(second.matches("<li class=\"entry\">").count(), 5);
+    assert_eq!(get(&client, &u("/patterns/no-such")).await.0, 404);
+
+    // Status change and task creation need the CSRF value from the page.
+    let token = csrf(&detail);
+    let (s, _, _) =
+        post(&client, &u(&format!("/patterns/{fp}/status")), &[("csrf", "0"), ("status", "known")]).await;
+    assert_eq!(s, 403);
+    let anonymous = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let (s, _, _) =
+        post(&anonymous, &u(&format!("/patterns/{fp}/status")), &[("csrf", &token), ("status", "known")])
+            .await;
+    assert_eq!(s, 403, "the value without the cookie (another site's form) is refused");
+    let (_, pattern) = call("GET", &u(&format!("/api/logs/errors/{fp}")), None, None).await;
+    assert_eq!(pattern["status"], "new");
+    let (s, location, _) =
+        post(&client, &u(&format!("/patterns/{fp}/status")), &[("csrf", &token), ("status", "known")]).await;
+    assert_eq!((s, location.as_str()), (303, format!("/patterns/{fp}").as_str()));
+    let (_, pattern) = call("GET", &u(&format!("/api/logs/errors/{fp}")), None, None).await;
+    assert_eq!(pattern["status"], "known");
+    let (s, location, _) = post(&client, &u(&format!("/patterns/{fp}/task")), &[("csrf", &token)]).await;
+    assert!(s == 303 && location.starts_with("/tasks?highlight="), "{location}");
+    let (_, _, tasks) = get(&client, &u(&location)).await;
+    assert!(tasks.contains("class=\"task highlight\""), "the new task is marked");
+    assert!(tasks.contains("connection refused to &lt;IP&gt;"));
+
+    for path in ["/sources", "/tasks?status=open", "/?range=7d", "/?range=all", "/logs?hours=abc"] {
+        let (status, headers, _) = get(&client, &u(path)).await;
+        assert!(status == 200 || (path.contains("abc") && status == 400), "{path}: {status}");
+        assert!(headers.contains_key("content-security-policy"), "{path}");
+    }
+    let (_, _, css) = get(&client, &u("/static/app.css")).await;
+    assert!(css.contains(".chart"));
+}
+both!(pages_render_escaped_with_security_headers);
+
+async fn sign_in_with_a_token(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
+    seed(&store).await;
+    let auth = Auth::new(vec![
+        ApiToken::new("viewer", "read-secret", vec![Scope::Read]),
+        ApiToken::new("admin", "admin-secret", vec![Scope::Read, Scope::Write]),
+    ]);
+    let server = start(store, auth, dir).await;
+    let u = |path: &str| format!("{}{path}", server.url);
+
+    let client = browser();
+    let (status, headers, _) = get(&client, &u("/logs?query=x")).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/login?next=%2Flogs%3Fquery%3Dx"));
+    let (_, _, login) = get(&client, &u("/login?next=%2Flogs")).await;
+    let token = csrf(&login);
+    let (s, _, body) =
+        post(&client, &u("/login"), &[("csrf", &token), ("token", "guess-secret"), ("next", "/logs")]).await;
+    assert!(s == 401 && body.contains("not valid") && !body.contains("guess-secret"));
+
+    // A read token: pages, but no buttons, and forms are refused.
+    let response = client
+        .post(u("/login"))
+        .form(&[("csrf", token.as_str()), ("token", "read-secret"), ("next", "https://evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(response.headers()["location"], "/", "never sent to another site");
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("faultline_session=") && cookie.contains("HttpOnly"), "{cookie}");
+    assert!(!cookie.contains("read-secret"), "the cookie is not the token");
+    let fp = top_fingerprint(&server.url).await;
+    let (s, _, detail) = get(&client, &u(&format!("/patterns/{fp}"))).await;
+    assert!(s == 200 && !detail.contains("create-task") && detail.contains("(read-only)"));
+    let (s, _, _) = post(&client, &u(&format!("/patterns/{fp}/task")), &[("csrf", &token)]).await;
+    assert_eq!(s, 403);
+
+    // Sign out ends the session.
+    let (s, _, _) = post(&client, &u("/logout"), &[("csrf", &token)]).await;
+    assert_eq!(s, 303);
+    assert_eq!(get(&client, &u("/")).await.0, 303);
+
+    // A write token may change things.
+    let (s, _, _) =
+        post(&client, &u("/login"), &[("csrf", &token), ("token", "admin-secret"), ("next", "/")]).await;
+    assert_eq!(s, 303);
+    let (_, _, detail) = get(&client, &u(&format!("/patterns/{fp}"))).await;
+    assert!(detail.contains("create-task"));
+    let (s, location, _) = post(&client, &u(&format!("/patterns/{fp}/task")), &[("csrf", &token)]).await;
+    assert!(s == 303 && location.starts_with("/tasks"));
+    let (_, tasks) = call("GET", &u("/api/tasks"), Some("read-secret"), None).await;
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(1));
+    // The session cookie does not open the JSON API: it takes a bearer token.
+    let response = client.get(u("/api/tasks")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let _: Value = response.json().await.unwrap();
+}
+both!(sign_in_with_a_token);
