@@ -54,6 +54,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/logout", post(logout))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
+        .route("/static/favicon.svg", get(favicon))
         .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
         .layer(header("x-content-type-options", "nosniff"))
         .layer(header("x-frame-options", "DENY"))
@@ -66,6 +67,10 @@ async fn css() -> Response {
 
 async fn js() -> Response {
     static_file("text/javascript; charset=utf-8", include_str!("../static/app.js"))
+}
+
+async fn favicon() -> Response {
+    static_file("image/svg+xml", include_str!("../static/favicon.svg"))
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -76,10 +76,19 @@ pub struct Server {
 }
 
 pub async fn start(store: Arc<dyn Store>, auth: Auth, dir: Option<tempfile::TempDir>) -> Server {
+    start_with(store, auth, Settings::default(), dir).await
+}
+
+pub async fn start_with(
+    store: Arc<dyn Store>,
+    auth: Auth,
+    settings: Settings,
+    dir: Option<tempfile::TempDir>,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let crawls = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let state = AppState::new(store, auth, Settings::default()).with_crawler(Arc::new(move || {
+    let state = AppState::new(store, auth, settings).with_crawler(Arc::new(move || {
         let n = crawls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         Box::pin(async move { json!([{"target": "railway:env-1", "outcome": "ok", "run": n}]) })
     }));

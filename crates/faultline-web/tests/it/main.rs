@@ -2,6 +2,7 @@
 //! over HTTP, and the page in a real headless Chromium.
 
 mod api;
+mod browser;
 mod common;
 mod ingest;
 mod page;

@@ -1,0 +1,259 @@
+//! The System Health page in a real headless Chromium (Debian's `chromium` and `chromium-driver`,
+//! driven over WebDriver): click from the top error to its details, create a task, find it in
+//! the task list; a stored `<script>`/`<img onerror>` payload shows as text and runs nothing; the
+//! page fits a phone's width; the 30-second refresh keeps filters and scroll. No JavaScript
+//! console errors (a CSP violation is one). Screenshots go to `target/browser/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use faultline_core::Level;
+use faultline_store::{IngestBatch, Store};
+use faultline_web::{Auth, Settings};
+use serde_json::{Value, json};
+
+use crate::common::{HOSTILE, Server, event, now_ms, seed, start_with};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver process and a browser session; both end when dropped or closed.
+struct Browser {
+    client: Client,
+    driver: Child,
+    driver_url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Browser {
+    async fn start() -> Option<Browser> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() {
+            assert!(
+                std::env::var_os("FAULTLINE_SKIP_BROWSER").is_some(),
+                "the browser tests need Debian's chromium and chromium-driver \
+                 (apt-get install chromium chromium-driver), or FAULTLINE_SKIP_BROWSER=1"
+            );
+            return None;
+        }
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver_url = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if reqwest::get(format!("{driver_url}/status")).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let Value::Object(caps) = caps else { unreachable!() };
+        let client = ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(caps)
+            .connect(&driver_url)
+            .await
+            .expect("a Chromium session");
+        Some(Browser { client, driver, driver_url, _profile: profile })
+    }
+
+    /// Browser console messages since the last call, as "LEVEL message".
+    async fn console(&self) -> Vec<String> {
+        let id = self.client.session_id().await.unwrap().expect("session id");
+        let answer: Value = reqwest::Client::new()
+            .post(format!("{}/session/{id}/se/log", self.driver_url))
+            .json(&json!({"type": "browser"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        answer["value"]
+            .as_array()
+            .expect("chromedriver returns the browser log")
+            .iter()
+            .map(|e| {
+                format!("{} {}", e["level"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or(""))
+            })
+            .collect()
+    }
+
+    async fn assert_no_console_errors(&self, page: &str) {
+        let errors: Vec<String> = self
+            .console()
+            .await
+            .into_iter()
+            .filter(|m| m.starts_with("SEVERE") || m.starts_with("WARNING"))
+            .collect();
+        assert!(errors.is_empty(), "console errors on {page}: {errors:#?}");
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser");
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.expect("screenshot");
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("{css}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn close(mut self) {
+        let client = self.client.clone();
+        client.close().await.unwrap();
+        let _ = self.driver.kill();
+    }
+}
+
+async fn serve(refresh_secs: u32) -> (Server, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = faultline_store::open(dir.path().join("faultline.db").to_str().unwrap()).await.unwrap();
+    seed(&store).await;
+    let settings = Settings { page_refresh_secs: refresh_secs, ..Settings::default() };
+    (start_with(store.clone(), Auth::default(), settings, Some(dir)).await, store)
+}
+
+#[tokio::test]
+async fn top_error_to_details_to_task_and_hostile_text_stays_text() {
+    let Some(browser) = Browser::start().await else { return };
+    let (server, _store) = serve(0).await;
+    let c = &browser.client;
+
+    c.goto(&format!("{}/", server.url)).await.unwrap();
+    assert_eq!(browser.text("#errors-24h").await, "32");
+    let bars = c.find_all(Locator::Css("#error-rate g.bar")).await.unwrap();
+    assert_eq!(bars.len(), 24, "one bar per hour");
+    let drawn = c.find_all(Locator::Css("#error-rate rect")).await.unwrap();
+    assert!(drawn.len() >= 2, "the hours with errors have bars");
+    let top = browser.text("#top-errors tbody tr:first-child .template").await;
+    assert_eq!(top, "connection refused to <IP>");
+    browser.screenshot("health").await;
+    browser.assert_no_console_errors("/").await;
+
+    c.find(Locator::Css("#top-errors tbody tr:first-child a.pattern-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#template").await, "connection refused to <IP>");
+    assert!(browser.text("#why").await.contains("Grouped"));
+    assert_eq!(browser.text("#count").await, "30");
+    browser.screenshot("details").await;
+    browser.assert_no_console_errors("details").await;
+
+    c.find(Locator::Css("button[data-status='known']")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.text("#status").await, "known");
+    c.find(Locator::Id("create-task")).await.unwrap().click().await.unwrap();
+    let task = browser.text("li.task.highlight .task-title").await;
+    assert!(task.contains("connection refused to <IP>"), "{task}");
+    assert!(c.current_url().await.unwrap().path().ends_with("/tasks"));
+    browser.screenshot("tasks").await;
+    browser.assert_no_console_errors("tasks").await;
+
+    // The stored payload is shown as text; no element was made from it and no script ran.
+    c.goto(&format!("{}/logs?query=DROP+TABLE", server.url)).await.unwrap();
+    let shown = browser.text("ol.entries pre.message").await;
+    assert_eq!(shown, HOSTILE);
+    assert!(c.find_all(Locator::Css("main img, main script")).await.unwrap().is_empty());
+    let ran: Value = c.execute("return typeof window.__faultline_xss;", vec![]).await.unwrap();
+    assert_eq!(ran, json!("undefined"));
+    c.find(Locator::Css("ol.entries a.group")).await.unwrap().click().await.unwrap();
+    assert!(browser.text("#template").await.starts_with("<script>"), "the template, as text");
+    browser.screenshot("hostile").await;
+    browser.assert_no_console_errors("hostile").await;
+
+    for path in ["/sources", "/tasks?status=open", "/?range=all"] {
+        c.goto(&format!("{}{path}", server.url)).await.unwrap();
+        browser.text("main h1").await;
+        browser.assert_no_console_errors(path).await;
+    }
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn fits_a_phone_and_refreshes_keeping_filters_and_scroll() {
+    let Some(browser) = Browser::start().await else { return };
+    let (server, store) = serve(1).await;
+    let c = &browser.client;
+
+    c.set_window_size(390, 844).await.unwrap();
+    c.goto(&format!("{}/", server.url)).await.unwrap();
+    browser.text("#errors-24h").await;
+    let overflow: Value = c
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone by {overflow} px");
+    browser.screenshot("phone").await;
+
+    c.set_window_size(1280, 500).await.unwrap();
+    c.goto(&format!("{}/logs?query=refused&level=ERROR", server.url)).await.unwrap();
+    assert_eq!(browser.text("#result-count").await, "30 entries");
+    c.execute("window.scrollTo(0, 600);", vec![]).await.unwrap();
+    let before: Value = c.execute("return window.scrollY;", vec![]).await.unwrap();
+    assert!(before.as_f64().unwrap() > 0.0);
+
+    let fresh = event("fresh", 0, Level::Error, "api", "connection refused to 10.9.9.9:5432", None);
+    let batch = IngestBatch::from_events("test", None, vec![fresh], Level::Error, 1000, now_ms());
+    store.ingest(batch).await.unwrap();
+    let mut count = String::new();
+    for _ in 0..50 {
+        count = c.find(Locator::Id("result-count")).await.unwrap().text().await.unwrap();
+        if count == "31 entries" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count, "31 entries", "the refresh shows the new entry");
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.query(), Some("query=refused&level=ERROR"), "filters kept");
+    let field = c.find(Locator::Css("input[name='query']")).await.unwrap();
+    assert_eq!(field.prop("value").await.unwrap().as_deref(), Some("refused"));
+    let after: Value = c.execute("return window.scrollY;", vec![]).await.unwrap();
+    assert_eq!(after, before, "scroll kept");
+    browser.assert_no_console_errors("refreshing /logs").await;
+    browser.close().await;
+}
