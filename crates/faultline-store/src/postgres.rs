@@ -12,7 +12,7 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
 
 use crate::postgres_alerts;
-use crate::sqlite::{REGRESS_PATTERN, fill_buckets, frames_json};
+use crate::sqlite::{REGRESS_PATTERN, bucket_quarters, fill_buckets, frames_json};
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
@@ -104,6 +104,19 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
     sample_message = coalesce(sample_message, $8),
     updated_ms = $6
     WHERE id = $7 RETURNING status";
+
+const UPSERT_QUARTER: &str = "INSERT INTO quarter_counts (quarter_ms, pattern_id, source, level, count)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (quarter_ms, pattern_id, source, level) DO UPDATE SET count = quarter_counts.count + excluded.count";
+
+/// The counts of a window `[$1, $2)`: whole quarters `[$3, $4)` from `quarter_counts`, the edges
+/// from `minute_counts` (as in SQLite).
+const WINDOW_COUNTS: &str = "(SELECT quarter_ms AS t, pattern_id, source, level, count FROM quarter_counts
+        WHERE quarter_ms >= $3 AND quarter_ms < $4
+    UNION ALL SELECT minute_ms, pattern_id, source, level, count FROM minute_counts
+        WHERE minute_ms >= $1 AND minute_ms < LEAST($2, $3)
+    UNION ALL SELECT minute_ms, pattern_id, source, level, count FROM minute_counts
+        WHERE minute_ms >= GREATEST($4, $1) AND minute_ms < $2) w";
 
 const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
     VALUES ($1, $2, $3, $4, $5, $6)
@@ -232,6 +245,16 @@ async fn ingest_tx(
             .bind(*level)
             .bind(count)
             .bind(stored)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for ((quarter_ms, pattern_id, source, level), count) in quarter_totals(&totals.minutes) {
+        sqlx::query(UPSERT_QUARTER)
+            .bind(quarter_ms)
+            .bind(pattern_id)
+            .bind(pg_text(source))
+            .bind(level)
+            .bind(count)
             .execute(&mut **tx)
             .await?;
     }
@@ -475,13 +498,17 @@ impl Store for PgStore {
     async fn busiest_patterns(&self, since_ms: i64, until_ms: i64, limit: u32) -> Result<Vec<PatternCount>> {
         let sql = format!(
             "SELECT {PATTERN_COLUMNS}, t.n FROM (
-                SELECT pattern_id, sum(count)::bigint AS n FROM minute_counts
-                WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY pattern_id ORDER BY n DESC LIMIT $3
+                SELECT pattern_id, sum(count)::bigint AS n FROM {WINDOW_COUNTS}
+                GROUP BY pattern_id ORDER BY n DESC LIMIT $5
              ) t JOIN patterns p ON p.id = t.pattern_id ORDER BY t.n DESC, p.id"
         );
+        let since = minute_of(since_ms);
+        let (first, end) = quarter_span(since, until_ms);
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(minute_of(since_ms))
+            .bind(since)
             .bind(until_ms)
+            .bind(first)
+            .bind(end)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -534,14 +561,17 @@ impl Store for PgStore {
     }
 
     async fn error_rate(&self, since_ms: i64, until_ms: i64) -> Result<ErrorRate> {
-        let rows = sqlx::query(
-            "SELECT source, level, sum(count)::bigint FROM minute_counts
-             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY source, level",
-        )
-        .bind(minute_of(since_ms))
-        .bind(until_ms)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql =
+            format!("SELECT source, level, sum(count)::bigint FROM {WINDOW_COUNTS} GROUP BY source, level");
+        let since = minute_of(since_ms);
+        let (first, end) = quarter_span(since, until_ms);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(since)
+            .bind(until_ms)
+            .bind(first)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?;
         let mut rate = ErrorRate::default();
         for r in rows {
             let n: i64 = r.try_get(2)?;
@@ -561,15 +591,18 @@ impl Store for PgStore {
             return Err(StoreError::InvalidQuery("interval must be at least one minute".into()));
         }
         let width = i64::from(interval_minutes) * 60_000;
-        let rows = sqlx::query(
-            "SELECT (minute_ms - $1) / $3 AS bucket, level, sum(count)::bigint FROM minute_counts
-             WHERE minute_ms >= $1 AND minute_ms < $2 GROUP BY bucket, level",
-        )
-        .bind(since_ms)
-        .bind(until_ms)
-        .bind(width)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT (t - $1) / $5 AS bucket, level, sum(count)::bigint FROM {WINDOW_COUNTS} GROUP BY bucket, level"
+        );
+        let (first, end) = bucket_quarters(since_ms, until_ms, width);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(since_ms)
+            .bind(until_ms)
+            .bind(first)
+            .bind(end)
+            .bind(width)
+            .fetch_all(&self.pool)
+            .await?;
         let found = rows
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
@@ -601,6 +634,11 @@ impl Store for PgStore {
             .rows_affected();
         sqlx::query("DELETE FROM line_counts WHERE minute_ms < $1")
             .bind(minute_of(before_ms))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM quarter_counts WHERE quarter_ms + $2 <= $1")
+            .bind(minute_of(before_ms))
+            .bind(QUARTER_MS)
             .execute(&mut *tx)
             .await?;
         sqlx::query(

@@ -33,6 +33,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("../migrations/sqlite/01_init.sql")),
         M::up(include_str!("../migrations/sqlite/02_alerts.sql")),
+        M::up(include_str!("../migrations/sqlite/03_quarter_counts.sql")),
     ])
 }
 
@@ -136,6 +137,20 @@ const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, s
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
     ON CONFLICT (minute_ms, pattern_id, source, level)
     DO UPDATE SET count = count + excluded.count, stored = stored + excluded.stored";
+
+const UPSERT_QUARTER: &str = "INSERT INTO quarter_counts (quarter_ms, pattern_id, source, level, count)
+    VALUES (?1, ?2, ?3, ?4, ?5)
+    ON CONFLICT (quarter_ms, pattern_id, source, level) DO UPDATE SET count = count + excluded.count";
+
+/// The counts of a window `[?1, ?2)` (`?1` a minute start): whole quarters `[?3, ?4)` from
+/// `quarter_counts`, the edges from `minute_counts` (see [`quarter_span`]). Columns: t,
+/// pattern_id, source, level, count.
+const WINDOW_COUNTS: &str = "(SELECT quarter_ms AS t, pattern_id, source, level, count FROM quarter_counts
+        WHERE quarter_ms >= ?3 AND quarter_ms < ?4
+    UNION ALL SELECT minute_ms, pattern_id, source, level, count FROM minute_counts
+        WHERE minute_ms >= ?1 AND minute_ms < min(?2, ?3)
+    UNION ALL SELECT minute_ms, pattern_id, source, level, count FROM minute_counts
+        WHERE minute_ms >= max(?4, ?1) AND minute_ms < ?2)";
 
 const UPSERT_LINES: &str =
     "INSERT INTO line_counts (minute_ms, source_id, level, count) VALUES (?1, ?2, ?3, ?4)
@@ -372,6 +387,10 @@ fn write_totals(
     for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
         minute.execute(params![minute_ms, pattern_id, source, level, count, stored])?;
     }
+    let mut quarter = tx.prepare_cached(UPSERT_QUARTER)?;
+    for ((quarter_ms, pattern_id, source, level), count) in quarter_totals(&totals.minutes) {
+        quarter.execute(params![quarter_ms, pattern_id, source, level, count])?;
+    }
     let mut lines = tx.prepare_cached(UPSERT_LINES)?;
     for c in &batch.skipped {
         lines.execute(params![c.minute, c.source_id, c.level.as_str(), c.count as i64])?;
@@ -595,12 +614,14 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let sql = format!(
                 "SELECT {PATTERN_COLUMNS}, t.n FROM (
-                    SELECT pattern_id, sum(count) AS n FROM minute_counts
-                    WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY pattern_id ORDER BY n DESC LIMIT ?3
+                    SELECT pattern_id, sum(count) AS n FROM {WINDOW_COUNTS}
+                    GROUP BY pattern_id ORDER BY n DESC LIMIT ?5
                  ) t JOIN patterns p ON p.id = t.pattern_id ORDER BY t.n DESC, p.id"
             );
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![minute_of(since_ms), until_ms, limit], |r| {
+            let since = minute_of(since_ms);
+            let (first, end) = quarter_span(since, until_ms);
+            let rows = stmt.query_map(params![since, until_ms, first, end, limit], |r| {
                 Ok(PatternCount { pattern: pattern_row(r)?, count: r.get::<_, i64>(14)? as u64 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -653,11 +674,12 @@ impl Store for SqliteStore {
 
     async fn error_rate(&self, since_ms: i64, until_ms: i64) -> Result<ErrorRate> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT source, level, sum(count) FROM minute_counts
-                 WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY source, level",
-            )?;
-            let rows = stmt.query_map(params![minute_of(since_ms), until_ms], |r| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT source, level, sum(count) FROM {WINDOW_COUNTS} GROUP BY source, level"
+            ))?;
+            let since = minute_of(since_ms);
+            let (first, end) = quarter_span(since, until_ms);
+            let rows = stmt.query_map(params![since, until_ms, first, end], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
             })?;
             let mut rate = ErrorRate::default();
@@ -682,12 +704,13 @@ impl Store for SqliteStore {
         }
         let width = i64::from(interval_minutes) * 60_000;
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT (minute_ms - ?1) / ?3 AS bucket, level, sum(count) FROM minute_counts
-                 WHERE minute_ms >= ?1 AND minute_ms < ?2 GROUP BY bucket, level",
-            )?;
-            let rows = stmt
-                .query_map(params![since_ms, until_ms, width], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT (t - ?1) / ?5 AS bucket, level, sum(count) FROM {WINDOW_COUNTS} GROUP BY bucket, level"
+            ))?;
+            let (first, end) = bucket_quarters(since_ms, until_ms, width);
+            let rows = stmt.query_map(params![since_ms, until_ms, first, end, width], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
             let found = rows.collect::<rusqlite::Result<Vec<(i64, String, i64)>>>()?;
             Ok(fill_buckets(since_ms, until_ms, width, found))
         })
@@ -715,6 +738,7 @@ impl Store for SqliteStore {
             report.minute_rows_deleted =
                 tx.execute("DELETE FROM minute_counts WHERE minute_ms < ?1", [minute_of(before_ms)])? as u64;
             tx.execute("DELETE FROM line_counts WHERE minute_ms < ?1", [minute_of(before_ms)])?;
+            tx.execute("DELETE FROM quarter_counts WHERE quarter_ms + ?2 <= ?1", [minute_of(before_ms), QUARTER_MS])?;
             // Samples that pointed at removed entries fall back to the newest one left.
             tx.execute(
                 "UPDATE patterns SET sample_entry_id = (SELECT max(id) FROM entries WHERE pattern_id = patterns.id)
@@ -848,6 +872,16 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
         self.read(move |c| sqlite_alerts::deliveries(c, alert_id, limit)).await
+    }
+}
+
+/// The quarters a bucketed count may read: only when every quarter falls inside one bucket
+/// (buckets a whole number of quarters wide, starting on a quarter); otherwise none.
+pub(crate) fn bucket_quarters(since_ms: i64, until_ms: i64, width: i64) -> (i64, i64) {
+    if width % QUARTER_MS == 0 && since_ms % QUARTER_MS == 0 {
+        quarter_span(since_ms, until_ms)
+    } else {
+        (until_ms, until_ms)
     }
 }
 

@@ -278,6 +278,31 @@ pub(crate) const PATTERN_COLUMNS: &str =
     p.severity, p.status";
 
 /// The minute (ms since epoch, floored) a timestamp falls in.
+/// The width of a `quarter_counts` row.
+pub const QUARTER_MS: i64 = 15 * 60_000;
+
+/// The whole quarters inside `[since, until)` (`since` a minute start): `quarter_counts` covers
+/// them and `minute_counts` the edges. With no whole quarter inside, an empty span at `until`.
+pub(crate) fn quarter_span(since_ms: i64, until_ms: i64) -> (i64, i64) {
+    let first = since_ms.div_euclid(QUARTER_MS) * QUARTER_MS;
+    let first = if first < since_ms { first + QUARTER_MS } else { first };
+    let end = until_ms.div_euclid(QUARTER_MS) * QUARTER_MS;
+    if end <= first { (until_ms, until_ms) } else { (first, end) }
+}
+
+/// The batch's minute counts summed per quarter: (quarter, pattern, source, level) → count.
+pub(crate) fn quarter_totals<'a>(
+    minutes: &'a BTreeMap<(i64, i64, String, &'static str), (i64, i64)>,
+) -> BTreeMap<(i64, i64, &'a str, &'static str), i64> {
+    let mut quarters = BTreeMap::new();
+    for ((minute, pattern, source, level), (count, _)) in minutes {
+        *quarters
+            .entry((minute.div_euclid(QUARTER_MS) * QUARTER_MS, *pattern, source.as_str(), *level))
+            .or_default() += count;
+    }
+    quarters
+}
+
 pub fn minute_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(60_000) * 60_000
 }

@@ -44,6 +44,13 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
+    /// against the configured database (fill it first with `faultline seed`).
+    Page {
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 30)]
+        rounds: u32,
+    },
     /// Start `faultline serve` with a tailed file and a webhook, add errors with new patterns one
     /// at a time (to the file and over HTTP) and time each until its webhook arrives.
     Alerts {
@@ -63,6 +70,10 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
             http(records, batch.max(1), concurrency.max(1), dir, config).await
         }
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
+        BenchCommand::Page { rounds } => {
+            let store = faultline_store::open(&config.database_url).await?;
+            crate::page_bench::run(store, rounds.max(1)).await
+        }
     }
 }
 
@@ -224,22 +235,22 @@ struct GenStats {
 }
 
 /// SplitMix64: a tiny seeded generator, so every run writes the same log.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
-const AREAS: [&str; 10] =
+pub(crate) const AREAS: [&str; 10] =
     ["orders", "billing", "users", "search", "inventory", "shipping", "auth", "reports", "mailer", "gateway"];
 
 /// Writes a log of `lines` lines: ~20% of lines belong to ERROR/CRITICAL events (300 patterns:
@@ -326,7 +337,7 @@ fn generate(path: &Path, lines: u64) -> anyhow::Result<GenStats> {
     Ok(stats)
 }
 
-fn error_message(rng: &mut Rng, shape: u64, area: &str, n: u64) -> String {
+pub(crate) fn error_message(rng: &mut Rng, shape: u64, area: &str, n: u64) -> String {
     let ip = format!("10.{}.{}.{}", rng.below(256), rng.below(256), rng.below(256));
     let id = rng.next();
     // Every 100,000th error carries a rare needle for the search check.

@@ -6,9 +6,11 @@ mod bench;
 mod config;
 mod outbox;
 mod output;
+mod page_bench;
 mod pipeline;
 mod railway_crawl;
 mod scheduler;
+mod seed;
 mod serve;
 mod tasks;
 
@@ -85,6 +87,9 @@ enum Command {
         #[command(subcommand)]
         command: RailwayCommand,
     },
+    /// Fill the database with generated errors (benchmark or demo data): spread over the last
+    /// days, skewed towards recent errors and a few busy patterns.
+    Seed(SeedArgs),
     /// Benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -163,6 +168,18 @@ struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
+struct SeedArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    errors: u64,
+    /// Distinct patterns (at most 1,500).
+    #[arg(long, default_value_t = 500)]
+    patterns: u64,
+    /// Spread the errors over this many days, ending now.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+}
+
+#[derive(Debug, Args)]
 struct CleanupArgs {
     /// Keep this many days (default: retention.days from the config, 90).
     #[arg(long)]
@@ -236,6 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Patterns(args) => patterns(store, args).await,
         Command::Stats(args) => stats(store, args).await,
         Command::Cleanup(args) => cleanup(store, &config, args).await,
+        Command::Seed(args) => seed_database(store, args).await,
         Command::Tasks(command) => tasks::run(store, command).await,
         Command::Alerts { hours, limit, json } => tasks::alerts(store, hours, limit, json).await,
         Command::Crawl { once: _, json } => crawl_once(store, &config, json).await,
@@ -245,6 +263,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(_) => unreachable!("handled above"),
     }
+}
+
+async fn seed_database(store: Arc<dyn Store>, args: SeedArgs) -> anyhow::Result<()> {
+    let bar = ProgressBar::with_draw_target(Some(args.errors), ProgressDrawTarget::stderr());
+    let started = std::time::Instant::now();
+    let seeded =
+        seed::seed(&store, args.errors, args.patterns, args.days, now_ms(), |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    println!(
+        "stored {} errors ({} already there) in {} new patterns in {:.1} s",
+        seeded.stored,
+        seeded.duplicates,
+        seeded.patterns,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> anyhow::Result<()> {

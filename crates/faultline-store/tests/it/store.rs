@@ -174,6 +174,65 @@ async fn rates_and_buckets_come_from_minute_counts(store: Arc<dyn Store>) {
 }
 both!(rates_and_buckets_come_from_minute_counts);
 
+/// Windows read whole quarters from the rollup and their edges from the minute counts: every
+/// window, aligned or not, counts exactly the entries inside it.
+async fn window_counts_match_the_entries(store: Arc<dyn Store>) {
+    let q = 15 * 60_000;
+    let start = T0.div_euclid(q) * q; // a quarter boundary
+    let times: Vec<i64> = (0..40).map(|k| start + k * 7 * 60_000 + 13_000).collect();
+    let events = times
+        .iter()
+        .enumerate()
+        .map(|(k, ts)| {
+            let level = if k % 3 == 0 { Level::Critical } else { Level::Error };
+            event(
+                &k.to_string(),
+                *ts,
+                level,
+                ["a", "b"][k % 2],
+                &format!("failure kind {}", ["x", "y", "z"][k % 3]),
+            )
+        })
+        .collect();
+    store.ingest(batch(events)).await.unwrap();
+    let inside = |since: i64, until: i64| {
+        times
+            .iter()
+            .filter(|t| **t >= since.div_euclid(60_000) * 60_000 && t.div_euclid(60_000) * 60_000 < until)
+            .count() as u64
+    };
+    for (since, until) in [
+        (start - q, start + 6 * 60 * 60_000),
+        (start + 3 * 60_000, start + 2 * 60 * 60_000 + 50_000),
+        (start + 16 * 60_000, start + 29 * 60_000),
+        (start + q, start + 4 * q),
+        (start + q + 1, start + 4 * q - 1),
+    ] {
+        let expected = inside(since, until);
+        assert_eq!(store.error_rate(since, until).await.unwrap().total_errors, expected, "{since}..{until}");
+        let busiest: u64 =
+            store.busiest_patterns(since, until, 10).await.unwrap().iter().map(|b| b.count).sum();
+        assert_eq!(busiest, expected, "{since}..{until}");
+    }
+    for minutes in [1u32, 15, 60] {
+        let width = i64::from(minutes) * 60_000;
+        for since in [start, start + 60_000] {
+            let until = since + 5 * 60 * 60_000;
+            let buckets = store.counts_by_interval(since, until, minutes).await.unwrap();
+            for b in &buckets {
+                assert_eq!(
+                    b.count,
+                    inside(b.start_ms, b.start_ms + width),
+                    "{minutes} min bucket at {}",
+                    b.start_ms
+                );
+            }
+            assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), inside(since, until));
+        }
+    }
+}
+both!(window_counts_match_the_entries);
+
 async fn new_and_trending_patterns(store: Arc<dyn Store>) {
     store.ingest(batch(sample())).await.unwrap();
     let new = store.new_patterns(T0 + 60_000, 10).await.unwrap();

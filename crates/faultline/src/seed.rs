@@ -1,0 +1,80 @@
+//! `faultline seed`: fills a database with generated errors (the System Health benchmark's data,
+//! or a demo). Errors spread over the last `days`, recent ones denser; pattern popularity is
+//! skewed like real traffic (a few patterns hold most errors). Rerunning adds nothing: each
+//! generated error has a stable external id.
+
+use std::sync::Arc;
+
+use faultline_core::{Level, LogEvent, Origin};
+use faultline_store::{IngestBatch, Store};
+
+use crate::bench::{AREAS, Rng, error_message};
+
+/// What a seeding stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seeded {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub patterns: u64,
+}
+
+const ROLES: [&str; 5] = ["api", "worker", "cron", "edge", "batch"];
+const SHAPES: u64 = 30;
+
+/// Stores `errors` generated errors over `patterns` patterns (at most 1,500), the newest at
+/// `now_ms`, the oldest `days` before.
+pub async fn seed(
+    store: &Arc<dyn Store>,
+    errors: u64,
+    patterns: u64,
+    days: u32,
+    now_ms: i64,
+    mut progress: impl FnMut(u64),
+) -> anyhow::Result<Seeded> {
+    let patterns = patterns.clamp(1, SHAPES * (AREAS.len() * ROLES.len()) as u64);
+    let span = i64::from(days.max(1)) * 86_400_000;
+    let mut rng = Rng(2024);
+    let mut seeded = Seeded { stored: 0, duplicates: 0, patterns: 0 };
+    let batch_size = 10_000;
+    let mut n = 0;
+    while n < errors {
+        let mut events = Vec::with_capacity(batch_size);
+        for _ in 0..batch_size.min((errors - n) as usize) {
+            n += 1;
+            // The square of a uniform number leans towards 0: recent errors and the first
+            // patterns are the common ones. Every pattern appears at least once.
+            let age = (rng.below(1 << 20) * rng.below(1 << 20)) as f64 / (1u64 << 40) as f64;
+            let pattern =
+                if n <= patterns { n - 1 } else { (rng.below(patterns) * rng.below(patterns)) / patterns };
+            let shape = pattern % SHAPES;
+            let combo = (pattern / SHAPES) as usize;
+            let area = AREAS[combo % AREAS.len()];
+            let message = format!(
+                "{}: {}",
+                ROLES[combo / AREAS.len() % ROLES.len()],
+                error_message(&mut rng, shape, area, n)
+            );
+            let level = if shape % 10 == 7 { Level::Critical } else { Level::Error };
+            let source = format!("{area}-{}", ROLES[combo / AREAS.len() % ROLES.len()]);
+            events.push(LogEvent {
+                timestamp_ms: now_ms - (age * span as f64) as i64,
+                level,
+                raw: message.clone(),
+                message,
+                traceback: None,
+                request_path: Some(format!("/api/{area}")),
+                request_method: Some("POST".into()),
+                metadata: Default::default(),
+                origin: Origin { source_id: "seed".into(), external_id: Some(format!("seed-{n}")) },
+                source,
+            });
+        }
+        let batch = IngestBatch::from_events("seed", None, events, Level::Error, u32::MAX, now_ms);
+        let outcome = store.ingest(batch).await?;
+        seeded.stored += outcome.stored;
+        seeded.duplicates += outcome.duplicates;
+        seeded.patterns += outcome.new_patterns;
+        progress(n);
+    }
+    Ok(seeded)
+}
