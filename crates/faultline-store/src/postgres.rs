@@ -347,7 +347,7 @@ const NO_TEXT: &str = "$6::text IS NULL";
 
 fn search_sql(text: &str, count: bool) -> String {
     if count {
-        format!("SELECT count(*) FROM entries e WHERE {SEARCH_FILTERS} AND {text}")
+        format!("SELECT count(*) FROM (SELECT 1 FROM entries e WHERE {SEARCH_FILTERS} AND {text} LIMIT $7) c")
     } else {
         format!(
             "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
@@ -400,6 +400,7 @@ impl Store for PgStore {
         };
         let level = q.level.map(Level::as_str);
         let count_sql = search_sql(variant, true);
+        let cap = q.count_cap.map_or(i64::MAX - 1, |c| c.min(i64::MAX as u64 - 1) as i64);
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
             .bind(level)
             .bind(&exact)
@@ -407,6 +408,7 @@ impl Store for PgStore {
             .bind(q.since_ms)
             .bind(q.until_ms)
             .bind(&text)
+            .bind(cap + 1)
             .fetch_one(&self.pool)
             .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(search_sql(variant, false)))
@@ -421,7 +423,8 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(SearchPage { total: total as u64, entries })
+        let total_capped = total > cap;
+        Ok(SearchPage { total: total.min(cap) as u64, total_capped, entries })
     }
 
     async fn list_patterns(&self, q: &PatternQuery) -> Result<PatternPage> {
@@ -479,7 +482,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
-        Ok(Some(SearchPage { total: total as u64, entries }))
+        Ok(Some(SearchPage { total: total as u64, total_capped: false, entries }))
     }
 
     async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {

@@ -455,7 +455,7 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
 /// Needles with a 3-character run inside a word find candidate chunks through the trigram index; the exact, escaped
 /// LIKE re-checks each candidate entry.
 const INDEXED: (&str, &str) = (
-    "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6) f
+    "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC) f
      JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
@@ -464,11 +464,16 @@ const INDEXED: (&str, &str) = (
 const SCANNED: (&str, &str) =
     ("entries e", "?6 IS NULL AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')");
 const NO_TEXT: (&str, &str) = ("entries e", "?6 IS NULL AND ?7 IS NULL");
+/// A common needle: entries newest first through the time index, each checked with LIKE.
+const NEWEST_FIRST: (&str, &str) = (
+    "entries e INDEXED BY entries_ts",
+    "?6 IS NOT NULL AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
+);
 
 fn search_sql((from, text): (&str, &str), count: bool) -> String {
     let from = from.replace("{CHUNK}", &CHUNK.to_string());
     if count {
-        format!("SELECT count(*) FROM {from} WHERE {SEARCH_FILTERS} AND {text}")
+        format!("SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {SEARCH_FILTERS} AND {text} LIMIT ?8)")
     } else {
         format!(
             "SELECT {ENTRY_COLUMNS} FROM {from} JOIN patterns p ON p.id = e.pattern_id
@@ -532,16 +537,21 @@ impl Store for SqliteStore {
                 None => (None, None),
             };
             let level = q.level.map(Level::as_str);
-            let filters = params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like];
+            let cap = q.count_cap.map_or(i64::MAX - 1, |c| c.min(i64::MAX as u64 - 1) as i64);
+            let filters = params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, cap + 1];
             let total: i64 =
                 c.prepare_cached(&search_sql(variant, true))?.query_row(filters, |r| r.get(0))?;
+            let total_capped = total > cap;
+            // A needle with more matches than the cap is common: reading entries newest first
+            // finds a page of them sooner than sorting every candidate the index gives.
+            let variant = if total_capped && variant == INDEXED { NEWEST_FIRST } else { variant };
             let mut stmt = c.prepare_cached(&search_sql(variant, false))?;
             let rows = stmt.query_map(
                 params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, q.limit, q.offset],
                 entry_row,
             )?;
             let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(SearchPage { total: total as u64, entries })
+            Ok(SearchPage { total: total.min(cap) as u64, total_capped, entries })
         })
         .await
     }
@@ -592,7 +602,8 @@ impl Store for SqliteStore {
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![id, limit, offset], entry_row)?;
-            Ok(Some(SearchPage { total: total as u64, entries: rows.collect::<rusqlite::Result<Vec<_>>>()? }))
+            let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(SearchPage { total: total as u64, total_capped: false, entries }))
         })
         .await
     }

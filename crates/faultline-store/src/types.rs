@@ -144,6 +144,8 @@ pub struct SearchQuery {
     pub until_ms: Option<i64>,
     pub limit: u32,
     pub offset: u32,
+    /// Stop counting matches past this many (`None`: count them all).
+    pub count_cap: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -165,10 +167,16 @@ pub struct EntryRow {
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SearchPage {
-    /// Matches in all, beyond this page.
+    /// Matches in all, beyond this page, up to the query's `count_cap`.
     pub total: u64,
+    /// True when counting stopped at the cap: there are at least `total` matches.
+    pub total_capped: bool,
     pub entries: Vec<EntryRow>,
 }
+
+/// How far the API and the page count a search's matches ("1000+"): an exact count of a common
+/// word over millions of entries would cost more than the page of results.
+pub const SEARCH_COUNT_CAP: u64 = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatternRow {

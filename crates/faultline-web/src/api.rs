@@ -382,7 +382,10 @@ pub struct LogsQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct LogsPage {
+    /// Matching entries, counted up to 1000.
     pub total: u64,
+    /// True when counting stopped at 1000: there are at least `total` matches.
+    pub total_capped: bool,
     pub limit: u32,
     pub offset: u32,
     pub logs: Vec<LogView>,
@@ -408,10 +411,12 @@ async fn search_logs(
         until_ms: None,
         limit,
         offset,
+        count_cap: Some(faultline_store::SEARCH_COUNT_CAP),
     };
     let page = app.store.search(&search).await?;
     Ok(Json(LogsPage {
         total: page.total,
+        total_capped: page.total_capped,
         limit,
         offset,
         logs: page.entries.into_iter().map(Into::into).collect(),

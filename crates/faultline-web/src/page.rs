@@ -711,7 +711,7 @@ struct LogsPageView {
     hour_choices: Vec<(u32, &'static str)>,
     levels: Vec<&'static str>,
     entries: Vec<EntryLine>,
-    total: u64,
+    total: String,
     links: PageLinks,
     problem: Option<String>,
 }
@@ -768,6 +768,7 @@ async fn logs_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
         until_ms: None,
         limit: PER_PAGE,
         offset: (page - 1) * PER_PAGE,
+        count_cap: Some(faultline_store::SEARCH_COUNT_CAP),
     };
     let found = if problem.is_some() {
         faultline_store::SearchPage::default()
@@ -799,7 +800,7 @@ async fn logs_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
         ],
         levels: vec!["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],
         entries: found.entries.iter().map(EntryLine::new).collect(),
-        total: found.total,
+        total: if found.total_capped { format!("{}+", found.total) } else { found.total.to_string() },
         problem,
     };
     let status = if view.problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };

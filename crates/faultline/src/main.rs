@@ -326,6 +326,7 @@ async fn search(store: Arc<dyn Store>, args: SearchArgs) -> anyhow::Result<()> {
         until_ms: args.until.map(|d| now - d.as_millis() as i64),
         limit: args.limit.min(10_000),
         offset: args.offset,
+        count_cap: None,
     };
     let page = store.search(&query).await?;
     if args.json {

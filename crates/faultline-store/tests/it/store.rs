@@ -286,7 +286,17 @@ async fn search_finds_every_entry_across_batches(store: Arc<dyn Store>) {
         assert_eq!(page.entries[0].external_id, i.to_string());
     }
     let all = SearchQuery { text: Some("-x lost".into()), limit: 10, ..Default::default() };
-    assert_eq!(store.search(&all).await.unwrap().total, 600);
+    let exact = store.search(&all).await.unwrap();
+    assert_eq!((exact.total, exact.total_capped), (600, false));
+    // Counting up to a cap: "100+", and the same page, newest first.
+    let capped = store.search(&SearchQuery { count_cap: Some(100), ..all.clone() }).await.unwrap();
+    assert_eq!((capped.total, capped.total_capped), (100, true));
+    assert_eq!(capped.entries, exact.entries);
+    assert_eq!(capped.entries[0].external_id, "599");
+    let second = SearchQuery { count_cap: Some(100), offset: 10, ..all.clone() };
+    assert_eq!(store.search(&second).await.unwrap().entries[0].external_id, "589");
+    let under = store.search(&SearchQuery { count_cap: Some(600), ..all }).await.unwrap();
+    assert_eq!((under.total, under.total_capped), (600, false));
 }
 both!(search_finds_every_entry_across_batches);
 
