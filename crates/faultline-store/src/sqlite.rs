@@ -459,6 +459,14 @@ const INDEXED: (&str, &str) = (
      JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
+/// The count of an indexed needle: the newest `?9` candidate chunks only.
+const INDEXED_COUNT: (&str, &str) = (
+    "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9) f
+     JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
+    "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
+);
+/// Candidate chunks a capped count reads at most (each holds `CHUNK` entries).
+const CHUNK_BUDGET: i64 = 128;
 /// Needles without a 3-character run inside a word cannot use the trigram index: a scan,
 /// bounded by the other filters.
 const SCANNED: (&str, &str) =
@@ -538,10 +546,24 @@ impl Store for SqliteStore {
             };
             let level = q.level.map(Level::as_str);
             let cap = q.count_cap.map_or(i64::MAX - 1, |c| c.min(i64::MAX as u64 - 1) as i64);
-            let filters = params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, cap + 1];
-            let total: i64 =
-                c.prepare_cached(&search_sql(variant, true))?.query_row(filters, |r| r.get(0))?;
-            let total_capped = total > cap;
+            let (total, total_capped) = if variant == INDEXED {
+                // A capped count reads at most CHUNK_BUDGET candidate chunks, newest first; more
+                // candidates than that make the count a lower bound.
+                let budget = if q.count_cap.is_some() { CHUNK_BUDGET } else { i64::MAX - 1 };
+                let candidates: i64 = c
+                    .prepare_cached(
+                        "SELECT count(*) FROM (SELECT 1 FROM entries_fts WHERE entries_fts MATCH ?1 LIMIT ?2)",
+                    )?
+                    .query_row(params![phrase, budget + 1], |r| r.get(0))?;
+                let filters =
+                    params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, cap + 1, budget];
+                let total: i64 = c.prepare_cached(&search_sql(INDEXED_COUNT, true))?.query_row(filters, |r| r.get(0))?;
+                (total, total > cap || candidates > budget)
+            } else {
+                let filters = params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, cap + 1];
+                let total: i64 = c.prepare_cached(&search_sql(variant, true))?.query_row(filters, |r| r.get(0))?;
+                (total, total > cap)
+            };
             // A needle with more matches than the cap is common: reading entries newest first
             // finds a page of them sooner than sorting every candidate the index gives.
             let variant = if total_capped && variant == INDEXED { NEWEST_FIRST } else { variant };
