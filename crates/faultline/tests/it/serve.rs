@@ -262,6 +262,12 @@ async fn every_source_then_restart(dir: &Path, database: &str) {
         .await
         .expect("post");
     assert_eq!(response.status(), 200);
+    // The same binary serves the System Health page; an ingest-only token does not open it.
+    let page =
+        client.get(format!("{}/logs?query=declined", service.url)).bearer_auth(TOKEN).send().await.unwrap();
+    assert!(page.url().path().starts_with("/login"), "asks for a read token: {}", page.url());
+    assert!(page.headers().contains_key("content-security-policy"));
+    assert!(page.text().await.unwrap().contains("<h1>Sign in</h1>"));
     let host = service.url.trim_start_matches("http://").to_owned();
     python(HTTP_HANDLER, &[&host, TOKEN]);
     let client_result: serde_json::Value =
