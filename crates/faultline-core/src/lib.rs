@@ -7,6 +7,7 @@ pub mod alert;
 pub mod assemble;
 pub mod fingerprint;
 pub mod mask;
+pub mod mine;
 pub mod model;
 pub mod parse;
 pub mod record;

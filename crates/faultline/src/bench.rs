@@ -44,6 +44,15 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Group the Content lines of each labelled system under DIR (Loghub-2k layout) and write
+    /// PRED_DIR/<System>.csv for `loghub_eval.py`; prints lines/s.
+    Grouping {
+        /// The folder with formats.json and one folder per system (e.g. ../shared/loghub-2k).
+        dir: PathBuf,
+        /// Where to write the predictions.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
     /// against the configured database (fill it first with `faultline seed`).
     Page {
@@ -70,6 +79,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
             http(records, batch.max(1), concurrency.max(1), dir, config).await
         }
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
+        BenchCommand::Grouping { dir, out } => crate::grouping_bench::run(&dir, &out),
         BenchCommand::Page { rounds } => {
             let store = faultline_store::open(&config.database_url).await?;
             crate::page_bench::run(store, rounds.max(1)).await

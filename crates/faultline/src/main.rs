@@ -4,6 +4,7 @@ mod alert_latency;
 mod alerting;
 mod bench;
 mod config;
+mod grouping_bench;
 mod outbox;
 mod output;
 mod page_bench;
