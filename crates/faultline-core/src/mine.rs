@@ -14,7 +14,7 @@ pub const WILDCARD: &str = "<*>";
 
 /// How alike a line must be to a cluster's template to join it (share of positions that
 /// agree, placeholders and wildcards agreeing with anything).
-pub const DEFAULT_SIMILARITY: f64 = 0.5;
+pub const DEFAULT_SIMILARITY: f64 = 0.7;
 
 /// One group of lines and its template.
 #[derive(Debug, Clone, PartialEq)]
@@ -154,12 +154,12 @@ mod tests {
     #[test]
     fn restored_miner_maps_the_same_lines_to_the_same_ids() {
         let mut m = Miner::default();
-        let ids: Vec<u64> = ["job a failed", "job b failed", "cache miss for key x"]
+        let ids: Vec<u64> = ["job a failed after retry", "job b failed after retry", "cache miss for key x"]
             .iter()
             .map(|l| m.add(l).cluster_id)
             .collect();
         let mut restored = Miner::restore(DEFAULT_SIMILARITY, m.clusters().to_vec());
-        assert_eq!(restored.add("job c failed").cluster_id, ids[0]);
+        assert_eq!(restored.add("job c failed after retry").cluster_id, ids[0]);
         assert_eq!(restored.add("cache miss for key y").cluster_id, ids[2]);
         assert_eq!(
             restored.add("brand new line here").cluster_id,
