@@ -35,8 +35,6 @@ impl Cluster {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mined {
     pub cluster_id: u64,
-    /// The cluster's template after this line.
-    pub template: String,
     pub created: bool,
 }
 
@@ -46,7 +44,8 @@ pub struct Miner {
     similarity: f64,
     next_id: u64,
     clusters: Vec<Cluster>,
-    buckets: HashMap<(usize, String), Vec<usize>>,
+    /// Token count → leading token → cluster indexes.
+    buckets: HashMap<usize, HashMap<String, Vec<usize>>>,
 }
 
 impl Default for Miner {
@@ -66,24 +65,37 @@ impl Miner {
         Miner { similarity, next_id: 1, clusters: Vec::new(), buckets: HashMap::new() }
     }
 
-    /// The bucket key: the token count and the first token, unless it is variable.
-    fn key(tokens: &[&str]) -> (usize, String) {
+    /// The bucket of lines with these tokens: same count, same first token unless it is variable.
+    fn bucket(&mut self, tokens: &[&str]) -> &mut Vec<usize> {
         let first = tokens.first().map_or("", |t| if is_variable(t) { WILDCARD } else { t });
-        (tokens.len(), first.to_owned())
+        let by_first = self.buckets.entry(tokens.len()).or_default();
+        if !by_first.contains_key(first) {
+            by_first.insert(first.to_owned(), Vec::new());
+        }
+        by_first.get_mut(first).expect("inserted above")
     }
 
     /// Adds one masked line; returns its cluster.
     pub fn add(&mut self, masked: &str) -> Mined {
         let tokens: Vec<&str> = masked.split_whitespace().collect();
-        let key = Miner::key(&tokens);
-        let bucket = self.buckets.entry(key).or_default();
+        let bucket = std::mem::take(self.bucket(&tokens));
+        let mined = self.place(&bucket, &tokens);
+        let created = mined.created.then(|| self.clusters.len() - 1);
+        let slot = self.bucket(&tokens);
+        *slot = bucket;
+        slot.extend(created);
+        mined
+    }
+
+    /// Joins the most similar cluster of `bucket`, or creates one (the caller files it).
+    fn place(&mut self, bucket: &[usize], tokens: &[&str]) -> Mined {
         let mut best: Option<(usize, f64)> = None;
-        for &index in bucket.iter() {
+        for &index in bucket {
             let cluster = &self.clusters[index];
             let same = cluster
                 .tokens
                 .iter()
-                .zip(&tokens)
+                .zip(tokens)
                 .filter(|(a, b)| {
                     a.as_str() == **b || is_variable(a) && is_variable(b) || a.as_str() == WILDCARD
                 })
@@ -96,25 +108,27 @@ impl Miner {
         match best {
             Some((index, _)) => {
                 let cluster = &mut self.clusters[index];
-                for (t, new) in cluster.tokens.iter_mut().zip(&tokens) {
+                for (t, new) in cluster.tokens.iter_mut().zip(tokens) {
                     if t != new && t != WILDCARD {
                         *t = WILDCARD.to_owned();
                     }
                 }
                 cluster.count += 1;
-                Mined { cluster_id: cluster.id, template: cluster.template(), created: false }
+                Mined { cluster_id: cluster.id, created: false }
             }
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                bucket.push(self.clusters.len());
-                let cluster =
-                    Cluster { id, tokens: tokens.iter().map(|t| (*t).to_owned()).collect(), count: 1 };
-                let template = cluster.template();
-                self.clusters.push(cluster);
-                Mined { cluster_id: id, template, created: true }
+                let tokens = tokens.iter().map(|t| (*t).to_owned()).collect();
+                self.clusters.push(Cluster { id, tokens, count: 1 });
+                Mined { cluster_id: id, created: true }
             }
         }
+    }
+
+    /// A cluster's current template.
+    pub fn template(&self, cluster_id: u64) -> Option<String> {
+        self.clusters.iter().find(|c| c.id == cluster_id).map(Cluster::template)
     }
 
     pub fn clusters(&self) -> &[Cluster] {
@@ -127,9 +141,9 @@ impl Miner {
         let mut miner = Miner::new(similarity);
         for cluster in clusters {
             let tokens: Vec<&str> = cluster.tokens.iter().map(String::as_str).collect();
-            let key = Miner::key(&tokens);
             miner.next_id = miner.next_id.max(cluster.id + 1);
-            miner.buckets.entry(key).or_default().push(miner.clusters.len());
+            let index = miner.clusters.len();
+            miner.bucket(&tokens).push(index);
             miner.clusters.push(cluster);
         }
         miner
@@ -146,7 +160,7 @@ mod tests {
         let a = m.add("session opened for user alice by <NUM>");
         let b = m.add("session opened for user bob by <NUM>");
         assert_eq!(a.cluster_id, b.cluster_id);
-        assert_eq!(b.template, "session opened for user <*> by <NUM>");
+        assert_eq!(m.template(b.cluster_id).unwrap(), "session opened for user <*> by <NUM>");
         let c = m.add("disk full on volume data");
         assert_ne!(c.cluster_id, a.cluster_id);
     }
