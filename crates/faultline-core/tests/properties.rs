@@ -1,0 +1,72 @@
+//! Properties of masking, fingerprinting and template mining over arbitrary input: nothing
+//! panics, masking is idempotent, the same line always gives the same fingerprint, and a miner
+//! restored from its clusters gives the same ids to the same stream.
+
+use faultline_core::mine::{DEFAULT_SIMILARITY, Miner};
+use faultline_core::{Level, LogEvent, Origin, fingerprint, mask};
+use proptest::prelude::*;
+
+fn event(message: &str, traceback: Option<&str>) -> LogEvent {
+    LogEvent {
+        timestamp_ms: 0,
+        level: Level::Error,
+        source: "app".into(),
+        message: message.to_owned(),
+        traceback: traceback.map(str::to_owned),
+        request_path: None,
+        request_method: None,
+        metadata: Default::default(),
+        raw: message.to_owned(),
+        origin: Origin { source_id: "test".into(), external_id: None },
+    }
+}
+
+/// Log-like text: words, numbers, hex, IPs, quotes, key=value, punctuation, and some noise.
+fn log_line() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        "[a-z]{1,8}",
+        "[0-9]{1,6}",
+        "0x[0-9a-f]{4,12}",
+        "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}(:[0-9]{2,5})?",
+        "\"[a-z ]{0,6}\"",
+        "[a-z]{1,5}=[a-z0-9]{0,6}",
+        "[-:/#_.,()\\[\\]<>=]{1,3}",
+        "\\PC{1,4}",
+    ];
+    prop::collection::vec(token, 0..12).prop_map(|t| t.join(" "))
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = mask(&text);
+        let _ = fingerprint(&event(&text, Some(&text)));
+        Miner::default().add(&mask(&text));
+    }
+
+    #[test]
+    fn masking_is_idempotent(line in log_line()) {
+        let once = mask(&line);
+        prop_assert_eq!(mask(&once), once.clone(), "masking {:?}", line);
+    }
+
+    #[test]
+    fn the_same_line_gives_the_same_fingerprint(line in log_line()) {
+        let a = fingerprint(&event(&line, None));
+        let b = fingerprint(&event(&line, None));
+        prop_assert_eq!(a.fingerprint, b.fingerprint);
+    }
+
+    #[test]
+    fn a_restored_miner_gives_the_same_ids(lines in prop::collection::vec(log_line(), 1..40), split in 0usize..40) {
+        let split = split.min(lines.len());
+        let mut whole = Miner::default();
+        let expected: Vec<u64> = lines.iter().map(|l| whole.add(&mask(l)).cluster_id).collect();
+        let mut first = Miner::default();
+        let mut ids: Vec<u64> = lines[..split].iter().map(|l| first.add(&mask(l)).cluster_id).collect();
+        let mut restored = Miner::restore(DEFAULT_SIMILARITY, first.clusters().to_vec());
+        ids.extend(lines[split..].iter().map(|l| restored.add(&mask(l)).cluster_id));
+        prop_assert_eq!(ids, expected);
+    }
+}
