@@ -83,8 +83,8 @@ fn is_word(c: u8) -> bool {
 /// True when position `at` ends a token: end of text or a byte that cannot continue a word.
 fn ends_token(b: &[u8], at: usize) -> bool {
     // A placeholder stands for a word (masking twice changes nothing).
-    b.get(at).is_none_or(|&c| !is_word(c))
-        && !PLACEHOLDERS.iter().any(|p| b[at.min(b.len())..].starts_with(p))
+    b.get(at)
+        .is_none_or(|&c| !(is_word(c) || c == b'<' && PLACEHOLDERS.iter().any(|p| b[at..].starts_with(p))))
 }
 
 fn quoted_end(b: &[u8], start: usize) -> Option<usize> {

@@ -99,7 +99,7 @@ fn parse_level(value: Option<&str>) -> Result<Option<Level>, ApiError> {
         .transpose()
 }
 
-const PATTERN_STATES: [&str; 4] = ["new", "known", "resolved", "ignored"];
+pub(crate) const PATTERN_STATES: [&str; 4] = ["new", "known", "resolved", "ignored"];
 
 fn check_pattern_status(status: &str) -> Result<(), ApiError> {
     if PATTERN_STATES.contains(&status) {

@@ -103,10 +103,7 @@ impl Chrome {
 
 /// The viewer of a page request, or the answer that sends them to sign in.
 fn viewer(app: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Viewer, Box<Response>> {
-    let (csrf, new_csrf) = match session::cookie(headers, CSRF_COOKIE) {
-        Some(value) => (value, false),
-        None => (session::random_token(), true),
-    };
+    let Viewer { csrf, new_csrf, .. } = anonymous(headers);
     if app.auth.is_open() {
         return Ok(Viewer { name: None, can_write: true, csrf, new_csrf });
     }
@@ -662,7 +659,7 @@ async fn pattern_status(
         Ok(v) => v,
         Err(refused) => return *refused,
     };
-    if !["new", "known", "resolved", "ignored"].contains(&form.status.as_str()) {
+    if !crate::api::PATTERN_STATES.contains(&form.status.as_str()) {
         return message(
             &app,
             viewer,
@@ -1003,6 +1000,7 @@ fn safe_next(next: Option<String>) -> String {
         .unwrap_or_else(|| "/".into())
 }
 
+/// A viewer with no rights yet, with the request's CSRF value (or a new one to set).
 fn anonymous(headers: &HeaderMap) -> Viewer {
     let (csrf, new_csrf) = match session::cookie(headers, CSRF_COOKIE) {
         Some(value) => (value, false),

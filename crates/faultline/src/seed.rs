@@ -49,13 +49,10 @@ pub async fn seed(
             let shape = pattern % SHAPES;
             let combo = (pattern / SHAPES) as usize;
             let area = AREAS[combo % AREAS.len()];
-            let message = format!(
-                "{}: {}",
-                ROLES[combo / AREAS.len() % ROLES.len()],
-                error_message(&mut rng, shape, area, n)
-            );
+            let role = ROLES[combo / AREAS.len() % ROLES.len()];
+            let message = format!("{role}: {}", error_message(&mut rng, shape, area, n));
             let level = if shape % 10 == 7 { Level::Critical } else { Level::Error };
-            let source = format!("{area}-{}", ROLES[combo / AREAS.len() % ROLES.len()]);
+            let source = format!("{area}-{role}");
             events.push(LogEvent {
                 timestamp_ms: now_ms - (age * span as f64) as i64,
                 level,
