@@ -357,7 +357,7 @@ mod tests {
         let c = fingerprint(&event("disk full on /dev/sda1", None));
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
-        assert_eq!(a.template, "timeout after <NUM>s talking to <IP>");
+        assert_eq!(a.template, "timeout after <DUR> talking to <IP>");
         assert_eq!(a.fingerprint.as_str().len(), 64);
     }
 

@@ -6,14 +6,24 @@
 //!
 //! | placeholder | what it replaces |
 //! |---|---|
-//! | `<TS>` | dates and times: `2024-01-02`, `2024-01-02T03:04:05.123Z`, `03:04:05` |
+//! | `<TS>` | dates and times: `2024-01-02`, `2024-01-02T03:04:05.123Z`, `03:04:05`, `Sun Jul 10 03:55:15 2005`, `Jul 10 03:55:15`, `Mon, 02 Jan 2006 15:04:05 -0700`, `10/Jul/2005:03:55:15 +0000` |
 //! | `<UUID>` | `8-4-4-4-12` hex UUIDs |
 //! | `<IP>` | IPv4 (with `:port`) and IPv6 addresses |
 //! | `<EMAIL>` | e-mail addresses |
+//! | `<URL>` | `scheme://…` up to whitespace, a quote or a closing bracket |
+//! | `<HOST>` | host names ending with a common top-level domain (`db-1.example.com`) |
+//! | `<PATH>` | file paths of two or more segments: `/var/log/app.log`, `C:\\data\\app.db` |
 //! | `<HEX>` | `0x…` numbers and hex ids of 8+ digits (hashes, object ids) |
+//! | `<BOOL>` | `true` and `false` |
+//! | `<DUR>` | durations: `123ms`, `1.5s`, `2h` |
+//! | `<SIZE>` | sizes: `10MB`, `512 KB`, `7 bytes` |
 //! | `<NUM>` | integers and decimals standing on their own or after `-`, `_`, `/`, `#`, `:` |
 //! | `<STR>` | single- or double-quoted strings |
-//! | `key=<VAL>` | the value of a `key=value` pair (also URL query parameters) |
+//! | `key=<VAL>` | the value of a `key=value` pair (also URL query parameters) that holds data: a digit, punctuation or quotes, or any value of a secret-looking key (`password`, `token`, `session`…) |
+//!
+//! A `key=value` value that is one plain word (`user=root`, `action=ACTION_DOWN`) is left to the
+//! template miner: a word that takes a few values names different events, one that takes many
+//! becomes a wildcard there.
 
 /// Returns `input` with its variable parts masked.
 pub fn mask(input: &str) -> String {
@@ -34,15 +44,20 @@ pub fn mask_into(input: &str, out: &mut String) {
         let boundary =
             i == 0 || !b[i - 1].is_ascii_alphanumeric() && i != copied && !ends_with_placeholder(&b[..i]);
         let matched: Option<(usize, &str)> = if c == b'=' && i > 0 && is_word(b[i - 1]) {
-            value_end(b, i + 1).map(|end| (end, "=<VAL>"))
+            value_end(b, i + 1).filter(|&end| holds_data(b, i, end)).map(|end| (end, "=<VAL>"))
         } else if !boundary {
             None
         } else if c == b'"' || c == b'\'' {
             quoted_end(b, i).map(|end| (end, "<STR>"))
         } else if c.is_ascii_digit() {
             digit_token(b, i)
+        } else if c == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            // A negative number: `index:-3` is `index:<NUM>` like `index:3`.
+            digit_token(b, i + 1).filter(|(_, p)| matches!(*p, "<NUM>" | "<DUR>" | "<SIZE>"))
         } else if c.is_ascii_alphabetic() {
             alpha_token(b, i)
+        } else if c == b'/' {
+            path_end(b, i).map(|end| (end, "<PATH>"))
         } else if c == b':' && b.get(i + 1) == Some(&b':') {
             ipv6_end(b, i).map(|end| (end, "<IP>"))
         } else {
@@ -103,8 +118,10 @@ fn quoted_end(b: &[u8], start: usize) -> Option<usize> {
     None
 }
 
-const PLACEHOLDERS: [&[u8]; 8] =
-    [b"<NUM>", b"<STR>", b"<HEX>", b"<IP>", b"<UUID>", b"<TS>", b"<EMAIL>", b"<VAL>"];
+const PLACEHOLDERS: [&[u8]; 14] = [
+    b"<NUM>", b"<STR>", b"<HEX>", b"<IP>", b"<UUID>", b"<TS>", b"<EMAIL>", b"<VAL>", b"<BOOL>", b"<DUR>",
+    b"<SIZE>", b"<HOST>", b"<URL>", b"<PATH>",
+];
 
 fn ends_with_placeholder(before: &[u8]) -> bool {
     before.last() == Some(&b'>') && PLACEHOLDERS.iter().any(|p| before.ends_with(p))
@@ -123,6 +140,33 @@ fn unmatched_quote_end(b: &[u8], start: usize) -> usize {
         }
     }
     start + 1
+}
+
+/// Key parts whose values are masked whatever they look like.
+const SECRET_KEYS: [&[u8]; 9] =
+    [b"pass", b"pwd", b"secret", b"token", b"key", b"auth", b"session", b"cookie", b"credential"];
+
+/// Whether the value `b[eq + 1..end]` of the key before `b[eq]` is data to mask rather than a
+/// word for the miner.
+fn holds_data(b: &[u8], eq: usize, end: usize) -> bool {
+    let value = &b[eq + 1..end];
+    if !value.iter().all(|&c| c.is_ascii_alphabetic() || matches!(c, b'_' | b'-' | b'.'))
+        || is_dotted_name(value)
+    {
+        return true;
+    }
+    let key_start = b[..eq].iter().rposition(|&c| !is_word(c)).map_or(0, |p| p + 1);
+    let key = b[key_start..eq].to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| key.windows(s.len()).any(|w| w == *s))
+}
+
+/// Lower-case labels joined by dots (`mail.example.pl`, `node.local`): as a key's value, a host
+/// name whatever its top-level domain.
+fn is_dotted_name(value: &[u8]) -> bool {
+    value.contains(&b'.')
+        && value
+            .split(|&c| c == b'.')
+            .all(|label| !label.is_empty() && label.iter().all(|&c| c.is_ascii_lowercase() || c == b'-'))
 }
 
 /// The end of a `key=value` value: a quoted string, or up to whitespace or a separator.
@@ -155,7 +199,7 @@ fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
     if let Some(end) = uuid_end(b, i) {
         return Some((end, "<UUID>"));
     }
-    if let Some(end) = timestamp_end(b, i) {
+    if let Some(end) = timestamp_end(b, i).or_else(|| day_month_end(b, i)).or_else(|| clf_date_end(b, i)) {
         return Some((end, "<TS>"));
     }
     if let Some(end) = ipv4_end(b, i) {
@@ -177,14 +221,52 @@ fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
     if b.get(end) == Some(&b'.') && b.get(end + 1).is_some_and(u8::is_ascii_digit) {
         end = run(b, end + 1, |c| c.is_ascii_digit());
     }
-    // A number may carry a unit ("12ms", "3s", "10MB"): keep the unit, mask the number.
+    // A duration or size: `12ms`, `1.5s`, `10MB`, `512 KB`.
+    let unit_end = run(b, end, |c| c.is_ascii_alphabetic());
+    if unit_end > end && ends_token(b, unit_end) {
+        let unit = &b[end..unit_end];
+        if DURATION_UNITS.contains(&unit) {
+            return Some((unit_end, "<DUR>"));
+        }
+        if SIZE_UNITS.contains(&unit) {
+            return Some((unit_end, "<SIZE>"));
+        }
+    } else if unit_end == end && b.get(end) == Some(&b' ') {
+        let unit_end = run(b, end + 1, |c| c.is_ascii_alphabetic());
+        if SIZE_UNITS.contains(&&b[end + 1..unit_end]) && ends_token(b, unit_end) {
+            return Some((unit_end, "<SIZE>"));
+        }
+    }
     Some((end, "<NUM>"))
 }
 
+const DURATION_UNITS: [&[u8]; 13] =
+    [b"ns", b"us", b"ms", b"s", b"sec", b"secs", b"m", b"min", b"mins", b"h", b"hr", b"hrs", b"d"];
+const SIZE_UNITS: [&[u8]; 11] =
+    [b"B", b"KB", b"kB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"TiB", b"bytes"];
+
 /// A token starting with a letter: e-mail, UUID, IPv6 or hex id; plain words are left alone.
 fn alpha_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
+    if b.get(i + 1) == Some(&b':') && b.get(i + 2) == Some(&b'\\') {
+        return path_end(b, i).map(|end| (end, "<PATH>"));
+    }
+    if let Some(end) = url_end(b, i) {
+        return Some((end, "<URL>"));
+    }
+    if let Some(end) = named_date_end(b, i) {
+        return Some((end, "<TS>"));
+    }
     if let Some(end) = email_end(b, i) {
         return Some((end, "<EMAIL>"));
+    }
+    if let Some(end) = host_end(b, i) {
+        return Some((end, "<HOST>"));
+    }
+    let word = run(b, i, |c| c.is_ascii_alphabetic());
+    if (b[i..word].eq_ignore_ascii_case(b"true") || b[i..word].eq_ignore_ascii_case(b"false"))
+        && ends_token(b, word)
+    {
+        return Some((word, "<BOOL>"));
     }
     if b[i].is_ascii_hexdigit() {
         if let Some(end) = uuid_end(b, i) {
@@ -198,6 +280,111 @@ fn alpha_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
         }
     }
     None
+}
+
+const MONTHS: [&[u8]; 12] = [
+    b"January",
+    b"February",
+    b"March",
+    b"April",
+    b"May",
+    b"June",
+    b"July",
+    b"August",
+    b"September",
+    b"October",
+    b"November",
+    b"December",
+];
+const WEEKDAYS: [&[u8]; 7] =
+    [b"Monday", b"Tuesday", b"Wednesday", b"Thursday", b"Friday", b"Saturday", b"Sunday"];
+
+/// The end of a word from `names` (its first three letters, or all of it) starting at `i`.
+fn name_end(b: &[u8], i: usize, names: &[&[u8]]) -> Option<usize> {
+    let word = b.get(i..run(b, i, |c| c.is_ascii_alphabetic()))?;
+    names
+        .iter()
+        .any(|n| word.eq_ignore_ascii_case(&n[..3]) || word.eq_ignore_ascii_case(n))
+        .then_some(i + word.len())
+}
+
+fn spaces_end(b: &[u8], i: usize) -> usize {
+    run(b, i, |c| c == b' ')
+}
+
+/// Past `n` digits at `at`, or `None`.
+fn digits_end(b: &[u8], at: usize, min: usize, max: usize) -> Option<usize> {
+    let end = run(b, at, |c| c.is_ascii_digit());
+    (end - at >= min && end - at <= max).then_some(end)
+}
+
+/// Dates with a month name, which must carry a time or a year to count: ctime's
+/// `Sun Jul 10 03:55:15 2005`, syslog's `Jul 10 03:55:15`, RFC 2822's
+/// `Mon, 02 Jan 2006 15:04:05 -0700`, and `Jan 2, 2006`.
+fn named_date_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut at = i;
+    if let Some(end) = name_end(b, at, &WEEKDAYS) {
+        at = end;
+        if b.get(at) == Some(&b',') {
+            at += 1;
+        }
+        at = spaces_end(b, at);
+        if at == end {
+            return None;
+        }
+        if b.get(at).is_some_and(u8::is_ascii_digit) {
+            return day_month_end(b, at);
+        }
+    }
+    let month = name_end(b, at, &MONTHS)?;
+    let day_start = spaces_end(b, month);
+    let day = digits_end(b, day_start, 1, 2).filter(|_| day_start > month)?;
+    let mut at = day;
+    if b.get(at) == Some(&b',') {
+        at += 1;
+    }
+    date_tail(b, at)
+}
+
+/// `02 Jan 2006 15:04:05 -0700` (the part of RFC 2822 after the weekday).
+fn day_month_end(b: &[u8], i: usize) -> Option<usize> {
+    let day = digits_end(b, i, 1, 2)?;
+    let month_start = spaces_end(b, day);
+    let month = name_end(b, month_start, &MONTHS).filter(|_| month_start > day)?;
+    date_tail(b, month)
+}
+
+/// After a month and day: `[ year][ time][ year][ zone]`, at least a time or a year.
+fn date_tail(b: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    let mut seen = false;
+    let year = |at: &mut usize| {
+        let start = spaces_end(b, *at);
+        if let Some(end) = digits_end(b, start, 4, 4).filter(|&e| start > *at && ends_token(b, e)) {
+            *at = end;
+            true
+        } else {
+            false
+        }
+    };
+    seen |= year(&mut at);
+    let start = spaces_end(b, at);
+    if start > at
+        && let Some(end) = timestamp_end(b, start)
+    {
+        at = end;
+        seen = true;
+        year(&mut at);
+        let zone = spaces_end(b, at);
+        if zone > at {
+            if matches!(b.get(zone), Some(b'+') | Some(b'-')) && digits_end(b, zone + 1, 4, 4).is_some() {
+                at = zone + 5;
+            } else if b[zone..].starts_with(b"UTC") || b[zone..].starts_with(b"GMT") {
+                at = zone + 3;
+            }
+        }
+    }
+    (seen && ends_token(b, at)).then_some(at)
 }
 
 fn uuid_end(b: &[u8], i: usize) -> Option<usize> {
@@ -272,6 +459,25 @@ fn timestamp_end(b: &[u8], i: usize) -> Option<usize> {
     ends_token(b, at).then_some(at)
 }
 
+/// The access log's `10/Jul/2005:03:55:15 +0000`.
+fn clf_date_end(b: &[u8], i: usize) -> Option<usize> {
+    let day = digits_end(b, i, 2, 2)?;
+    let month = name_end(b, day + 1, &MONTHS).filter(|_| b.get(day) == Some(&b'/'))?;
+    let year = digits_end(b, month + 1, 4, 4).filter(|_| b.get(month) == Some(&b'/'))?;
+    let mut at = year;
+    if b.get(at) == Some(&b':') {
+        let time = digits_end(b, at + 1, 2, 2)?;
+        at = timestamp_end(b, at + 1).unwrap_or(time);
+    }
+    if b.get(at) == Some(&b' ')
+        && matches!(b.get(at + 1), Some(b'+') | Some(b'-'))
+        && let Some(end) = digits_end(b, at + 2, 4, 4)
+    {
+        at = end;
+    }
+    ends_token(b, at).then_some(at)
+}
+
 fn ipv4_end(b: &[u8], i: usize) -> Option<usize> {
     let mut at = i;
     for n in 0..4 {
@@ -308,6 +514,84 @@ fn ipv6_end(b: &[u8], i: usize) -> Option<usize> {
     let double = part.windows(2).filter(|w| w == b"::").count();
     let shape_ok = (double == 1 && colons <= 7) || (double == 0 && colons == 7);
     (groups_ok && shape_ok && part.last() != Some(&b'.')).then_some(end)
+}
+
+/// `scheme://` and everything up to whitespace, a quote or a closing bracket.
+fn url_end(b: &[u8], i: usize) -> Option<usize> {
+    let scheme = run(b, i, |c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'));
+    if !b[scheme..].starts_with(b"://") || scheme == i {
+        return None;
+    }
+    let mut end =
+        run(b, scheme + 3, |c| !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\'' | b'>' | b')' | b']'));
+    while end > scheme + 3 && matches!(b[end - 1], b'.' | b',' | b';') {
+        end -= 1;
+    }
+    (end > scheme + 3).then_some(end)
+}
+
+/// A file path: `/var/log/app.log`, `/srv/app/main.py:12` (up to the `:`), `C:\\data\\x.db`. It
+/// needs two segments, so a lone `/health` or `a/b` stays text.
+fn path_end(b: &[u8], i: usize) -> Option<usize> {
+    let start = if b[i] == b'/' { i } else { i + 2 };
+    let mut end = run(b, start, |c| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, b'/' | b'\\' | b'.' | b'_' | b'-' | b'~' | b'+' | b'@' | b'%')
+    });
+    while end > start && matches!(b[end - 1], b'.' | b',') {
+        end -= 1;
+    }
+    let segments =
+        b[start..end].split(|&c| c == b'/' || c == b'\\').skip(1).filter(|s| !s.is_empty()).count();
+    let first_ok = b.get(start + 1).is_some_and(|&c| is_word(c) || c == b'.');
+    (segments >= 2 && first_ok && ends_token(b, end)).then_some(end)
+}
+
+/// Top-level domains that end host names (a Java class name such as `com.example.Foo` ends
+/// with its class, not one of these).
+const TLDS: [&[u8]; 30] = [
+    b"com",
+    b"net",
+    b"org",
+    b"edu",
+    b"gov",
+    b"mil",
+    b"int",
+    b"io",
+    b"dev",
+    b"app",
+    b"cloud",
+    b"ai",
+    b"co",
+    b"uk",
+    b"de",
+    b"fr",
+    b"nl",
+    b"jp",
+    b"cn",
+    b"ru",
+    b"br",
+    b"in",
+    b"au",
+    b"ca",
+    b"us",
+    b"eu",
+    b"info",
+    b"biz",
+    b"local",
+    b"internal",
+];
+
+/// A host name: lower-case labels joined by dots, ending with a common top-level domain.
+fn host_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut end = run(b, i, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+    while end > i && b[end - 1] == b'.' {
+        end -= 1;
+    }
+    let name = &b[i..end];
+    let dot = name.iter().rposition(|&c| c == b'.')?;
+    let labels_ok = name[..dot].split(|&c| c == b'.').all(|l| !l.is_empty() && l[0] != b'-');
+    (labels_ok && TLDS.contains(&&name[dot + 1..]) && ends_token(b, end)).then_some(end)
 }
 
 fn email_end(b: &[u8], i: usize) -> Option<usize> {
@@ -352,18 +636,38 @@ mod tests {
         );
         check("at 2024-01-02T03:04:05.123Z and 2024-01-02 03:04:05,123", "at <TS> and <TS>");
         check("since 03:04:05 on 2024-01-02", "since <TS> on <TS>");
+        check("at Sun Jul 10 03:55:15 2005 from x", "at <TS> from x");
+        check("Jul  1 09:00:55 host sshd", "<TS> host sshd");
+        check("sent Mon, 02 Jan 2006 15:04:05 -0700 ok", "sent <TS> ok");
+        check("on 02 Jan 2006 15:04:05 GMT.", "on <TS>.");
+        check("[10/Jul/2005:03:55:15 +0000] GET", "[<TS>] GET");
+        check("due Jan 2, 2006 or later", "due <TS> or later");
+        check("May I ask, Sun 3 times a day? March on", "May I ask, Sun <NUM> times a day? March on");
         check("peer [2001:db8::ff00:42:8329]:443 and ::1 down", "peer [<IP>]:<NUM> and <IP> down");
         check("mail to bob.smith+x@example.co.uk failed", "mail to <EMAIL> failed");
+        check("rhost=csnsu.nsuok.edu from db-1.prod.internal.", "rhost=<VAL> from <HOST>.");
+        check(
+            "at com.example.Foo.bar(Foo.java) in android.intent.action",
+            "at com.example.Foo.bar(Foo.java) in android.intent.action",
+        );
         check("commit 9fceb02d0ae598e95dc970b74767f19372d61af8 bad", "commit <HEX> bad");
         check("ptr 0x7ffd5e8c0a10 null", "ptr <HEX> null");
+        check("open /var/log/app-1.log: denied at /srv/main.py:12.", "open <PATH>: denied at <PATH>:<NUM>.");
+        check(r"read C:\data\app.db and ./x /health a/b", r"read <PATH> and ./x /health a/b");
     }
 
     #[test]
     fn masks_numbers_but_not_words() {
-        check("took 123ms after 3 retries (1.5s)", "took <NUM>ms after <NUM> retries (<NUM>s)");
+        check("took 123ms after 3 retries (1.5s)", "took <DUR> after <NUM> retries (<DUR>)");
+        check("size 512 KB of 10MB, 3 Bees, 7 bytes", "size <SIZE> of <SIZE>, <NUM> Bees, <SIZE>");
         check("worker-12 on shard_3 failed", "worker-<NUM> on shard_<NUM> failed");
         check("user123 hit a decade old facade", "user123 hit a decade old facade");
         check("HTTP/1.1 500", "HTTP/<NUM> <NUM>");
+        check("index:-3 blk_-42 range 1-5 worker-7", "index:<NUM> blk_<NUM> range <NUM>-<NUM> worker-<NUM>");
+        check(
+            "overlap:false down TRUE visible=true trueish",
+            "overlap:<BOOL> down <BOOL> visible=<BOOL> trueish",
+        );
     }
 
     #[test]
@@ -371,16 +675,15 @@ mod tests {
         check(r#"KeyError: 'user_id' in "main""#, "KeyError: <STR> in <STR>");
         check("can't connect, don't retry", "can't connect, don't retry");
         check("user_id=42 name=\"Ann Lee\" ok", "user_id=<VAL> name=<VAL> ok");
-        check(
-            "GET https://api.example.com/users/42?token=abc&page=2 failed",
-            "GET https://api.example.com/users/<NUM>?token=<VAL>&page=<VAL> failed",
-        );
+        check("user=root tty=ssh action=ACTION_DOWN", "user=root tty=ssh action=ACTION_DOWN");
+        check("password=hunter api_key=abc SessionId=xyz", "password=<VAL> api_key=<VAL> SessionId=<VAL>");
+        check("GET https://api.example.com/users/42?token=abc&page=2 failed", "GET <URL> failed");
     }
 
     #[test]
     fn leaves_non_ascii_and_control_text_intact() {
         check("naïve café 12 ünïcode", "naïve café <NUM> ünïcode");
-        check("\u{1b}[31mred\u{1b}[0m 5", "\u{1b}[<NUM>mred\u{1b}[<NUM>m <NUM>");
+        check("\u{1b}[31mred\u{1b}[0m 5", "\u{1b}[<NUM>mred\u{1b}[<DUR> <NUM>");
         check("", "");
     }
 

@@ -33,7 +33,7 @@ async fn ingest_groups_counts_and_is_idempotent(store: Arc<dyn Store>) {
         [
             (3, "connection refused to <IP>"),
             (1, "card <NUM> declined for order <NUM>"),
-            (1, "slow smtp handshake <NUM>ms")
+            (1, "slow smtp handshake <DUR>")
         ]
     );
     let refused = &top[0];
