@@ -1,34 +1,63 @@
 //! Template mining for what masking misses (user names, file names, bare host names, free-form
 //! ids): masked lines are clustered so that tokens which vary inside a cluster become `<*>`.
 //!
-//! This is the Drain idea (He et al., ICWS 2017): lines are bucketed by token count and by a
-//! leading token, and a line joins the most similar cluster of its bucket when enough of its
-//! tokens agree position by position. Placeholders from the masker (`<NUM>`, `<IP>`…) and
-//! mined wildcards match any token. A cluster's id is fixed when it is created and never changes
-//! when its template generalises; the miner's clusters can be exported and restored.
+//! Lines are first clustered the Drain way (He et al., ICWS 2017): bucketed by token count and by
+//! a leading token, a line joins the most similar family of its bucket when enough of its tokens
+//! agree position by position. Placeholders from the masker (`<NUM>`, `<IP>`…) and mined
+//! wildcards match any token.
+//!
+//! Drain's weak spot is a word that takes a few values: `stored as bytes` and `stored as values`,
+//! `Failed password` and `Failed none`, `by client WindowsUpdateAgent.` and `by client SPP.` are
+//! different events, while `for user alice` and `for user bob` are one. So a family keeps the
+//! distinct words seen at each position while they are few ([`FEW`] or fewer): each combination
+//! of them is its own group. Once a position has seen more, it is a variable, and the groups that
+//! differed only there are merged into the oldest of them ([`Mined::merged`] names the others).
+//!
+//! A group's id is fixed when it is created and never changes when its template generalises; a
+//! merged group's id keeps answering as an alias of the group it went into. The whole state can
+//! be exported ([`Miner::snapshot`]) and restored: the same lines then map to the same ids.
 
 use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 /// The wildcard a mined variable position becomes.
 pub const WILDCARD: &str = "<*>";
 
-/// How alike a line must be to a cluster's template to join it (share of positions that
-/// agree, placeholders and wildcards agreeing with anything).
-pub const DEFAULT_SIMILARITY: f64 = 0.7;
+/// How alike a line must be to a family's template to join it (share of positions that agree,
+/// placeholders and wildcards agreeing with anything).
+pub const DEFAULT_SIMILARITY: f64 = 0.8;
 
-/// One group of lines and its template.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cluster {
-    /// Assigned at creation, never changed.
-    pub id: u64,
-    pub tokens: Vec<String>,
-    pub count: u64,
+/// A position that has shown at most this many distinct words keeps them apart as groups.
+pub const FEW: usize = 3;
+
+/// Lines of one shape; each combination of its few-valued words is a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Family {
+    /// The bucket's leading token (the first line's, or `<*>` when it was variable).
+    first: String,
+    /// The template: a word or placeholder where all lines agreed, `<*>` where they differed.
+    tokens: Vec<String>,
+    /// Per position, the distinct words seen while they are few; `None` once there were more
+    /// (or for a placeholder): the position is then a variable.
+    values: Vec<Option<Vec<String>>>,
+    groups: Vec<Group>,
 }
 
-impl Cluster {
-    pub fn template(&self) -> String {
-        self.tokens.join(" ")
-    }
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Group {
+    id: u64,
+    /// Per position, the index of its word in `values` (0 where the position is a variable).
+    key: Vec<u8>,
+    count: u64,
+}
+
+/// One group as seen from outside: its id, template and line count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub id: u64,
+    pub template: String,
+    pub count: u64,
 }
 
 /// What [`Miner::add`] did with a line.
@@ -36,16 +65,29 @@ impl Cluster {
 pub struct Mined {
     pub cluster_id: u64,
     pub created: bool,
+    /// Groups merged into others by this line, as (merged id, id it went into).
+    pub merged: Vec<(u64, u64)>,
 }
 
-/// The clusters seen so far, bucketed by (token count, leading token).
+/// The miner's whole state, for saving and [`Miner::restore`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    similarity: f64,
+    next_id: u64,
+    families: Vec<Family>,
+    aliases: Vec<(u64, u64)>,
+}
+
+/// The families seen so far, bucketed by (token count, leading token).
 #[derive(Debug, Clone)]
 pub struct Miner {
     similarity: f64,
     next_id: u64,
-    clusters: Vec<Cluster>,
-    /// Token count → leading token → cluster indexes.
+    families: Vec<Family>,
+    /// Token count → leading token → family indexes.
     buckets: HashMap<usize, HashMap<String, Vec<usize>>>,
+    /// Merged group id → the id it went into (possibly merged again later).
+    aliases: HashMap<u64, u64>,
 }
 
 impl Default for Miner {
@@ -54,100 +96,252 @@ impl Default for Miner {
     }
 }
 
+/// A masked value or wildcard, or a token holding one (`blk_<NUM>`, `/<IP>`): never a word
+/// with few values.
+fn is_placeholder(token: &str) -> bool {
+    token.len() > 2 && token.find('<').is_some_and(|open| token[open..].contains('>'))
+}
+
+/// A masked value or the wildcard, alone: a variable from the start.
+fn is_masked(token: &str) -> bool {
+    token.len() > 2 && token.starts_with('<') && token.ends_with('>')
+}
+
+/// What tells a token's values apart: a word is itself; a token holding a masked value is its
+/// text up to the first placeholder (`rdd_<NUM>` and `rdd_<NUM>_<NUM>` are one value). Only
+/// words take few values: a second value next to a token holding a placeholder (`rdd_<NUM>`
+/// and `broadcast_<NUM>`, or `rdd_<NUM>` and `none`) makes the position a variable.
+fn value_key(token: &str) -> &str {
+    match token.find('<') {
+        Some(open) if is_placeholder(token) => &token[..=open],
+        _ => token,
+    }
+}
+
+/// A token Drain would call a variable: a placeholder or anything with a digit.
 fn is_variable(token: &str) -> bool {
-    token == WILDCARD
-        || (token.starts_with('<') && token.ends_with('>') && token.len() > 2)
+    (token.len() > 2 && token.starts_with('<') && token.ends_with('>'))
         || token.bytes().any(|b| b.is_ascii_digit())
 }
 
 impl Miner {
     pub fn new(similarity: f64) -> Miner {
-        Miner { similarity, next_id: 1, clusters: Vec::new(), buckets: HashMap::new() }
+        Miner {
+            similarity,
+            next_id: 1,
+            families: Vec::new(),
+            buckets: HashMap::new(),
+            aliases: HashMap::new(),
+        }
+    }
+
+    fn leading(tokens: &[&str]) -> &'static str {
+        match tokens.first() {
+            Some(t) if is_variable(t) => WILDCARD,
+            _ => "",
+        }
     }
 
     /// The bucket of lines with these tokens: same count, same first token unless it is variable.
-    fn bucket(&mut self, tokens: &[&str]) -> &mut Vec<usize> {
-        let first = tokens.first().map_or("", |t| if is_variable(t) { WILDCARD } else { t });
-        let by_first = self.buckets.entry(tokens.len()).or_default();
+    fn bucket(&mut self, len: usize, first: &str) -> &mut Vec<usize> {
+        let by_first = self.buckets.entry(len).or_default();
         if !by_first.contains_key(first) {
             by_first.insert(first.to_owned(), Vec::new());
         }
         by_first.get_mut(first).expect("inserted above")
     }
 
-    /// Adds one masked line; returns its cluster.
+    /// Adds one masked line; returns its group.
     pub fn add(&mut self, masked: &str) -> Mined {
         let tokens: Vec<&str> = masked.split_whitespace().collect();
-        let bucket = std::mem::take(self.bucket(&tokens));
-        let mined = self.place(&bucket, &tokens);
-        let created = mined.created.then(|| self.clusters.len() - 1);
-        let slot = self.bucket(&tokens);
-        *slot = bucket;
-        slot.extend(created);
-        mined
-    }
-
-    /// Joins the most similar cluster of `bucket`, or creates one (the caller files it).
-    fn place(&mut self, bucket: &[usize], tokens: &[&str]) -> Mined {
-        let mut best: Option<(usize, f64)> = None;
-        for &index in bucket {
-            let cluster = &self.clusters[index];
-            let same = cluster
-                .tokens
-                .iter()
-                .zip(tokens)
-                .filter(|(a, b)| {
-                    a.as_str() == **b || is_variable(a) && is_variable(b) || a.as_str() == WILDCARD
-                })
-                .count();
-            let score = if tokens.is_empty() { 1.0 } else { same as f64 / tokens.len() as f64 };
-            if score >= self.similarity && best.is_none_or(|(_, s)| score > s) {
-                best = Some((index, score));
+        let first = match Miner::leading(&tokens) {
+            "" => tokens.first().copied().unwrap_or(""),
+            wildcard => wildcard,
+        };
+        let len = tokens.len();
+        let best = self.buckets.get(&len).and_then(|b| b.get(first)).and_then(|bucket| {
+            let mut best: Option<(usize, f64)> = None;
+            for &index in bucket {
+                let score = similarity(&self.families[index].tokens, &tokens);
+                if score >= self.similarity && best.is_none_or(|(_, s)| score > s) {
+                    best = Some((index, score));
+                }
+            }
+            best.map(|(index, _)| index)
+        });
+        match best {
+            Some(index) => self.join(index, &tokens),
+            None => {
+                let id = self.fresh_id();
+                let family = Family {
+                    first: first.to_owned(),
+                    tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
+                    values: tokens
+                        .iter()
+                        .map(|t| (!is_masked(t)).then(|| vec![value_key(t).to_owned()]))
+                        .collect(),
+                    groups: vec![Group { id, key: vec![0; len], count: 1 }],
+                };
+                let index = self.families.len();
+                self.families.push(family);
+                self.bucket(len, first).push(index);
+                Mined { cluster_id: id, created: true, merged: Vec::new() }
             }
         }
-        match best {
-            Some((index, _)) => {
-                let cluster = &mut self.clusters[index];
-                for (t, new) in cluster.tokens.iter_mut().zip(tokens) {
-                    if t != new && t != WILDCARD {
-                        *t = WILDCARD.to_owned();
-                    }
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Puts a line into family `index`: generalises its template, notes its words, and finds
+    /// or creates the line's group.
+    fn join(&mut self, index: usize, tokens: &[&str]) -> Mined {
+        let mut key = vec![0u8; tokens.len()];
+        let mut widened = false;
+        let family = &mut self.families[index];
+        for (p, new) in tokens.iter().enumerate() {
+            if family.tokens[p] != *new && family.tokens[p] != WILDCARD {
+                family.tokens[p] = WILDCARD.to_owned();
+            }
+            let Some(words) = &mut family.values[p] else { continue };
+            let value = value_key(new);
+            match words.iter().position(|w| w == value) {
+                Some(at) => key[p] = at as u8,
+                None if words.len() < FEW
+                    && !is_masked(new)
+                    && !value.ends_with('<')
+                    && !words[0].ends_with('<') =>
+                {
+                    key[p] = words.len() as u8;
+                    words.push(value.to_owned());
                 }
-                cluster.count += 1;
-                Mined { cluster_id: cluster.id, created: false }
+                None => {
+                    family.values[p] = None;
+                    for group in &mut family.groups {
+                        group.key[p] = 0;
+                    }
+                    widened = true;
+                }
+            }
+        }
+        let merged = if widened { self.merge_equal_keys(index) } else { Vec::new() };
+        let family = &mut self.families[index];
+        match family.groups.iter_mut().find(|g| g.key == key) {
+            Some(group) => {
+                group.count += 1;
+                Mined { cluster_id: group.id, created: false, merged }
             }
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                let tokens = tokens.iter().map(|t| (*t).to_owned()).collect();
-                self.clusters.push(Cluster { id, tokens, count: 1 });
-                Mined { cluster_id: id, created: true }
+                self.families[index].groups.push(Group { id, key, count: 1 });
+                Mined { cluster_id: id, created: true, merged }
             }
         }
     }
 
-    /// A cluster's current template.
-    pub fn template(&self, cluster_id: u64) -> Option<String> {
-        self.clusters.iter().find(|c| c.id == cluster_id).map(Cluster::template)
+    /// After a position became a variable, groups of the family whose keys are now equal are
+    /// one: each goes into the oldest.
+    fn merge_equal_keys(&mut self, index: usize) -> Vec<(u64, u64)> {
+        let family = &mut self.families[index];
+        family.groups.sort_by_key(|g| g.id);
+        let mut kept: Vec<Group> = Vec::with_capacity(family.groups.len());
+        let mut merged = Vec::new();
+        for group in family.groups.drain(..) {
+            match kept.iter_mut().find(|k| k.key == group.key) {
+                Some(into) => {
+                    into.count += group.count;
+                    merged.push((group.id, into.id));
+                }
+                None => kept.push(group),
+            }
+        }
+        family.groups = kept;
+        self.aliases.extend(merged.iter().copied());
+        merged
     }
 
-    pub fn clusters(&self) -> &[Cluster] {
-        &self.clusters
+    /// The id a group answers to now: itself, or the group it was merged into.
+    pub fn resolve(&self, mut id: u64) -> u64 {
+        while let Some(&into) = self.aliases.get(&id) {
+            id = into;
+        }
+        id
     }
 
-    /// A miner holding these clusters (as exported by [`Miner::clusters`]): the same lines then
-    /// map to the same ids.
-    pub fn restore(similarity: f64, clusters: Vec<Cluster>) -> Miner {
-        let mut miner = Miner::new(similarity);
-        for cluster in clusters {
-            let tokens: Vec<&str> = cluster.tokens.iter().map(String::as_str).collect();
-            miner.next_id = miner.next_id.max(cluster.id + 1);
-            let index = miner.clusters.len();
-            miner.bucket(&tokens).push(index);
-            miner.clusters.push(cluster);
+    /// A group's current template (also for a merged id).
+    pub fn template(&self, id: u64) -> Option<String> {
+        let id = self.resolve(id);
+        self.families.iter().find_map(|f| f.groups.iter().find(|g| g.id == id).map(|g| render(f, g)))
+    }
+
+    /// The live groups (merged ones are not listed).
+    pub fn clusters(&self) -> Vec<Cluster> {
+        self.families
+            .iter()
+            .flat_map(|f| {
+                f.groups.iter().map(move |g| Cluster { id: g.id, template: render(f, g), count: g.count })
+            })
+            .collect()
+    }
+
+    /// The whole state, to save.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut aliases: Vec<(u64, u64)> = self.aliases.iter().map(|(a, b)| (*a, *b)).collect();
+        aliases.sort_unstable();
+        Snapshot {
+            similarity: self.similarity,
+            next_id: self.next_id,
+            families: self.families.clone(),
+            aliases,
+        }
+    }
+
+    /// A miner in the state a snapshot saved: the same lines then map to the same ids.
+    pub fn restore(snapshot: Snapshot) -> Miner {
+        let mut miner = Miner::new(snapshot.similarity);
+        miner.next_id = snapshot.next_id;
+        miner.aliases = snapshot.aliases.into_iter().collect();
+        for family in snapshot.families {
+            let index = miner.families.len();
+            miner.bucket(family.tokens.len(), &family.first).push(index);
+            miner.families.push(family);
         }
         miner
     }
+}
+
+/// Share of positions where the template agrees with the line.
+fn similarity(template: &[String], tokens: &[&str]) -> f64 {
+    if tokens.is_empty() {
+        return 1.0;
+    }
+    let same = template
+        .iter()
+        .zip(tokens)
+        .filter(|(a, b)| a.as_str() == **b || a.as_str() == WILDCARD || is_variable(a) && is_variable(b))
+        .count();
+    same as f64 / tokens.len() as f64
+}
+
+fn render(family: &Family, group: &Group) -> String {
+    let mut out = String::new();
+    for (p, token) in family.tokens.iter().enumerate() {
+        if p > 0 {
+            out.push(' ');
+        }
+        match &family.values[p] {
+            // A held placeholder's key (`LOGIN(uid=<`) is shown as the wildcard.
+            Some(words) if token == WILDCARD && !words[usize::from(group.key[p])].ends_with('<') => {
+                out.push_str(&words[usize::from(group.key[p])])
+            }
+            _ => out.push_str(token),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -155,14 +349,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn variable_words_become_wildcards_and_the_id_stays() {
+    fn variable_words_become_wildcards_and_the_first_id_stays() {
         let mut m = Miner::default();
         let a = m.add("session opened for user alice by <NUM>");
         let b = m.add("session opened for user bob by <NUM>");
-        assert_eq!(a.cluster_id, b.cluster_id);
+        assert_ne!(a.cluster_id, b.cluster_id, "two users are still two words");
+        m.add("session opened for user carol by <NUM>");
+        let d = m.add("session opened for user dave by <NUM>");
+        assert_eq!(d.cluster_id, a.cluster_id, "a fourth user makes the word a variable");
+        assert_eq!(d.merged.len(), 2);
+        assert_eq!(m.resolve(b.cluster_id), a.cluster_id);
         assert_eq!(m.template(b.cluster_id).unwrap(), "session opened for user <*> by <NUM>");
         let c = m.add("disk full on volume data");
         assert_ne!(c.cluster_id, a.cluster_id);
+    }
+
+    #[test]
+    fn a_word_with_few_values_keeps_its_groups_apart() {
+        let mut m = Miner::default();
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            let kind = if i % 7 == 0 { "values" } else { "bytes" };
+            ids.push(m.add(&format!("Block rdd_{i} stored as {kind} in memory")).cluster_id);
+        }
+        let bytes = m.add("Block rdd_x stored as bytes in memory").cluster_id;
+        let values = m.add("Block rdd_y stored as values in memory").cluster_id;
+        assert_ne!(bytes, values);
+        assert_eq!(m.template(values).unwrap(), "Block <*> stored as values in memory");
     }
 
     #[test]
@@ -172,13 +385,11 @@ mod tests {
             .iter()
             .map(|l| m.add(l).cluster_id)
             .collect();
-        let mut restored = Miner::restore(DEFAULT_SIMILARITY, m.clusters().to_vec());
-        assert_eq!(restored.add("job c failed after retry").cluster_id, ids[0]);
-        assert_eq!(restored.add("cache miss for key y").cluster_id, ids[2]);
-        assert_eq!(
-            restored.add("brand new line here").cluster_id,
-            3,
-            "new ids continue after the restored ones"
-        );
+        let json = serde_json::to_string(&m.snapshot()).unwrap();
+        let mut restored = Miner::restore(serde_json::from_str(&json).unwrap());
+        assert_eq!(restored.add("job b failed after retry").cluster_id, ids[1]);
+        assert_eq!(restored.add("cache miss for key x").cluster_id, ids[2]);
+        let fresh = restored.add("brand new line here").cluster_id;
+        assert!(fresh > ids[2], "new ids continue after the restored ones");
     }
 }

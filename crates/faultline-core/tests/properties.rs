@@ -2,7 +2,7 @@
 //! panics, masking is idempotent, the same line always gives the same fingerprint, and a miner
 //! restored from its clusters gives the same ids to the same stream.
 
-use faultline_core::mine::{DEFAULT_SIMILARITY, Miner};
+use faultline_core::mine::Miner;
 use faultline_core::{Level, LogEvent, Origin, fingerprint, mask};
 use proptest::prelude::*;
 
@@ -65,7 +65,7 @@ proptest! {
         let expected: Vec<u64> = lines.iter().map(|l| whole.add(&mask(l)).cluster_id).collect();
         let mut first = Miner::default();
         let mut ids: Vec<u64> = lines[..split].iter().map(|l| first.add(&mask(l)).cluster_id).collect();
-        let mut restored = Miner::restore(DEFAULT_SIMILARITY, first.clusters().to_vec());
+        let mut restored = Miner::restore(first.snapshot());
         ids.extend(lines[split..].iter().map(|l| restored.add(&mask(l)).cluster_id));
         prop_assert_eq!(ids, expected);
     }

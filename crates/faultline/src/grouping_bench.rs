@@ -88,15 +88,18 @@ pub fn run(dir: &Path, out: &Path) -> anyhow::Result<()> {
         total_time += elapsed;
         total_lines += contents.len();
 
-        let templates: std::collections::HashMap<u64, String> =
-            miner.clusters().iter().map(|c| (c.id, c.template())).collect();
+        let clusters = miner.clusters();
+        let templates: std::collections::HashMap<u64, &str> =
+            clusters.iter().map(|c| (c.id, c.template.as_str())).collect();
         let mut csv = String::from("LineId,group,template\n");
         for (i, id) in ids.iter().enumerate() {
-            let _ = writeln!(csv, "{},{id},{}", i + 1, csv_field(&templates[id]));
+            // A group merged later is scored as the group it went into.
+            let id = miner.resolve(*id);
+            let _ = writeln!(csv, "{},{id},{}", i + 1, csv_field(templates[&id]));
         }
         let file = out.join(format!("{system}.csv"));
         std::fs::write(&file, csv).with_context(|| format!("writing {}", file.display()))?;
-        println!("{system:<10} {:>6} lines {:>5} groups", contents.len(), miner.clusters().len());
+        println!("{system:<10} {:>6} lines {:>5} groups", contents.len(), clusters.len());
     }
     anyhow::ensure!(total_lines > 0, "no system folder with its log under {}", dir.display());
     println!(
