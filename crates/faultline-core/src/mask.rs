@@ -55,7 +55,14 @@ pub fn mask_into(input: &str, out: &mut String) {
             // A negative number: `index:-3` is `index:<NUM>` like `index:3`.
             digit_token(b, i + 1).filter(|(_, p)| matches!(*p, "<NUM>" | "<DUR>" | "<SIZE>"))
         } else if c.is_ascii_alphabetic() {
-            alpha_token(b, i)
+            let word_end = run(b, i + 1, |c| c.is_ascii_alphanumeric());
+            let found = alpha_token(b, i, word_end);
+            if found.is_none() {
+                // A plain word: nothing starts inside it.
+                i = word_end;
+                continue;
+            }
+            found
         } else if c == b'/' {
             path_end(b, i).map(|end| (end, "<PATH>"))
         } else if c == b':' && b.get(i + 1) == Some(&b':') {
@@ -196,7 +203,11 @@ fn run(b: &[u8], start: usize, pred: impl Fn(u8) -> bool) -> usize {
 
 /// A token starting with a digit: timestamp, IP, UUID, hex or number.
 fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
-    if let Some(end) = uuid_end(b, i) {
+    let hex_end = run(b, i, |c| c.is_ascii_hexdigit());
+    if hex_end - i == 8
+        && b.get(hex_end) == Some(&b'-')
+        && let Some(end) = uuid_end(b, i)
+    {
         return Some((end, "<UUID>"));
     }
     if let Some(end) = timestamp_end(b, i).or_else(|| day_month_end(b, i)).or_else(|| clf_date_end(b, i)) {
@@ -205,7 +216,9 @@ fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
     if let Some(end) = ipv4_end(b, i) {
         return Some((end, "<IP>"));
     }
-    if let Some(end) = ipv6_end(b, i) {
+    if b.get(hex_end) == Some(&b':')
+        && let Some(end) = ipv6_end(b, i)
+    {
         return Some((end, "<IP>"));
     }
     if b[i] == b'0' && matches!(b.get(i + 1), Some(b'x') | Some(b'X')) {
@@ -245,41 +258,91 @@ const DURATION_UNITS: [&[u8]; 13] =
 const SIZE_UNITS: [&[u8]; 11] =
     [b"B", b"KB", b"kB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"TiB", b"bytes"];
 
-/// A token starting with a letter: e-mail, UUID, IPv6 or hex id; plain words are left alone.
-fn alpha_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
-    if b.get(i + 1) == Some(&b':') && b.get(i + 2) == Some(&b'\\') {
-        return path_end(b, i).map(|end| (end, "<PATH>"));
+/// A token starting with a letter: URL, date, e-mail, host, boolean, UUID, hex id or IPv6; plain
+/// words are left alone. The word's letters and digits (up to `word_end`) and the byte after
+/// them decide which masks are tried, so a plain word is read once.
+fn alpha_token(b: &[u8], i: usize, word_end: usize) -> Option<(usize, &'static str)> {
+    let word = &b[i..word_end];
+    let next = b.get(word_end).copied();
+    match next {
+        Some(b':') if word.len() == 1 && b.get(word_end + 1) == Some(&b'\\') => {
+            return path_end(b, i).map(|end| (end, "<PATH>"));
+        }
+        Some(b':' | b'+' | b'.' | b'-') => {
+            if let Some(end) = url_end(b, i) {
+                return Some((end, "<URL>"));
+            }
+        }
+        _ => {}
     }
-    if let Some(end) = url_end(b, i) {
-        return Some((end, "<URL>"));
-    }
-    if let Some(end) = named_date_end(b, i) {
+    if is_date_name(word)
+        && let Some(end) = named_date_end(b, i)
+    {
         return Some((end, "<TS>"));
     }
-    if let Some(end) = email_end(b, i) {
+    if matches!(next, Some(b'@' | b'.' | b'_' | b'%' | b'+' | b'-'))
+        && let Some(end) = email_end(b, i)
+    {
         return Some((end, "<EMAIL>"));
     }
-    if let Some(end) = host_end(b, i) {
+    if matches!(next, Some(b'.' | b'-'))
+        && let Some(end) = host_end(b, i)
+    {
         return Some((end, "<HOST>"));
     }
-    let word = run(b, i, |c| c.is_ascii_alphabetic());
-    if (b[i..word].eq_ignore_ascii_case(b"true") || b[i..word].eq_ignore_ascii_case(b"false"))
-        && ends_token(b, word)
+    if (word.eq_ignore_ascii_case(b"true") || word.eq_ignore_ascii_case(b"false")) && ends_token(b, word_end)
     {
-        return Some((word, "<BOOL>"));
+        return Some((word_end, "<BOOL>"));
     }
     if b[i].is_ascii_hexdigit() {
-        if let Some(end) = uuid_end(b, i) {
+        if word.len() == 8
+            && next == Some(b'-')
+            && let Some(end) = uuid_end(b, i)
+        {
             return Some((end, "<UUID>"));
         }
-        if let Some(end) = long_hex_end(b, i) {
+        if word.len() >= 8
+            && let Some(end) = long_hex_end(b, i)
+        {
             return Some((end, "<HEX>"));
         }
-        if let Some(end) = ipv6_end(b, i) {
+        if next == Some(b':')
+            && let Some(end) = ipv6_end(b, i)
+        {
             return Some((end, "<IP>"));
         }
     }
     None
+}
+
+/// Whether a word (letters and digits) is a weekday or month name, or its first three letters.
+fn is_date_name(word: &[u8]) -> bool {
+    if !(3..=9).contains(&word.len()) {
+        return false;
+    }
+    let full: &[u8] = match [word[0] | 0x20, word[1] | 0x20, word[2] | 0x20] {
+        [b'j', b'a', b'n'] => b"january",
+        [b'f', b'e', b'b'] => b"february",
+        [b'm', b'a', b'r'] => b"march",
+        [b'a', b'p', b'r'] => b"april",
+        [b'm', b'a', b'y'] => b"may",
+        [b'j', b'u', b'n'] => b"june",
+        [b'j', b'u', b'l'] => b"july",
+        [b'a', b'u', b'g'] => b"august",
+        [b's', b'e', b'p'] => b"september",
+        [b'o', b'c', b't'] => b"october",
+        [b'n', b'o', b'v'] => b"november",
+        [b'd', b'e', b'c'] => b"december",
+        [b'm', b'o', b'n'] => b"monday",
+        [b't', b'u', b'e'] => b"tuesday",
+        [b'w', b'e', b'd'] => b"wednesday",
+        [b't', b'h', b'u'] => b"thursday",
+        [b'f', b'r', b'i'] => b"friday",
+        [b's', b'a', b't'] => b"saturday",
+        [b's', b'u', b'n'] => b"sunday",
+        _ => return false,
+    };
+    word.len() == 3 || word.eq_ignore_ascii_case(full)
 }
 
 const MONTHS: [&[u8]; 12] = [
@@ -302,6 +365,9 @@ const WEEKDAYS: [&[u8]; 7] =
 /// The end of a word from `names` (its first three letters, or all of it) starting at `i`.
 fn name_end(b: &[u8], i: usize, names: &[&[u8]]) -> Option<usize> {
     let word = b.get(i..run(b, i, |c| c.is_ascii_alphabetic()))?;
+    if !(3..=9).contains(&word.len()) {
+        return None;
+    }
     names
         .iter()
         .any(|n| word.eq_ignore_ascii_case(&n[..3]) || word.eq_ignore_ascii_case(n))

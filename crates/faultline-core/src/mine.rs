@@ -17,9 +17,12 @@
 //! merged group's id keeps answering as an alias of the group it went into. The whole state can
 //! be exported ([`Miner::snapshot`]) and restored: the same lines then map to the same ids.
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+/// A line's tokens; most lines have fewer than 32.
+type Tokens<'a> = SmallVec<[&'a str; 32]>;
 
 /// The wildcard a mined variable position becomes.
 pub const WILDCARD: &str = "<*>";
@@ -85,9 +88,9 @@ pub struct Miner {
     next_id: u64,
     families: Vec<Family>,
     /// Token count → leading token → family indexes.
-    buckets: HashMap<usize, HashMap<String, Vec<usize>>>,
+    buckets: FxHashMap<usize, FxHashMap<String, Vec<usize>>>,
     /// Merged group id → the id it went into (possibly merged again later).
-    aliases: HashMap<u64, u64>,
+    aliases: FxHashMap<u64, u64>,
 }
 
 impl Default for Miner {
@@ -130,8 +133,8 @@ impl Miner {
             similarity,
             next_id: 1,
             families: Vec::new(),
-            buckets: HashMap::new(),
-            aliases: HashMap::new(),
+            buckets: FxHashMap::default(),
+            aliases: FxHashMap::default(),
         }
     }
 
@@ -153,7 +156,7 @@ impl Miner {
 
     /// Adds one masked line; returns its group.
     pub fn add(&mut self, masked: &str) -> Mined {
-        let tokens: Vec<&str> = masked.split_whitespace().collect();
+        let tokens: Tokens = masked.split_ascii_whitespace().collect();
         let first = match Miner::leading(&tokens) {
             "" => tokens.first().copied().unwrap_or(""),
             wildcard => wildcard,
@@ -199,7 +202,7 @@ impl Miner {
     /// Puts a line into family `index`: generalises its template, notes its words, and finds
     /// or creates the line's group.
     fn join(&mut self, index: usize, tokens: &[&str]) -> Mined {
-        let mut key = vec![0u8; tokens.len()];
+        let mut key: SmallVec<[u8; 32]> = smallvec::smallvec![0u8; tokens.len()];
         let mut widened = false;
         let family = &mut self.families[index];
         for (p, new) in tokens.iter().enumerate() {
@@ -229,7 +232,7 @@ impl Miner {
         }
         let merged = if widened { self.merge_equal_keys(index) } else { Vec::new() };
         let family = &mut self.families[index];
-        match family.groups.iter_mut().find(|g| g.key == key) {
+        match family.groups.iter_mut().find(|g| g.key[..] == key[..]) {
             Some(group) => {
                 group.count += 1;
                 Mined { cluster_id: group.id, created: false, merged }
@@ -237,7 +240,7 @@ impl Miner {
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                self.families[index].groups.push(Group { id, key, count: 1 });
+                self.families[index].groups.push(Group { id, key: key.to_vec(), count: 1 });
                 Mined { cluster_id: id, created: true, merged }
             }
         }

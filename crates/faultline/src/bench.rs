@@ -52,6 +52,9 @@ pub enum BenchCommand {
         /// Where to write the predictions.
         #[arg(long)]
         out: PathBuf,
+        /// Times every system is grouped afresh; the fastest round is reported.
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
     },
     /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
     /// against the configured database (fill it first with `faultline seed`).
@@ -79,7 +82,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
             http(records, batch.max(1), concurrency.max(1), dir, config).await
         }
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
-        BenchCommand::Grouping { dir, out } => crate::grouping_bench::run(&dir, &out),
+        BenchCommand::Grouping { dir, out, rounds } => crate::grouping_bench::run(&dir, &out, rounds.max(1)),
         BenchCommand::Page { rounds } => {
             let store = faultline_store::open(&config.database_url).await?;
             crate::page_bench::run(store, rounds.max(1)).await

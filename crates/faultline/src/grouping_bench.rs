@@ -49,45 +49,61 @@ fn csv_field(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-pub fn run(dir: &Path, out: &Path) -> anyhow::Result<()> {
+/// Groups `contents` with a fresh miner: each line's group id, and the miner.
+fn group(contents: &[&str]) -> (Vec<u64>, Miner) {
+    let mut miner = Miner::default();
+    let mut masked = String::new();
+    let ids = contents
+        .iter()
+        .map(|content| {
+            masked.clear();
+            mask_into(content, &mut masked);
+            miner.add(&masked).cluster_id
+        })
+        .collect();
+    (ids, miner)
+}
+
+pub fn run(dir: &Path, out: &Path, rounds: u32) -> anyhow::Result<()> {
     let formats: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.join("formats.json"))
             .with_context(|| format!("reading {}/formats.json", dir.display()))?,
     )?;
     let datasets = formats["datasets"].as_object().context("formats.json has no datasets")?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut total_lines = 0usize;
-    let mut total_time = Duration::ZERO;
+    let mut systems: Vec<(&str, String)> = Vec::new();
     for (system, spec) in datasets {
         let log: PathBuf = dir.join(spec["log_file"].as_str().unwrap_or_default());
-        if !log.is_file() {
-            continue;
+        if log.is_file() {
+            systems.push((system, String::from_utf8_lossy(&std::fs::read(&log)?).into_owned()));
         }
-        let re = layout(spec["log_format"].as_str().unwrap_or("<Content>"))?;
-        let text = String::from_utf8_lossy(&std::fs::read(&log)?).into_owned();
-        let contents: Vec<&str> = text
-            .lines()
-            .map(|line| {
-                let line = line.trim();
-                re.captures(line).and_then(|c| c.name("Content")).map_or(line, |m| m.as_str())
-            })
-            .collect();
+    }
+    let mut contents: Vec<Vec<&str>> = Vec::new();
+    for (system, text) in &systems {
+        let re = layout(datasets[*system]["log_format"].as_str().unwrap_or("<Content>"))?;
+        contents.push(
+            text.lines()
+                .map(|line| {
+                    let line = line.trim();
+                    re.captures(line).and_then(|c| c.name("Content")).map_or(line, |m| m.as_str())
+                })
+                .collect(),
+        );
+    }
+    let total_lines: usize = contents.iter().map(Vec::len).sum();
+    anyhow::ensure!(total_lines > 0, "no system folder with its log under {}", dir.display());
 
+    let mut best = Duration::MAX;
+    for _ in 0..rounds {
         let started = Instant::now();
-        let mut miner = Miner::default();
-        let mut masked = String::new();
-        let ids: Vec<u64> = contents
-            .iter()
-            .map(|content| {
-                masked.clear();
-                mask_into(content, &mut masked);
-                miner.add(&masked).cluster_id
-            })
-            .collect();
-        let elapsed = started.elapsed();
-        total_time += elapsed;
-        total_lines += contents.len();
+        for lines in &contents {
+            std::hint::black_box(group(lines));
+        }
+        best = best.min(started.elapsed());
+    }
 
+    for ((system, _), lines) in systems.iter().zip(&contents) {
+        let (ids, miner) = group(lines);
         let clusters = miner.clusters();
         let templates: std::collections::HashMap<u64, &str> =
             clusters.iter().map(|c| (c.id, c.template.as_str())).collect();
@@ -99,13 +115,12 @@ pub fn run(dir: &Path, out: &Path) -> anyhow::Result<()> {
         }
         let file = out.join(format!("{system}.csv"));
         std::fs::write(&file, csv).with_context(|| format!("writing {}", file.display()))?;
-        println!("{system:<10} {:>6} lines {:>5} groups", contents.len(), clusters.len());
+        println!("{system:<10} {:>6} lines {:>5} groups", lines.len(), clusters.len());
     }
-    anyhow::ensure!(total_lines > 0, "no system folder with its log under {}", dir.display());
     println!(
-        "grouped {total_lines} lines in {:.1} ms: {:.0} lines/s",
-        total_time.as_secs_f64() * 1000.0,
-        total_lines as f64 / total_time.as_secs_f64().max(1e-9)
+        "grouped {total_lines} lines in {:.1} ms (fastest of {rounds} rounds): {:.0} lines/s",
+        best.as_secs_f64() * 1000.0,
+        total_lines as f64 / best.as_secs_f64().max(1e-9)
     );
     println!("score: python3 ../shared/tools/loghub_eval.py {} --pred {}", dir.display(), out.display());
     Ok(())
