@@ -1,30 +1,46 @@
-//! Fingerprints: the stable id of "the same error", from the stack or the masked message.
+//! Fingerprints: the stable id of "the same error".
 //!
-//! Version 1 groups by, in order:
-//! 1. the **stack signature** when the event has frames: exception types (the whole chain) plus
-//!    each frame as module/file basename + function, without line numbers or directories, with
-//!    direct recursion collapsed;
-//! 2. the **exception type + masked value** when there is an exception line but no frames;
-//! 3. the **masked message** otherwise.
+//! Version 2 groups by the first tier that applies:
+//! 1. **client**: an explicit `fingerprint` list the client sent (JSON field), where
+//!    `{{ default }}` stands for the fingerprint computed below;
+//! 2. **stack**: exception types (the whole chain, "Caused by:" and "During handling…"
+//!    included) plus each frame as module or file basename + function, without line numbers or
+//!    directories, direct recursion collapsed. Only in-app frames count when some frames can
+//!    be told apart as library or runtime code (site-packages, node_modules, the JDK, Go's and
+//!    Rust's standard libraries…); otherwise all frames do;
+//! 3. **exception**: the exception type + its masked value, when there are no frames;
+//! 4. **message**: the masked message. [`fingerprint`] hashes the masked text; a [`Grouper`]
+//!    also mines it ([`crate::mine`]), so words masking cannot know (user and file names) group
+//!    too: a mined group's fingerprint is the one its first line had, and never changes.
 //!
-//! The fingerprint is the SHA-256 of that normalised form, as 64 lower-case hex characters.
+//! A fingerprint is a SHA-256 as 64 lower-case hex characters. [`Grouping::previous`] carries
+//! what version 1 gave the same event, so the store can keep version-1 patterns matching for a
+//! transition window instead of splitting every issue on upgrade.
 
 use std::fmt;
 
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::mask::mask_into;
+use crate::mine::{Miner, Snapshot};
 use crate::model::LogEvent;
 use crate::parse::exception_name;
 
 /// Stored with every pattern so a later algorithm can tell its own patterns apart.
-pub const FINGERPRINT_VERSION: i32 = 1;
+pub const FINGERPRINT_VERSION: i32 = 2;
 
 /// Longest message text that takes part in grouping; longer messages are cut first.
 const MAX_GROUPED_BYTES: usize = 2048;
 
+/// Most parts a client's `fingerprint` list may have, and longest part, beyond which it is
+/// ignored (the computed tiers apply).
+const MAX_CLIENT_PARTS: usize = 16;
+const MAX_CLIENT_PART_BYTES: usize = 256;
+
 /// A SHA-256 fingerprint as 64 lower-case hex characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Fingerprint(String);
 
 impl Fingerprint {
@@ -48,6 +64,7 @@ impl fmt::Display for Fingerprint {
 /// Which rule decided the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
+    Client,
     Stack,
     Exception,
     Message,
@@ -56,6 +73,7 @@ pub enum Tier {
 impl Tier {
     pub fn as_str(self) -> &'static str {
         match self {
+            Tier::Client => "client",
             Tier::Stack => "stack",
             Tier::Exception => "exception",
             Tier::Message => "message",
@@ -69,6 +87,8 @@ pub struct StackFrame {
     /// Module, class or file basename (no directories, no line numbers).
     pub module: String,
     pub function: String,
+    /// False for library and runtime code (site-packages, node_modules, `java.*`, Go's `runtime`…).
+    pub in_app: bool,
 }
 
 /// The result of grouping one event, with the parts that counted.
@@ -76,14 +96,48 @@ pub struct StackFrame {
 pub struct Grouping {
     pub fingerprint: Fingerprint,
     pub tier: Tier,
-    /// The masked message shown to users as the pattern's template.
+    /// The masked message shown to users as the pattern's template (for the message tier, the
+    /// mined template, with `<*>` where lines differ).
     pub template: String,
     /// The outermost exception type, e.g. `KeyError` or `java.lang.IllegalStateException`.
     pub error_type: Option<String>,
+    /// The frames that counted: the in-app ones when some could be told apart, else all.
     pub frames: Vec<StackFrame>,
+    /// The client's `fingerprint` parts, for the client tier.
+    pub client_parts: Vec<String>,
+    /// The fingerprint version 1 gave this event, when it differs.
+    pub previous: Option<Fingerprint>,
 }
 
-/// Groups one event.
+fn hash(parts: &[&[u8]]) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    Fingerprint(hex::encode(hasher.finalize()))
+}
+
+fn stack_hash(error_types: &[String], frames: &[StackFrame]) -> Fingerprint {
+    let mut hasher = Sha256::new();
+    hasher.update(b"faultline/1\nstack\n");
+    for t in error_types {
+        hasher.update(t.as_bytes());
+        hasher.update(b"|");
+    }
+    for f in frames {
+        hasher.update(b"\n");
+        hasher.update(f.module.as_bytes());
+        hasher.update(b":");
+        hasher.update(f.function.as_bytes());
+    }
+    Fingerprint(hex::encode(hasher.finalize()))
+}
+
+fn message_hash(template: &str) -> Fingerprint {
+    hash(&[b"faultline/1\nmessage\n", template.as_bytes()])
+}
+
+/// Groups one event on its own: the message tier hashes the masked message (no mining).
 pub fn fingerprint(event: &LogEvent) -> Grouping {
     let message = cut(&event.message, MAX_GROUPED_BYTES);
     let mut template = String::with_capacity(message.len());
@@ -91,39 +145,142 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
 
     let trace = event.traceback.as_deref().unwrap_or("");
     let (error_types, value) = exception_chain(message, trace);
-    let frames = frames(trace);
+    let all_frames = frames(trace);
     let error_type = error_types.first().cloned();
 
-    let mut hasher = Sha256::new();
-    hasher.update(b"faultline/1\n");
-    let tier = if !frames.is_empty() {
-        hasher.update(b"stack\n");
-        for t in &error_types {
-            hasher.update(t.as_bytes());
-            hasher.update(b"|");
+    let mut previous = None;
+    let (tier, fingerprint, frames) = if !all_frames.is_empty() {
+        let in_app: Vec<StackFrame> = all_frames.iter().filter(|f| f.in_app).cloned().collect();
+        if in_app.is_empty() || in_app.len() == all_frames.len() {
+            (Tier::Stack, stack_hash(&error_types, &all_frames), all_frames)
+        } else {
+            previous = Some(stack_hash(&error_types, &all_frames));
+            (Tier::Stack, stack_hash(&error_types, &in_app), in_app)
         }
-        for f in &frames {
-            hasher.update(b"\n");
-            hasher.update(f.module.as_bytes());
-            hasher.update(b":");
-            hasher.update(f.function.as_bytes());
-        }
-        Tier::Stack
     } else if let (Some(t), Some(v)) = (&error_type, value) {
-        hasher.update(b"exception\n");
-        hasher.update(t.as_bytes());
-        hasher.update(b"\n");
         let mut masked = String::with_capacity(v.len());
         mask_into(cut(v, MAX_GROUPED_BYTES), &mut masked);
-        hasher.update(masked.as_bytes());
-        Tier::Exception
+        let fp = hash(&[b"faultline/1\nexception\n", t.as_bytes(), b"\n", masked.as_bytes()]);
+        (Tier::Exception, fp, Vec::new())
     } else {
-        hasher.update(b"message\n");
-        hasher.update(template.as_bytes());
-        Tier::Message
+        (Tier::Message, message_hash(&template), Vec::new())
     };
-    let fingerprint = Fingerprint(hex::encode(hasher.finalize()));
-    Grouping { fingerprint, tier, template, error_type, frames }
+    let mut grouping =
+        Grouping { fingerprint, tier, template, error_type, frames, client_parts: Vec::new(), previous };
+    if let Some(parts) = client_parts(event) {
+        let computed = grouping.fingerprint.as_str().to_owned();
+        let mut hasher = Sha256::new();
+        hasher.update(b"faultline/2\nclient");
+        for part in &parts {
+            hasher.update(b"\n");
+            hasher.update(if part == "{{ default }}" { computed.as_bytes() } else { part.as_bytes() });
+        }
+        grouping.previous =
+            Some(std::mem::replace(&mut grouping.fingerprint, Fingerprint(hex::encode(hasher.finalize()))));
+        grouping.tier = Tier::Client;
+        grouping.client_parts = parts;
+    }
+    grouping
+}
+
+/// The client's `fingerprint` list: strings only, at most [`MAX_CLIENT_PARTS`] of at most
+/// [`MAX_CLIENT_PART_BYTES`]; anything else is not a fingerprint and is ignored.
+fn client_parts(event: &LogEvent) -> Option<Vec<String>> {
+    let list = event.metadata.get("fingerprint")?.as_array()?;
+    if list.is_empty() || list.len() > MAX_CLIENT_PARTS {
+        return None;
+    }
+    list.iter()
+        .map(|v| v.as_str().filter(|s| s.len() <= MAX_CLIENT_PART_BYTES).map(|s| s.trim().to_owned()))
+        .collect::<Option<Vec<String>>>()
+        .map(|parts| {
+            parts
+                .into_iter()
+                .map(|p| if p.replace(' ', "") == "{{default}}" { "{{ default }}".to_owned() } else { p })
+                .collect()
+        })
+}
+
+/// Groups events with the template miner: message-tier events whose masked messages differ
+/// only in words masking cannot know (`user alice`, `user bob`…) share a pattern. Its state
+/// is saved with [`Grouper::snapshot`] and restored with [`Grouper::restore`]: the same lines
+/// then map to the same fingerprints.
+#[derive(Debug, Clone, Default)]
+pub struct Grouper {
+    miner: Miner,
+    /// Mined group id → the fingerprint its first line had.
+    fingerprints: FxHashMap<u64, Fingerprint>,
+    /// Groups created or merged since the last [`Grouper::take_changed`].
+    changed: bool,
+}
+
+/// A [`Grouper`]'s whole state, for saving.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrouperState {
+    pub version: i32,
+    miner: Snapshot,
+    fingerprints: Vec<(u64, Fingerprint)>,
+}
+
+impl Grouper {
+    /// Groups one event: [`fingerprint`], with the message tier mined.
+    pub fn group(&mut self, event: &LogEvent) -> Grouping {
+        let mut grouping = fingerprint(event);
+        self.refine(&mut grouping);
+        grouping
+    }
+
+    /// Mines a message-tier grouping made by [`fingerprint`]: its fingerprint becomes the one
+    /// of its mined group (the fingerprint the group's first line had), its template the
+    /// group's template. Other tiers are left as they are.
+    pub fn refine(&mut self, grouping: &mut Grouping) {
+        if grouping.tier != Tier::Message {
+            return;
+        }
+        let mined = self.miner.add(&grouping.template);
+        let id = self.miner.resolve(mined.cluster_id);
+        if mined.created || !mined.merged.is_empty() {
+            self.changed = true;
+        }
+        if mined.created {
+            self.fingerprints.insert(mined.cluster_id, grouping.fingerprint.clone());
+        }
+        // Every group got its fingerprint when created; a restored state from before a group
+        // existed cannot name it, so the line's own fingerprint stands in.
+        let group_fp = self.fingerprints.get(&id).cloned().unwrap_or_else(|| grouping.fingerprint.clone());
+        if let Some(template) = self.miner.template(id) {
+            grouping.template = template;
+        }
+        if group_fp != grouping.fingerprint {
+            grouping.previous = Some(std::mem::replace(&mut grouping.fingerprint, group_fp));
+        }
+    }
+
+    /// Whether groups were created or merged since the last call (the state is worth saving).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Mined groups (merged ones included, as aliases).
+    pub fn patterns(&self) -> usize {
+        self.fingerprints.len()
+    }
+
+    pub fn snapshot(&self) -> GrouperState {
+        let mut fingerprints: Vec<(u64, Fingerprint)> =
+            self.fingerprints.iter().map(|(id, fp)| (*id, fp.clone())).collect();
+        fingerprints.sort_unstable_by_key(|(id, _)| *id);
+        GrouperState { version: FINGERPRINT_VERSION, miner: self.miner.snapshot(), fingerprints }
+    }
+
+    /// A grouper in a saved state; `None` when the state is from another version.
+    pub fn restore(state: GrouperState) -> Option<Grouper> {
+        (state.version == FINGERPRINT_VERSION).then(|| Grouper {
+            miner: Miner::restore(state.miner),
+            fingerprints: state.fingerprints.into_iter().collect(),
+            changed: false,
+        })
+    }
 }
 
 fn cut(s: &str, max: usize) -> &str {
@@ -188,6 +345,7 @@ fn frames(trace: &str) -> Vec<StackFrame> {
             rest.split_once('"').map(|(path, tail)| StackFrame {
                 module: basename(path).trim_end_matches(".py").to_owned(),
                 function: tail.rsplit_once(", in ").map_or("", |(_, f)| f).trim().to_owned(),
+                in_app: !library_path(path),
             })
         } else if let Some(rest) = t.strip_prefix("at ").filter(|_| line.starts_with([' ', '\t'])) {
             java_or_node_frame(rest)
@@ -196,7 +354,9 @@ fn frames(trace: &str) -> Vec<StackFrame> {
         {
             // Go: main.(*Server).handle(0xc000010000)  followed by  \t/app/server.go:42 +0x1d
             let (module, function) = name.rsplit_once('.').unwrap_or(("", name));
-            Some(StackFrame { module: module.to_owned(), function: function.to_owned() })
+            let path = lines.peek().map_or("", |n| n.trim());
+            let in_app = !(library_path(path) || path.contains("/go/src/") || module.starts_with("runtime"));
+            Some(StackFrame { module: module.to_owned(), function: function.to_owned(), in_app })
         } else if let Some((num, path)) =
             t.split_once(": ").filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
         {
@@ -204,7 +364,8 @@ fn frames(trace: &str) -> Vec<StackFrame> {
             let _ = num;
             let path = path.trim();
             let (module, function) = path.rsplit_once("::").unwrap_or(("", path));
-            Some(StackFrame { module: module.to_owned(), function: function.to_owned() })
+            let in_app = !RUST_LIBRARIES.iter().any(|l| path.starts_with(l));
+            Some(StackFrame { module: module.to_owned(), function: function.to_owned(), in_app })
         } else {
             None
         };
@@ -236,25 +397,66 @@ fn java_or_node_frame(rest: &str) -> Option<StackFrame> {
     match rest.split_once(" (") {
         // Node:    at handler (/app/src/routes.js:10:5)
         Some((function, location)) => {
-            let file = location.trim_end_matches(')');
-            let file = strip_line_numbers(basename(file));
-            Some(StackFrame { module: file.to_owned(), function: function.trim().to_owned() })
+            let path = location.trim_end_matches(')');
+            let file = strip_line_numbers(basename(path));
+            let in_app = !library_path(path);
+            Some(StackFrame { module: file.to_owned(), function: function.trim().to_owned(), in_app })
         }
         None => {
             // Java:  at com.acme.Billing.charge(Billing.java:42)
             if let Some(open) = rest.find('(') {
                 let name = &rest[..open];
                 let (module, function) = name.rsplit_once('.').unwrap_or(("", name));
-                return Some(StackFrame { module: module.to_owned(), function: function.to_owned() });
+                let in_app = !JAVA_LIBRARIES.iter().any(|l| name.starts_with(l));
+                return Some(StackFrame { module: module.to_owned(), function: function.to_owned(), in_app });
             }
             // Node, anonymous:    at /app/src/index.js:3:9
             Some(StackFrame {
                 module: strip_line_numbers(basename(rest)).to_owned(),
                 function: String::new(),
+                in_app: !library_path(rest),
             })
         }
     }
 }
+
+/// Paths of installed libraries and runtimes: Python's site-packages and standard library,
+/// node_modules and Node's internals, Go's module cache, vendored code.
+fn library_path(path: &str) -> bool {
+    const MARKERS: [&str; 10] = [
+        "site-packages",
+        "dist-packages",
+        "/lib/python",
+        "<frozen ",
+        "node_modules",
+        "node:internal",
+        "/pkg/mod/",
+        "/vendor/",
+        "/usr/lib/",
+        "/usr/local/lib/",
+    ];
+    path.starts_with("internal/") || path.starts_with("node:") || MARKERS.iter().any(|m| path.contains(m))
+}
+
+/// Java and JVM frames from the runtime and common frameworks.
+const JAVA_LIBRARIES: [&str; 12] = [
+    "java.",
+    "javax.",
+    "jdk.",
+    "sun.",
+    "com.sun.",
+    "kotlin.",
+    "kotlinx.",
+    "scala.",
+    "org.springframework.",
+    "io.netty.",
+    "org.hibernate.",
+    "org.eclipse.jetty.",
+];
+
+/// Rust frames from the standard library, the async runtime and the panic machinery.
+const RUST_LIBRARIES: [&str; 9] =
+    ["std::", "core::", "alloc::", "tokio::", "futures", "<", "rust_begin_unwind", "__rust", "backtrace::"];
 
 fn basename(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)

@@ -14,7 +14,9 @@ pub mod record;
 pub mod timestamp;
 
 pub use assemble::{Assembler, AssemblerOptions};
-pub use fingerprint::{FINGERPRINT_VERSION, Fingerprint, Grouping, StackFrame, fingerprint};
+pub use fingerprint::{
+    FINGERPRINT_VERSION, Fingerprint, Grouper, GrouperState, Grouping, StackFrame, Tier, fingerprint,
+};
 pub use mask::mask;
 pub use model::{Level, LogEvent, Origin, TimestampMs};
 pub use parse::{ParseContext, ParsedLine, parse_line};

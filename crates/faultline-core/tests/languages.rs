@@ -1,0 +1,246 @@
+//! Table tests of real-looking errors from Python, Java, Go, Rust and Node: which events must
+//! share a pattern and which must stay apart.
+
+use faultline_core::{Grouper, Grouping, Level, LogEvent, Origin, Tier, fingerprint};
+
+fn event(message: &str, traceback: Option<&str>) -> LogEvent {
+    LogEvent {
+        timestamp_ms: 0,
+        level: Level::Error,
+        source: "app".into(),
+        message: message.to_owned(),
+        traceback: traceback.map(str::to_owned),
+        request_path: None,
+        request_method: None,
+        metadata: Default::default(),
+        raw: String::new(),
+        origin: Origin { source_id: "t".into(), external_id: None },
+    }
+}
+
+fn frames(g: &Grouping) -> Vec<String> {
+    g.frames.iter().map(|f| format!("{}:{}", f.module, f.function)).collect()
+}
+
+/// Python: the same KeyError raised from one helper reached through two views.
+fn python(view: &str, key: &str, line: u32) -> String {
+    format!(
+        "Traceback (most recent call last):
+  File \"/usr/lib/python3.12/site-packages/flask/app.py\", line 880, in full_dispatch_request
+    rv = self.dispatch_request()
+  File \"/srv/shop/views.py\", line {line}, in {view}
+    return load_user(uid)
+  File \"/srv/shop/users.py\", line 12, in load_user
+    return CACHE[key]
+KeyError: '{key}'"
+    )
+}
+
+#[test]
+fn python_same_helper_same_call_site_groups_and_other_call_sites_stay_apart() {
+    let a = fingerprint(&event("lookup failed", Some(&python("profile", "u-1", 40))));
+    let b = fingerprint(&event("lookup failed", Some(&python("profile", "u-2", 42))));
+    let other_site = fingerprint(&event("lookup failed", Some(&python("checkout", "u-1", 40))));
+    assert_eq!(a.fingerprint, b.fingerprint, "other key, other line number: same error");
+    assert_ne!(a.fingerprint, other_site.fingerprint, "the same exception from another call site");
+    assert_eq!(a.tier, Tier::Stack);
+    assert_eq!(frames(&a), ["views:profile", "users:load_user"], "Flask's frame is not in-app");
+    assert!(a.previous.is_some(), "version 1 counted the library frame too");
+}
+
+#[test]
+fn python_two_exceptions_from_one_helper_stay_apart_and_chains_count() {
+    let key = fingerprint(&event("x", Some(&python("profile", "u-1", 40))));
+    let type_error =
+        python("profile", "u-1", 40).replace("KeyError: 'u-1'", "TypeError: unhashable type: 'list'");
+    let type_error = fingerprint(&event("x", Some(&type_error)));
+    assert_ne!(key.fingerprint, type_error.fingerprint);
+
+    let chained = format!(
+        "{}\n\nDuring handling of the above exception, another exception occurred:\n\n{}",
+        python("profile", "u-1", 40),
+        python("profile", "u-1", 40).replace("KeyError: 'u-1'", "RuntimeError: cache broken")
+    );
+    let chained = fingerprint(&event("x", Some(&chained)));
+    assert_ne!(chained.fingerprint, key.fingerprint, "a chained exception is part of the signature");
+}
+
+fn java(caller: &str, account: &str) -> String {
+    format!(
+        "java.lang.IllegalStateException: account {account} is locked
+\tat com.acme.bank.Accounts.debit(Accounts.java:88)
+\tat com.acme.bank.{caller}(Transfers.java:41)
+\tat java.base/java.util.concurrent.ThreadPoolExecutor.runWorker(ThreadPoolExecutor.java:1136)
+\tat org.springframework.web.servlet.FrameworkServlet.service(FrameworkServlet.java:897)
+Caused by: java.sql.SQLException: lock wait timeout
+\t... 4 more"
+    )
+}
+
+#[test]
+fn java_in_app_frames_and_causes() {
+    let a = fingerprint(&event("transfer failed", Some(&java("Transfers.send", "ACC-1"))));
+    let b = fingerprint(&event("transfer failed", Some(&java("Transfers.send", "ACC-2"))));
+    let other_site = fingerprint(&event("transfer failed", Some(&java("Refunds.pay", "ACC-1"))));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, other_site.fingerprint);
+    assert_eq!(frames(&a), ["com.acme.bank.Accounts:debit", "com.acme.bank.Transfers:send"]);
+    let other_cause = fingerprint(&event(
+        "transfer failed",
+        Some(&java("Transfers.send", "ACC-1").replace("SQLException", "SQLTimeoutException")),
+    ));
+    assert_ne!(a.fingerprint, other_cause.fingerprint, "another cause is another error");
+}
+
+fn go(handler: &str) -> String {
+    format!(
+        "goroutine 7 [running]:
+main.(*Store).Get(0xc000010000, 0x2a)
+\t/app/store.go:31 +0x1d
+main.{handler}(0xc0000a4000)
+\t/app/handlers.go:52 +0x85
+net/http.HandlerFunc.ServeHTTP(0x6f1c20, 0xc0000a4000)
+\t/usr/local/go/src/net/http/server.go:2136 +0x29
+created by net/http.(*Server).Serve in goroutine 1
+\t/usr/local/go/src/net/http/server.go:3285 +0x4b4"
+    )
+}
+
+#[test]
+fn go_panics_group_by_in_app_frames() {
+    let a = fingerprint(&event(
+        "panic: runtime error: invalid memory address or nil pointer dereference",
+        Some(&go("getOrder")),
+    ));
+    let b = fingerprint(&event(
+        "panic: runtime error: invalid memory address or nil pointer dereference",
+        Some(&go("getOrder")),
+    ));
+    let other = fingerprint(&event(
+        "panic: runtime error: invalid memory address or nil pointer dereference",
+        Some(&go("listOrders")),
+    ));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, other.fingerprint);
+    assert_eq!(frames(&a), ["main.(*Store):Get", "main:getOrder"]);
+}
+
+fn rust(caller: &str) -> String {
+    format!(
+        "stack backtrace:
+   0: rust_begin_unwind
+   1: core::panicking::panic_fmt
+   2: core::option::expect_failed
+   3: billing::invoice::total
+   4: billing::{caller}
+   5: tokio::runtime::task::harness::poll_future
+   6: std::rt::lang_start_internal"
+    )
+}
+
+#[test]
+fn rust_panics_group_by_in_app_frames() {
+    let msg = |n: u32| format!("thread 'worker-{n}' panicked at src/invoice.rs:{n}:9:\nmissing currency");
+    let a = fingerprint(&event(&msg(3), Some(&rust("api::create"))));
+    let b = fingerprint(&event(&msg(4), Some(&rust("api::create"))));
+    let other = fingerprint(&event(&msg(3), Some(&rust("jobs::nightly"))));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, other.fingerprint);
+    assert_eq!(frames(&a), ["billing::invoice:total", "billing::api:create"]);
+}
+
+fn node(route: &str, id: &str) -> String {
+    format!(
+        "TypeError: Cannot read properties of undefined (reading '{id}')
+    at priceOf (/srv/web/src/cart.js:14:22)
+    at {route} (/srv/web/src/routes.js:40:9)
+    at Layer.handle [as handle_request] (/srv/web/node_modules/express/lib/router/layer.js:95:5)
+    at process.processTicksAndRejections (node:internal/process/task_queues:95:5)"
+    )
+}
+
+#[test]
+fn node_errors_group_by_in_app_frames() {
+    let a = fingerprint(&event("request failed", Some(&node("checkout", "price"))));
+    let b = fingerprint(&event("request failed", Some(&node("checkout", "qty"))));
+    let other = fingerprint(&event("request failed", Some(&node("quote", "price"))));
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_ne!(a.fingerprint, other.fingerprint);
+    assert_eq!(frames(&a), ["cart.js:priceOf", "routes.js:checkout"]);
+}
+
+#[test]
+fn exceptions_without_frames_and_plain_messages() {
+    let a = fingerprint(&event("ValueError: invalid literal for int() with base 10: 'abc'", None));
+    let b = fingerprint(&event("ValueError: invalid literal for int() with base 10: '12x'", None));
+    let c = fingerprint(&event("TypeError: invalid literal for int() with base 10: 'abc'", None));
+    assert_eq!((a.tier, &a.fingerprint), (Tier::Exception, &b.fingerprint));
+    assert_ne!(a.fingerprint, c.fingerprint, "another exception type is another error");
+}
+
+#[test]
+fn the_grouper_mines_words_masking_cannot_know() {
+    let mut grouper = Grouper::default();
+    let users = ["alice", "bob", "carol", "dave", "erin"];
+    let first = grouper.group(&event("login failed for user alice from 10.0.0.1", None));
+    for user in users {
+        let g = grouper.group(&event(&format!("login failed for user {user} from 10.0.0.9"), None));
+        if user == "dave" || user == "erin" {
+            assert_eq!(g.fingerprint, first.fingerprint, "a fourth user makes the name a variable");
+            assert_eq!(g.template, "login failed for user <*> from <IP>");
+        }
+    }
+    let disk = grouper.group(&event("disk full on volume data", None));
+    assert_ne!(disk.fingerprint, first.fingerprint);
+    // A word with few values names different events: `as bytes` and `as values` stay apart.
+    let bytes = grouper.group(&event("block stored as bytes in memory", None));
+    let values = grouper.group(&event("block stored as values in memory", None));
+    assert_ne!(bytes.fingerprint, values.fingerprint);
+}
+
+#[test]
+fn client_fingerprints_decide_and_default_stands_for_the_computed_one() {
+    let mut e = event("payment declined for order 42", None);
+    e.metadata.insert("fingerprint".into(), serde_json::json!(["payments", "{{ default }}"]));
+    let a = fingerprint(&e);
+    assert_eq!(a.tier, Tier::Client);
+    assert_eq!(a.client_parts, ["payments", "{{ default }}"]);
+    let mut other_message = event("card expired for order 42", None);
+    other_message.metadata.insert("fingerprint".into(), serde_json::json!(["payments", "{{ default }}"]));
+    assert_ne!(a.fingerprint, fingerprint(&other_message).fingerprint, "{{ default }} keeps messages apart");
+
+    let mut x = event("payment declined for order 42", None);
+    x.metadata.insert("fingerprint".into(), serde_json::json!(["payments"]));
+    let mut y = event("card expired for order 7", None);
+    y.metadata.insert("fingerprint".into(), serde_json::json!(["payments"]));
+    assert_eq!(fingerprint(&x).fingerprint, fingerprint(&y).fingerprint, "an explicit list groups as told");
+
+    let mut bad = event("payment declined for order 42", None);
+    bad.metadata.insert("fingerprint".into(), serde_json::json!([1, {"a": 2}]));
+    assert_eq!(fingerprint(&bad).tier, Tier::Message, "a list of non-strings is not a fingerprint");
+}
+
+#[test]
+fn a_restored_grouper_gives_the_same_fingerprints() {
+    let lines: Vec<String> = (0..40)
+        .map(|i| match i % 3 {
+            0 => format!(
+                "job {} failed for tenant t{}",
+                ["sync", "export", "import", "purge", "scan"][i % 5],
+                i
+            ),
+            1 => format!("cache miss for key k{i}"),
+            _ => format!("user {} logged out", ["ann", "ben", "cy", "di", "ed", "fay"][i % 6]),
+        })
+        .collect();
+    let mut whole = Grouper::default();
+    let expected: Vec<String> =
+        lines.iter().map(|l| whole.group(&event(l, None)).fingerprint.to_string()).collect();
+    let mut first = Grouper::default();
+    let mut got: Vec<String> =
+        lines[..17].iter().map(|l| first.group(&event(l, None)).fingerprint.to_string()).collect();
+    let saved = serde_json::to_string(&first.snapshot()).unwrap();
+    let mut restored = Grouper::restore(serde_json::from_str(&saved).unwrap()).expect("same version");
+    got.extend(lines[17..].iter().map(|l| restored.group(&event(l, None)).fingerprint.to_string()));
+    assert_eq!(got, expected);
+}
