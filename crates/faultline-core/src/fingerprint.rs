@@ -232,27 +232,37 @@ impl Grouper {
 
     /// Mines a message-tier grouping made by [`fingerprint`]: its fingerprint becomes the one
     /// of its mined group (the fingerprint the group's first line had), its template the
-    /// group's template. Other tiers are left as they are.
-    pub fn refine(&mut self, grouping: &mut Grouping) {
+    /// group's template. Returns the mined group's id (`None` for other tiers, left as they
+    /// are).
+    pub fn refine(&mut self, grouping: &mut Grouping) -> Option<u64> {
         if grouping.tier != Tier::Message {
-            return;
+            return None;
         }
         let mined = self.miner.add(&grouping.template);
-        let id = self.miner.resolve(mined.cluster_id);
-        if mined.created || !mined.merged.is_empty() {
-            self.changed = true;
-        }
         if mined.created {
             self.fingerprints.insert(mined.cluster_id, grouping.fingerprint.clone());
+            self.changed = true;
         }
-        // Every group got its fingerprint when created; a restored state from before a group
-        // existed cannot name it, so the line's own fingerprint stands in.
-        let group_fp = self.fingerprints.get(&id).cloned().unwrap_or_else(|| grouping.fingerprint.clone());
+        self.changed |= !mined.merged.is_empty();
+        self.settle(mined.cluster_id, grouping);
+        Some(mined.cluster_id)
+    }
+
+    /// Gives a grouping mined as group `id` that group's fingerprint and template as they are
+    /// now: after later lines merged the group into an older one, the older one's. (Call it
+    /// again for a batch's earlier lines once the batch is mined.)
+    pub fn settle(&self, id: u64, grouping: &mut Grouping) {
+        let id = self.miner.resolve(id);
         if let Some(template) = self.miner.template(id) {
             grouping.template = template;
         }
-        if group_fp != grouping.fingerprint {
-            grouping.previous = Some(std::mem::replace(&mut grouping.fingerprint, group_fp));
+        // A restored state from before a group existed cannot name it: the line's own
+        // fingerprint stands in.
+        if let Some(group_fp) = self.fingerprints.get(&id)
+            && *group_fp != grouping.fingerprint
+        {
+            let own = std::mem::replace(&mut grouping.fingerprint, group_fp.clone());
+            grouping.previous.get_or_insert(own);
         }
     }
 

@@ -4,6 +4,7 @@
 //! default) and [`PgStore`] (PostgreSQL, for several instances sharing the work). Every method
 //! is exercised by the same test body on both (see `tests/it`).
 
+mod mining;
 mod postgres;
 mod postgres_alerts;
 mod sqlite;
@@ -41,8 +42,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Everything faultline keeps, behind one interface.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
-    /// Stores a batch of grouped events and the source's cursor in one transaction.
+    /// Stores a batch of grouped events and the source's cursor in one transaction. Message-tier
+    /// events are mined first (their fingerprint and template become their mined group's).
     async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome>;
+    /// Saves the template miner's state if anything was mined since it was last saved (ingest
+    /// saves it in its own transactions when due; call this before stopping).
+    async fn save_grouping(&self, now_ms: i64) -> Result<()>;
     /// The cursor saved with the last batch of `source_id`.
     async fn cursor(&self, source_id: &str) -> Result<Option<String>>;
     /// Every saved cursor whose source id starts with `prefix`: (source id, cursor, saved at).

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
 
+use crate::mining::{self, Mining};
 use crate::postgres_alerts;
 use crate::sqlite::{REGRESS_PATTERN, bucket_quarters, fill_buckets, frames_json};
 use crate::types::*;
@@ -22,9 +23,12 @@ pub struct PgStore {
     caches: Mutex<Caches>,
 }
 
-#[derive(Default)]
 struct Caches {
     pattern_ids: HashMap<String, i64>,
+    mining: Mining,
+    /// Patterns of an older fingerprint version exist (they may match within the transition
+    /// window).
+    old_versions: bool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,7 +54,17 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unreachable { target: redact(url), detail: e.to_string() })?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(PgStore { pool, caches: Mutex::new(Caches::default()) })
+        let saved: Option<String> = sqlx::query_scalar("SELECT state FROM grouper_state WHERE version = $1")
+            .bind(mining::VERSION)
+            .fetch_optional(&pool)
+            .await?;
+        let old_versions: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patterns WHERE fingerprint_version < $1)")
+                .bind(FINGERPRINT_VERSION)
+                .fetch_one(&pool)
+                .await?;
+        let caches = Caches { pattern_ids: HashMap::new(), mining: Mining::load(saved), old_versions };
+        Ok(PgStore { pool, caches: Mutex::new(caches) })
     }
 
     /// The pool, for tests and tools that need to look underneath.
@@ -102,6 +116,7 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
                     ELSE $4 END,
     sample_entry_id = coalesce(sample_entry_id, $5),
     sample_message = coalesce(sample_message, $8),
+    normalized_message = coalesce($9, normalized_message),
     updated_ms = $6
     WHERE id = $7 RETURNING status";
 
@@ -130,6 +145,19 @@ const UPSERT_LINES: &str =
 const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, updated_ms) VALUES ($1, $2, $3)
     ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms";
 
+async fn save_state(tx: &mut Transaction<'_, Postgres>, state: &str, now_ms: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO grouper_state (version, state, updated_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (version) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+    )
+    .bind(mining::VERSION)
+    .bind(pg_text(state))
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn ingest_tx(
     tx: &mut Transaction<'_, Postgres>,
     caches: &mut Caches,
@@ -145,27 +173,52 @@ async fn ingest_tx(
         let pattern_id = match caches.pattern_ids.get(g.fingerprint.as_str()) {
             Some(id) => *id,
             None => {
-                let inserted: Option<i64> = sqlx::query_scalar(INSERT_PATTERN)
-                    .bind(g.fingerprint.as_str())
+                let mut found: Option<i64> =
+                    sqlx::query_scalar("SELECT id FROM patterns WHERE fingerprint = $1")
+                        .bind(g.fingerprint.as_str())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if found.is_none()
+                    && caches.old_versions
+                    && let Some(previous) = &g.previous
+                {
+                    found = sqlx::query_scalar(
+                        "SELECT id FROM patterns
+                         WHERE fingerprint = $1 AND fingerprint_version < $2 AND last_seen_ms >= $3",
+                    )
+                    .bind(previous.as_str())
                     .bind(FINGERPRINT_VERSION)
-                    .bind(g.tier.as_str())
-                    .bind(pg_text(&g.template))
-                    .bind(pg_opt(&g.error_type))
-                    .bind(pg_text(&frames_json(g)))
-                    .bind(event.timestamp_ms)
-                    .bind(pg_opt(&event.traceback))
-                    .bind(pg_text(&event.source))
-                    .bind(event.level.as_str())
-                    .bind(batch.now_ms)
+                    .bind(batch.now_ms - mining::TRANSITION_WINDOW_MS)
                     .fetch_optional(&mut **tx)
                     .await?;
-                let id = match inserted {
-                    Some(id) => {
+                }
+                let inserted: Option<i64> = match found {
+                    Some(_) => None,
+                    None => {
+                        sqlx::query_scalar(INSERT_PATTERN)
+                            .bind(g.fingerprint.as_str())
+                            .bind(FINGERPRINT_VERSION)
+                            .bind(g.tier.as_str())
+                            .bind(pg_text(&g.template))
+                            .bind(pg_opt(&g.error_type))
+                            .bind(pg_text(&frames_json(g)))
+                            .bind(event.timestamp_ms)
+                            .bind(pg_opt(&event.traceback))
+                            .bind(pg_text(&event.source))
+                            .bind(event.level.as_str())
+                            .bind(batch.now_ms)
+                            .fetch_optional(&mut **tx)
+                            .await?
+                    }
+                };
+                let id = match (found, inserted) {
+                    (Some(id), _) => id,
+                    (None, Some(id)) => {
                         outcome.new_patterns += 1;
                         new_ids.insert(id);
                         id
                     }
-                    None => {
+                    (None, None) => {
                         sqlx::query_scalar("SELECT id FROM patterns WHERE fingerprint = $1")
                             .bind(g.fingerprint.as_str())
                             .fetch_one(&mut **tx)
@@ -180,7 +233,7 @@ async fn ingest_tx(
         let stored_so_far = stored.entry((pattern_id, minute)).or_insert(0);
         if *stored_so_far >= cap {
             outcome.capped += 1;
-            totals.add(pattern_id, event, None);
+            totals.add(pattern_id, ge, None);
             continue;
         }
         let metadata = (!event.metadata.is_empty()).then(|| {
@@ -208,7 +261,7 @@ async fn ingest_tx(
         };
         *stored_so_far += 1;
         outcome.stored += 1;
-        totals.add(pattern_id, event, Some(id));
+        totals.add(pattern_id, ge, Some(id));
     }
     for (pattern_id, d) in &totals.patterns {
         let regressed = sqlx::query(REGRESS_PATTERN)
@@ -227,6 +280,7 @@ async fn ingest_tx(
             .bind(batch.now_ms)
             .bind(pattern_id)
             .bind(d.sample_message.as_deref().map(pg_text))
+            .bind(d.template.as_deref().map(pg_text))
             .fetch_one(&mut **tx)
             .await?;
         outcome.touched.push(TouchedPattern {
@@ -358,19 +412,41 @@ fn search_sql(text: &str, count: bool) -> String {
 
 #[async_trait::async_trait]
 impl Store for PgStore {
-    async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome> {
+    async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome> {
         let mut caches = self.caches.lock().await;
+        let state = caches.mining.mine(&mut batch);
         let mut tx = self.pool.begin().await?;
-        match ingest_tx(&mut tx, &mut caches, &batch).await {
+        let mut result = ingest_tx(&mut tx, &mut caches, &batch).await;
+        if let (Ok(_), Some(state)) = (&result, &state)
+            && let Err(e) = save_state(&mut tx, state, batch.now_ms).await
+        {
+            result = Err(e);
+        }
+        match result {
             Ok(outcome) => {
                 tx.commit().await?;
+                if state.is_some() {
+                    caches.mining.saved(batch.now_ms);
+                }
                 Ok(outcome)
             }
             Err(e) => {
-                *caches = Caches::default();
+                // Ids cached during the failed transaction were rolled back with it.
+                caches.pattern_ids.clear();
                 Err(e)
             }
         }
+    }
+
+    async fn save_grouping(&self, now_ms: i64) -> Result<()> {
+        let mut caches = self.caches.lock().await;
+        if let Some(state) = caches.mining.unsaved() {
+            let mut tx = self.pool.begin().await?;
+            save_state(&mut tx, &state, now_ms).await?;
+            tx.commit().await?;
+            caches.mining.saved(now_ms);
+        }
+        Ok(())
     }
 
     async fn cursor(&self, source_id: &str) -> Result<Option<String>> {

@@ -12,6 +12,7 @@ use faultline_core::{FINGERPRINT_VERSION, Level};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rusqlite_migration::{M, Migrations};
 
+use crate::mining::{self, Mining};
 use crate::sqlite_alerts;
 use crate::types::*;
 use crate::{Result, Store, StoreError};
@@ -27,6 +28,10 @@ struct Writer {
     conn: Connection,
     /// fingerprint → pattern id; ids never change once assigned.
     pattern_ids: HashMap<String, i64>,
+    mining: Mining,
+    /// Patterns of an older fingerprint version exist (they may match within the transition
+    /// window).
+    old_versions: bool,
 }
 
 fn migrations() -> Migrations<'static> {
@@ -34,6 +39,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/sqlite/01_init.sql")),
         M::up(include_str!("../migrations/sqlite/02_alerts.sql")),
         M::up(include_str!("../migrations/sqlite/03_quarter_counts.sql")),
+        M::up(include_str!("../migrations/sqlite/04_grouper_state.sql")),
     ])
 }
 
@@ -66,10 +72,19 @@ impl SqliteStore {
             migrations().to_latest(&mut conn).map_err(|e| StoreError::Migration(e.to_string()))?;
             let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
             configure(&reader)?;
-            Ok(SqliteStore {
-                writer: Arc::new(Mutex::new(Writer { conn, pattern_ids: HashMap::new() })),
-                reader: Arc::new(Mutex::new(reader)),
-            })
+            let saved: Option<String> = conn
+                .query_row("SELECT state FROM grouper_state WHERE version = ?1", [mining::VERSION], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let old_versions: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM patterns WHERE fingerprint_version < ?1)",
+                [FINGERPRINT_VERSION],
+                |r| r.get(0),
+            )?;
+            let writer =
+                Writer { conn, pattern_ids: HashMap::new(), mining: Mining::load(saved), old_versions };
+            Ok(SqliteStore { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
         })
         .await
     }
@@ -126,6 +141,7 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
                     ELSE ?4 END,
     sample_entry_id = coalesce(sample_entry_id, ?5),
     sample_message = coalesce(sample_message, ?8),
+    normalized_message = coalesce(?9, normalized_message),
     updated_ms = ?6
     WHERE id = ?7 RETURNING status";
 
@@ -159,13 +175,25 @@ const UPSERT_LINES: &str =
 const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, updated_ms) VALUES (?1, ?2, ?3)
     ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms";
 
+const UPSERT_STATE: &str = "INSERT INTO grouper_state (version, state, updated_ms) VALUES (?1, ?2, ?3)
+    ON CONFLICT (version) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms";
+
 impl Writer {
-    fn ingest(&mut self, batch: &IngestBatch) -> Result<IngestOutcome> {
+    fn ingest(&mut self, batch: &mut IngestBatch) -> Result<IngestOutcome> {
+        let state = self.mining.mine(batch);
         let tx = self.conn.transaction()?;
-        let result = ingest_tx(&tx, &mut self.pattern_ids, batch);
+        let result = ingest_tx(&tx, &mut self.pattern_ids, self.old_versions, batch).and_then(|outcome| {
+            if let Some(state) = &state {
+                tx.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, batch.now_ms])?;
+            }
+            Ok(outcome)
+        });
         match result {
             Ok(outcome) => {
                 tx.commit()?;
+                if state.is_some() {
+                    self.mining.saved(batch.now_ms);
+                }
                 Ok(outcome)
             }
             Err(e) => {
@@ -180,6 +208,7 @@ impl Writer {
 fn ingest_tx(
     tx: &Transaction<'_>,
     pattern_ids: &mut HashMap<String, i64>,
+    old_versions: bool,
     batch: &IngestBatch,
 ) -> Result<IngestOutcome> {
     let mut outcome = IngestOutcome::default();
@@ -188,7 +217,7 @@ fn ingest_tx(
     let mut new_ids = std::collections::HashSet::new();
     {
         let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
-        let ids = resolve_patterns(tx, pattern_ids, batch, &mut outcome, &mut new_ids)?;
+        let ids = resolve_patterns(tx, pattern_ids, old_versions, batch, &mut outcome, &mut new_ids)?;
         let mut stored = stored_in_batch_minutes(tx, batch)?;
         let mut inserted: Vec<(i64, &faultline_core::LogEvent)> = Vec::with_capacity(batch.events.len());
         for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
@@ -196,7 +225,7 @@ fn ingest_tx(
             let stored_so_far = stored.entry((pattern_id, minute_of(event.timestamp_ms))).or_insert(0);
             if *stored_so_far >= cap {
                 outcome.capped += 1;
-                totals.add(pattern_id, event, None);
+                totals.add(pattern_id, ge, None);
                 continue;
             }
             let metadata = (!event.metadata.is_empty())
@@ -223,7 +252,7 @@ fn ingest_tx(
             inserted.push((id, event));
             *stored_so_far += 1;
             outcome.stored += 1;
-            totals.add(pattern_id, event, Some(id));
+            totals.add(pattern_id, ge, Some(id));
         }
         index_chunks(tx, &inserted)?;
     }
@@ -297,15 +326,21 @@ fn trigram_query(needle: &str) -> Option<String> {
 }
 
 /// The pattern id of every event in the batch, inserting patterns seen for the first time.
+/// An event whose fingerprint is new but whose previous-version fingerprint names a pattern of
+/// an older version seen within the transition window goes to that pattern.
 fn resolve_patterns(
     tx: &Transaction<'_>,
     pattern_ids: &mut HashMap<String, i64>,
+    old_versions: bool,
     batch: &IngestBatch,
     outcome: &mut IngestOutcome,
     new_ids: &mut std::collections::HashSet<i64>,
 ) -> Result<Vec<i64>> {
     let mut insert_pattern = tx.prepare_cached(INSERT_PATTERN)?;
     let mut find_pattern = tx.prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?;
+    let mut find_previous = tx.prepare_cached(
+        "SELECT id FROM patterns WHERE fingerprint = ?1 AND fingerprint_version < ?2 AND last_seen_ms >= ?3",
+    )?;
     let mut ids = Vec::with_capacity(batch.events.len());
     for ge in &batch.events {
         let (event, g) = (&ge.event, &ge.grouping);
@@ -313,25 +348,42 @@ fn resolve_patterns(
             ids.push(*id);
             continue;
         }
-        let inserted = insert_pattern.execute(params![
-            g.fingerprint.as_str(),
-            FINGERPRINT_VERSION,
-            g.tier.as_str(),
-            g.template,
-            g.error_type,
-            frames_json(g),
-            event.timestamp_ms,
-            event.traceback,
-            event.source,
-            event.level.as_str(),
-            batch.now_ms,
-        ])?;
-        let id = if inserted == 1 {
-            outcome.new_patterns += 1;
-            new_ids.insert(tx.last_insert_rowid());
-            tx.last_insert_rowid()
-        } else {
-            find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0))?
+        let mut id: Option<i64> =
+            find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0)).optional()?;
+        if id.is_none()
+            && old_versions
+            && let Some(previous) = &g.previous
+        {
+            let since = batch.now_ms - mining::TRANSITION_WINDOW_MS;
+            id = find_previous
+                .query_row(params![previous.as_str(), FINGERPRINT_VERSION, since], |r| r.get(0))
+                .optional()?;
+        }
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let inserted = insert_pattern.execute(params![
+                    g.fingerprint.as_str(),
+                    FINGERPRINT_VERSION,
+                    g.tier.as_str(),
+                    g.template,
+                    g.error_type,
+                    frames_json(g),
+                    event.timestamp_ms,
+                    event.traceback,
+                    event.source,
+                    event.level.as_str(),
+                    batch.now_ms,
+                ])?;
+                if inserted == 1 {
+                    outcome.new_patterns += 1;
+                    new_ids.insert(tx.last_insert_rowid());
+                    tx.last_insert_rowid()
+                } else {
+                    // Written by another process since the lookup above.
+                    find_pattern.query_row([g.fingerprint.as_str()], |r| r.get(0))?
+                }
+            }
         };
         pattern_ids.insert(g.fingerprint.as_str().to_owned(), id);
         ids.push(id);
@@ -372,6 +424,7 @@ fn write_totals(
                 batch.now_ms,
                 pattern_id,
                 d.sample_message,
+                d.template,
             ],
             |r| r.get(0),
         )?;
@@ -500,7 +553,20 @@ impl Store for SqliteStore {
             for ge in &mut batch.events {
                 replace_nul(&mut ge.event);
             }
-            writer.lock().unwrap_or_else(|e| e.into_inner()).ingest(&batch)
+            writer.lock().unwrap_or_else(|e| e.into_inner()).ingest(&mut batch)
+        })
+        .await
+    }
+
+    async fn save_grouping(&self, now_ms: i64) -> Result<()> {
+        let writer = self.writer.clone();
+        blocking(move || {
+            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(state) = w.mining.unsaved() {
+                w.conn.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, now_ms])?;
+                w.mining.saved(now_ms);
+            }
+            Ok(())
         })
         .await
     }

@@ -362,10 +362,13 @@ pub(crate) struct PatternDelta {
     pub sample: Option<i64>,
     /// Message of the sample entry.
     pub sample_message: Option<String>,
+    /// The newest mined template (message tier only: it widens as lines arrive).
+    pub template: Option<String>,
 }
 
 impl BatchTotals {
-    pub fn add(&mut self, pattern_id: i64, event: &LogEvent, stored_id: Option<i64>) {
+    pub fn add(&mut self, pattern_id: i64, grouped: &GroupedEvent, stored_id: Option<i64>) {
+        let event = &grouped.event;
         let d = self.patterns.entry(pattern_id).or_insert(PatternDelta {
             count: 0,
             first_ms: event.timestamp_ms,
@@ -373,7 +376,11 @@ impl BatchTotals {
             level: event.level,
             sample: None,
             sample_message: None,
+            template: None,
         });
+        if grouped.grouping.tier == faultline_core::Tier::Message {
+            d.template.clone_from(&Some(grouped.grouping.template.clone()));
+        }
         d.count += 1;
         d.first_ms = d.first_ms.min(event.timestamp_ms);
         d.last_ms = d.last_ms.max(event.timestamp_ms);

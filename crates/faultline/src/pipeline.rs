@@ -157,6 +157,7 @@ pub async fn ingest_file(
         };
         outcome += store.ingest(batch).await.context("storing a batch")?;
     }
+    store.save_grouping(options.now_ms).await.context("saving the template miner's state")?;
     let mut summary = reader.await.context("reader thread")??;
     summary.store = outcome;
     Ok(summary)

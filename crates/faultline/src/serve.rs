@@ -149,6 +149,9 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
         server.await
     })
     .await;
+    if let Err(e) = store.save_grouping(crate::now_ms()).await {
+        tracing::warn!("cannot save the template miner's state: {e}");
+    }
     match stopped {
         Ok(Ok(Ok(()))) => {
             tracing::info!("stopped");

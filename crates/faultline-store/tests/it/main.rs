@@ -1,5 +1,6 @@
 //! Integration tests of the store: every test body runs on SQLite and on PostgreSQL.
 
 mod alerts;
+mod grouping;
 mod harness;
 mod store;

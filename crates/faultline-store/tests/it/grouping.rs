@@ -1,0 +1,149 @@
+//! Mined patterns through the store: the miner's state survives a restart (same input, same
+//! patterns), and patterns of an older fingerprint version keep matching within the transition
+//! window. Each test reopens its database, so it runs on both backends by hand.
+
+use std::sync::Arc;
+
+use faultline_core::{Level, LogEvent, Origin, Tier, fingerprint};
+use faultline_store::{GroupedEvent, Store};
+use sqlx::Connection;
+
+use crate::harness::{T0, batch, event};
+
+/// A database that can be opened again: a SQLite file or a PostgreSQL URL.
+struct Reopenable {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Reopenable {
+    async fn all() -> Vec<Reopenable> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faultline.db").to_str().unwrap().to_owned();
+        let mut out = vec![Reopenable { url: path, _dir: Some(dir) }];
+        if let Some(url) = faultline_testkit::fresh_postgres_url().await {
+            out.push(Reopenable { url, _dir: None });
+        }
+        out
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        faultline_store::open(&self.url).await.expect("open")
+    }
+
+    /// Runs SQL underneath the store (to make a pattern look like an older version's).
+    async fn execute(&self, sql: &str) {
+        if self.url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.unwrap();
+        } else {
+            rusqlite::Connection::open(&self.url).unwrap().execute_batch(sql).unwrap();
+        }
+    }
+}
+
+fn logins(ids: std::ops::Range<u32>, users: &[&str]) -> Vec<GroupedEvent> {
+    ids.map(|i| {
+        let user = users[i as usize % users.len()];
+        event(
+            &format!("l{i}"),
+            T0 + i64::from(i),
+            Level::Error,
+            "auth",
+            &format!("login failed for user {user} from 10.0.0.{i}"),
+        )
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn mined_patterns_survive_a_restart() {
+    for db in Reopenable::all().await {
+        let store = db.open().await;
+        let users = ["alice", "bob", "carol", "dave", "erin"];
+        let first = store.ingest(batch(logins(0..10, &users))).await.unwrap();
+        assert_eq!(first.new_patterns, 1, "{}: the users merge within the batch", db.url);
+        let top = store.top_patterns(10, None).await.unwrap();
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0].normalized_message, "login failed for user <*> from <IP>");
+        assert_eq!(top[0].tier, "message");
+        let fp = top[0].fingerprint.clone();
+        store.save_grouping(T0).await.unwrap();
+        drop(store);
+
+        let store = db.open().await;
+        let again = store.ingest(batch(logins(10..14, &["frank", "bob"]))).await.unwrap();
+        assert_eq!(again.new_patterns, 0, "{}: after a restart the miner still knows the pattern", db.url);
+        let top = store.top_patterns(10, None).await.unwrap();
+        assert_eq!((top.len(), top[0].fingerprint.as_str(), top[0].occurrence_count), (1, fp.as_str(), 14));
+    }
+}
+
+#[tokio::test]
+async fn without_the_saved_state_a_restart_splits_word_variables() {
+    // The control for the test above: the saved state is what keeps the pattern whole.
+    for db in Reopenable::all().await {
+        let store = db.open().await;
+        store.ingest(batch(logins(0..10, &["alice", "bob", "carol", "dave", "erin"]))).await.unwrap();
+        store.save_grouping(T0).await.unwrap();
+        drop(store);
+        db.execute("DELETE FROM grouper_state").await;
+        let store = db.open().await;
+        let again = store.ingest(batch(logins(10..11, &["frank"]))).await.unwrap();
+        assert_eq!(again.new_patterns, 1, "{}", db.url);
+    }
+}
+
+const PY: &str = "Traceback (most recent call last):
+  File \"/usr/lib/python3/site-packages/flask/app.py\", line 880, in dispatch
+    rv = view()
+  File \"/srv/shop/views.py\", line 40, in profile
+    return CACHE[key]
+KeyError: 'u-1'";
+
+fn crash(id: &str, ts: i64) -> GroupedEvent {
+    let event = LogEvent {
+        timestamp_ms: ts,
+        level: Level::Error,
+        source: "shop".into(),
+        message: "request failed".into(),
+        traceback: Some(PY.into()),
+        request_path: None,
+        request_method: None,
+        metadata: Default::default(),
+        raw: String::new(),
+        origin: Origin { source_id: "test".into(), external_id: Some(id.into()) },
+    };
+    let grouping = fingerprint(&event);
+    GroupedEvent { event, grouping }
+}
+
+#[tokio::test]
+async fn older_version_patterns_keep_matching_within_the_transition_window() {
+    for db in Reopenable::all().await {
+        let e = crash("c1", T0);
+        assert_eq!(e.grouping.tier, Tier::Stack);
+        let v1 = e.grouping.previous.clone().expect("version 1 counted the library frame").to_string();
+        let store = db.open().await;
+        store.ingest(batch(vec![e])).await.unwrap();
+        drop(store);
+        // As if version 1 had made this pattern.
+        db.execute(&format!("UPDATE patterns SET fingerprint = '{v1}', fingerprint_version = 1")).await;
+
+        let store = db.open().await;
+        let out = store.ingest(batch(vec![crash("c2", T0 + 1_000)])).await.unwrap();
+        assert_eq!(out.new_patterns, 0, "{}: the version-1 pattern still matches", db.url);
+        let top = store.top_patterns(10, None).await.unwrap();
+        assert_eq!((top.len(), top[0].fingerprint.as_str(), top[0].occurrence_count), (1, v1.as_str(), 2));
+        drop(store);
+
+        // Last seen 31 days before the batch: the window has passed, a version-2 pattern starts.
+        let old = T0 - 31 * 24 * 3_600_000;
+        db.execute(&format!("UPDATE patterns SET last_seen_ms = {old}, first_seen_ms = {old}")).await;
+        let store = db.open().await;
+        let out = store.ingest(batch(vec![crash("c3", T0 + 2_000)])).await.unwrap();
+        assert_eq!(out.new_patterns, 1, "{}", db.url);
+        let newest = store.pattern(crash("x", 0).grouping.fingerprint.as_str()).await.unwrap().unwrap();
+        assert_eq!(newest.fingerprint_version, faultline_core::FINGERPRINT_VERSION);
+    }
+}
