@@ -56,6 +56,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         rounds: u32,
     },
+    /// Stream generated lines from many distinct patterns through the grouping engine and
+    /// report resident memory.
+    Memory {
+        #[arg(long, default_value_t = 10_000_000)]
+        lines: u64,
+        #[arg(long, default_value_t = 100_000)]
+        patterns: u64,
+    },
     /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
     /// against the configured database (fill it first with `faultline seed`).
     Page {
@@ -83,6 +91,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
         BenchCommand::Grouping { dir, out, rounds } => crate::grouping_bench::run(&dir, &out, rounds.max(1)),
+        BenchCommand::Memory { lines, patterns } => crate::memory_bench::run(lines, patterns),
         BenchCommand::Page { rounds } => {
             let store = faultline_store::open(&config.database_url).await?;
             crate::page_bench::run(store, rounds.max(1)).await

@@ -5,6 +5,7 @@ mod alerting;
 mod bench;
 mod config;
 mod grouping_bench;
+mod memory_bench;
 mod outbox;
 mod output;
 mod page_bench;
