@@ -53,6 +53,17 @@ impl Fingerprint {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32 bytes of the hash (half the memory of the text); `None` for a fingerprint read
+    /// from a damaged saved state.
+    fn to_bytes(&self) -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(&self.0, &mut out).ok().map(|()| out)
+    }
+
+    fn from_bytes(bytes: &[u8; 32]) -> Fingerprint {
+        Fingerprint(hex::encode(bytes))
+    }
 }
 
 impl fmt::Display for Fingerprint {
@@ -208,8 +219,8 @@ fn client_parts(event: &LogEvent) -> Option<Vec<String>> {
 #[derive(Debug, Clone, Default)]
 pub struct Grouper {
     miner: Miner,
-    /// Mined group id → the fingerprint its first line had.
-    fingerprints: FxHashMap<u64, Fingerprint>,
+    /// Mined group id (live or evicted, not merged) → the fingerprint its first line had.
+    fingerprints: FxHashMap<u64, [u8; 32]>,
     /// Groups created or merged since the last [`Grouper::take_changed`].
     changed: bool,
 }
@@ -223,6 +234,11 @@ pub struct GrouperState {
 }
 
 impl Grouper {
+    /// A grouper whose miner keeps at most `capacity` live families ([`Miner::with_capacity`]).
+    pub fn with_capacity(capacity: usize) -> Grouper {
+        Grouper { miner: Miner::default().with_capacity(capacity), ..Grouper::default() }
+    }
+
     /// Groups one event: [`fingerprint`], with the message tier mined.
     pub fn group(&mut self, event: &LogEvent) -> Grouping {
         let mut grouping = fingerprint(event);
@@ -239,11 +255,20 @@ impl Grouper {
             return None;
         }
         let mined = self.miner.add(&grouping.template);
-        if mined.created {
-            self.fingerprints.insert(mined.cluster_id, grouping.fingerprint.clone());
+        if mined.created
+            && let Some(bytes) = grouping.fingerprint.to_bytes()
+        {
+            self.fingerprints.insert(mined.cluster_id, bytes);
             self.changed = true;
         }
-        self.changed |= !mined.merged.is_empty();
+        // A merged id answers as the group it went into, whose fingerprint counts.
+        for (id, _) in &mined.merged {
+            self.fingerprints.remove(id);
+        }
+        for id in &mined.forgotten {
+            self.fingerprints.remove(id);
+        }
+        self.changed |= !mined.merged.is_empty() || !mined.forgotten.is_empty();
         self.settle(mined.cluster_id, grouping);
         Some(mined.cluster_id)
     }
@@ -258,10 +283,10 @@ impl Grouper {
         }
         // A restored state from before a group existed cannot name it: the line's own
         // fingerprint stands in.
-        if let Some(group_fp) = self.fingerprints.get(&id)
-            && *group_fp != grouping.fingerprint
+        if let Some(group_fp) = self.fingerprints.get(&id).map(Fingerprint::from_bytes)
+            && group_fp != grouping.fingerprint
         {
-            let own = std::mem::replace(&mut grouping.fingerprint, group_fp.clone());
+            let own = std::mem::replace(&mut grouping.fingerprint, group_fp);
             grouping.previous.get_or_insert(own);
         }
     }
@@ -271,14 +296,19 @@ impl Grouper {
         std::mem::take(&mut self.changed)
     }
 
-    /// Mined groups (merged ones included, as aliases).
+    /// Mined groups (live and evicted; not the merged ones).
     pub fn patterns(&self) -> usize {
         self.fingerprints.len()
     }
 
+    /// The miner's live families and fossils ([`Miner::families`]).
+    pub fn families(&self) -> (usize, usize) {
+        self.miner.families()
+    }
+
     pub fn snapshot(&self) -> GrouperState {
         let mut fingerprints: Vec<(u64, Fingerprint)> =
-            self.fingerprints.iter().map(|(id, fp)| (*id, fp.clone())).collect();
+            self.fingerprints.iter().map(|(id, fp)| (*id, Fingerprint::from_bytes(fp))).collect();
         fingerprints.sort_unstable_by_key(|(id, _)| *id);
         GrouperState { version: FINGERPRINT_VERSION, miner: self.miner.snapshot(), fingerprints }
     }
@@ -287,7 +317,11 @@ impl Grouper {
     pub fn restore(state: GrouperState) -> Option<Grouper> {
         (state.version == FINGERPRINT_VERSION).then(|| Grouper {
             miner: Miner::restore(state.miner),
-            fingerprints: state.fingerprints.into_iter().collect(),
+            fingerprints: state
+                .fingerprints
+                .iter()
+                .filter_map(|(id, fp)| Some((*id, fp.to_bytes()?)))
+                .collect(),
             changed: false,
         })
     }

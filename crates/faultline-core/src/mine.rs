@@ -16,8 +16,18 @@
 //! A group's id is fixed when it is created and never changes when its template generalises; a
 //! merged group's id keeps answering as an alias of the group it went into. The whole state can
 //! be exported ([`Miner::snapshot`]) and restored: the same lines then map to the same ids.
+//!
+//! Memory is bounded: past its capacity of families ([`DEFAULT_CAPACITY`]) the miner evicts the
+//! tenth least recently seen. An evicted family is buried as a *fossil*: its template, each
+//! group's template and id, as text (about a third of a live family). A line like a fossil's
+//! template revives the family whole, its groups under their ids and its few words as they
+//! were, so eviction never changes an id. Past [`FOSSILS_PER_FAMILY`] fossils per family of
+//! capacity, the oldest are forgotten ([`Mined::forgotten`]): a group unseen for that long
+//! starts afresh if it ever comes back.
 
-use rustc_hash::FxHashMap;
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -34,25 +44,79 @@ pub const DEFAULT_SIMILARITY: f64 = 0.8;
 /// A position that has shown at most this many distinct words keeps them apart as groups.
 pub const FEW: usize = 3;
 
-/// Lines of one shape; each combination of its few-valued words is a group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Live families kept before the least recently seen are evicted into fossils.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Fossils kept per family of capacity before the oldest are forgotten.
+pub const FOSSILS_PER_FAMILY: usize = 4;
+
+/// Longest masked line mined (bytes); the rest of a longer line does not take part.
+pub const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// A stretch of a family's text (at most `4 × MAX_LINE_BYTES` long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u16,
+    len: u16,
+}
+
+/// The template token of a mined variable position.
+const WILD: Span = Span { start: u16::MAX, len: 0 };
+
+/// `Slot::held` of a position that is a variable.
+const VARIABLE: u8 = u8::MAX;
+
+/// One position of a family.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// The word or placeholder all lines agreed on, or [`WILD`] where they differed.
+    token: Span,
+    /// Whether the template token is a variable the Drain way (placeholder, wildcard, digits).
+    variable: bool,
+    /// How many distinct words the position has shown while they are few ([`VARIABLE`] once
+    /// there were more, or for a placeholder).
+    held: u8,
+    values: [Span; FEW],
+}
+
+impl Slot {
+    const VARIABLE: Slot = Slot { token: WILD, variable: true, held: VARIABLE, values: [WILD; FEW] };
+}
+
+/// Lines of one shape; each combination of its few-valued words is a group. All its strings
+/// live back to back in `text`.
+#[derive(Debug, Clone)]
 struct Family {
-    /// The bucket's leading token (the first line's, or `<*>` when it was variable).
-    first: String,
-    /// The template: a word or placeholder where all lines agreed, `<*>` where they differed.
-    tokens: Vec<String>,
-    /// Per position, the distinct words seen while they are few; `None` once there were more
-    /// (or for a placeholder): the position is then a variable.
-    values: Vec<Option<Vec<String>>>,
-    groups: Vec<Group>,
+    text: String,
+    slots: Box<[Slot]>,
+    groups: SmallVec<[Group; 1]>,
+    /// The miner's clock when a line last joined.
+    last_seen: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Group {
     id: u64,
-    /// Per position, the index of its word in `values` (0 where the position is a variable).
-    key: Vec<u8>,
+    /// Per position, the index of its word in the slot's values (0 where it is a variable).
+    key: SmallVec<[u8; 16]>,
     count: u64,
+}
+
+/// An evicted family, as text: enough to revive it whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Fossil {
+    /// The family's template, then each group's, a line each.
+    templates: Box<str>,
+    /// Each group's (id, line count), in the order of their templates.
+    groups: SmallVec<[(u64, u64); 1]>,
+    /// Order of burial, to forget the oldest first.
+    buried: u64,
+}
+
+impl Fossil {
+    fn template(&self) -> &str {
+        self.templates.split('\n').next().unwrap_or("")
+    }
 }
 
 /// One group as seen from outside: its id, template and line count.
@@ -67,9 +131,24 @@ pub struct Cluster {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mined {
     pub cluster_id: u64,
+    /// A new id (not an existing group, live or revived).
     pub created: bool,
     /// Groups merged into others by this line, as (merged id, id it went into).
     pub merged: Vec<(u64, u64)>,
+    /// Ids forgotten to make room (old fossils' groups, and merged ids that answered to them).
+    pub forgotten: Vec<u64>,
+}
+
+/// A family as saved: its template, the few words per position, its groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FamilyState {
+    /// The bucket's leading token (the first line's, or `<*>` when it was variable).
+    first: String,
+    tokens: Vec<String>,
+    values: Vec<Option<Vec<String>>>,
+    groups: Vec<Group>,
+    #[serde(default)]
+    last_seen: u64,
 }
 
 /// The miner's whole state, for saving and [`Miner::restore`].
@@ -77,18 +156,30 @@ pub struct Mined {
 pub struct Snapshot {
     similarity: f64,
     next_id: u64,
-    families: Vec<Family>,
+    families: Vec<FamilyState>,
     aliases: Vec<(u64, u64)>,
+    #[serde(default)]
+    fossils: Vec<Fossil>,
+    #[serde(default)]
+    clock: u64,
 }
 
 /// The families seen so far, bucketed by (token count, leading token).
 #[derive(Debug, Clone)]
 pub struct Miner {
     similarity: f64,
+    capacity: usize,
     next_id: u64,
+    /// Lines added so far: the order of what was seen last (and of burials).
+    clock: u64,
     families: Vec<Family>,
-    /// Token count → leading token → family indexes.
-    buckets: FxHashMap<usize, FxHashMap<String, Vec<usize>>>,
+    /// Hash of (token count, leading token) → indexes of its families.
+    buckets: FxHashMap<u64, SmallVec<[u32; 2]>>,
+    /// Hash of (token count, leading token) → its fossils.
+    graves: FxHashMap<u64, Vec<Fossil>>,
+    fossils: usize,
+    /// Live group id → index of its family.
+    places: FxHashMap<u64, u32>,
     /// Merged group id → the id it went into (possibly merged again later).
     aliases: FxHashMap<u64, u64>,
 }
@@ -127,70 +218,320 @@ fn is_variable(token: &str) -> bool {
         || token.bytes().any(|b| b.is_ascii_digit())
 }
 
+/// The bucket's leading token of a line: its first token, or `<*>` when that is variable.
+fn leading<'a>(tokens: &[&'a str]) -> &'a str {
+    match tokens.first() {
+        Some(t) if is_variable(t) => WILDCARD,
+        Some(t) => t,
+        None => "",
+    }
+}
+
+/// The bucket of lines with this token count and leading token.
+fn bucket_key(len: usize, first: &str) -> u64 {
+    let mut hasher = FxHasher::default();
+    len.hash(&mut hasher);
+    first.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The tokens of a template (none for the empty one).
+fn template_tokens(template: &str) -> Tokens<'_> {
+    if template.is_empty() { Tokens::new() } else { template.split(' ').collect() }
+}
+
+/// Share of positions where a template agrees with a line: the same word, a wildcard, or two
+/// variables (`template_variable` tells whether the template's token is one).
+fn similarity<'t>(template: impl Iterator<Item = (&'t str, bool)>, tokens: &[&str]) -> f64 {
+    if tokens.is_empty() {
+        return 1.0;
+    }
+    let same = template
+        .zip(tokens)
+        .filter(|((word, variable), t)| *word == WILDCARD || word == *t || *variable && is_variable(t))
+        .count();
+    same as f64 / tokens.len() as f64
+}
+
+impl Family {
+    fn word(&self, span: Span) -> &str {
+        if span == WILD { WILDCARD } else { &self.text[usize::from(span.start)..][..usize::from(span.len)] }
+    }
+
+    fn push(&mut self, word: &str) -> Span {
+        let span = Span { start: self.text.len() as u16, len: word.len() as u16 };
+        self.text.push_str(word);
+        span
+    }
+
+    /// A position whose template token is `token`: a word holds itself as its one value.
+    fn slot(&mut self, token: &str) -> Slot {
+        if token == WILDCARD {
+            return Slot::VARIABLE;
+        }
+        let mut slot = Slot { token: self.push(token), variable: is_variable(token), ..Slot::VARIABLE };
+        if !is_masked(token) {
+            slot.values[0] = Span { start: slot.token.start, len: value_key(token).len() as u16 };
+            slot.held = 1;
+        }
+        slot
+    }
+
+    /// A family of one line.
+    fn new(tokens: &[&str], group: Group, last_seen: u64) -> Family {
+        let mut family = Family {
+            text: String::with_capacity(tokens.iter().map(|t| t.len()).sum()),
+            slots: Box::default(),
+            groups: smallvec::smallvec![group],
+            last_seen,
+        };
+        family.slots = tokens.iter().map(|t| family.slot(t)).collect();
+        family
+    }
+
+    /// The bucket's leading token: the first token all lines shared, or `<*>`.
+    fn first(&self) -> &str {
+        match self.slots.first() {
+            Some(slot) if slot.variable => WILDCARD,
+            Some(slot) => self.word(slot.token),
+            None => "",
+        }
+    }
+
+    fn similarity(&self, tokens: &[&str]) -> f64 {
+        similarity(self.slots.iter().map(|s| (self.word(s.token), s.variable)), tokens)
+    }
+
+    /// The family's template: `<*>` where its lines differed.
+    fn template(&self) -> String {
+        let words: Vec<&str> = self.slots.iter().map(|s| self.word(s.token)).collect();
+        words.join(" ")
+    }
+
+    /// A group's word at position `p`: the template's, or the group's own where few words
+    /// differ.
+    fn group_word(&self, group: &Group, p: usize) -> &str {
+        let slot = &self.slots[p];
+        let value = self.word(slot.values[usize::from(group.key[p])]);
+        // A held placeholder's key (`LOGIN(uid=<`) is shown as the wildcard.
+        if slot.held != VARIABLE && slot.token == WILD && !value.ends_with('<') {
+            value
+        } else {
+            self.word(slot.token)
+        }
+    }
+
+    /// A group's template: the family's, with the group's own word where few words differ.
+    fn render(&self, group: &Group) -> String {
+        let mut out = String::with_capacity(self.text.len());
+        for p in 0..self.slots.len() {
+            if p > 0 {
+                out.push(' ');
+            }
+            out.push_str(self.group_word(group, p));
+        }
+        out
+    }
+
+    /// The family as a fossil: its template, then for each group its words at the
+    /// template's `<*>` positions.
+    fn bury(&self, buried: u64) -> Fossil {
+        let mut templates = self.template();
+        for group in &self.groups {
+            templates.push('\n');
+            let wild = (0..self.slots.len()).filter(|p| self.slots[*p].token == WILD);
+            for (i, p) in wild.enumerate() {
+                if i > 0 {
+                    templates.push(' ');
+                }
+                templates.push_str(self.group_word(group, p));
+            }
+        }
+        Fossil {
+            templates: templates.into_boxed_str(),
+            groups: self.groups.iter().map(|g| (g.id, g.count)).collect(),
+            buried,
+        }
+    }
+
+    /// The family a fossil was: where its groups show different words at a `<*>` of the
+    /// template, those are the position's few words; where all show `<*>`, it is a variable.
+    fn revive(fossil: &Fossil, last_seen: u64) -> Family {
+        let mut lines = fossil.templates.split('\n');
+        let template = template_tokens(lines.next().unwrap_or(""));
+        let groups: Vec<Tokens> = lines
+            .map(|line| {
+                let mut own = line.split(' ');
+                template
+                    .iter()
+                    .map(|t| if *t == WILDCARD { own.next().unwrap_or(WILDCARD) } else { t })
+                    .collect()
+            })
+            .collect();
+        let mut family =
+            Family { text: String::new(), slots: Box::default(), groups: SmallVec::new(), last_seen };
+        let mut slots = Vec::with_capacity(template.len());
+        for (p, token) in template.iter().enumerate() {
+            let mut slot = family.slot(token);
+            if slot.token == WILD {
+                for words in &groups {
+                    let word = words.get(p).copied().unwrap_or(WILDCARD);
+                    let held = usize::from(if slot.held == VARIABLE { 0 } else { slot.held });
+                    if word == WILDCARD
+                        || held == FEW
+                        || slot.values[..held].iter().any(|v| family.word(*v) == word)
+                    {
+                        continue;
+                    }
+                    slot.values[held] = family.push(word);
+                    slot.held = held as u8 + 1;
+                }
+            }
+            slots.push(slot);
+        }
+        family.slots = slots.into_boxed_slice();
+        for (words, (id, count)) in groups.iter().zip(&fossil.groups) {
+            let key = family
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(p, slot)| {
+                    let word = words.get(p).copied().unwrap_or(WILDCARD);
+                    let held = if slot.held == VARIABLE { 0 } else { usize::from(slot.held) };
+                    slot.values[..held].iter().position(|v| family.word(*v) == word).unwrap_or(0) as u8
+                })
+                .collect();
+            family.groups.push(Group { id: *id, key, count: *count });
+        }
+        family
+    }
+
+    fn state(&self) -> FamilyState {
+        FamilyState {
+            first: self.first().to_owned(),
+            tokens: self.slots.iter().map(|s| self.word(s.token).to_owned()).collect(),
+            values: self
+                .slots
+                .iter()
+                .map(|s| {
+                    (s.held != VARIABLE).then(|| {
+                        s.values[..usize::from(s.held)].iter().map(|v| self.word(*v).to_owned()).collect()
+                    })
+                })
+                .collect(),
+            groups: self.groups.to_vec(),
+            last_seen: self.last_seen,
+        }
+    }
+
+    fn from_state(state: FamilyState) -> Family {
+        let mut family = Family {
+            text: String::new(),
+            slots: Box::default(),
+            groups: state.groups.into(),
+            last_seen: state.last_seen,
+        };
+        let slots = state
+            .tokens
+            .iter()
+            .zip(state.values.iter().chain(std::iter::repeat(&None)))
+            .map(|(token, values)| {
+                let token = if token == WILDCARD { WILD } else { family.push(token) };
+                let mut slot = Slot {
+                    token,
+                    variable: token == WILD || is_variable(family.word(token)),
+                    ..Slot::VARIABLE
+                };
+                if let Some(values) = values.as_ref().filter(|v| !v.is_empty() && v.len() <= FEW) {
+                    for (i, v) in values.iter().enumerate() {
+                        slot.values[i] = family.push(v);
+                    }
+                    slot.held = values.len() as u8;
+                }
+                slot
+            })
+            .collect();
+        family.slots = slots;
+        let positions = family.slots.len();
+        for group in &mut family.groups {
+            group.key.resize(positions, 0);
+            for (p, k) in group.key.iter_mut().enumerate() {
+                let held = family.slots[p].held;
+                if held == VARIABLE || *k >= held {
+                    *k = 0;
+                }
+            }
+        }
+        family
+    }
+}
+
+/// The first `MAX_LINE_BYTES` of a line, cut at a character boundary.
+fn cut(line: &str) -> &str {
+    if line.len() <= MAX_LINE_BYTES {
+        return line;
+    }
+    let mut end = MAX_LINE_BYTES;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    &line[..end]
+}
+
 impl Miner {
     pub fn new(similarity: f64) -> Miner {
         Miner {
             similarity,
+            capacity: DEFAULT_CAPACITY,
             next_id: 1,
+            clock: 0,
             families: Vec::new(),
             buckets: FxHashMap::default(),
+            graves: FxHashMap::default(),
+            fossils: 0,
+            places: FxHashMap::default(),
             aliases: FxHashMap::default(),
         }
     }
 
-    fn leading(tokens: &[&str]) -> &'static str {
-        match tokens.first() {
-            Some(t) if is_variable(t) => WILDCARD,
-            _ => "",
-        }
-    }
-
-    /// The bucket of lines with these tokens: same count, same first token unless it is variable.
-    fn bucket(&mut self, len: usize, first: &str) -> &mut Vec<usize> {
-        let by_first = self.buckets.entry(len).or_default();
-        if !by_first.contains_key(first) {
-            by_first.insert(first.to_owned(), Vec::new());
-        }
-        by_first.get_mut(first).expect("inserted above")
+    /// The same miner with room for `capacity` live families (at least one).
+    pub fn with_capacity(mut self, capacity: usize) -> Miner {
+        self.capacity = capacity.max(1);
+        self
     }
 
     /// Adds one masked line; returns its group.
     pub fn add(&mut self, masked: &str) -> Mined {
-        let tokens: Tokens = masked.split_ascii_whitespace().collect();
-        let first = match Miner::leading(&tokens) {
-            "" => tokens.first().copied().unwrap_or(""),
-            wildcard => wildcard,
-        };
-        let len = tokens.len();
-        let best = self.buckets.get(&len).and_then(|b| b.get(first)).and_then(|bucket| {
-            let mut best: Option<(usize, f64)> = None;
-            for &index in bucket {
-                let score = similarity(&self.families[index].tokens, &tokens);
-                if score >= self.similarity && best.is_none_or(|(_, s)| score > s) {
-                    best = Some((index, score));
-                }
+        self.clock += 1;
+        let tokens: Tokens = cut(masked).split_ascii_whitespace().collect();
+        let first = leading(&tokens);
+        let key = bucket_key(tokens.len(), first);
+        let mut best: Option<(usize, f64)> = None;
+        for &index in self.buckets.get(&key).map_or(&[][..], |b| &b[..]) {
+            let family = &self.families[index as usize];
+            if family.slots.len() != tokens.len() || family.first() != first {
+                continue; // another bucket's hash
             }
-            best.map(|(index, _)| index)
-        });
-        match best {
-            Some(index) => self.join(index, &tokens),
-            None => {
-                let id = self.fresh_id();
-                let family = Family {
-                    first: first.to_owned(),
-                    tokens: tokens.iter().map(|t| (*t).to_owned()).collect(),
-                    values: tokens
-                        .iter()
-                        .map(|t| (!is_masked(t)).then(|| vec![value_key(t).to_owned()]))
-                        .collect(),
-                    groups: vec![Group { id, key: vec![0; len], count: 1 }],
-                };
-                let index = self.families.len();
-                self.families.push(family);
-                self.bucket(len, first).push(index);
-                Mined { cluster_id: id, created: true, merged: Vec::new() }
+            let score = family.similarity(&tokens);
+            if score >= self.similarity && best.is_none_or(|(_, s)| score > s) {
+                best = Some((index as usize, score));
             }
         }
+        if let Some((index, _)) = best {
+            return self.join(index, &tokens);
+        }
+        if let Some(index) = self.revive(key, &tokens) {
+            let mut mined = self.join(index, &tokens);
+            mined.forgotten = self.make_room();
+            return mined;
+        }
+        let id = self.fresh_id();
+        let group = Group { id, key: smallvec::smallvec![0; tokens.len()], count: 1 };
+        let index = self.families.len() as u32;
+        self.families.push(Family::new(&tokens, group, self.clock));
+        self.places.insert(id, index);
+        self.buckets.entry(key).or_default().push(index);
+        Mined { cluster_id: id, created: true, merged: Vec::new(), forgotten: self.make_room() }
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -199,30 +540,67 @@ impl Miner {
         id
     }
 
+    /// Revives the fossil of the line's bucket most like it, if any is like enough; returns
+    /// the revived family's index.
+    fn revive(&mut self, key: u64, tokens: &[&str]) -> Option<usize> {
+        let grave = self.graves.get_mut(&key)?;
+        let mut best: Option<(usize, f64)> = None;
+        for (at, fossil) in grave.iter().enumerate() {
+            let template = template_tokens(fossil.template());
+            if template.len() != tokens.len() || leading(&template) != leading(tokens) {
+                continue;
+            }
+            let score = similarity(template.iter().map(|w| (*w, is_variable(w))), tokens);
+            if score >= self.similarity && best.is_none_or(|(_, s)| score > s) {
+                best = Some((at, score));
+            }
+        }
+        let fossil = grave.swap_remove(best?.0);
+        if grave.is_empty() {
+            self.graves.remove(&key);
+        }
+        self.fossils -= 1;
+        let index = self.families.len() as u32;
+        let family = Family::revive(&fossil, self.clock);
+        for group in &family.groups {
+            self.places.insert(group.id, index);
+        }
+        self.families.push(family);
+        self.buckets.entry(key).or_default().push(index);
+        Some(index as usize)
+    }
+
     /// Puts a line into family `index`: generalises its template, notes its words, and finds
     /// or creates the line's group.
     fn join(&mut self, index: usize, tokens: &[&str]) -> Mined {
-        let mut key: SmallVec<[u8; 32]> = smallvec::smallvec![0u8; tokens.len()];
+        let mut key: SmallVec<[u8; 16]> = smallvec::smallvec![0u8; tokens.len()];
         let mut widened = false;
         let family = &mut self.families[index];
+        family.last_seen = self.clock;
         for (p, new) in tokens.iter().enumerate() {
-            if family.tokens[p] != *new && family.tokens[p] != WILDCARD {
-                family.tokens[p] = WILDCARD.to_owned();
+            let slot = family.slots[p];
+            if slot.token != WILD && family.word(slot.token) != *new {
+                family.slots[p].token = WILD;
+                family.slots[p].variable = true;
             }
-            let Some(words) = &mut family.values[p] else { continue };
+            if slot.held == VARIABLE {
+                continue;
+            }
             let value = value_key(new);
-            match words.iter().position(|w| w == value) {
+            let held = usize::from(slot.held);
+            match slot.values[..held].iter().position(|w| family.word(*w) == value) {
                 Some(at) => key[p] = at as u8,
-                None if words.len() < FEW
+                None if held < FEW
                     && !is_masked(new)
                     && !value.ends_with('<')
-                    && !words[0].ends_with('<') =>
+                    && !family.word(slot.values[0]).ends_with('<') =>
                 {
-                    key[p] = words.len() as u8;
-                    words.push(value.to_owned());
+                    key[p] = slot.held;
+                    family.slots[p].values[held] = family.push(value);
+                    family.slots[p].held += 1;
                 }
                 None => {
-                    family.values[p] = None;
+                    family.slots[p].held = VARIABLE;
                     for group in &mut family.groups {
                         group.key[p] = 0;
                     }
@@ -232,18 +610,14 @@ impl Miner {
         }
         let merged = if widened { self.merge_equal_keys(index) } else { Vec::new() };
         let family = &mut self.families[index];
-        match family.groups.iter_mut().find(|g| g.key[..] == key[..]) {
-            Some(group) => {
-                group.count += 1;
-                Mined { cluster_id: group.id, created: false, merged }
-            }
-            None => {
-                let id = self.next_id;
-                self.next_id += 1;
-                self.families[index].groups.push(Group { id, key: key.to_vec(), count: 1 });
-                Mined { cluster_id: id, created: true, merged }
-            }
+        if let Some(group) = family.groups.iter_mut().find(|g| g.key == key) {
+            group.count += 1;
+            return Mined { cluster_id: group.id, created: false, merged, forgotten: Vec::new() };
         }
+        let id = self.fresh_id();
+        self.families[index].groups.push(Group { id, key, count: 1 });
+        self.places.insert(id, index as u32);
+        Mined { cluster_id: id, created: true, merged, forgotten: Vec::new() }
     }
 
     /// After a position became a variable, groups of the family whose keys are now equal are
@@ -251,7 +625,7 @@ impl Miner {
     fn merge_equal_keys(&mut self, index: usize) -> Vec<(u64, u64)> {
         let family = &mut self.families[index];
         family.groups.sort_by_key(|g| g.id);
-        let mut kept: Vec<Group> = Vec::with_capacity(family.groups.len());
+        let mut kept: SmallVec<[Group; 1]> = SmallVec::new();
         let mut merged = Vec::new();
         for group in family.groups.drain(..) {
             match kept.iter_mut().find(|k| k.key == group.key) {
@@ -263,8 +637,79 @@ impl Miner {
             }
         }
         family.groups = kept;
+        for (id, _) in &merged {
+            self.places.remove(id);
+        }
         self.aliases.extend(merged.iter().copied());
         merged
+    }
+
+    /// Past capacity, evicts the least recently seen tenth of the families into fossils (the
+    /// family just used stays), and forgets the oldest fossils past their room. Returns the
+    /// forgotten ids.
+    fn make_room(&mut self) -> Vec<u64> {
+        if self.families.len() <= self.capacity {
+            return Vec::new();
+        }
+        let keep = (self.capacity - self.capacity / 10).max(1);
+        let excess = self.families.len() - keep;
+        let mut stamps: Vec<u64> = self.families.iter().map(|f| f.last_seen).collect();
+        let cutoff = *stamps.select_nth_unstable(excess - 1).1;
+        let mut kept = Vec::with_capacity(self.capacity);
+        for family in std::mem::take(&mut self.families) {
+            if family.last_seen > cutoff || family.last_seen == self.clock {
+                kept.push(family);
+                continue;
+            }
+            let key = bucket_key(family.slots.len(), family.first());
+            self.graves.entry(key).or_default().push(family.bury(self.clock));
+            self.fossils += 1;
+        }
+        self.families = kept;
+        self.buckets.clear();
+        self.places.clear();
+        for (index, family) in self.families.iter().enumerate() {
+            let key = bucket_key(family.slots.len(), family.first());
+            self.buckets.entry(key).or_default().push(index as u32);
+            for group in &family.groups {
+                self.places.insert(group.id, index as u32);
+            }
+        }
+        self.forget()
+    }
+
+    /// Forgets the oldest fossils past [`FOSSILS_PER_FAMILY`] × capacity, and the merged ids
+    /// that answered to them.
+    fn forget(&mut self) -> Vec<u64> {
+        let room = self.capacity.saturating_mul(FOSSILS_PER_FAMILY);
+        if self.fossils <= room {
+            return Vec::new();
+        }
+        let excess = self.fossils - room;
+        let mut stamps: Vec<u64> = self.graves.values().flatten().map(|f| f.buried).collect();
+        let cutoff = *stamps.select_nth_unstable(excess - 1).1;
+        let mut forgotten: Vec<u64> = Vec::new();
+        let mut gone = 0;
+        for grave in self.graves.values_mut() {
+            grave.retain(|f| {
+                let old = f.buried <= cutoff;
+                if old {
+                    forgotten.extend(f.groups.iter().map(|(id, _)| *id));
+                    gone += 1;
+                }
+                !old
+            });
+        }
+        self.graves.retain(|_, grave| !grave.is_empty());
+        self.fossils -= gone;
+        let ended: FxHashSet<u64> = forgotten.iter().copied().collect();
+        let answering: Vec<u64> =
+            self.aliases.keys().copied().filter(|a| ended.contains(&self.resolve(*a))).collect();
+        for alias in &answering {
+            self.aliases.remove(alias);
+        }
+        forgotten.extend(answering);
+        forgotten
     }
 
     /// The id a group answers to now: itself, or the group it was merged into.
@@ -275,31 +720,41 @@ impl Miner {
         id
     }
 
-    /// A group's current template (also for a merged id).
+    /// A live group's current template (also for a merged id); `None` for an evicted group.
     pub fn template(&self, id: u64) -> Option<String> {
         let id = self.resolve(id);
-        self.families.iter().find_map(|f| f.groups.iter().find(|g| g.id == id).map(|g| render(f, g)))
+        let family = &self.families[*self.places.get(&id)? as usize];
+        family.groups.iter().find(|g| g.id == id).map(|g| family.render(g))
     }
 
-    /// The live groups (merged ones are not listed).
+    /// The live groups (merged and evicted ones are not listed).
     pub fn clusters(&self) -> Vec<Cluster> {
         self.families
             .iter()
             .flat_map(|f| {
-                f.groups.iter().map(move |g| Cluster { id: g.id, template: render(f, g), count: g.count })
+                f.groups.iter().map(move |g| Cluster { id: g.id, template: f.render(g), count: g.count })
             })
             .collect()
+    }
+
+    /// Live families, and fossils of evicted ones.
+    pub fn families(&self) -> (usize, usize) {
+        (self.families.len(), self.fossils)
     }
 
     /// The whole state, to save.
     pub fn snapshot(&self) -> Snapshot {
         let mut aliases: Vec<(u64, u64)> = self.aliases.iter().map(|(a, b)| (*a, *b)).collect();
         aliases.sort_unstable();
+        let mut fossils: Vec<Fossil> = self.graves.values().flatten().cloned().collect();
+        fossils.sort_unstable_by_key(|f| (f.buried, f.groups.first().map(|g| g.0)));
         Snapshot {
             similarity: self.similarity,
             next_id: self.next_id,
-            families: self.families.clone(),
+            families: self.families.iter().map(Family::state).collect(),
             aliases,
+            fossils,
+            clock: self.clock,
         }
     }
 
@@ -307,44 +762,28 @@ impl Miner {
     pub fn restore(snapshot: Snapshot) -> Miner {
         let mut miner = Miner::new(snapshot.similarity);
         miner.next_id = snapshot.next_id;
+        miner.clock = snapshot.clock;
         miner.aliases = snapshot.aliases.into_iter().collect();
-        for family in snapshot.families {
-            let index = miner.families.len();
-            miner.bucket(family.tokens.len(), &family.first).push(index);
+        for state in snapshot.families {
+            let index = miner.families.len() as u32;
+            let family = Family::from_state(state);
+            let key = bucket_key(family.slots.len(), family.first());
+            miner.buckets.entry(key).or_default().push(index);
+            for group in &family.groups {
+                miner.places.insert(group.id, index);
+            }
             miner.families.push(family);
+        }
+        for fossil in snapshot.fossils {
+            let key = {
+                let template = template_tokens(fossil.template());
+                bucket_key(template.len(), leading(&template))
+            };
+            miner.graves.entry(key).or_default().push(fossil);
+            miner.fossils += 1;
         }
         miner
     }
-}
-
-/// Share of positions where the template agrees with the line.
-fn similarity(template: &[String], tokens: &[&str]) -> f64 {
-    if tokens.is_empty() {
-        return 1.0;
-    }
-    let same = template
-        .iter()
-        .zip(tokens)
-        .filter(|(a, b)| a.as_str() == **b || a.as_str() == WILDCARD || is_variable(a) && is_variable(b))
-        .count();
-    same as f64 / tokens.len() as f64
-}
-
-fn render(family: &Family, group: &Group) -> String {
-    let mut out = String::new();
-    for (p, token) in family.tokens.iter().enumerate() {
-        if p > 0 {
-            out.push(' ');
-        }
-        match &family.values[p] {
-            // A held placeholder's key (`LOGIN(uid=<`) is shown as the wildcard.
-            Some(words) if token == WILDCARD && !words[usize::from(group.key[p])].ends_with('<') => {
-                out.push_str(&words[usize::from(group.key[p])])
-            }
-            _ => out.push_str(token),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -394,5 +833,73 @@ mod tests {
         assert_eq!(restored.add("cache miss for key x").cluster_id, ids[2]);
         let fresh = restored.add("brand new line here").cluster_id;
         assert!(fresh > ids[2], "new ids continue after the restored ones");
+    }
+
+    /// Lines of `families` shapes, round after round, each with another user each time.
+    fn rounds(m: &mut Miner, families: u8, rounds: usize) -> Vec<Vec<u64>> {
+        let users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+        (0..rounds)
+            .map(|r| {
+                (0..families)
+                    .map(|f| {
+                        let f = char::from(b'a' + f);
+                        let line = format!(
+                            "task{f} kind{f} failed for user {} after <NUM> ms",
+                            users[r % users.len()]
+                        );
+                        let id = m.add(&line).cluster_id;
+                        m.resolve(id)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn evicted_families_come_back_whole_under_their_ids() {
+        let mut whole = Miner::default();
+        let mut small = Miner::default().with_capacity(3);
+        let kept = rounds(&mut whole, 10, 7);
+        let evicted = rounds(&mut small, 10, 7);
+        assert!(small.families().0 <= 3, "live families stay within the capacity");
+        assert!(small.families().1 > 0, "the others are fossils");
+        assert_eq!(evicted, kept, "eviction changes no id, and few words merge as without it");
+        let last = evicted.last().unwrap();
+        assert_eq!(small.template(last[9]).unwrap(), "taskj kindj failed for user <*> after <NUM> ms");
+    }
+
+    #[test]
+    fn old_fossils_are_forgotten_past_their_room() {
+        let mut m = Miner::default().with_capacity(1);
+        let mut forgotten = Vec::new();
+        let mut ids = Vec::new();
+        for f in 0..20 {
+            let name = char::from(b'a' + f as u8);
+            let mined = m.add(&format!("disk{name} volume{name} is full"));
+            ids.push(mined.cluster_id);
+            forgotten.extend(mined.forgotten);
+        }
+        let (live, fossils) = m.families();
+        assert_eq!(live, 1);
+        assert!(fossils <= FOSSILS_PER_FAMILY, "{fossils} fossils");
+        assert_eq!(forgotten, ids[..20 - 1 - fossils].to_vec(), "the oldest go first");
+        let again = m.add("disks volumes is full").cluster_id;
+        assert_eq!(again, ids[18], "a fossil still revives");
+        let back = m.add("diska volumea is full");
+        assert!(back.created, "a forgotten group starts afresh");
+    }
+
+    #[test]
+    fn fossils_are_saved_and_restored() {
+        let mut m = Miner::default().with_capacity(2);
+        let first = rounds(&mut m, 6, 2);
+        let json = serde_json::to_string(&m.snapshot()).unwrap();
+        let mut restored = Miner::restore(serde_json::from_str(&json).unwrap()).with_capacity(2);
+        let mut again = m.clone();
+        assert_eq!(rounds(&mut restored, 6, 5), rounds(&mut again, 6, 5));
+        assert_eq!(
+            rounds(&mut restored, 6, 1)[0],
+            first[0].iter().map(|id| restored.resolve(*id)).collect::<Vec<_>>()
+        );
     }
 }

@@ -63,6 +63,9 @@ pub enum BenchCommand {
         lines: u64,
         #[arg(long, default_value_t = 100_000)]
         patterns: u64,
+        /// Live families the miner keeps before evicting (default: the engine's own).
+        #[arg(long)]
+        capacity: Option<usize>,
     },
     /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
     /// against the configured database (fill it first with `faultline seed`).
@@ -91,7 +94,9 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
         }
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
         BenchCommand::Grouping { dir, out, rounds } => crate::grouping_bench::run(&dir, &out, rounds.max(1)),
-        BenchCommand::Memory { lines, patterns } => crate::memory_bench::run(lines, patterns),
+        BenchCommand::Memory { lines, patterns, capacity } => {
+            crate::memory_bench::run(lines, patterns, capacity)
+        }
         BenchCommand::Page { rounds } => {
             let store = faultline_store::open(&config.database_url).await?;
             crate::page_bench::run(store, rounds.max(1)).await

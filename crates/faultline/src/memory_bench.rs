@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use faultline_core::mine::DEFAULT_CAPACITY;
 use faultline_core::{Grouper, Level, LogEvent, Origin};
 
 /// Resident and peak resident memory of this process, in MiB (Linux `/proc/self/status`).
@@ -57,11 +58,14 @@ fn line(n: u64, patterns: u64) -> String {
     out
 }
 
-pub fn run(lines: u64, patterns: u64) -> anyhow::Result<()> {
+pub fn run(lines: u64, patterns: u64, capacity: Option<usize>) -> anyhow::Result<()> {
     anyhow::ensure!(patterns > 0, "--patterns must be at least 1");
     let (base, _) = resident_mib();
-    println!("{lines} lines from {patterns} patterns; resident before: {base:.1} MiB");
-    let mut grouper = Grouper::default();
+    let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
+    println!(
+        "{lines} lines from {patterns} patterns, {capacity} live families at most; resident before: {base:.1} MiB"
+    );
+    let mut grouper = Grouper::with_capacity(capacity);
     let mut event = LogEvent {
         timestamp_ms: 0,
         level: Level::Error,
@@ -81,8 +85,9 @@ pub fn run(lines: u64, patterns: u64) -> anyhow::Result<()> {
         std::hint::black_box(grouper.group(&event));
         if (n + 1) % step == 0 {
             let (rss, _) = resident_mib();
+            let (live, fossils) = grouper.families();
             println!(
-                "{:>11} lines  {:>8} mined groups  resident {rss:.1} MiB  {:.0} lines/s",
+                "{:>11} lines  {:>8} groups  {live:>7} live families  {fossils:>7} fossils  resident {rss:.1} MiB  {:.0} lines/s",
                 n + 1,
                 grouper.patterns(),
                 (n + 1) as f64 / started.elapsed().as_secs_f64()
