@@ -202,6 +202,8 @@ fn run(b: &[u8], start: usize, pred: impl Fn(u8) -> bool) -> usize {
 }
 
 /// A token starting with a digit: timestamp, IP, UUID, hex or number.
+/// The digits and the byte after them decide which masks are tried, so a plain number is
+/// read once.
 fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
     let hex_end = run(b, i, |c| c.is_ascii_hexdigit());
     if hex_end - i == 8
@@ -210,10 +212,21 @@ fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
     {
         return Some((end, "<UUID>"));
     }
-    if let Some(end) = timestamp_end(b, i).or_else(|| day_month_end(b, i)).or_else(|| clf_date_end(b, i)) {
+    let digits = run(b, i, |c| c.is_ascii_digit()) - i;
+    let next = b.get(i + digits).copied();
+    let date = match (digits, next) {
+        (4, Some(b'-')) | (2, Some(b':')) => timestamp_end(b, i),
+        (1 | 2, Some(b' ')) => day_month_end(b, i),
+        (2, Some(b'/')) => clf_date_end(b, i),
+        _ => None,
+    };
+    if let Some(end) = date {
         return Some((end, "<TS>"));
     }
-    if let Some(end) = ipv4_end(b, i) {
+    if (1..=3).contains(&digits)
+        && next == Some(b'.')
+        && let Some(end) = ipv4_end(b, i)
+    {
         return Some((end, "<IP>"));
     }
     if b.get(hex_end) == Some(&b':')
@@ -227,10 +240,12 @@ fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
             return Some((end, "<HEX>"));
         }
     }
-    if let Some(end) = long_hex_end(b, i) {
+    if hex_end - i >= 8
+        && let Some(end) = long_hex_end(b, i)
+    {
         return Some((end, "<HEX>"));
     }
-    let mut end = run(b, i, |c| c.is_ascii_digit());
+    let mut end = i + digits;
     if b.get(end) == Some(&b'.') && b.get(end + 1).is_some_and(u8::is_ascii_digit) {
         end = run(b, end + 1, |c| c.is_ascii_digit());
     }

@@ -193,7 +193,7 @@ impl Default for Miner {
 /// A masked value or wildcard, or a token holding one (`blk_<NUM>`, `/<IP>`): never a word
 /// with few values.
 fn is_placeholder(token: &str) -> bool {
-    token.len() > 2 && token.find('<').is_some_and(|open| token[open..].contains('>'))
+    token.len() > 2 && open_at(token).is_some_and(|open| token.as_bytes()[open..].contains(&b'>'))
 }
 
 /// A masked value or the wildcard, alone: a variable from the start.
@@ -206,9 +206,25 @@ fn is_masked(token: &str) -> bool {
 /// words take few values: a second value next to a token holding a placeholder (`rdd_<NUM>`
 /// and `broadcast_<NUM>`, or `rdd_<NUM>` and `none`) makes the position a variable.
 fn value_key(token: &str) -> &str {
-    match token.find('<') {
+    match open_at(token) {
         Some(open) if is_placeholder(token) => &token[..=open],
         _ => token,
+    }
+}
+
+/// Where a token's first `<` is (tokens are short: a plain loop beats a searcher).
+fn open_at(token: &str) -> Option<usize> {
+    token.bytes().position(|b| b == b'<')
+}
+
+/// String equality for short tokens, without a call to `memcmp`.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    match a.len() {
+        n if n != b.len() => false,
+        0..=32 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
     }
 }
 
@@ -248,7 +264,7 @@ fn similarity<'t>(template: impl Iterator<Item = (&'t str, bool)>, tokens: &[&st
     }
     let same = template
         .zip(tokens)
-        .filter(|((word, variable), t)| *word == WILDCARD || word == *t || *variable && is_variable(t))
+        .filter(|((word, variable), t)| same(word, t) || *variable && (*word == WILDCARD || is_variable(t)))
         .count();
     same as f64 / tokens.len() as f64
 }
@@ -466,6 +482,27 @@ impl Family {
     }
 }
 
+/// A line's tokens, split at ASCII whitespace (a plain loop: the hot path of every line).
+fn split(line: &str) -> Tokens<'_> {
+    let b = line.as_bytes();
+    let mut tokens = Tokens::new();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while i < b.len() && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i > start {
+            // Both ends are at ASCII bytes or the ends of the line: character boundaries.
+            tokens.push(&line[start..i]);
+        }
+    }
+    tokens
+}
+
 /// The first `MAX_LINE_BYTES` of a line, cut at a character boundary.
 fn cut(line: &str) -> &str {
     if line.len() <= MAX_LINE_BYTES {
@@ -503,7 +540,7 @@ impl Miner {
     /// Adds one masked line; returns its group.
     pub fn add(&mut self, masked: &str) -> Mined {
         self.clock += 1;
-        let tokens: Tokens = cut(masked).split_ascii_whitespace().collect();
+        let tokens = split(cut(masked));
         let first = leading(&tokens);
         let key = bucket_key(tokens.len(), first);
         let mut best: Option<(usize, f64)> = None;
@@ -579,7 +616,11 @@ impl Miner {
         family.last_seen = self.clock;
         for (p, new) in tokens.iter().enumerate() {
             let slot = family.slots[p];
-            if slot.token != WILD && family.word(slot.token) != *new {
+            if slot.token != WILD {
+                if same(family.word(slot.token), new) {
+                    // All lines had this token: its value is the one held (key 0), if any.
+                    continue;
+                }
                 family.slots[p].token = WILD;
                 family.slots[p].variable = true;
             }
@@ -588,7 +629,7 @@ impl Miner {
             }
             let value = value_key(new);
             let held = usize::from(slot.held);
-            match slot.values[..held].iter().position(|w| family.word(*w) == value) {
+            match slot.values[..held].iter().position(|w| same(family.word(*w), value)) {
                 Some(at) => key[p] = at as u8,
                 None if held < FEW
                     && !is_masked(new)
