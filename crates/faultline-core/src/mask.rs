@@ -20,6 +20,7 @@
 //! | `<NUM>` | integers and decimals standing on their own or after `-`, `_`, `/`, `#`, `:` |
 //! | `<STR>` | single- or double-quoted strings |
 //! | `key=<VAL>` | the value of a `key=value` pair (also URL query parameters) that holds data: a digit, punctuation or quotes, or any value of a secret-looking key (`password`, `token`, `session`…) |
+//! | `key: <VAL>` | the same for `key: value`, unless the value is a number or quoted (those keep their own placeholder); `Authorization: Bearer …` takes the credential along |
 //!
 //! A `key=value` value that is one plain word (`user=root`, `action=ACTION_DOWN`) is left to the
 //! template miner: a word that takes a few values names different events, one that takes many
@@ -44,7 +45,21 @@ pub fn mask_into(input: &str, out: &mut String) {
         let boundary =
             i == 0 || !b[i - 1].is_ascii_alphanumeric() && i != copied && !ends_with_placeholder(&b[..i]);
         let matched: Option<(usize, &str)> = if c == b'=' && i > 0 && is_word(b[i - 1]) {
-            value_end(b, i + 1).filter(|&end| holds_data(b, i, end)).map(|end| (end, "=<VAL>"))
+            value_end(b, i + 1)
+                .filter(|&end| holds_data(b, i, i + 1, end))
+                .map(|end| (credential_end(b, i + 1, end), "=<VAL>"))
+        } else if c == b':'
+            && i > 0
+            && is_word(b[i - 1])
+            && b.get(i + 1) == Some(&b' ')
+            && b.get(i + 2).is_some_and(|c| !c.is_ascii_digit() && !matches!(c, b'"' | b'\''))
+            && !PLACEHOLDERS.iter().any(|p| b[i + 2..].starts_with(p))
+        {
+            // `key: value`, the same way (a plain word after a colon is text: `Error: Timeout`);
+            // numbers, quoted strings and masked values keep their own placeholders.
+            value_end(b, i + 2)
+                .filter(|&end| holds_data(b, i, i + 2, end))
+                .map(|end| (credential_end(b, i + 2, end), ": <VAL>"))
         } else if !boundary {
             None
         } else if c == b'"' || c == b'\'' {
@@ -153,10 +168,22 @@ fn unmatched_quote_end(b: &[u8], start: usize) -> usize {
 const SECRET_KEYS: [&[u8]; 9] =
     [b"pass", b"pwd", b"secret", b"token", b"key", b"auth", b"session", b"cookie", b"credential"];
 
-/// Whether the value `b[eq + 1..end]` of the key before `b[eq]` is data to mask rather than a
-/// word for the miner.
-fn holds_data(b: &[u8], eq: usize, end: usize) -> bool {
-    let value = &b[eq + 1..end];
+/// The end of a masked value: an authorisation scheme (`Bearer`, `Basic`…) takes the credential
+/// after it along.
+fn credential_end(b: &[u8], start: usize, end: usize) -> usize {
+    const SCHEMES: [&[u8]; 4] = [b"bearer", b"basic", b"token", b"digest"];
+    let word = &b[start..end];
+    if b.get(end) == Some(&b' ') && SCHEMES.iter().any(|s| word.eq_ignore_ascii_case(s)) {
+        value_end(b, end + 1).unwrap_or(end)
+    } else {
+        end
+    }
+}
+
+/// Whether the value `b[start..end]` of the key before `b[eq]` (`=` or `:`) is data to mask
+/// rather than a word for the miner.
+fn holds_data(b: &[u8], eq: usize, start: usize, end: usize) -> bool {
+    let value = &b[start..end];
     if !value.iter().all(|&c| c.is_ascii_alphabetic() || matches!(c, b'_' | b'-' | b'.'))
         || is_dotted_name(value)
     {
@@ -758,6 +785,8 @@ mod tests {
         check("user_id=42 name=\"Ann Lee\" ok", "user_id=<VAL> name=<VAL> ok");
         check("user=root tty=ssh action=ACTION_DOWN", "user=root tty=ssh action=ACTION_DOWN");
         check("password=hunter api_key=abc SessionId=xyz", "password=<VAL> api_key=<VAL> SessionId=<VAL>");
+        check("id: ab12cd, Authorization: Bearer eyJhbGci.x_y", "id: <VAL>, Authorization: <VAL>");
+        check("password: hunter error: timeout port: 8080", "password: <VAL> error: timeout port: <NUM>");
         check("GET https://api.example.com/users/42?token=abc&page=2 failed", "GET <URL> failed");
     }
 
