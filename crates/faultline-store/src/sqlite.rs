@@ -454,8 +454,14 @@ fn write_totals(
     Ok(touched)
 }
 
+/// The parts that counted, besides the template: the frames (`module:function`) of the stack
+/// tier, or the client's fingerprint list of the client tier.
 pub(crate) fn frames_json(g: &faultline_core::Grouping) -> String {
-    let frames: Vec<String> = g.frames.iter().map(|f| format!("{}:{}", f.module, f.function)).collect();
+    let frames: Vec<String> = if g.tier == faultline_core::Tier::Client {
+        g.client_parts.clone()
+    } else {
+        g.frames.iter().map(|f| format!("{}:{}", f.module, f.function)).collect()
+    };
     serde_json::to_string(&frames).unwrap_or_else(|_| "[]".to_owned())
 }
 

@@ -125,7 +125,8 @@ pub struct PatternView {
     /// The message with variable parts masked (`<NUM>`, `<IP>`…).
     pub template: String,
     pub error_type: Option<String>,
-    /// Stack frames that counted (module or file + function).
+    /// The parts that counted besides the template: stack frames (module or file + function)
+    /// for the stack tier, the client's fingerprint list for the client tier.
     pub frames: Vec<String>,
     pub sample_message: Option<String>,
     pub stack_trace: Option<String>,

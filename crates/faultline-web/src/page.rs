@@ -524,7 +524,9 @@ fn tier_explained(tier: &str) -> &'static str {
         "stack" => "by stack trace: the frames below decided the group, line numbers and paths left out",
         "exception" => "by exception type and its message with variable parts masked",
         "message" => "by the message with variable parts (numbers, ids, addresses, times…) masked",
-        "client" => "by the fingerprint the client sent",
+        "client" => {
+            "by the fingerprint the client sent: the parts below ({{ default }} stands for the one computed from the error)"
+        }
         _ => "by the rule named above",
     }
 }

@@ -147,3 +147,28 @@ async fn older_version_patterns_keep_matching_within_the_transition_window() {
         assert_eq!(newest.fingerprint_version, faultline_core::FINGERPRINT_VERSION);
     }
 }
+
+#[tokio::test]
+async fn each_pattern_keeps_the_parts_that_grouped_it() {
+    for db in Reopenable::all().await {
+        let store = db.open().await;
+        let mut sent = event("c1", T0, Level::Error, "api", "checkout failed for order 42");
+        sent.event.metadata.insert("fingerprint".into(), serde_json::json!(["checkout", "{{ default }}"]));
+        sent.grouping = fingerprint(&sent.event);
+        let mut crash = event("s1", T0 + 1, Level::Error, "api", "KeyError: 'user'");
+        crash.event.traceback = Some(
+            "Traceback (most recent call last):\n  File \"/srv/app/views.py\", line 10, in checkout\n    \
+             cart = load(user)\n  File \"/srv/app/cart.py\", line 3, in load\n    return DB[user]\nKeyError: 'user'"
+                .into(),
+        );
+        crash.grouping = fingerprint(&crash.event);
+        store.ingest(batch(vec![sent, crash])).await.unwrap();
+        let top = store.top_patterns(10, None).await.unwrap();
+        let by_tier = |tier: &str| {
+            top.iter().find(|p| p.tier == tier).unwrap_or_else(|| panic!("{}: no {tier} pattern", db.url))
+        };
+        assert_eq!(by_tier("client").frames, ["checkout", "{{ default }}"], "{}", db.url);
+        assert_eq!(by_tier("stack").frames, ["views:checkout", "cart:load"], "{}", db.url);
+        assert_eq!(by_tier("stack").error_type.as_deref(), Some("KeyError"));
+    }
+}
