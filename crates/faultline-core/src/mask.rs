@@ -190,8 +190,8 @@ fn holds_data(b: &[u8], eq: usize, start: usize, end: usize) -> bool {
         return true;
     }
     let key_start = b[..eq].iter().rposition(|&c| !is_word(c)).map_or(0, |p| p + 1);
-    let key = b[key_start..eq].to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|s| key.windows(s.len()).any(|w| w == *s))
+    let key = &b[key_start..eq];
+    SECRET_KEYS.iter().any(|s| key.windows(s.len()).any(|w| w.eq_ignore_ascii_case(s)))
 }
 
 /// Lower-case labels joined by dots (`mail.example.pl`, `node.local`): as a key's value, a host

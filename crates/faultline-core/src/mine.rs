@@ -182,7 +182,13 @@ pub struct Miner {
     places: FxHashMap<u64, u32>,
     /// Merged group id → the id it went into (possibly merged again later).
     aliases: FxHashMap<u64, u64>,
+    /// Lines seen lately → (family index, group id), for families that come first in their
+    /// bucket: the same line again goes there without being compared (see [`Miner::add`]).
+    recent: FxHashMap<Box<str>, (u32, u64)>,
 }
+
+/// Most lines [`Miner::recent`] remembers before it starts over.
+const RECENT_LINES: usize = 4096;
 
 impl Default for Miner {
     fn default() -> Self {
@@ -528,6 +534,7 @@ impl Miner {
             fossils: 0,
             places: FxHashMap::default(),
             aliases: FxHashMap::default(),
+            recent: FxHashMap::default(),
         }
     }
 
@@ -540,7 +547,21 @@ impl Miner {
     /// Adds one masked line; returns its group.
     pub fn add(&mut self, masked: &str) -> Mined {
         self.clock += 1;
-        let tokens = split(cut(masked));
+        let line = cut(masked);
+        // A line seen before whose family comes first in its bucket goes there again: that
+        // family agrees with it everywhere (templates only widen), so it is the most alike and,
+        // being first, wins any tie; the line's words are all known there, so its group is the
+        // same one (or the one that group was merged into).
+        if let Some(&(index, id)) = self.recent.get(line) {
+            let id = self.resolve(id);
+            let family = &mut self.families[index as usize];
+            if let Some(group) = family.groups.iter_mut().find(|g| g.id == id) {
+                group.count += 1;
+                family.last_seen = self.clock;
+                return Mined { cluster_id: id, created: false, merged: Vec::new(), forgotten: Vec::new() };
+            }
+        }
+        let tokens = split(line);
         let first = leading(&tokens);
         let key = bucket_key(tokens.len(), first);
         let mut best: Option<(usize, f64)> = None;
@@ -555,7 +576,11 @@ impl Miner {
             }
         }
         if let Some((index, _)) = best {
-            return self.join(index, &tokens);
+            let mined = self.join(index, &tokens);
+            if self.buckets.get(&key).and_then(|b| b.first()) == Some(&(index as u32)) {
+                self.remember(line, index as u32, mined.cluster_id);
+            }
+            return mined;
         }
         if let Some(index) = self.revive(key, &tokens) {
             let mut mined = self.join(index, &tokens);
@@ -567,8 +592,19 @@ impl Miner {
         let index = self.families.len() as u32;
         self.families.push(Family::new(&tokens, group, self.clock));
         self.places.insert(id, index);
-        self.buckets.entry(key).or_default().push(index);
+        let bucket = self.buckets.entry(key).or_default();
+        bucket.push(index);
+        if bucket.len() == 1 {
+            self.remember(line, index, id);
+        }
         Mined { cluster_id: id, created: true, merged: Vec::new(), forgotten: self.make_room() }
+    }
+
+    fn remember(&mut self, line: &str, index: u32, id: u64) {
+        if self.recent.len() >= RECENT_LINES {
+            self.recent.clear();
+        }
+        self.recent.insert(line.into(), (index, id));
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -709,6 +745,7 @@ impl Miner {
         self.families = kept;
         self.buckets.clear();
         self.places.clear();
+        self.recent.clear();
         for (index, family) in self.families.iter().enumerate() {
             let key = bucket_key(family.slots.len(), family.first());
             self.buckets.entry(key).or_default().push(index as u32);

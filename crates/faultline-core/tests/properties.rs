@@ -69,4 +69,23 @@ proptest! {
         ids.extend(lines[split..].iter().map(|l| restored.add(&mask(l)).cluster_id));
         prop_assert_eq!(ids, expected);
     }
+
+    /// The miner remembers recent lines to skip comparing them again; a miner restored before
+    /// every line (which remembers nothing) must give the same ids.
+    #[test]
+    fn remembering_recent_lines_changes_no_id(
+        pool in prop::collection::vec(log_line(), 1..8),
+        order in prop::collection::vec(0usize..8, 1..60),
+    ) {
+        let stream: Vec<String> = order.iter().map(|i| mask(&pool[i % pool.len()])).collect();
+        let mut remembering = Miner::default();
+        let expected: Vec<u64> = stream.iter().map(|l| remembering.add(l).cluster_id).collect();
+        let mut forgetful = Miner::default();
+        let mut ids = Vec::new();
+        for line in &stream {
+            forgetful = Miner::restore(forgetful.snapshot());
+            ids.push(forgetful.add(line).cluster_id);
+        }
+        prop_assert_eq!(ids, expected);
+    }
 }
