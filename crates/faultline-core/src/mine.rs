@@ -511,14 +511,7 @@ fn split(line: &str) -> Tokens<'_> {
 
 /// The first `MAX_LINE_BYTES` of a line, cut at a character boundary.
 fn cut(line: &str) -> &str {
-    if line.len() <= MAX_LINE_BYTES {
-        return line;
-    }
-    let mut end = MAX_LINE_BYTES;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    &line[..end]
+    &line[..line.floor_char_boundary(MAX_LINE_BYTES)]
 }
 
 impl Miner {
