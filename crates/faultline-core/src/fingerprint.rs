@@ -251,6 +251,14 @@ impl Grouper {
     /// group's template. Returns the mined group's id (`None` for other tiers, left as they
     /// are).
     pub fn refine(&mut self, grouping: &mut Grouping) -> Option<u64> {
+        let id = self.mine(grouping)?;
+        self.settle(id, grouping);
+        Some(id)
+    }
+
+    /// Mines a message-tier grouping without changing it; returns its group's id, for
+    /// [`Grouper::settle`] once the whole batch is mined (`None` for other tiers).
+    pub fn mine(&mut self, grouping: &Grouping) -> Option<u64> {
         if grouping.tier != Tier::Message {
             return None;
         }
@@ -269,7 +277,6 @@ impl Grouper {
             self.fingerprints.remove(id);
         }
         self.changed |= !mined.merged.is_empty() || !mined.forgotten.is_empty();
-        self.settle(mined.cluster_id, grouping);
         Some(mined.cluster_id)
     }
 
@@ -283,10 +290,10 @@ impl Grouper {
         }
         // A restored state from before a group existed cannot name it: the line's own
         // fingerprint stands in.
-        if let Some(group_fp) = self.fingerprints.get(&id).map(Fingerprint::from_bytes)
-            && group_fp != grouping.fingerprint
+        if let Some(group_fp) = self.fingerprints.get(&id)
+            && grouping.fingerprint.to_bytes().as_ref() != Some(group_fp)
         {
-            let own = std::mem::replace(&mut grouping.fingerprint, group_fp);
+            let own = std::mem::replace(&mut grouping.fingerprint, Fingerprint::from_bytes(group_fp));
             grouping.previous.get_or_insert(own);
         }
     }

@@ -118,7 +118,7 @@ pub fn mask_into(input: &str, out: &mut String) {
 }
 
 fn is_word(c: u8) -> bool {
-    ALNUM[usize::from(c)] || c == b'_'
+    is_alnum(c) || c == b'_'
 }
 
 /// ASCII letters and digits, by table: one load instead of three range tests in the

@@ -236,8 +236,7 @@ fn same(a: &str, b: &str) -> bool {
 
 /// A token Drain would call a variable: a placeholder or anything with a digit.
 fn is_variable(token: &str) -> bool {
-    (token.len() > 2 && token.starts_with('<') && token.ends_with('>'))
-        || token.bytes().any(|b| b.is_ascii_digit())
+    is_masked(token) || token.bytes().any(|b| b.is_ascii_digit())
 }
 
 /// The bucket's leading token of a line: its first token, or `<*>` when that is variable.
@@ -263,7 +262,7 @@ fn template_tokens(template: &str) -> Tokens<'_> {
 }
 
 /// Share of positions where a template agrees with a line: the same word, a wildcard, or two
-/// variables (`template_variable` tells whether the template's token is one).
+/// variables (each template token comes with whether it is a variable).
 fn similarity<'t>(template: impl Iterator<Item = (&'t str, bool)>, tokens: &[&str]) -> f64 {
     if tokens.is_empty() {
         return 1.0;
@@ -835,7 +834,14 @@ impl Miner {
         miner.next_id = snapshot.next_id;
         miner.clock = snapshot.clock;
         miner.aliases = snapshot.aliases.into_iter().collect();
+        // A family's strings must fit its 16-bit spans; only a damaged state has longer ones
+        // (lines are mined on their first `MAX_LINE_BYTES`), and such a family is left out.
+        let fits = |len: usize| len < usize::from(u16::MAX);
         for state in snapshot.families {
+            let strings = state.tokens.iter().chain(state.values.iter().flatten().flatten());
+            if !fits(strings.map(String::len).sum()) {
+                continue;
+            }
             let index = miner.families.len() as u32;
             let family = Family::from_state(state);
             let key = bucket_key(family.slots.len(), family.first());
@@ -845,7 +851,7 @@ impl Miner {
             }
             miner.families.push(family);
         }
-        for fossil in snapshot.fossils {
+        for fossil in snapshot.fossils.into_iter().filter(|f| fits(f.templates.len())) {
             let key = {
                 let template = template_tokens(fossil.template());
                 bucket_key(template.len(), leading(&template))
@@ -972,5 +978,18 @@ mod tests {
             rounds(&mut restored, 6, 1)[0],
             first[0].iter().map(|id| restored.resolve(*id)).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn a_damaged_state_with_overlong_strings_is_left_out_not_a_panic() {
+        let mut m = Miner::default();
+        let id = m.add("cache miss for key x").cluster_id;
+        let mut json: serde_json::Value = serde_json::to_value(m.snapshot()).unwrap();
+        let huge = "y".repeat(70_000);
+        json["families"][0]["tokens"][3] = serde_json::json!(huge);
+        json["families"][0]["values"][3] = serde_json::json!([huge]);
+        let mut restored = Miner::restore(serde_json::from_value(json).unwrap());
+        assert_eq!(restored.families(), (0, 0));
+        assert_ne!(restored.add("cache miss for key x").cluster_id, id, "the damaged family starts afresh");
     }
 }

@@ -50,10 +50,10 @@ impl Mining {
     /// Mines the batch's message-tier events; returns the state to save with the batch when a
     /// save is due (then call [`Mining::saved`] once the transaction commits).
     pub fn mine(&mut self, batch: &mut IngestBatch) -> Option<String> {
-        let ids: Vec<Option<u64>> =
-            batch.events.iter_mut().map(|ge| self.grouper.refine(&mut ge.grouping)).collect();
+        let ids: Vec<Option<u64>> = batch.events.iter().map(|ge| self.grouper.mine(&ge.grouping)).collect();
         self.mined |= ids.iter().any(Option::is_some);
-        // Groups merged by a later line of the batch: its earlier lines go where it went.
+        // Settled once the batch is mined: a group merged by a later line of the batch takes
+        // its earlier lines where it went.
         for (ge, id) in batch.events.iter_mut().zip(ids) {
             if let Some(id) = id {
                 self.grouper.settle(id, &mut ge.grouping);

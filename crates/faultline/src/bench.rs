@@ -95,7 +95,7 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
         BenchCommand::Grouping { dir, out, rounds } => crate::grouping_bench::run(&dir, &out, rounds.max(1)),
         BenchCommand::Memory { lines, patterns, capacity } => {
-            crate::memory_bench::run(lines, patterns, capacity)
+            crate::memory_bench::run(lines, patterns, capacity).map(|_| ())
         }
         BenchCommand::Page { rounds } => {
             let store = faultline_store::open(&config.database_url).await?;

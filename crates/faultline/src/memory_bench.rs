@@ -58,7 +58,9 @@ fn line(n: u64, patterns: u64) -> String {
     out
 }
 
-pub fn run(lines: u64, patterns: u64, capacity: Option<usize>) -> anyhow::Result<()> {
+/// Streams the lines and reports as it goes; returns the grouper's (groups, live families,
+/// fossils) at the end.
+pub fn run(lines: u64, patterns: u64, capacity: Option<usize>) -> anyhow::Result<(usize, usize, usize)> {
     anyhow::ensure!(patterns > 0, "--patterns must be at least 1");
     let (base, _) = resident_mib();
     let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
@@ -96,12 +98,21 @@ pub fn run(lines: u64, patterns: u64, capacity: Option<usize>) -> anyhow::Result
     }
     let (rss, peak) = resident_mib();
     println!("mined groups: {}; resident at the end {rss:.1} MiB, peak {peak:.1} MiB", grouper.patterns());
-    Ok(())
+    let (live, fossils) = grouper.families();
+    Ok((grouper.patterns(), live, fossils))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_capacity_bounds_live_families_and_keeps_every_group() {
+        let (groups, live, fossils) = run(2_000, 100, Some(30)).unwrap();
+        assert!(live <= 30, "{live} live families");
+        assert_eq!(live + fossils, 100, "every pattern is live or a fossil");
+        assert_eq!(groups, 100, "eviction split no pattern");
+    }
 
     #[test]
     fn lines_of_one_pattern_share_their_words_and_patterns_differ() {
