@@ -271,7 +271,12 @@ fn poll_file<E: std::fmt::Display>(
             let saved = saved.as_deref().and_then(Checkpoint::parse);
             match open_current(path, file, saved, options, now, commit)? {
                 Some(open) => file.open = Some(open),
-                None => return Ok(false),
+                None => {
+                    // Nothing complete is there yet (no file, or an empty one): whatever is
+                    // written from now on is new, so `start_at_end` no longer applies.
+                    file.found_at_start = false;
+                    return Ok(false);
+                }
             }
         }
         let Some(open) = file.open.as_mut() else { return Ok(false) };

@@ -74,9 +74,13 @@ struct World {
 }
 
 fn new_tailer(dir: &Path) -> Tailer {
+    tailer_from(dir, false)
+}
+
+fn tailer_from(dir: &Path, start_at_end: bool) -> Tailer {
     let options = TailOptions {
         max_line_bytes: 4096,
-        start_at_end: false,
+        start_at_end,
         multiline_wait_ms: 1_000,
         parse: ParseContext { default_year: 2024 },
         max_batch_events: 3,
@@ -264,4 +268,28 @@ fn a_rotation_while_the_collector_is_down_is_drained_after_restart() {
     world.apply(&Op::Append { lines: 1, partial: false });
     world.check().expect("nothing lost or doubled");
     assert_eq!(world.stored.entries.len(), 6);
+}
+
+#[test]
+fn regression_16_lines_appended_to_a_file_empty_at_start_are_kept() {
+    let mut world = World::new();
+    fs::write(world.log(), "").expect("create empty");
+    world.tailer = tailer_from(world.dir.path(), true);
+    world.apply(&Op::Poll { fail_commit: false });
+    world.apply(&Op::Append { lines: 1, partial: false });
+    world.apply(&Op::Poll { fail_commit: false });
+    world.apply(&Op::Append { lines: 2, partial: false });
+    world.check().expect("nothing lost or doubled");
+    assert_eq!(world.stored.entries.len(), 3);
+}
+
+#[test]
+fn a_file_with_lines_at_start_still_starts_at_its_end() {
+    let mut world = World::new();
+    world.append("2024-01-01T00:00:00.000Z ERROR app: old line before start\n");
+    world.tailer = tailer_from(world.dir.path(), true);
+    world.apply(&Op::Poll { fail_commit: false });
+    world.apply(&Op::Append { lines: 2, partial: false });
+    world.check().expect("nothing lost or doubled");
+    assert_eq!(world.stored.entries.len(), 2);
 }
