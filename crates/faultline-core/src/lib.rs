@@ -20,4 +20,6 @@ pub use fingerprint::{
 pub use mask::mask;
 pub use model::{Level, LogEvent, Origin, TimestampMs};
 pub use parse::{ParseContext, ParsedLine, parse_line};
-pub use record::{RecordError, event_from_json, event_from_python_record};
+pub use record::{
+    RecordError, Stamp, cap_event, event_from_json, event_from_python_record, key_occurrences, plausible_time,
+};
