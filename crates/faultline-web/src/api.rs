@@ -34,6 +34,12 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
+        // PostgreSQL cannot hold a NUL, and no filter needs one.
+        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes()).find(|(_, v)| v.contains('\0')) {
+            return Err(ApiError::BadRequest(format!(
+                "invalid query parameter {name}: contains a NUL character"
+            )));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(de).map(Params).map_err(|e| {
             let path = e.path().to_string();
@@ -57,11 +63,32 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Body
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+        if let Some(path) = nul_at(&value, "") {
+            return Err(ApiError::BadRequest(format!("invalid body at {path}: contains a NUL character")));
+        }
+        serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
             let path = e.path().to_string();
             ApiError::BadRequest(format!("invalid body at {path}: {}", e.into_inner()))
         })
+    }
+}
+
+/// Where in a JSON value a string holds a NUL, as `.name.0`.
+fn nul_at(value: &serde_json::Value, at: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => {
+            s.contains('\0').then(|| if at.is_empty() { ".".into() } else { at.into() })
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_at(v, &format!("{at}[{i}]")))
+        }
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = format!("{at}.{k}");
+            if k.contains('\0') { Some(here) } else { nul_at(v, &here) }
+        }),
+        _ => None,
     }
 }
 

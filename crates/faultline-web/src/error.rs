@@ -24,6 +24,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{message}")]
     TooManyRequests { message: String, retry_after_secs: u64 },
+    /// A passing condition (the database busy with another writer): try again after a moment.
+    #[error("{message}")]
+    Unavailable { message: String, retry_after_secs: u64 },
     /// The cause is logged, not sent.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -31,6 +34,13 @@ pub enum ApiError {
 
 impl From<faultline_store::StoreError> for ApiError {
     fn from(e: faultline_store::StoreError) -> Self {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "database busy: answering 503");
+            return ApiError::Unavailable {
+                message: "the database is busy: try again shortly".into(),
+                retry_after_secs: 1,
+            };
+        }
         ApiError::Internal(Box::new(e))
     }
 }
@@ -46,6 +56,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -56,7 +67,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after_secs, .. } => {
+            ApiError::TooManyRequests { retry_after_secs, .. }
+            | ApiError::Unavailable { retry_after_secs, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             _ => {}

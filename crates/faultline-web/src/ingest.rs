@@ -5,7 +5,8 @@
 //! index with the reason, and the good ones of a request commit in one transaction.
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -13,7 +14,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use faultline_core::{LogEvent, TimestampMs, event_from_json, event_from_python_record};
+use faultline_core::{
+    LogEvent, Stamp, TimestampMs, cap_event, event_from_json, event_from_python_record, key_occurrences,
+    plausible_time,
+};
 use faultline_store::IngestBatch;
 use governor::clock::{Clock, DefaultClock};
 use serde::Serialize;
@@ -40,6 +44,8 @@ pub struct IngestResponse {
     pub duplicates: u64,
     /// Valid records below the minimum level: counted, not stored.
     pub below_level: u64,
+    /// Accepted records cut to the line-length limit (`ingest.max_line_bytes`).
+    pub cut: u64,
     pub rejected: Vec<Rejected>,
 }
 
@@ -79,7 +85,7 @@ pub(crate) async fn ingest(
     let mut rejected = Vec::new();
     for (index, record) in records.into_iter().enumerate() {
         match record.and_then(|v| event_from_json(v, &source_id, now).map_err(|e| e.to_string())) {
-            Ok(event) => events.push(event),
+            Ok(received) => events.push(received),
             Err(error) => rejected.push(Rejected { index, error }),
         }
     }
@@ -107,7 +113,7 @@ pub(crate) async fn ingest_python(
     let source_id = format!("{}:python", source_id(&caller));
     let now = now_ms();
     let (events, rejected) = match event_from_python_record(&fields, &source_id, now) {
-        Ok(event) => (vec![event], Vec::new()),
+        Ok(received) => (vec![received], Vec::new()),
         Err(e) => (Vec::new(), vec![Rejected { index: 0, error: e.to_string() }]),
     };
     store(&app, &source_id, events, rejected, now).await
@@ -127,13 +133,34 @@ fn form_urlencoded_pairs(form: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(form).unwrap_or_default()
 }
 
+/// A key no other request of any run of this server has: records stamped on arrival are keyed
+/// by it (see [`key_occurrences`]).
+fn request_key(now: TimestampMs) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static STARTED: OnceLock<u128> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    });
+    format!("{started:x}.{:x}.{now:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 async fn store(
     app: &AppState,
     source_id: &str,
-    events: Vec<LogEvent>,
+    mut received: Vec<(LogEvent, Stamp)>,
     rejected: Vec<Rejected>,
     now: TimestampMs,
 ) -> Result<Response, ApiError> {
+    key_occurrences(&mut received, &request_key(now));
+    let mut cut = 0;
+    let events: Vec<LogEvent> = received
+        .into_iter()
+        .map(|(mut event, _)| {
+            cut += u64::from(cap_event(&mut event, app.settings.max_line_bytes));
+            plausible_time(&mut event, now, app.settings.max_clock_skew_ms);
+            event
+        })
+        .collect();
     let accepted = events.len();
     let batch = IngestBatch::from_events(
         source_id,
@@ -152,6 +179,7 @@ async fn store(
         stored: outcome.stored + outcome.capped,
         duplicates: outcome.duplicates,
         below_level,
+        cut,
         rejected,
     };
     Ok((status, Json(response)).into_response())

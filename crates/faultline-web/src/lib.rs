@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 mod ingest;
 pub mod page;
+mod server;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::{ApiToken, Auth, Scope};
 pub use error::ApiError;
 pub use ingest::{IngestResponse, Rejected};
+pub use server::{ServerOptions, serve};
 
 /// How the server treats what it is sent.
 #[derive(Debug, Clone)]
@@ -42,6 +44,10 @@ pub struct Settings {
     pub quota_per_minute: Option<u32>,
     /// How often the System Health page refreshes itself (0: never).
     pub page_refresh_secs: u32,
+    /// A sent record's message is cut at this many bytes, as a file line is.
+    pub max_line_bytes: usize,
+    /// A sent time further ahead of the arrival time than this is replaced by the arrival time.
+    pub max_clock_skew_ms: i64,
 }
 
 impl Default for Settings {
@@ -53,6 +59,8 @@ impl Default for Settings {
             max_records_per_request: 100_000,
             quota_per_minute: None,
             page_refresh_secs: 30,
+            max_line_bytes: 64 * 1024,
+            max_clock_skew_ms: 86_400_000,
         }
     }
 }
@@ -123,11 +131,23 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/ingest", post(ingest::ingest))
         .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))
+        .layer(axum::middleware::from_fn(refuse_nul_in_path))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestDecompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// A path naming a NUL (`%00`) names nothing faultline stores (PostgreSQL cannot hold one).
+async fn refuse_nul_in_path(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if request.uri().path().contains("%00") {
+        return ApiError::BadRequest("invalid path: contains a NUL character".into()).into_response();
+    }
+    next.run(request).await
 }
 
 async fn healthz(State(app): State<Arc<AppState>>) -> impl IntoResponse {

@@ -332,6 +332,21 @@ pub struct ServerConfig {
     /// API tokens. The secret is never written in the file: `env` names the variable holding it.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// A client that has not sent a whole request header within this time (counted from the
+    /// connection's start or the end of the previous answer, so it closes idle kept-alive
+    /// connections too) is disconnected.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> usize {
+    512
 }
 
 fn default_listen() -> String {
@@ -348,6 +363,8 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             ingest_quota_per_minute: 0,
             tokens: Vec::new(),
+            header_timeout: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -519,6 +536,14 @@ pub struct IngestConfig {
     /// loop logging 50,000 identical errors a second cannot fill the disk.
     #[serde(default = "default_max_stored")]
     pub max_stored_per_pattern_minute: u32,
+    /// A record sent over HTTP dated further ahead of its arrival than this (or before 1970)
+    /// is stored at its arrival time, its own time kept in metadata as `original_timestamp`.
+    #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+fn default_max_clock_skew() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 fn default_min_level() -> String {
@@ -541,6 +566,7 @@ impl Default for IngestConfig {
             batch_size: default_batch_size(),
             max_line_bytes: default_max_line_bytes(),
             max_stored_per_pattern_minute: default_max_stored(),
+            max_clock_skew: default_max_clock_skew(),
         }
     }
 }
@@ -575,6 +601,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub ingest_quota_per_minute: Option<u32>,
+    pub max_clock_skew: Duration,
+    pub header_timeout: Duration,
+    pub max_connections: usize,
     pub tokens: Vec<Token>,
     pub files: FilesConfig,
     pub files_start_at_end: bool,
@@ -699,6 +728,9 @@ impl Config {
             listen: parse_listen(&raw.server.listen)?,
             max_body_bytes: raw.server.max_body_bytes.max(1024),
             ingest_quota_per_minute: Some(raw.server.ingest_quota_per_minute).filter(|q| *q > 0),
+            max_clock_skew: raw.ingest.max_clock_skew,
+            header_timeout: raw.server.header_timeout.max(Duration::from_millis(100)),
+            max_connections: raw.server.max_connections.max(1),
             tokens: read_tokens(&raw.server.tokens, env)?,
             files_start_at_end: start_at_end("files.start_at", &raw.files.start_at)?,
             files: raw.files,

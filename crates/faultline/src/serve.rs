@@ -112,6 +112,8 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
         max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
         max_body_bytes: config.max_body_bytes,
         quota_per_minute: config.ingest_quota_per_minute,
+        max_line_bytes: config.max_line_bytes,
+        max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
         ..Settings::default()
     };
     let observer = alerting.clone();
@@ -129,9 +131,12 @@ pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) ->
     }
     let app = faultline_web::router(state);
     let http_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(http_shutdown.cancelled_owned()).await
-    });
+    let options = faultline_web::ServerOptions {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        ..faultline_web::ServerOptions::default()
+    };
+    let server = tokio::spawn(faultline_web::serve(listener, app, options, http_shutdown.cancelled_owned()));
     tracing::info!(
         "faultline listening on http://{local}; database {}; files: {}; journald: {}; railway: {}; alerts: {}",
         database_kind(&config.database_url),

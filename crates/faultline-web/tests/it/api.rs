@@ -346,6 +346,53 @@ async fn alert_rules(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
     assert_eq!(s, 404);
 }
 
+/// Issue 16: a NUL anywhere (record fields, client fingerprints, metadata, query parameters,
+/// paths, bodies) is stored as U+FFFD or refused with a 400 naming where it was, on both
+/// backends; never a 500, never a lost batch.
+async fn regression_16_nul_anywhere(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
+    let server = start(store.clone(), Auth::default(), dir).await;
+    let u = |path: &str| format!("{}{path}", server.url);
+    let records = [
+        json!({"message": "nul in fingerprint", "fingerprint": ["x\u{0}", "{{ default }}"]}),
+        json!({"message": "nul in metadata", "extra": {"k\u{0}ey": ["v\u{0}", "\\u0000 as text"]}}),
+        json!({"message": "nul in id", "id": "a\u{0}b", "logger": "svc\u{0}x", "path": "/p\u{0}"}),
+        json!({"message": "m\u{0}", "traceback": "Traceback (most recent call last):\n  File \"a.py\", line 1, in f\u{0}\nValueError: v\u{0}"}),
+    ];
+    let body = records.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
+    let response = reqwest::Client::new()
+        .post(u("/api/ingest"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!((status, answer["stored"].as_u64()), (200, Some(4)), "{answer}");
+    let (s, found) = call("GET", &u("/api/monitoring/logs?query=nul%20in"), None, None).await;
+    assert_eq!((s, found["total"].as_u64()), (200, Some(3)), "{found}");
+    let query =
+        faultline_store::SearchQuery { text: Some("nul in metadata".into()), limit: 1, ..Default::default() };
+    let entry = store.search(&query).await.expect("search").entries.remove(0);
+    assert_eq!(entry.metadata["extra"], json!({"k\u{FFFD}ey": ["v\u{FFFD}", "\\u0000 as text"]}));
+
+    for path in [
+        "/api/monitoring/logs?source=a%00b",
+        "/api/monitoring/logs?query=a%00b",
+        "/api/logs/errors?source=a%00b",
+    ] {
+        let (s, body) = call("GET", &u(path), None, None).await;
+        assert_eq!(s, 400, "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("NUL"), "{path}: {body}");
+    }
+    let (s, body) = call("GET", &u("/api/logs/errors/ab%00cd"), None, None).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid path: contains a NUL character")));
+    let rule = json!({"name": "nul\u{0}rule", "rule_type": "spike", "condition": {"per_minute": 40}});
+    let (s, body) = call("POST", &u("/api/alerts/rules"), None, Some(rule)).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid body at .name: contains a NUL character")));
+}
+
+both!(regression_16_nul_anywhere);
 both!(api_endpoints);
 both!(alert_rules);
 both!(auth_scopes);
