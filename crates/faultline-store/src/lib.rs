@@ -29,12 +29,35 @@ pub enum StoreError {
     Unreachable { target: String, detail: String },
     #[error("database migration failed: {0}")]
     Migration(String),
+    /// Another process holds the database (SQLite's write lock) past the busy timeout: try
+    /// again shortly.
+    #[error("database busy: {0}")]
+    Busy(String),
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("postgres: {0}")]
     Postgres(#[from] sqlx::Error),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(e.to_string())
+            }
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// True when the same call may succeed if tried again shortly.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Busy(_))
+            || matches!(self, StoreError::Postgres(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -127,9 +150,19 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PgStore::connect(url).await?));
     }
+    let path = sqlite_path(url).ok_or_else(|| StoreError::InvalidUrl { url: url.to_owned() })?;
+    Ok(Arc::new(SqliteStore::open(&path).await?))
+}
+
+/// The file a SQLite database URL names (`PATH`, `sqlite://PATH`, `sqlite:PATH`); `None` for
+/// PostgreSQL and other URLs.
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     if path.is_empty() || url.contains("://") && !url.starts_with("sqlite://") {
-        return Err(StoreError::InvalidUrl { url: url.to_owned() });
+        return None;
     }
-    Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+    Some(Path::new(path).to_owned())
 }

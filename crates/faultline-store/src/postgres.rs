@@ -236,10 +236,9 @@ async fn ingest_tx(
             totals.add(pattern_id, ge, None);
             continue;
         }
-        let metadata = (!event.metadata.is_empty()).then(|| {
-            pg_text(&serde_json::to_string(&event.metadata).unwrap_or_default())
-                .replace("\\u0000", "\u{FFFD}")
-        });
+        // `from_events` took the NULs out of the metadata before it was serialised.
+        let metadata =
+            (!event.metadata.is_empty()).then(|| serde_json::to_string(&event.metadata).unwrap_or_default());
         let id: Option<i64> = sqlx::query_scalar(INSERT_ENTRY)
             .bind(pg_text(&event.origin.source_id))
             .bind(pg_text(&event.idempotency_key()))
@@ -413,6 +412,9 @@ fn search_sql(text: &str, count: bool) -> String {
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome> {
+        for ge in &mut batch.events {
+            replace_nul(&mut ge.event);
+        }
         let mut caches = self.caches.lock().await;
         let state = caches.mining.mine(&mut batch);
         let mut tx = self.pool.begin().await?;
@@ -741,7 +743,7 @@ impl Store for PgStore {
         .bind(run.finished_ms)
         .bind(&run.outcome)
         // JSONB refuses NUL even escaped; as elsewhere in PostgreSQL, it becomes U+FFFD.
-        .bind(run.detail.to_string().replace("\\u0000", "\\ufffd"))
+        .bind(json_without_nul(run.detail.clone()).to_string())
         .fetch_one(&self.pool)
         .await?)
     }

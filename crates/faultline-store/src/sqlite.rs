@@ -40,6 +40,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/sqlite/02_alerts.sql")),
         M::up(include_str!("../migrations/sqlite/03_quarter_counts.sql")),
         M::up(include_str!("../migrations/sqlite/04_grouper_state.sql")),
+        M::up(include_str!("../migrations/sqlite/05_index_segments.sql")),
     ])
 }
 
@@ -66,6 +67,9 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent).map_err(|e| unreachable(e.to_string()))?;
             }
             let mut conn = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
+            // Writers take the write lock when they begin, so a busy database is waited for
+            // (busy_timeout) instead of failing at once when a read turns into a write.
+            conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
             // Must precede the first table so deleted pages can be handed back by cleanup.
             conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
             configure(&conn)?;
@@ -87,6 +91,14 @@ impl SqliteStore {
             Ok(SqliteStore { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
         })
         .await
+    }
+
+    /// How long a call waits for another process's write lock before it fails with
+    /// [`StoreError::Busy`] (10 s unless set).
+    pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).conn.busy_timeout(timeout)?;
+        self.reader.lock().unwrap_or_else(|e| e.into_inner()).busy_timeout(timeout)?;
+        Ok(())
     }
 
     fn read<T: Send + 'static>(
@@ -263,47 +275,36 @@ fn ingest_tx(
 /// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
 const CHUNK: i64 = 256;
 
-/// Indexes the entries just inserted (ids ascending, contiguous within a batch). A chunk's
-/// indexed text is the set of distinct words of its entries, each once: entries of a chunk
-/// repeat most of their words, and a needle's candidates are found from the trigrams inside
-/// its words (see [`trigram_query`]). The first chunk may already hold entries of an earlier
-/// batch: it is rebuilt whole.
+/// Indexes the entries just inserted (ids ascending, contiguous within a batch): one row per
+/// chunk the batch reaches, whose rowid is the first entry of the batch in that chunk and whose
+/// text is the set of distinct words of those entries, each once. Entries of a chunk repeat
+/// most of their words, and a needle's candidates are found from the trigrams inside its words
+/// (see [`trigram_query`]). Nothing indexed before is read again, so the cost of a batch
+/// depends on its own text only, whatever the size of the entries before it.
 fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEvent)]) -> Result<()> {
-    let Some(&(first_id, _)) = inserted.first() else { return Ok(()) };
-    let first_chunk = first_id / CHUNK;
-    let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
-    if first_chunk * CHUNK < first_id {
-        let mut stmt =
-            tx.prepare_cached("SELECT id, message, traceback FROM entries WHERE id BETWEEN ?1 AND ?2")?;
-        let rows = stmt.query_map(params![first_chunk * CHUNK, first_id - 1], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-        earlier = rows.collect::<rusqlite::Result<_>>()?;
-        tx.prepare_cached("DELETE FROM entries_fts WHERE rowid = ?1")?.execute([first_chunk])?;
-    }
-    let texts = earlier
-        .iter()
-        .map(|(id, m, t)| (*id, m.as_str(), t.as_deref()))
-        .chain(inserted.iter().map(|(id, e)| (*id, e.message.as_str(), e.traceback.as_deref())));
     let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
     let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut body = String::new();
-    let mut chunk = first_chunk;
-    for (id, message, traceback) in texts {
-        if id / CHUNK != chunk {
-            insert.execute(params![chunk, body])?;
+    let mut first: Option<i64> = None;
+    for (id, event) in inserted {
+        if let Some(start) = first.filter(|start| start / CHUNK != id / CHUNK) {
+            insert.execute(params![start, body])?;
             seen.clear();
             body.clear();
-            chunk = id / CHUNK;
+            first = None;
         }
-        for word in message.split_whitespace().chain(traceback.unwrap_or("").split_whitespace()) {
+        first.get_or_insert(*id);
+        let traceback = event.traceback.as_deref().unwrap_or("");
+        for word in event.message.split_whitespace().chain(traceback.split_whitespace()) {
             if seen.insert(word) {
                 body.push_str(word);
                 body.push(' ');
             }
         }
     }
-    insert.execute(params![chunk, body])?;
+    if let Some(start) = first {
+        insert.execute(params![start, body])?;
+    }
     Ok(())
 }
 
@@ -514,13 +515,13 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
 /// Needles with a 3-character run inside a word find candidate chunks through the trigram index; the exact, escaped
 /// LIKE re-checks each candidate entry.
 const INDEXED: (&str, &str) = (
-    "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC) f
+    "(SELECT DISTINCT rowid / {CHUNK} AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY chunk DESC) f
      JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
 /// The count of an indexed needle: the newest `?9` candidate chunks only.
 const INDEXED_COUNT: (&str, &str) = (
-    "(SELECT rowid AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9) f
+    "(SELECT DISTINCT rowid / {CHUNK} AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY chunk DESC LIMIT ?9) f
      JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
@@ -604,7 +605,9 @@ impl Store for SqliteStore {
     async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let q = q.clone();
         self.read(move |c| {
-            let (variant, phrase, like) = match q.text.as_deref().filter(|t| !t.is_empty()) {
+            // Stored text has U+FFFD where a NUL was; FTS5 would refuse the NUL itself.
+            let text = q.text.as_deref().map(without_nul);
+            let (variant, phrase, like) = match text.as_deref().filter(|t| !t.is_empty()) {
                 Some(t) => match trigram_query(t) {
                     Some(query) => (INDEXED, Some(query), Some(like_pattern(t))),
                     None => (SCANNED, None, Some(like_pattern(t))),
@@ -853,12 +856,24 @@ impl Store for SqliteStore {
             // Chunks wholly below the oldest entry left hold only deleted text. Entries deleted
             // out of id order leave stale text in a live chunk: a harmless extra candidate.
             tx.execute(
-                "DELETE FROM entries_fts WHERE rowid < coalesce((SELECT min(id) FROM entries), 1 << 62) / ?1",
+                "DELETE FROM entries_fts WHERE rowid < coalesce((SELECT min(id) FROM entries), 1 << 62) / ?1 * ?1",
                 [CHUNK],
             )?;
             tx.commit()?;
             w.conn.execute("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')", [])?;
-            w.conn.execute_batch("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")?;
+            let pages = |c: &Connection| -> rusqlite::Result<(i64, i64)> {
+                Ok((c.pragma_query_value(None, "page_count", |r| r.get(0))?, c.pragma_query_value(None, "page_size", |r| r.get(0))?))
+            };
+            let (before, page_size) = pages(&w.conn)?;
+            // Every free page is handed back: the pragma frees one page per row it steps.
+            {
+                let mut vacuum = w.conn.prepare("PRAGMA incremental_vacuum")?;
+                let mut rows = vacuum.query([])?;
+                while rows.next()?.is_some() {}
+            }
+            w.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            let (after, _) = pages(&w.conn)?;
+            report.bytes_freed = u64::try_from((before - after).max(0) * page_size).unwrap_or(0);
             Ok(report)
         })
         .await

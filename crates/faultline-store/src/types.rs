@@ -47,7 +47,9 @@ impl IngestBatch {
     ) -> IngestBatch {
         let mut skipped: BTreeMap<(i64, Level), u64> = BTreeMap::new();
         let mut grouped = Vec::with_capacity(events.len());
-        for event in events {
+        for mut event in events {
+            // Before the fingerprint, so that what it keeps (template, client parts) is clean.
+            replace_nul(&mut event);
             if event.level < min_level {
                 *skipped.entry((minute_of(event.timestamp_ms), event.level)).or_default() += 1;
             } else {
@@ -272,6 +274,9 @@ pub struct Bucket {
 pub struct CleanupReport {
     pub entries_deleted: u64,
     pub minute_rows_deleted: u64,
+    /// Bytes the database file gave back to the filesystem (SQLite; PostgreSQL's VACUUM makes
+    /// the space reusable by the table instead, and reports 0).
+    pub bytes_freed: u64,
 }
 
 /// Columns of an `EntryRow`, in the order both backends read them (`e` = entries, `p` = patterns).
@@ -415,20 +420,70 @@ pub struct JobRunRow {
     pub run: JobRun,
 }
 
-/// Replaces NUL characters in an event's text with U+FFFD (neither backend can search past one).
+/// Replaces NUL characters in every text of an event, metadata and ids included, with U+FFFD:
+/// PostgreSQL cannot store them (not even escaped in JSON), and SQLite's LIKE and FTS5 stop
+/// reading at one.
 pub(crate) fn replace_nul(event: &mut LogEvent) {
-    fn fix(s: &mut String) {
-        if s.contains('\0') {
-            *s = s.replace('\0', "\u{FFFD}");
-        }
-    }
-    fix(&mut event.message);
-    fix(&mut event.source);
-    fix(&mut event.raw);
-    for field in
-        [&mut event.traceback, &mut event.request_path, &mut event.request_method].into_iter().flatten()
+    fix_nul(&mut event.message);
+    fix_nul(&mut event.source);
+    fix_nul(&mut event.raw);
+    fix_nul(&mut event.origin.source_id);
+    for field in [
+        &mut event.traceback,
+        &mut event.request_path,
+        &mut event.request_method,
+        &mut event.origin.external_id,
+    ]
+    .into_iter()
+    .flatten()
     {
-        fix(field);
+        fix_nul(field);
+    }
+    if event.metadata.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        let map = std::mem::take(&mut event.metadata);
+        event.metadata =
+            map.into_iter().map(|(k, v)| (without_nul(&k).into_owned(), json_without_nul(v))).collect();
+    }
+}
+
+/// `s` with NUL characters as U+FFFD.
+pub fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains('\0') {
+        std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn fix_nul(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A JSON value with NUL characters as U+FFFD in every string and key, replaced before it is
+/// serialised (replacing the escaped `\u0000` afterwards can break the JSON).
+pub(crate) fn json_without_nul(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    if !has_nul(&v) {
+        return v;
+    }
+    match v {
+        Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::Array(items) => Value::Array(items.into_iter().map(json_without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter().map(|(k, v)| (without_nul(&k).into_owned(), json_without_nul(v))).collect(),
+        ),
+        other => other,
     }
 }
 

@@ -405,3 +405,66 @@ async fn patterns_page_filters_orders_and_occurrences_page(store: Arc<dyn Store>
     assert_eq!(store.occurrences("no-such-fingerprint", 10, 0).await.unwrap(), None);
 }
 both!(patterns_page_filters_orders_and_occurrences_page);
+
+#[tokio::test]
+async fn regression_16_another_writer_holding_sqlite_is_a_transient_error_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::SqliteStore::open(&path).await.unwrap();
+    store.set_busy_timeout(std::time::Duration::from_millis(200)).unwrap();
+    // Another process (a cron `faultline ingest`) holds the write lock.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = store.ingest(batch(sample())).await.expect_err("the database is held");
+    assert!(err.is_transient(), "{err}");
+    other.execute_batch("COMMIT").unwrap();
+    let outcome = store.ingest(batch(sample())).await.expect("free again");
+    assert_eq!(outcome.stored, 5);
+}
+
+#[tokio::test]
+async fn regression_16_a_writer_that_waits_gets_the_lock_when_it_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::SqliteStore::open(&path).await.unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    // Within the busy timeout the write waits for the lock instead of failing.
+    let outcome = store.ingest(batch(sample())).await.expect("waited for the lock");
+    assert_eq!(outcome.stored, 5);
+    release.join().unwrap();
+}
+
+#[tokio::test]
+async fn regression_16_sqlite_cleanup_gives_the_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let filler = "x".repeat(1_000);
+    for b in 0..20 {
+        let events = (0..500)
+            .map(|i| {
+                event(
+                    &format!("{b}-{i}"),
+                    T0 + i64::from(b) * 60_000,
+                    Level::Error,
+                    "api",
+                    &format!("failed {b} {i} {filler}"),
+                )
+            })
+            .collect();
+        store.ingest(batch(events)).await.unwrap();
+    }
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let wal = dir.path().join("faultline.db-wal");
+    let before = size(&path) + size(&wal);
+    let report = store.cleanup(T0 + 18 * 60_000, 1_000).await.unwrap();
+    assert_eq!(report.entries_deleted, 9_000);
+    let after = size(&path) + size(&wal);
+    assert!(report.bytes_freed > 5_000_000, "freed {}", report.bytes_freed);
+    assert!(after + 5_000_000 < before, "file {before} → {after} bytes");
+}
