@@ -7,6 +7,7 @@ mod config;
 mod grouping_bench;
 mod memory_bench;
 mod outbox;
+#[macro_use]
 mod output;
 mod page_bench;
 mod pipeline;
@@ -226,6 +227,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -240,6 +242,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::Bench(cmd) = cli.command {
         return bench::run(cmd, &config).await;
+    }
+    // Commands that store what they read may create the database; the others only look at it.
+    let creates = matches!(
+        cli.command,
+        Command::Serve(_)
+            | Command::Ingest(_)
+            | Command::Seed(_)
+            | Command::Crawl { .. }
+            | Command::Railway { .. }
+    );
+    if !creates
+        && let Some(path) = faultline_store::sqlite_path(&config.database_url)
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no database at {}: check --database (or FAULTLINE_DATABASE_URL), or store something first with `faultline ingest` or `faultline serve`",
+            path.display()
+        );
     }
     let store = faultline_store::open(&config.database_url).await?;
     match cli.command {
@@ -273,13 +293,13 @@ async fn seed_database(store: Arc<dyn Store>, args: SeedArgs) -> anyhow::Result<
     let seeded =
         seed::seed(&store, args.errors, args.patterns, args.days, now_ms(), |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
-    println!(
+    outln!(
         "stored {} errors ({} already there) in {} new patterns in {:.1} s",
         seeded.stored,
         seeded.duplicates,
         seeded.patterns,
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
@@ -313,7 +333,7 @@ async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> any
         .await
         .with_context(|| format!("ingesting {}", file.display()))?;
         bar.finish_and_clear();
-        println!("{}", output::ingest_summary(&file.display().to_string(), &summary));
+        outln!("{}", output::ingest_summary(&file.display().to_string(), &summary))?;
     }
     Ok(())
 }
@@ -332,9 +352,9 @@ async fn search(store: Arc<dyn Store>, args: SearchArgs) -> anyhow::Result<()> {
     };
     let page = store.search(&query).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::search_json(&query, &page))?);
+        outln!("{}", serde_json::to_string_pretty(&output::search_json(&query, &page))?)?;
     } else {
-        print!("{}", output::search_table(&query, &page));
+        out!("{}", output::search_table(&query, &page))?;
     }
     Ok(())
 }
@@ -345,9 +365,9 @@ async fn patterns(store: Arc<dyn Store>, args: PatternsArgs) -> anyhow::Result<(
         None => store.top_patterns(args.top, None).await?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::patterns_json(&rows))?);
+        outln!("{}", serde_json::to_string_pretty(&output::patterns_json(&rows))?)?;
     } else {
-        print!("{}", output::patterns_table(&rows));
+        out!("{}", output::patterns_table(&rows))?;
     }
     Ok(())
 }
@@ -357,9 +377,9 @@ async fn stats(store: Arc<dyn Store>, args: StatsArgs) -> anyhow::Result<()> {
     let since = until - i64::from(args.hours.max(1)) * 3_600_000;
     let rate = store.error_rate(since, until).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&output::rate_json(args.hours, &rate))?);
+        outln!("{}", serde_json::to_string_pretty(&output::rate_json(args.hours, &rate))?)?;
     } else {
-        print!("{}", output::rate_table(args.hours, &rate));
+        out!("{}", output::rate_table(args.hours, &rate))?;
     }
     Ok(())
 }
@@ -373,10 +393,10 @@ async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyho
     let runs = crawler.run_once(&store, &|_| {}).await;
     bar.finish_and_clear();
     if json {
-        println!("{}", serde_json::to_string_pretty(&railway_crawl::summary(&runs))?);
+        outln!("{}", serde_json::to_string_pretty(&railway_crawl::summary(&runs))?)?;
     } else {
         for r in &runs {
-            println!(
+            outln!(
                 "{}: {} — {} logs fetched, {} errors stored, {} already stored, {} new patterns, {} requests, {} API errors, {} rate-limit waits, {} ms{}",
                 r.target,
                 r.outcome,
@@ -389,7 +409,7 @@ async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyho
                 r.rate_limit_waits,
                 r.duration_ms,
                 r.error.as_deref().map(|e| format!("\n  {e}")).unwrap_or_default()
-            );
+            )?;
         }
     }
     if runs.iter().any(|r| r.outcome != "ok") {
@@ -403,7 +423,7 @@ async fn railway_check(config: &Config) -> anyhow::Result<()> {
         .context("no Railway targets: add [[railway.targets]] with project_id and environment_id")?;
     let lines = crawler.check().await;
     for line in &lines {
-        println!("{line}");
+        outln!("{line}")?;
     }
     if lines.iter().any(|l| l.starts_with("problem")) {
         anyhow::bail!("the Railway settings need attention");
@@ -415,9 +435,11 @@ async fn cleanup(store: Arc<dyn Store>, config: &Config, args: CleanupArgs) -> a
     let days = args.days.unwrap_or(config.retention_days);
     let before = now_ms() - i64::from(days) * 86_400_000;
     let report = store.cleanup(before, 5_000).await?;
-    println!(
-        "deleted {} entries and {} per-minute count rows older than {days} days",
-        report.entries_deleted, report.minute_rows_deleted
-    );
+    outln!(
+        "deleted {} entries and {} per-minute count rows older than {days} days; the database file gave back {}",
+        report.entries_deleted,
+        report.minute_rows_deleted,
+        output::bytes(report.bytes_freed)
+    )?;
     Ok(())
 }

@@ -4,6 +4,30 @@
 //! the cursor, recolour or retitle the user's terminal.
 
 use std::fmt::Write;
+use std::io::Write as _;
+
+/// `println!` for command output: a closed pipe (`faultline search … | head -1`) comes back as
+/// an error the command returns, and `main` ends quietly on it.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+/// `print!` for command output, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::write_out(format_args!($($arg)*)) };
+}
+
+pub fn write_out(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args)?;
+    stdout.flush()
+}
+
+/// True when `e` comes from writing to a pipe whose reader has gone.
+pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 use faultline_store::{EntryRow, ErrorRate, PatternRow, SearchPage, SearchQuery};
 use serde_json::{Value, json};
@@ -37,13 +61,36 @@ pub fn terminal_safe(text: &str, max: usize) -> String {
         }
         match c {
             '\n' => out.push_str("⏎ "),
-            c if c.is_control() => {
+            c if c.is_control() || is_format_control(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Unicode format characters that reorder or hide text (bidi overrides and isolates, zero-width
+/// characters): shown escaped, so a log line cannot make the terminal show something else.
+fn is_format_control(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}' | '\u{E0000}'..='\u{E007F}')
+}
+
+/// A byte count for people: `0 bytes`, `12.3 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 pub fn time(ms: i64) -> String {

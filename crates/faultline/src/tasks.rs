@@ -40,12 +40,12 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
         TasksCommand::List { status, limit, json } => {
             let tasks = store.tasks(status.as_deref(), limit).await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&tasks.iter().map(task_json).collect::<Vec<_>>())?
-                );
+                )?;
             } else {
-                print!("{}", table(&tasks));
+                out!("{}", table(&tasks))?;
             }
         }
         TasksCommand::Show { id, json } => {
@@ -54,23 +54,23 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
                 let mut value = task_json(&task);
                 value["description"] = Value::String(task.description.clone());
                 value["events"] = events.iter().map(event_json).collect();
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                outln!("{}", serde_json::to_string_pretty(&value)?)?;
             } else {
-                print!("{}", details(&task, &events));
+                out!("{}", details(&task, &events))?;
             }
         }
         TasksCommand::Set { id, state } => {
             if !store.set_task_status(id, &state, now_ms()).await? {
                 bail!("no task {id}");
             }
-            println!("task {id} is {state}");
+            outln!("task {id} is {state}")?;
         }
         TasksCommand::Create { fingerprint } => {
             let (id, created) = store
                 .create_task(&fingerprint, now_ms())
                 .await?
                 .with_context(|| format!("no pattern with fingerprint {fingerprint:?}"))?;
-            println!("{} task {id}", if created { "created" } else { "already open:" });
+            outln!("{} task {id}", if created { "created" } else { "already open:" })?;
         }
     }
     Ok(())
@@ -108,11 +108,11 @@ pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: boo
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
     for (a, ds) in &rows {
-        println!(
+        outln!(
             "#{} {} {:<16} {:<6} task {}  {}",
             a.id,
             time(a.fired_ms),
@@ -120,20 +120,20 @@ pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: boo
             a.priority,
             a.task_id.map_or("-".to_owned(), |t| t.to_string()),
             terminal_safe(&a.summary, 100)
-        );
+        )?;
         for d in ds {
             let error = d.last_error.as_deref().map(|e| format!("  last error: {}", terminal_safe(e, 200)));
-            println!(
+            outln!(
                 "    {:<8} {:<8} {} attempt(s){}",
                 d.notifier,
                 d.status,
                 d.attempts,
                 error.unwrap_or_default()
-            );
+            )?;
         }
     }
     if rows.is_empty() {
-        println!("(no alerts in the last {hours} hours)");
+        outln!("(no alerts in the last {hours} hours)")?;
     }
     Ok(())
 }
@@ -147,7 +147,7 @@ pub async fn set_pattern_status(
     if !store.set_pattern_status(fingerprint, status, now_ms()).await? {
         bail!("no pattern with fingerprint {fingerprint:?}");
     }
-    println!("pattern {fingerprint} is {status}");
+    outln!("pattern {fingerprint} is {status}")?;
     Ok(())
 }
 
