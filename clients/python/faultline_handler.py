@@ -10,9 +10,14 @@ Dependency-free (standard library only). Copy this file into your project, then:
 
 Records at ERROR and above (configurable) are queued by `emit`, which never blocks and never
 raises; a background thread posts them as NDJSON batches to faultline's `/api/ingest`, with the
-formatted traceback of `exc_info`. When faultline is unreachable or the queue is full, records
-are dropped and counted in `handler.dropped`. Each record carries a random id, so a batch sent
-twice is stored once.
+formatted traceback of `exc_info`. A batch the server could not take for now (429, 503 or
+another 5xx, a refused connection, a timeout) is sent again with backoff (the server's
+`Retry-After` when it gives one) up to `max_attempts` times, while new records wait in the
+bounded queue. Records dropped for any reason (queue full, attempts spent, refused by a 4xx,
+still unsent when `close` gives up) are counted in `handler.dropped`; records the server found
+invalid are counted in `handler.rejected`. Each record carries a random id, so a batch sent
+twice is stored once. `close()` (also run by logging at interpreter exit) returns within
+`close_timeout` seconds even when the server hangs.
 """
 
 import json
@@ -40,6 +45,8 @@ class FaultlineHandler(logging.Handler):
         flush_interval=1.0,
         queue_size=10000,
         timeout=5.0,
+        max_attempts=6,
+        close_timeout=2.0,
     ):
         super().__init__(level)
         base = url.rstrip("/")
@@ -48,12 +55,17 @@ class FaultlineHandler(logging.Handler):
         self.batch_size = max(1, int(batch_size))
         self.flush_interval = float(flush_interval)
         self.timeout = float(timeout)
+        self.max_attempts = max(1, int(max_attempts))
+        self.close_timeout = float(close_timeout)
         self.sent = 0
         self.dropped = 0
         self.rejected = 0
+        self.retries = 0
         self.last_error = None
         self._queue = queue.Queue(maxsize=queue_size)
         self._busy = 0
+        self._inflight = 0
+        self._abandoned = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="faultline-handler", daemon=True)
@@ -73,8 +85,8 @@ class FaultlineHandler(logging.Handler):
 
     def flush(self, timeout=None):
         """Waits until queued records are sent (or dropped), at most `timeout` seconds (by
-        default the request timeout). Called by `close`, and by logging at interpreter exit."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        default `close_timeout`). Called by `close`, and by logging at interpreter exit."""
+        deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
         while time.monotonic() < deadline:
             with self._lock:
                 idle = self._queue.empty() and self._busy == 0
@@ -84,9 +96,16 @@ class FaultlineHandler(logging.Handler):
         return False
 
     def close(self):
-        self.flush()
+        """Sends what is queued for at most `close_timeout` seconds in all; what is still unsent
+        then is counted as dropped (a batch in flight too: its fate is unknown)."""
+        deadline = time.monotonic() + self.close_timeout
+        self.flush(self.close_timeout)
         self._stop.set()
-        self._thread.join(self.timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            if self._thread.is_alive() and not self._abandoned:
+                self._abandoned = True
+                self.dropped += self._inflight + self._queue.qsize()
         super().close()
 
     def _to_dict(self, record):
@@ -113,26 +132,52 @@ class FaultlineHandler(logging.Handler):
     # -- the background thread -----------------------------------------------------------------
 
     def _run(self):
-        while not self._stop.is_set() or not self._queue.empty():
+        while not self._abandoned and (not self._stop.is_set() or not self._queue.empty()):
             try:
                 first = self._queue.get(timeout=self.flush_interval)
             except queue.Empty:
                 continue
-            with self._lock:
-                self._busy += 1
             batch = [first]
             while len(batch) < self.batch_size:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            with self._lock:
+                self._busy += 1
+                self._inflight = len(batch)
             try:
-                self._send(batch)
+                self._deliver(batch)
             finally:
                 with self._lock:
                     self._busy -= 1
+                    self._inflight = 0
+
+    def _deliver(self, batch):
+        delay = 0.25
+        for attempt in range(1, self.max_attempts + 1):
+            retry_after = self._send(batch)
+            if retry_after is None:
+                return
+            if attempt == self.max_attempts or self._stop.is_set() or self._abandoned:
+                break
+            with self._lock:
+                self.retries += 1
+            self._stop.wait(min(30.0, retry_after if retry_after > 0 else delay))
+            delay = min(30.0, delay * 2)
+        self._count(dropped=len(batch))
+
+    def _count(self, sent=0, rejected=0, dropped=0):
+        with self._lock:
+            if self._abandoned:  # close() has counted this batch as dropped already
+                return
+            self.sent += sent
+            self.rejected += rejected
+            self.dropped += dropped
 
     def _send(self, batch):
+        """Posts one batch. None when it is settled (sent, or refused for good and counted);
+        otherwise the seconds to wait before trying again (0: use the backoff)."""
         body = "\n".join(json.dumps(r, default=str) for r in batch).encode("utf-8")
         headers = {"Content-Type": "application/x-ndjson"}
         if self.token:
@@ -141,14 +186,22 @@ class FaultlineHandler(logging.Handler):
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 answer = json.loads(response.read() or b"{}")
-            with self._lock:
-                self.sent += int(answer.get("accepted", len(batch)))
-                self.rejected += len(answer.get("rejected", []))
+            rejected = len(answer.get("rejected", []))
+            self._count(sent=int(answer.get("accepted", len(batch) - rejected)), rejected=rejected)
+            return None
         except urllib.error.HTTPError as e:
-            with self._lock:
-                self.dropped += len(batch)
-                self.last_error = "HTTP %d" % e.code
-        except Exception as e:  # unreachable, timeout, bad answer: drop and count
-            with self._lock:
-                self.dropped += len(batch)
-                self.last_error = str(e)
+            self.last_error = "HTTP %d" % e.code
+            if e.code == 429 or e.code >= 500:
+                try:
+                    return max(0.0, min(60.0, float(e.headers.get("Retry-After", "0"))))
+                except (TypeError, ValueError):
+                    return 0.0
+            if e.code == 400:
+                # Every record was invalid: the server says why, per record.
+                self._count(rejected=len(batch))
+            else:
+                self._count(dropped=len(batch))
+            return None
+        except Exception as e:  # unreachable, timeout, bad answer: try again
+            self.last_error = str(e)
+            return 0.0
