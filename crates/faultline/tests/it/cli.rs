@@ -128,3 +128,57 @@ fn min_level_warning_stores_warnings_too() {
     ));
     assert!(out.contains("21 errors stored"), "{out}");
 }
+
+#[test]
+fn regression_16_a_closed_pipe_ends_list_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    stdout(&faultline(dir.path(), &db, &["ingest", example_log().to_str().unwrap()]));
+    for args in [&["search"][..], &["patterns"], &["search", "--json"], &["stats", "--hours", "100000"]] {
+        // The reader goes away at once, as `| head -0` does.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+            .current_dir(dir.path())
+            .args(["--database", &db])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {:?} {stderr}", output.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn regression_16_read_commands_on_a_missing_sqlite_file_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/dir/x.db");
+    for args in [&["patterns"][..], &["search", "x"], &["stats"], &["tasks", "list"], &["cleanup"]] {
+        let output = faultline(dir.path(), missing.to_str().unwrap(), args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("no database at") && stderr.contains("no/such/dir/x.db"), "{stderr}");
+    }
+    assert!(!dir.path().join("no").exists(), "nothing was created");
+}
+
+#[test]
+fn regression_16_search_escapes_direction_overrides_and_cleanup_says_what_it_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("bidi.log");
+    std::fs::write(&log, "2024-06-03T10:00:00Z ERROR app: invoice \u{202E}fdp.exe\u{202C} rejected\n")
+        .unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    stdout(&faultline(dir.path(), &db, &["ingest", log.to_str().unwrap()]));
+    let shown = stdout(&faultline(dir.path(), &db, &["search", "invoice"]));
+    assert!(shown.contains("invoice \\u{202e}fdp.exe\\u{202c} rejected"), "{shown}");
+    assert!(!shown.contains('\u{202E}'), "{shown}");
+    let cleaned = stdout(&faultline(dir.path(), &db, &["cleanup", "--days", "1"]));
+    assert!(
+        cleaned.starts_with("deleted 1 entries") && cleaned.contains("the database file gave back"),
+        "{cleaned}"
+    );
+}

@@ -7,6 +7,7 @@ mod crash;
 mod railway;
 mod repo;
 mod serve;
+mod workload;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -371,7 +371,7 @@ while hanging._busy == 0:
 for i in range(100):
     log.error("queued %d", i)
 queued_while_blocked = hanging._queue.qsize()
-refused = FaultlineHandler(sys.argv[2], flush_interval=0.05)
+refused = FaultlineHandler(sys.argv[2], flush_interval=0.05, max_attempts=2)
 log2 = logging.getLogger("b"); log2.propagate = False; log2.addHandler(refused)
 for i in range(50):
     log2.error("lost %d", i)
@@ -384,4 +384,124 @@ os._exit(0)  # the hanging handler would hold the exit for its flush timeout
     let result: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(result, serde_json::json!({"queued_while_blocked": 100, "dropped": 50, "sent": 0}));
     drop(blackhole);
+}
+
+#[test]
+fn regression_16_python_client_closes_within_two_seconds_and_counts_every_record() {
+    // A server that accepts connections and never answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hanging = format!("http://{}", blackhole.local_addr().expect("addr"));
+    let script = r#"
+import json, logging, sys, time
+from faultline_handler import FaultlineHandler
+h = FaultlineHandler(sys.argv[1], timeout=30, flush_interval=0.05, queue_size=5000)
+log = logging.getLogger("a"); log.propagate = False; log.addHandler(h)
+for i in range(20000):
+    log.error("record %d", i)
+started = time.monotonic()
+h.close()
+took = time.monotonic() - started
+print(json.dumps({"close_under_4s": took < 4.0, "accounted": h.sent + h.dropped + h.rejected}), flush=True)
+"#;
+    let started = std::time::Instant::now();
+    let out = python(script, &[&hanging]);
+    let result: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(result, serde_json::json!({"close_under_4s": true, "accounted": 20000}));
+    // Interpreter exit runs logging's own flush and close again: it does not wait on them.
+    assert!(started.elapsed() < Duration::from_secs(8), "python took {:?}", started.elapsed());
+    drop(blackhole);
+}
+
+#[test]
+fn regression_16_python_client_retries_busy_answers_with_backoff() {
+    // A stand-in that answers as faultline does when its database is busy (503 with
+    // Retry-After), then rate-limited (429), then takes the batch.
+    let script = r#"
+import json, logging, threading, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from faultline_handler import FaultlineHandler
+answers = [(503, "0"), (503, None), (429, "1")]
+received = []
+class Server(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if answers:
+            code, retry = answers.pop(0)
+            self.send_response(code)
+            if retry is not None:
+                self.send_header("Retry-After", retry)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": "the database is busy: try again shortly"}')
+            return
+        lines = body.decode().splitlines()
+        received.extend(json.loads(l)["message"] for l in lines)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps({"accepted": len(lines), "rejected": []}).encode())
+    def log_message(self, *args):
+        pass
+server = HTTPServer(("127.0.0.1", 0), Server)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+h = FaultlineHandler("http://127.0.0.1:%d" % server.server_port, flush_interval=0.05, close_timeout=10)
+log = logging.getLogger("a"); log.propagate = False; log.addHandler(h)
+for i in range(5):
+    log.error("busy %d", i)
+h.close()
+print(json.dumps({"sent": h.sent, "dropped": h.dropped, "retries": h.retries, "received": sorted(received)}))
+"#;
+    let out = python(script, &[]);
+    let result: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        result,
+        serde_json::json!({"sent": 5, "dropped": 0, "retries": 3,
+            "received": ["busy 0", "busy 1", "busy 2", "busy 3", "busy 4"]})
+    );
+}
+
+#[test]
+fn regression_16_half_sent_requests_time_out_and_never_hold_the_server() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("logs")).expect("logs");
+    let config = dir.path().join("faultline.toml");
+    let db = dir.path().join("f.db").display().to_string();
+    std::fs::write(&config, base_config(dir.path(), &db)).expect("config");
+    let service = start_with(
+        dir.path(),
+        &config,
+        &[("FAULTLINE_SERVER__HEADER_TIMEOUT", "1s"), ("FAULTLINE_SERVER__MAX_CONNECTIONS", "32")],
+    );
+    let addr = service.url.trim_start_matches("http://").to_owned();
+    let half_sent = |n: usize| -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+                s.write_all(b"POST /api/ingest HTTP/1.1\r\nHost: x\r\nContent-Ty").expect("half a header");
+                s
+            })
+            .collect()
+    };
+    let mut slow = half_sent(100);
+    // More clients than the server serves at once, none finishing its header: it still answers.
+    let mut health = std::net::TcpStream::connect(&addr).expect("connect");
+    health.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    health.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    health.read_to_string(&mut answer).expect("healthz answers");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // The half-sent ones were closed by the server.
+    let first = &mut slow[0];
+    first.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut buf = [0u8; 64];
+    match first.read(&mut buf) {
+        Ok(n) => assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{n}"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    // A stop with half-sent requests open exits 0 without waiting on them.
+    let _more = half_sent(10);
+    let stopping = Instant::now();
+    stop(service);
+    assert!(stopping.elapsed() < Duration::from_secs(9), "stopped in {:?}", stopping.elapsed());
 }

@@ -1,0 +1,782 @@
+//! The workload checker: the real `faultline serve` fed a seeded, replayable workload over every
+//! input path while faults are injected, then a checker compares what was stored and counted
+//! with what was written (a generator, a fault schedule and a checker, as Vector's delivery
+//! soak tests and Jepsen do).
+//!
+//! Paths: tailed files (empty at start, with lines at start, created later, rotated by rename
+//! and by copytruncate, multi-line tracebacks), HTTP ingest (with ids, with timestamps but no
+//! id, neither; identical records in one request; retries after a lost answer), Python's stdlib
+//! `HTTPHandler`, `FaultlineHandler`, the journald stand-in, and `faultline ingest` run from
+//! another process on the same SQLite file. Faults: kill -9 and restart, SIGTERM with a
+//! half-sent request open, the database held by another writer, a webhook receiver that
+//! fails, half-sent requests left open.
+//!
+//! The oracle checks that every distinct error is stored exactly once (or, where the client
+//! could not know, at most as often as it was sent), that every stored occurrence is counted
+//! (`occurrence_count`, minute counts), that no valid request got a 5xx other than a 503 with
+//! `Retry-After`, and that the Python client's counts add up.
+//!
+//! `cargo test` runs a short budget with a fixed seed. The long run, and any seed a failure
+//! printed:
+//!
+//! ```sh
+//! FAULTLINE_WORKLOAD_SECONDS=1800 FAULTLINE_WORKLOAD_SCALE=20 FAULTLINE_WORKLOAD_SEED=random \
+//!   cargo test --release -p faultline --test it workload -- --nocapture
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::serve::{Service, TOKEN, append, start_with, stop};
+
+/// A small, replayable random generator (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// How often each message may be stored.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    min: u64,
+    max: u64,
+}
+
+/// What the workload wrote, and what it saw.
+#[derive(Default)]
+struct Oracle {
+    expected: BTreeMap<String, Expect>,
+    /// Messages of a `FaultlineHandler` burst: each at most once; in all at least `sent`.
+    bursts: Vec<Burst>,
+    /// Answers that break the promise: a 5xx other than 503 + Retry-After.
+    bad_answers: Vec<String>,
+    answers: BTreeMap<u16, u64>,
+    history: Vec<String>,
+    kills: u64,
+    events: u64,
+}
+
+struct Burst {
+    prefix: String,
+    emitted: u64,
+    sent: u64,
+    dropped: u64,
+    rejected: u64,
+}
+
+impl Oracle {
+    fn exactly(&mut self, message: String, times: u64) {
+        self.events += times;
+        let e = self.expected.entry(message).or_insert(Expect { min: 0, max: 0 });
+        e.min += times;
+        e.max += times;
+    }
+    fn at_most(&mut self, message: String, min: u64, max: u64) {
+        self.events += max;
+        let e = self.expected.entry(message).or_insert(Expect { min: 0, max: 0 });
+        e.min += min;
+        e.max += max;
+    }
+    fn note(&mut self, what: String) {
+        self.history.push(what);
+    }
+}
+
+struct Workload {
+    rng: Rng,
+    seed: u64,
+    dir: PathBuf,
+    config: PathBuf,
+    db: PathBuf,
+    service: Option<Service>,
+    started_at: Instant,
+    next: u64,
+    oracle: Oracle,
+    files: Vec<TailedFile>,
+    journal_cursor: u64,
+    cron: Option<(Child, PathBuf, Vec<String>)>,
+    cron_runs: u64,
+    scale: u64,
+    http: reqwest::Client,
+    half_open: Vec<TcpStream>,
+}
+
+struct TailedFile {
+    path: PathBuf,
+    rotated: u32,
+    last_rotation: Instant,
+    /// Lines written to the live file since it was (re)created: rotation needs at least one.
+    lines: u64,
+}
+
+const RUN_ENV: [(&str, &str); 2] =
+    [("FAULTLINE_SERVER__HEADER_TIMEOUT", "2s"), ("TEST_WEBHOOK_SECRET", "s3cret")];
+
+impl Workload {
+    fn new(seed: u64, scale: u64) -> (Workload, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        std::fs::create_dir_all(dir.join("logs")).expect("logs");
+        std::fs::create_dir_all(dir.join("cron")).expect("cron");
+        let db = dir.join("faultline.db");
+        // A receiver that fails every delivery: the outbox must never hold up ingest.
+        let failing = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let webhook = format!("http://{}/hook", failing.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for mut conn in failing.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        let config = dir.join("faultline.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[database]
+url = "{db}"
+
+[ingest]
+# Every occurrence is kept as an entry, so that stored and counted can be compared one to one.
+max_stored_per_pattern_minute = 100000000
+
+[server]
+listen = "127.0.0.1:0"
+
+[[server.tokens]]
+name = "ci"
+env = "TEST_FAULTLINE_TOKEN"
+scopes = ["ingest"]
+
+[files]
+paths = ["{logs}/*.log"]
+start_at = "end"
+poll_interval = "100ms"
+multiline_wait = "300ms"
+
+[journald]
+enabled = true
+command = "{journalctl}"
+start_at = "beginning"
+
+[schedule]
+collect = "1s"
+error_rate_check = "1s"
+pattern_detection = "2s"
+retention = "1h"
+
+[alerts]
+evaluate_interval = "1s"
+
+[notify]
+timeout = "2s"
+
+[notify.webhook]
+url = "{webhook}"
+secret_env = "TEST_WEBHOOK_SECRET"
+"#,
+                db = db.display(),
+                logs = dir.join("logs").display(),
+                journalctl = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../faultline-connectors/tests/fixtures/journalctl")
+                    .display(),
+            ),
+        )
+        .expect("config");
+        std::fs::write(dir.join("journal.json"), "").expect("journal");
+        let mut oracle = Oracle::default();
+        // Present and empty at start, present with old lines at start (not read: start_at end),
+        // and one created later.
+        let files: Vec<TailedFile> = (0..3)
+            .map(|k| TailedFile {
+                path: dir.join(format!("logs/app-{k}.log")),
+                rotated: 0,
+                last_rotation: Instant::now(),
+                lines: 0,
+            })
+            .collect();
+        std::fs::write(&files[0].path, "").expect("empty file");
+        append(
+            &files[1].path,
+            &format!("{} ERROR wl.file: wl{seed}-old written before the start\n", now_text()),
+        );
+        files.iter().for_each(|f| oracle.note(format!("file {} at start", f.path.display())));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+        let w = Workload {
+            rng: Rng(seed),
+            seed,
+            dir,
+            config,
+            db,
+            service: None,
+            started_at: Instant::now(),
+            next: 0,
+            oracle,
+            files,
+            journal_cursor: 0,
+            cron: None,
+            cron_runs: 0,
+            scale,
+            http,
+            half_open: Vec::new(),
+        };
+        (w, tmp)
+    }
+
+    fn token(&mut self, what: &str) -> String {
+        self.next += 1;
+        format!("wl{}-{}-{what}", self.seed, self.next)
+    }
+
+    fn start(&mut self) {
+        let service = start_with(&self.dir, &self.config, &RUN_ENV);
+        self.oracle.note(format!("start: {}", service.url));
+        self.service = Some(service);
+        self.started_at = Instant::now();
+    }
+
+    fn url(&self) -> String {
+        self.service.as_ref().map(|s| s.url.clone()).expect("running")
+    }
+
+    // -- the generator ------------------------------------------------------------------------
+
+    async fn step(&mut self) {
+        match self.rng.below(100) {
+            0..=24 => self.append_lines(),
+            25..=29 => self.rotate(),
+            30..=54 => self.post_http().await,
+            55..=61 => self.python_stdlib(),
+            62..=68 => self.python_client(),
+            69..=76 => self.journal(),
+            77..=83 => self.cron_ingest(),
+            84..=88 => self.kill_and_restart().await,
+            89..=91 => self.term_mid_request().await,
+            92..=96 => self.busy_database().await,
+            _ => self.half_sent_requests(),
+        }
+    }
+
+    fn append_lines(&mut self) {
+        let k = self.rng.below(self.files.len() as u64) as usize;
+        let n = 1 + self.rng.below(5 * self.scale);
+        let mut text = String::new();
+        for _ in 0..n {
+            let token = self.token("file");
+            if self.rng.chance(20) {
+                let message = format!("{token} job failed");
+                text.push_str(&format!(
+                    "{} ERROR wl.jobs: {message}\nTraceback (most recent call last):\n  File \"/srv/jobs.py\", line 9, in run\nValueError: bad input {token}\n",
+                    now_text()
+                ));
+                self.oracle.exactly(message, 1);
+            } else {
+                let message = format!("{token} connection refused to 10.0.0.{}", self.rng.below(255));
+                text.push_str(&format!("{} ERROR wl.db: {message}\n", now_text()));
+                self.oracle.exactly(message, 1);
+            }
+            // Lines below the minimum level are read and not stored.
+            if self.rng.chance(10) {
+                text.push_str(&format!(
+                    "{} INFO wl.web: {} request served\n",
+                    now_text(),
+                    self.token("info")
+                ));
+            }
+        }
+        append(&self.files[k].path, &text);
+        self.files[k].lines += n;
+        self.oracle.note(format!("append {n} events to {}", self.files[k].path.display()));
+    }
+
+    fn rotate(&mut self) {
+        let k = self.rng.below(self.files.len() as u64) as usize;
+        let by_copy = self.rng.chance(40);
+        // The collector must have looked at the file since its last rotation (see tail.rs).
+        let f = &self.files[k];
+        if f.lines == 0
+            || f.last_rotation.elapsed() < Duration::from_secs(1)
+            || self.started_at.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let f = &mut self.files[k];
+        f.rotated += 1;
+        let rotated = PathBuf::from(format!("{}.{}", f.path.display(), f.rotated));
+        if by_copy {
+            std::fs::copy(&f.path, &rotated).expect("copy");
+            std::fs::OpenOptions::new().write(true).truncate(true).open(&f.path).expect("truncate");
+        } else {
+            std::fs::rename(&f.path, &rotated).expect("rename");
+            std::fs::write(&f.path, "").expect("recreate");
+        }
+        f.last_rotation = Instant::now();
+        f.lines = 0;
+        let what =
+            format!("rotate {} by {}", f.path.display(), if by_copy { "copytruncate" } else { "rename" });
+        self.oracle.note(what);
+    }
+
+    async fn post_http(&mut self) {
+        let n = 1 + self.rng.below(20 * self.scale);
+        let mut lines = Vec::new();
+        let mut sent: Vec<(String, u64, bool)> = Vec::new();
+        for _ in 0..n {
+            let token = self.token("http");
+            let message = format!("{token} payment declined for order {}", self.rng.below(1000));
+            let copies = if self.rng.chance(10) { 1 + self.rng.below(4) } else { 1 };
+            let kind = self.rng.below(3);
+            for _ in 0..copies {
+                let record = match kind {
+                    0 => {
+                        serde_json::json!({"id": format!("{token}-id"), "message": message, "logger": "wl.http"})
+                    }
+                    1 => {
+                        serde_json::json!({"timestamp": now_rfc3339(), "message": message, "logger": "wl.http"})
+                    }
+                    _ => serde_json::json!({"message": message, "logger": "wl.http"}),
+                };
+                lines.push(record.to_string());
+            }
+            // An id makes copies one event; identical records without one are occurrences.
+            sent.push((message, if kind == 0 { 1 } else { copies }, kind == 2));
+        }
+        let body = lines.join("\n");
+        let mut lost_answer = false;
+        for attempt in 0.. {
+            match self.post("/api/ingest", body.clone()).await {
+                Some(200) => break,
+                Some(_) | None if attempt < 40 => {
+                    lost_answer = true;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => panic!("seed {}: ingest never succeeded: {other:?}", self.seed),
+            }
+        }
+        for (message, times, arrival_stamped) in sent {
+            if arrival_stamped && lost_answer {
+                // A record with neither id nor time sent again after a lost answer cannot be
+                // told from a new one.
+                self.oracle.at_most(message, times, 2 * times);
+            } else {
+                self.oracle.exactly(message, times);
+            }
+        }
+        self.oracle.note(format!(
+            "post {n} records ({} lines){}",
+            lines.len(),
+            if lost_answer { ", retried" } else { "" }
+        ));
+    }
+
+    /// Posts and records the answer; `None` when no answer came (the server was down).
+    async fn post(&mut self, path: &str, body: String) -> Option<u16> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        *self.oracle.answers.entry(status).or_default() += 1;
+        let retry_after = response.headers().contains_key("retry-after");
+        if status >= 500 && !(status == 503 && retry_after) {
+            let text = response.text().await.unwrap_or_default();
+            self.oracle.bad_answers.push(format!("{status} {path}: {text}"));
+        }
+        Some(status)
+    }
+
+    fn python_stdlib(&mut self) {
+        let n = 1 + self.rng.below(3 * self.scale);
+        let token = self.token("std");
+        let script = format!(
+            r#"
+import logging, logging.handlers, sys
+log = logging.getLogger("wl.std")
+log.propagate = False
+log.addHandler(logging.handlers.HTTPHandler(sys.argv[1], "/api/ingest/python", method="POST", credentials=("app", sys.argv[2])))
+logging.addLevelName(45, "FAILURE")
+for i in range({n}):
+    log.error("{token} charge %s failed with code=%d", "acct", i)
+    try:
+        raise KeyError("card %d" % i)
+    except KeyError:
+        log.log(45, "{token} lookup %d failed", i, exc_info=True)
+"#
+        );
+        let host = self.url().trim_start_matches("http://").to_owned();
+        let output = python(&script, &[&host, TOKEN]);
+        assert!(
+            output.status.success(),
+            "seed {}: stdlib handler: {}",
+            self.seed,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("Traceback"), "seed {}: HTTPHandler failed to send: {stderr}", self.seed);
+        for i in 0..n {
+            self.oracle.exactly(format!("{token} charge acct failed with code={i}"), 1);
+            self.oracle.exactly(format!("{token} lookup {i} failed"), 1);
+        }
+        self.oracle.note(format!("stdlib HTTPHandler: {} records", 2 * n));
+    }
+
+    fn python_client(&mut self) {
+        let n = 1 + self.rng.below(30 * self.scale);
+        let prefix = self.token("client");
+        let script = format!(
+            r#"
+import json, logging, sys
+from faultline_handler import FaultlineHandler
+h = FaultlineHandler(sys.argv[1], token=sys.argv[2], flush_interval=0.05, close_timeout=15)
+log = logging.getLogger("wl.client"); log.propagate = False; log.addHandler(h)
+for i in range({n}):
+    log.error("{prefix} same text every time")
+h.close()
+print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}}))
+"#
+        );
+        let output = python(&script, &[&self.url(), TOKEN]);
+        assert!(
+            output.status.success(),
+            "seed {}: client: {}",
+            self.seed,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let counts: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("client output: {e}"));
+        let get = |k: &str| counts[k].as_u64().unwrap_or(0);
+        self.oracle.events += n;
+        self.oracle.bursts.push(Burst {
+            prefix: format!("{prefix} same text every time"),
+            emitted: n,
+            sent: get("sent"),
+            dropped: get("dropped"),
+            rejected: get("rejected"),
+        });
+        self.oracle.note(format!("FaultlineHandler: {n} identical records, {counts}"));
+    }
+
+    fn journal(&mut self) {
+        let n = 1 + self.rng.below(5 * self.scale);
+        let mut text = String::new();
+        for _ in 0..n {
+            self.journal_cursor += 1;
+            let i = self.journal_cursor;
+            let message = format!("{} worker crashed", self.token("journal"));
+            let entry = serde_json::json!({
+                "__CURSOR": format!("s=wl;i={i:x}"),
+                "__REALTIME_TIMESTAMP": (now_ms() * 1000).to_string(),
+                "PRIORITY": "3",
+                "SYSLOG_IDENTIFIER": "wl-worker",
+                "MESSAGE": message,
+            });
+            text.push_str(&format!("{entry}\n"));
+            self.oracle.exactly(message, 1);
+        }
+        append(&self.dir.join("journal.json"), &text);
+        self.oracle.note(format!("journal: {n} entries"));
+    }
+
+    /// `faultline ingest` from cron, on the SQLite file the service writes, in the background.
+    fn cron_ingest(&mut self) {
+        self.finish_cron();
+        self.cron_runs += 1;
+        let path = self.dir.join(format!("cron/batch-{}.log", self.cron_runs));
+        let n = 1 + self.rng.below(50 * self.scale);
+        let mut text = String::new();
+        let mut messages = Vec::new();
+        for _ in 0..n {
+            let message = format!("{} export failed", self.token("cron"));
+            text.push_str(&format!("{} ERROR wl.cron: {message}\n", now_text()));
+            messages.push(message);
+        }
+        std::fs::write(&path, text).expect("cron file");
+        let child = ingest_command(&self.db, &path).spawn().expect("faultline ingest");
+        self.cron = Some((child, path, messages));
+        self.oracle.note(format!("cron ingest of {n} lines started"));
+    }
+
+    fn finish_cron(&mut self) {
+        let Some((child, path, messages)) = self.cron.take() else { return };
+        let output = child.wait_with_output().expect("wait");
+        if !output.status.success() {
+            // Busy past its timeout: cron runs it again, and it resumes from its cursor.
+            self.oracle.note(format!(
+                "cron ingest failed ({}), run again",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+            let again = ingest_command(&self.db, &path).output().expect("faultline ingest");
+            assert!(
+                again.status.success(),
+                "seed {}: cron ingest: {}",
+                self.seed,
+                String::from_utf8_lossy(&again.stderr)
+            );
+        }
+        for m in messages {
+            self.oracle.exactly(m, 1);
+        }
+    }
+
+    async fn kill_and_restart(&mut self) {
+        // The kill lands while a request is in flight half of the time.
+        let in_flight = self.rng.chance(50).then(|| {
+            let url = format!("{}/api/ingest", self.url());
+            let token = self.token("inflight");
+            let message = format!("{token} posted as the server died");
+            let body = serde_json::json!({"id": token, "message": message}).to_string();
+            (url, body, message)
+        });
+        let pending = in_flight.clone().map(|(url, body, _)| {
+            let http = self.http.clone();
+            tokio::spawn(async move {
+                http.post(url).bearer_auth(TOKEN).body(body).send().await.map(|r| r.status().as_u16())
+            })
+        });
+        tokio::time::sleep(Duration::from_millis(self.rng.below(30))).await;
+        let mut service = self.service.take().expect("running");
+        service.child.kill().expect("kill -9");
+        service.child.wait().expect("wait");
+        drop(service);
+        self.oracle.kills += 1;
+        if let Some(p) = pending {
+            let _ = p.await;
+        }
+        self.finish_cron();
+        self.start();
+        if let Some((_, body, message)) = in_flight {
+            // The client did not know: it sends again with the same id.
+            for _ in 0..40 {
+                if self.post("/api/ingest", body.clone()).await == Some(200) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            self.oracle.exactly(message, 1);
+        }
+        self.oracle.note("kill -9 and restart".into());
+    }
+
+    async fn term_mid_request(&mut self) {
+        let url = self.url();
+        let addr = url.trim_start_matches("http://").to_owned();
+        let mut half = TcpStream::connect(&addr).expect("connect");
+        half.write_all(b"POST /api/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mess")
+            .expect("half");
+        self.finish_cron();
+        let service = self.service.take().expect("running");
+        let stopping = Instant::now();
+        stop(service);
+        assert!(
+            stopping.elapsed() < Duration::from_secs(10),
+            "seed {}: stop took {:?}",
+            self.seed,
+            stopping.elapsed()
+        );
+        drop(half);
+        self.start();
+        self.oracle.note("SIGTERM with a half-sent request, restart".into());
+    }
+
+    async fn busy_database(&mut self) {
+        let hold = Duration::from_millis(500 + self.rng.below(2_000));
+        let db = self.db.clone();
+        let holder = std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(db).expect("open");
+            conn.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
+            conn.execute_batch("BEGIN IMMEDIATE").expect("lock");
+            std::thread::sleep(hold);
+            conn.execute_batch("COMMIT").expect("unlock");
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.post_http().await;
+        holder.join().expect("holder");
+        self.oracle.note(format!("database held for {hold:?}"));
+    }
+
+    fn half_sent_requests(&mut self) {
+        let addr = self.url().trim_start_matches("http://").to_owned();
+        for _ in 0..1 + self.rng.below(20) {
+            if let Ok(mut s) = TcpStream::connect(&addr) {
+                let _ = s.write_all(b"POST /api/ingest HTTP/1.1\r\nHost: x\r\nContent-Le");
+                self.half_open.push(s);
+            }
+        }
+        if self.half_open.len() > 200 {
+            self.half_open.clear();
+        }
+        self.oracle.note("half-sent requests left open".into());
+    }
+
+    // -- the checker --------------------------------------------------------------------------
+
+    async fn finish(mut self) -> Oracle {
+        self.finish_cron();
+        // Let the tailer take the last traceback, then stop cleanly.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let service = self.service.take().expect("running");
+        stop(service);
+        let conn = rusqlite::Connection::open(&self.db).expect("open");
+        let mut problems = Vec::new();
+        let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+        let prefix = format!("wl{}-", self.seed);
+        {
+            let mut stmt =
+                conn.prepare("SELECT message, count(*) FROM entries GROUP BY message").expect("query");
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).expect("rows");
+            for row in rows {
+                let (message, n) = row.expect("row");
+                if !message.starts_with(&prefix) {
+                    problems.push(format!("stored something never written: {message:?}"));
+                }
+                stored.insert(message, n as u64);
+            }
+        }
+        for (message, e) in &self.oracle.expected {
+            let got = stored.remove(message).unwrap_or(0);
+            if got < e.min || got > e.max {
+                problems.push(format!("{message:?}: stored {got} times, expected {}..={}", e.min, e.max));
+            }
+        }
+        for b in &self.oracle.bursts {
+            let got = stored.remove(&b.prefix).unwrap_or(0);
+            if b.emitted != b.sent + b.dropped + b.rejected {
+                problems.push(format!(
+                    "{:?}: the client lost count: {} emitted, {} sent, {} dropped",
+                    b.prefix, b.emitted, b.sent, b.dropped
+                ));
+            }
+            if got < b.sent || got > b.emitted {
+                problems.push(format!(
+                    "{:?}: stored {got}, the client sent {} of {}",
+                    b.prefix, b.sent, b.emitted
+                ));
+            }
+        }
+        for (message, n) in stored {
+            problems.push(format!("{message:?}: stored {n} times, never written"));
+        }
+        let one = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        let entries = one("SELECT count(*) FROM entries");
+        let counted = one("SELECT coalesce(sum(occurrence_count), 0) FROM patterns");
+        let minutes = one("SELECT coalesce(sum(count), 0) FROM minute_counts");
+        let quarters = one("SELECT coalesce(sum(count), 0) FROM quarter_counts");
+        if counted != entries || minutes != entries || quarters != entries {
+            problems.push(format!(
+                "counts disagree with what is stored: {entries} entries, occurrence_count {counted}, minute counts {minutes}, quarter counts {quarters}"
+            ));
+        }
+        problems.extend(self.oracle.bad_answers.iter().map(|a| format!("answered {a}")));
+        if !problems.is_empty() {
+            let tail: Vec<&String> =
+                self.oracle.history.iter().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!(
+                "workload seed {seed} failed: {n} problems\n{problems}\n\nlast steps:\n{tail}\n\nreplay: FAULTLINE_WORKLOAD_SEED={seed} FAULTLINE_WORKLOAD_SECONDS=<same> FAULTLINE_WORKLOAD_SCALE={scale} cargo test -p faultline --test it workload -- --nocapture",
+                seed = self.seed,
+                n = problems.len(),
+                problems = problems.iter().take(40).cloned().collect::<Vec<_>>().join("\n"),
+                tail = tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"),
+                scale = self.scale,
+            );
+        }
+        std::mem::take(&mut self.oracle)
+    }
+}
+
+fn ingest_command(db: &Path, file: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FAULTLINE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args(["--database", db.to_str().expect("utf-8"), "ingest"]).arg(file);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+fn python(script: &str, args: &[&str]) -> std::process::Output {
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("PYTHONPATH", Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python"))
+        .output()
+        .expect("run python3")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+fn now_text() -> String {
+    chrono::DateTime::from_timestamp_millis(now_ms())
+        .expect("now")
+        .format("%Y-%m-%d %H:%M:%S,%3f")
+        .to_string()
+}
+
+fn now_rfc3339() -> String {
+    chrono::DateTime::from_timestamp_millis(now_ms())
+        .expect("now")
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workload_nothing_lost_nothing_miscounted() {
+    let seed = match std::env::var("FAULTLINE_WORKLOAD_SEED").ok().as_deref() {
+        Some("random") => now_ms() as u64,
+        Some(s) => s.parse().expect("FAULTLINE_WORKLOAD_SEED: a number or `random`"),
+        None => 16,
+    };
+    let seconds = env_u64("FAULTLINE_WORKLOAD_SECONDS", 40);
+    let scale = env_u64("FAULTLINE_WORKLOAD_SCALE", 1).max(1);
+    eprintln!("workload seed {seed}, {seconds} s, scale {scale}");
+    let (mut w, _tmp) = Workload::new(seed, scale);
+    w.start();
+    let started = Instant::now();
+    let mut steps = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        w.step().await;
+        steps += 1;
+    }
+    let oracle = w.finish().await;
+    eprintln!(
+        "workload seed {seed}: {steps} steps, {} events over every path, {} kills, answers {:?}, {:.0} s: nothing lost, nothing miscounted",
+        oracle.events,
+        oracle.kills,
+        oracle.answers,
+        started.elapsed().as_secs_f64()
+    );
+}
