@@ -517,7 +517,7 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
             messages.push(message);
         }
         std::fs::write(&path, text).expect("cron file");
-        let child = ingest_command(&self.db, &path).spawn().expect("faultline ingest");
+        let child = ingest_command(&self.config, &self.db, &path).spawn().expect("faultline ingest");
         self.cron = Some((child, path, messages));
         self.oracle.note(format!("cron ingest of {n} lines started"));
     }
@@ -531,7 +531,7 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
                 "cron ingest failed ({}), run again",
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
-            let again = ingest_command(&self.db, &path).output().expect("faultline ingest");
+            let again = ingest_command(&self.config, &self.db, &path).output().expect("faultline ingest");
             assert!(
                 again.status.success(),
                 "seed {}: cron ingest: {}",
@@ -539,6 +539,8 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
                 String::from_utf8_lossy(&again.stderr)
             );
         }
+        let summary = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        self.oracle.note(format!("cron ingest: {summary}"));
         for m in messages {
             self.oracle.exactly(m, 1);
         }
@@ -695,6 +697,13 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
         }
         problems.extend(self.oracle.bad_answers.iter().map(|a| format!("answered {a}")));
         if !problems.is_empty() {
+            // Which paths lost or doubled events: the word after the token's number.
+            let mut by_path: BTreeMap<&str, u64> = BTreeMap::new();
+            for p in &problems {
+                let path = p.split('-').nth(2).and_then(|w| w.split([' ', '"']).next()).unwrap_or("other");
+                *by_path.entry(path).or_default() += 1;
+            }
+            problems.insert(0, format!("by path: {by_path:?}"));
             let tail: Vec<&String> =
                 self.oracle.history.iter().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
             panic!(
@@ -710,14 +719,16 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
     }
 }
 
-fn ingest_command(db: &Path, file: &Path) -> Command {
+fn ingest_command(config: &Path, db: &Path, file: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
     for (key, _) in std::env::vars() {
         if key.starts_with("FAULTLINE_") {
             cmd.env_remove(key);
         }
     }
-    cmd.args(["--database", db.to_str().expect("utf-8"), "ingest"]).arg(file);
+    // The service's configuration (its per-minute cap), as a cron job on that host would use.
+    cmd.env("TEST_FAULTLINE_TOKEN", TOKEN).env("TEST_WEBHOOK_SECRET", "s3cret");
+    cmd.arg("--config").arg(config).args(["--database", db.to_str().expect("utf-8"), "ingest"]).arg(file);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd
 }
