@@ -275,36 +275,72 @@ fn ingest_tx(
 /// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
 const CHUNK: i64 = 256;
 
-/// Indexes the entries just inserted (ids ascending, contiguous within a batch): one row per
-/// chunk the batch reaches, whose rowid is the first entry of the batch in that chunk and whose
-/// text is the set of distinct words of those entries, each once. Entries of a chunk repeat
-/// most of their words, and a needle's candidates are found from the trigrams inside its words
-/// (see [`trigram_query`]). Nothing indexed before is read again, so the cost of a batch
-/// depends on its own text only, whatever the size of the entries before it.
+/// Text of earlier entries a batch may read again to rebuild the chunk it extends as one index
+/// row; past it, the batch's entries of that chunk get a row of their own.
+const REBUILD_BYTES: i64 = 64 * 1024;
+
+/// The rowid of an index row covering entries `first..=last` of one chunk: the first id shifted
+/// left 8 bits, plus `last - first` (< [`CHUNK`]), so rows never overlap and sort by first id.
+fn index_rowid(first: i64, last: i64) -> i64 {
+    (first << 8) | (last - first)
+}
+
+/// Indexes the entries just inserted (ids ascending, contiguous within a batch): a row per chunk
+/// of [`CHUNK`] consecutive ids the batch reaches, holding each distinct word of its entries
+/// once. Entries of a chunk repeat most of their words, and a needle's candidates are found from
+/// the trigrams inside its words (see [`trigram_query`]). A chunk an earlier batch began is
+/// rebuilt as one row when its earlier entries are small (a stream of one-record requests keeps
+/// one row per chunk); otherwise the batch's entries get a row of their own, so a batch never
+/// reads more than [`REBUILD_BYTES`] of earlier text, whatever the size of the entries before it.
 fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEvent)]) -> Result<()> {
+    let Some(&(first_id, _)) = inserted.first() else { return Ok(()) };
+    let chunk_start = first_id / CHUNK * CHUNK;
+    let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
+    let mut row_start = first_id;
+    if chunk_start < first_id {
+        let bytes: i64 = tx
+            .prepare_cached(
+                "SELECT coalesce(sum(octet_length(message) + coalesce(octet_length(traceback), 0)), 0)
+                 FROM entries WHERE id BETWEEN ?1 AND ?2",
+            )?
+            .query_row(params![chunk_start, first_id - 1], |r| r.get(0))?;
+        if bytes <= REBUILD_BYTES {
+            let mut stmt =
+                tx.prepare_cached("SELECT id, message, traceback FROM entries WHERE id BETWEEN ?1 AND ?2")?;
+            let rows = stmt
+                .query_map(params![chunk_start, first_id - 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            earlier = rows.collect::<rusqlite::Result<_>>()?;
+            tx.prepare_cached("DELETE FROM entries_fts WHERE rowid BETWEEN ?1 AND ?2")?.execute(params![
+                index_rowid(chunk_start, chunk_start),
+                ((first_id - 1) << 8) | (CHUNK - 1)
+            ])?;
+            row_start = chunk_start;
+        }
+    }
+    let texts = earlier
+        .iter()
+        .map(|(id, m, t)| (*id, m.as_str(), t.as_deref()))
+        .chain(inserted.iter().map(|(id, e)| (*id, e.message.as_str(), e.traceback.as_deref())));
     let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
     let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut body = String::new();
-    let mut first: Option<i64> = None;
-    for (id, event) in inserted {
-        if let Some(start) = first.filter(|start| start / CHUNK != id / CHUNK) {
-            insert.execute(params![start, body])?;
+    let mut last = row_start;
+    for (id, message, traceback) in texts {
+        if id / CHUNK != row_start / CHUNK {
+            insert.execute(params![index_rowid(row_start, last), body])?;
             seen.clear();
             body.clear();
-            first = None;
+            row_start = id;
         }
-        first.get_or_insert(*id);
-        let traceback = event.traceback.as_deref().unwrap_or("");
-        for word in event.message.split_whitespace().chain(traceback.split_whitespace()) {
+        last = id;
+        for word in message.split_whitespace().chain(traceback.unwrap_or("").split_whitespace()) {
             if seen.insert(word) {
                 body.push_str(word);
                 body.push(' ');
             }
         }
     }
-    if let Some(start) = first {
-        insert.execute(params![start, body])?;
-    }
+    insert.execute(params![index_rowid(row_start, last), body])?;
     Ok(())
 }
 
@@ -515,14 +551,14 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
 /// Needles with a 3-character run inside a word find candidate chunks through the trigram index; the exact, escaped
 /// LIKE re-checks each candidate entry.
 const INDEXED: (&str, &str) = (
-    "(SELECT DISTINCT rowid / {CHUNK} AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY chunk DESC) f
-     JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
+    "(SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC) f
+     JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
 /// The count of an indexed needle: the newest `?9` candidate chunks only.
 const INDEXED_COUNT: (&str, &str) = (
-    "(SELECT DISTINCT rowid / {CHUNK} AS chunk FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY chunk DESC LIMIT ?9) f
-     JOIN entries e ON e.id BETWEEN f.chunk * {CHUNK} AND f.chunk * {CHUNK} + {CHUNK} - 1",
+    "(SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9) f
+     JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
 /// Candidate chunks a capped count reads at most (each holds `CHUNK` entries).
@@ -539,7 +575,6 @@ const NEWEST_FIRST: (&str, &str) = (
 );
 
 fn search_sql((from, text): (&str, &str), count: bool) -> String {
-    let from = from.replace("{CHUNK}", &CHUNK.to_string());
     if count {
         format!("SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {SEARCH_FILTERS} AND {text} LIMIT ?8)")
     } else {
@@ -856,7 +891,7 @@ impl Store for SqliteStore {
             // Chunks wholly below the oldest entry left hold only deleted text. Entries deleted
             // out of id order leave stale text in a live chunk: a harmless extra candidate.
             tx.execute(
-                "DELETE FROM entries_fts WHERE rowid < coalesce((SELECT min(id) FROM entries), 1 << 62) / ?1 * ?1",
+                "DELETE FROM entries_fts WHERE rowid < (coalesce((SELECT min(id) FROM entries), 1 << 54) / ?1 * ?1) << 8",
                 [CHUNK],
             )?;
             tx.commit()?;

@@ -468,3 +468,65 @@ async fn regression_16_sqlite_cleanup_gives_the_space_back() {
     assert!(report.bytes_freed > 5_000_000, "freed {}", report.bytes_freed);
     assert!(after + 5_000_000 < before, "file {before} → {after} bytes");
 }
+
+#[tokio::test]
+async fn regression_16_large_entries_are_never_indexed_again_by_later_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let rows = || -> i64 {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row("SELECT count(*) FROM entries_fts", [], |r| r.get(0)).unwrap()
+    };
+    // Small entries one batch at a time: the chunk is rebuilt as one row.
+    for i in 0..5 {
+        store
+            .ingest(batch(vec![event(
+                &format!("s{i}"),
+                T0,
+                Level::Error,
+                "api",
+                &format!("small{i} failed"),
+            )]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(rows(), 1);
+    // Large ones: later batches in the same chunk get rows of their own.
+    let big = "y".repeat(40_000);
+    for i in 0..4 {
+        let message = format!("large{i} failed {big}");
+        store.ingest(batch(vec![event(&format!("l{i}"), T0, Level::Error, "api", &message)])).await.unwrap();
+    }
+    assert_eq!(rows(), 3, "one row for the small ones and the first two large, then one per batch");
+    for needle in ["small0", "small4", "large0", "large3"] {
+        let q = SearchQuery { text: Some(needle.into()), limit: 10, ..Default::default() };
+        assert_eq!(store.search(&q).await.unwrap().total, 1, "{needle}");
+    }
+}
+
+#[tokio::test]
+async fn an_index_of_the_old_form_is_rebuilt_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let events = (0..600)
+        .map(|i| event(&format!("{i}"), T0, Level::Error, "api", &format!("upgrade{i} failed")))
+        .collect();
+    store.ingest(batch(events)).await.unwrap();
+    drop(store);
+    // What an installation before migration 05 has: one row per chunk, rowid = id / 256.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "INSERT INTO entries_fts (entries_fts) VALUES ('delete-all');
+         INSERT INTO entries_fts (rowid, body) SELECT id / 256, group_concat(message, ' ') FROM entries GROUP BY id / 256;
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    for needle in ["upgrade0 ", "upgrade255 ", "upgrade599 "] {
+        let q = SearchQuery { text: Some(needle.trim().into()), limit: 10, ..Default::default() };
+        assert_eq!(store.search(&q).await.unwrap().total, 1, "{needle}");
+    }
+}
