@@ -40,6 +40,13 @@ pub enum BenchCommand {
         /// Requests in flight at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Every Nth record carries a traceback of `--large-bytes` (0: none), to show that large
+        /// records cost only themselves (they are cut at ingest.max_line_bytes).
+        #[arg(long, default_value_t = 0)]
+        large_every: u64,
+        /// Size of those tracebacks, in bytes.
+        #[arg(long, default_value_t = 8 << 20)]
+        large_bytes: usize,
         /// Directory for the database (default: a temporary one, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -89,8 +96,9 @@ pub enum BenchCommand {
 pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest { lines, dir, rounds } => ingest(lines, dir, rounds.max(1), config).await,
-        BenchCommand::Http { records, batch, concurrency, dir } => {
-            http(records, batch.max(1), concurrency.max(1), dir, config).await
+        BenchCommand::Http { records, batch, concurrency, large_every, large_bytes, dir } => {
+            let large = (large_every > 0).then_some((large_every, large_bytes));
+            http(records, batch.max(1), concurrency.max(1), large, dir, config).await
         }
         BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
         BenchCommand::Grouping { dir, out, rounds } => crate::grouping_bench::run(&dir, &out, rounds.max(1)),
@@ -424,7 +432,7 @@ pub(crate) fn error_message(rng: &mut Rng, shape: u64, area: &str, n: u64) -> St
 
 /// NDJSON bodies of `records` error records, `batch` per body, from the same generator as the
 /// log benchmark (300 patterns, varying ids, IPs, numbers).
-fn ndjson_bodies(records: u64, batch: usize) -> Vec<String> {
+fn ndjson_bodies(records: u64, batch: usize, large: Option<(u64, usize)>) -> Vec<String> {
     let mut rng = Rng(7);
     let mut ts: i64 = 1_704_067_200_000;
     let mut bodies = Vec::new();
@@ -435,7 +443,7 @@ fn ndjson_bodies(records: u64, batch: usize) -> Vec<String> {
         let area = AREAS[rng.below(10) as usize];
         let shape = rng.below(30);
         let message = error_message(&mut rng, shape, area, n);
-        let record = serde_json::json!({
+        let mut record = serde_json::json!({
             "id": format!("bench-{n}"),
             "timestamp": ts,
             "level": if rng.below(20) == 0 { "critical" } else { "error" },
@@ -443,6 +451,12 @@ fn ndjson_bodies(records: u64, batch: usize) -> Vec<String> {
             "message": message,
             "request_id": format!("{:016x}", rng.next()),
         });
+        if let Some((_, bytes)) = large.filter(|(every, _)| n % every == 0) {
+            let frame = format!("  File \"/srv/app/{area}.py\", line {n}, in handle\n");
+            let traceback =
+                format!("Traceback (most recent call last):\n{}", frame.repeat(bytes / frame.len() + 1));
+            record["traceback"] = serde_json::Value::String(traceback);
+        }
         let _ = writeln!(body, "{record}");
         in_body += 1;
         if in_body == batch {
@@ -460,6 +474,7 @@ async fn http(
     records: u64,
     batch: usize,
     concurrency: usize,
+    large: Option<(u64, usize)>,
     dir: Option<PathBuf>,
     config: &Config,
 ) -> anyhow::Result<()> {
@@ -471,13 +486,15 @@ async fn http(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let db = dir.join("bench-http.db");
     remove_db(&db);
-    let bodies = Arc::new(ndjson_bodies(records, batch));
+    let bodies = Arc::new(ndjson_bodies(records, batch, large));
     let bytes: usize = bodies.iter().map(String::len).sum();
+    let largest = bodies.iter().map(String::len).max().unwrap_or(0);
     let store = faultline_store::open(&db.display().to_string()).await?;
     let settings = faultline_web::Settings {
         min_level: config.min_level,
         max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
-        max_body_bytes: config.max_body_bytes.max(bytes / bodies.len().max(1) * 2),
+        max_body_bytes: config.max_body_bytes.max(bytes / bodies.len().max(1) * 2).max(largest + 1),
+        max_line_bytes: config.max_line_bytes,
         ..faultline_web::Settings::default()
     };
     let app = faultline_web::router(faultline_web::AppState::new(
@@ -543,6 +560,8 @@ async fn http(
         pct(1.0),
         latencies.len()
     );
+    let (_, peak) = crate::memory_bench::resident_mib();
+    println!("peak resident memory: {peak:.0} MiB");
     drop(store);
     remove_db(&db);
     Ok(())

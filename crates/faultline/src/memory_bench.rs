@@ -8,7 +8,7 @@ use faultline_core::mine::DEFAULT_CAPACITY;
 use faultline_core::{Grouper, Level, LogEvent, Origin};
 
 /// Resident and peak resident memory of this process, in MiB (Linux `/proc/self/status`).
-fn resident_mib() -> (f64, f64) {
+pub(crate) fn resident_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
