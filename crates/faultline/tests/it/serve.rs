@@ -505,3 +505,35 @@ fn regression_16_half_sent_requests_time_out_and_never_hold_the_server() {
     stop(service);
     assert!(stopping.elapsed() < Duration::from_secs(9), "stopped in {:?}", stopping.elapsed());
 }
+
+#[tokio::test]
+async fn regression_16_stdlib_handler_counts_identical_calls_and_formats_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("logs")).expect("logs");
+    let config = dir.path().join("faultline.toml");
+    let db = dir.path().join("f.db").display().to_string();
+    std::fs::write(&config, base_config(dir.path(), &db)).expect("config");
+    let service = start(dir.path(), &config);
+    let host = service.url.trim_start_matches("http://").to_owned();
+    let script = r#"
+import logging, logging.handlers, sys
+log = logging.getLogger("stdlib.plain")
+log.propagate = False
+log.addHandler(logging.handlers.HTTPHandler(sys.argv[1], "/api/ingest/python", method="POST", credentials=("app", sys.argv[2])))
+for _ in range(10):
+    log.error("upstream answered code=%d", 502)
+for exc in (ValueError("bad sku"), KeyError("cart")):
+    try:
+        raise exc
+    except Exception:
+        log.error("checkout failed", exc_info=True)
+"#;
+    python(script, &[&host, TOKEN]);
+    let store = faultline_store::open(&db).await.expect("open");
+    let found = wait_for_total(&store, "upstream answered code=502", 10, &service).await;
+    let pattern = store.pattern(&found[0].fingerprint).await.expect("pattern").expect("exists");
+    assert_eq!(pattern.occurrence_count, 10);
+    let failed = wait_for_total(&store, "checkout failed", 2, &service).await;
+    assert_ne!(failed[0].fingerprint, failed[1].fingerprint, "two exceptions under one message stay apart");
+    stop(service);
+}
