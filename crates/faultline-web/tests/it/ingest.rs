@@ -272,14 +272,14 @@ async fn regression_16_identical_records_are_all_counted_and_a_retry_is_not() {
         store.pattern(&fingerprint).await.expect("pattern").expect("exists").occurrence_count
     };
     // Five identical records, no id, no time: five occurrences.
-    let five = vec![r#"{"message":"cache miss storm on shard 3"}"#; 5].join("\n");
+    let five = [r#"{"message":"cache miss storm on shard 3"}"#; 5].join("\n");
     let (status, answer) = post(&url, None, "application/x-ndjson", five).await;
     assert_eq!((status, answer["stored"].as_u64()), (200, Some(5)), "{answer}");
     assert_eq!(count(server.store.clone(), "cache miss storm").await, 5);
     // Identical records that carry their time: occurrences too, and the same request sent
     // again after a lost answer stores nothing twice.
     let timed =
-        vec![r#"{"message":"quota exceeded for tenant 9","ts":"2026-11-29T10:00:00.123Z"}"#; 3].join("\n");
+        [r#"{"message":"quota exceeded for tenant 9","ts":"2026-11-29T10:00:00.123Z"}"#; 3].join("\n");
     let (_, first) = post(&url, None, "application/x-ndjson", timed.clone()).await;
     let (_, again) = post(&url, None, "application/x-ndjson", timed).await;
     assert_eq!((first["stored"].as_u64(), again["duplicates"].as_u64()), (Some(3), Some(3)), "{again}");
