@@ -251,6 +251,9 @@ impl Tailer {
     }
 }
 
+/// The identity saved for a file seen with no complete line yet (digests are hex).
+const EMPTY: &str = "empty";
+
 type Load<'a, E> = &'a mut dyn FnMut(&str) -> Result<Option<String>, E>;
 type Commit<'a, E> = &'a mut dyn FnMut(FileBatch) -> Result<(), E>;
 
@@ -336,6 +339,14 @@ fn open_current<E: std::fmt::Display>(
             saved.as_ref().filter(|cp| (cp.dev, cp.ino) != (meta.dev(), meta.ino()) || meta.len() == 0)
         {
             drain_predecessor(path, file, cp, (meta.dev(), meta.ino()), options, now, commit)?;
+        } else if saved.is_none() && options.start_at_end {
+            // Seen empty: saved, so that lines written to it before a restart are read from the
+            // file's start rather than skipped as lines older than the collector.
+            let checkpoint =
+                Checkpoint { identity: EMPTY.to_owned(), offset: 0, dev: meta.dev(), ino: meta.ino() };
+            let batch =
+                FileBatch { source_id: file.source_id.clone(), events: Vec::new(), checkpoint, cut_lines: 0 };
+            commit(batch).map_err(|e| format!("storing a batch: {e}"))?;
         }
         return Ok(None);
     };
@@ -353,6 +364,7 @@ fn open_current<E: std::fmt::Display>(
         }
         None => 0,
     };
+    tracing::info!(path = %path.display(), start, found_at_start = file.found_at_start, "following");
     Ok(Some(open_at(handle, identity, &meta, start, &file.source_id, options).map_err(io_err)?))
 }
 
@@ -390,6 +402,9 @@ fn drain_predecessor<E: std::fmt::Display>(
     commit: Commit<'_, E>,
 ) -> Result<(), String> {
     let Some(dir) = path.parent() else { return Ok(()) };
+    if cp.identity == EMPTY {
+        return Ok(());
+    }
     let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
     let mut found: Option<(File, fs::Metadata)> = None;
     for entry in entries.flatten() {

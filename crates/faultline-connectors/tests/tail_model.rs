@@ -293,3 +293,17 @@ fn a_file_with_lines_at_start_still_starts_at_its_end() {
     world.check().expect("nothing lost or doubled");
     assert_eq!(world.stored.entries.len(), 2);
 }
+
+#[test]
+fn regression_16_lines_written_to_a_file_empty_at_start_survive_a_restart_before_they_are_read() {
+    let mut world = World::new();
+    fs::write(world.log(), "").expect("create empty");
+    world.tailer = tailer_from(world.dir.path(), true);
+    world.apply(&Op::Poll { fail_commit: false });
+    world.apply(&Op::Append { lines: 2, partial: false });
+    // The collector restarts before it read them: the file is not new to it.
+    world.tailer = tailer_from(world.dir.path(), true);
+    world.tailer.remember(world.stored.checkpoints.keys().map(String::as_str));
+    world.check().expect("nothing lost or doubled");
+    assert_eq!(world.stored.entries.len(), 2);
+}
