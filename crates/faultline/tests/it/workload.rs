@@ -242,14 +242,16 @@ secret_env = "TEST_WEBHOOK_SECRET"
     }
 
     fn start(&mut self) {
-        if let Ok(conn) = rusqlite::Connection::open(&self.db) {
+        // Where the file sources will resume, for the step log.
+        let read_only = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        if let Ok(conn) = rusqlite::Connection::open_with_flags(&self.db, read_only) {
             let cursors: Vec<String> = conn
                 .prepare(
                     "SELECT source_id || ' ' || cursor FROM source_cursors WHERE source_id LIKE 'file:%'",
                 )
                 .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
                 .unwrap_or_default();
-            self.oracle.note(format!("cursors: {cursors:?}"));
+            self.oracle.note(format!("file cursors at start: {cursors:?}"));
         }
         let service = start_with(&self.dir, &self.config, &RUN_ENV);
         self.oracle.note(format!("start: {}", service.url));
