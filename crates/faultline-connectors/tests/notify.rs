@@ -53,6 +53,16 @@ fn retry_after(o: &Outcome) -> Option<Duration> {
     }
 }
 
+#[test]
+fn webhook_signature_matches_a_known_answer() {
+    // HMAC-SHA256 with key "s3cret" of `1700000000.{"alert":7}`, computed apart from this crate
+    // (Python: hmac.new(b"s3cret", b'1700000000.{"alert":7}', hashlib.sha256).hexdigest()).
+    assert_eq!(
+        faultline_connectors::notify::webhook_signature("s3cret", 1_700_000_000, br#"{"alert":7}"#),
+        "sha256=3b56c23befdc246b49a244f67ace73095b7e0c8a968a6e3160b1f5298926ba38"
+    );
+}
+
 #[tokio::test]
 async fn webhook_signs_the_body_and_sends_the_idempotency_key() {
     let fake = FakeHttp::start(Reply::new(202, "")).await;
