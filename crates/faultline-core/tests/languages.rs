@@ -92,13 +92,15 @@ fn java_in_app_frames_and_causes() {
     assert_ne!(a.fingerprint, other_cause.fingerprint, "another cause is another error");
 }
 
-fn go(handler: &str) -> String {
+/// A Go panic's stack; the goroutine, the argument words and the line of the handler vary
+/// between two panics of the same bug.
+fn go(handler: &str, goroutine: u32, arg: &str, line: u32) -> String {
     format!(
-        "goroutine 7 [running]:
-main.(*Store).Get(0xc000010000, 0x2a)
+        "goroutine {goroutine} [running]:
+main.(*Store).Get({arg}, 0x2a)
 \t/app/store.go:31 +0x1d
 main.{handler}(0xc0000a4000)
-\t/app/handlers.go:52 +0x85
+\t/app/handlers.go:{line} +0x85
 net/http.HandlerFunc.ServeHTTP(0x6f1c20, 0xc0000a4000)
 \t/usr/local/go/src/net/http/server.go:2136 +0x29
 created by net/http.(*Server).Serve in goroutine 1
@@ -110,15 +112,15 @@ created by net/http.(*Server).Serve in goroutine 1
 fn go_panics_group_by_in_app_frames() {
     let a = fingerprint(&event(
         "panic: runtime error: invalid memory address or nil pointer dereference",
-        Some(&go("getOrder")),
+        Some(&go("getOrder", 7, "0xc000010000", 52)),
     ));
     let b = fingerprint(&event(
         "panic: runtime error: invalid memory address or nil pointer dereference",
-        Some(&go("getOrder")),
+        Some(&go("getOrder", 913, "0xc0001f2a80", 57)),
     ));
     let other = fingerprint(&event(
         "panic: runtime error: invalid memory address or nil pointer dereference",
-        Some(&go("listOrders")),
+        Some(&go("listOrders", 7, "0xc000010000", 52)),
     ));
     assert_eq!(a.fingerprint, b.fingerprint);
     assert_ne!(a.fingerprint, other.fingerprint);

@@ -52,10 +52,28 @@ proptest! {
     }
 
     #[test]
-    fn the_same_line_gives_the_same_fingerprint(line in log_line()) {
-        let a = fingerprint(&event(&line, None));
-        let b = fingerprint(&event(&line, None));
-        prop_assert_eq!(a.fingerprint, b.fingerprint);
+    fn lines_differing_only_in_their_values_share_a_fingerprint(
+        words in prop::collection::vec("[a-z]{2,8}", 1..6),
+        kinds in prop::collection::vec(0usize..4, 1..4),
+        a in any::<u32>(),
+        b in any::<u32>(),
+    ) {
+        let line = |seed: u32| {
+            let values = kinds.iter().enumerate().map(|(i, kind)| {
+                let v = seed.rotate_left(i as u32 * 7);
+                match kind {
+                    0 => (v % 100_000).to_string(),
+                    1 => std::net::Ipv4Addr::from(v).to_string(),
+                    2 => format!("0x{v:08x}"),
+                    _ => format!("\"{}\"", v % 1000),
+                }
+            });
+            words.iter().cloned().chain(values).collect::<Vec<_>>().join(" ")
+        };
+        let (first, second) = (line(a), line(b));
+        let fa = fingerprint(&event(&first, None));
+        let fb = fingerprint(&event(&second, None));
+        prop_assert_eq!(fa.fingerprint, fb.fingerprint, "{:?} and {:?}", first, second);
     }
 
     #[test]

@@ -53,11 +53,28 @@ fn draft(rule_id: i64, pattern_id: i64, now_ms: i64) -> AlertDraft {
 
 async fn seeding_keeps_edited_rules(store: Arc<dyn Store>) {
     seeded(&store).await;
+    // A user edits the spike rule, then the service starts again and seeds its defaults.
+    let spike = rule_id(&store, "spike").await;
+    let edited = NewRule {
+        name: "spike".into(),
+        rule_type: "spike".into(),
+        condition: serde_json::json!({"per_minute": 99}),
+        action: "notify".into(),
+        enabled: false,
+        cooldown_minutes: 5,
+    };
+    assert_eq!(store.update_rule(spike, &edited).await.unwrap(), RuleSaved::Saved(spike));
     seeded(&store).await;
     let rules = store.alert_rules().await.unwrap();
-    assert_eq!(rules.len(), 2);
-    assert_eq!(rules[1].condition, serde_json::json!({"per_minute": 10}));
-    assert!(rules.iter().all(|r| r.enabled && r.cooldown_minutes == 30 && r.trigger_count == 0));
+    assert_eq!(rules.len(), 2, "seeding again adds nothing");
+    let kept = rules.iter().find(|r| r.id == spike).unwrap();
+    assert_eq!(
+        (&kept.condition, kept.action.as_str(), kept.enabled, kept.cooldown_minutes),
+        (&serde_json::json!({"per_minute": 99}), "notify", false, 5),
+        "the edit survives"
+    );
+    let other = rules.iter().find(|r| r.id != spike).unwrap();
+    assert!(other.enabled && other.cooldown_minutes == 30 && other.trigger_count == 0);
 }
 both!(seeding_keeps_edited_rules);
 
