@@ -211,6 +211,12 @@ async fn github_rate_limits_validation_errors_and_malformed_answers() {
     );
     fake.script([Reply::new(403, r#"{"message": "Resource not accessible by integration"}"#)]);
     assert!(matches!(gh.send(&notification(&p, None)).await, Outcome::Rejected { .. }));
+    // A secondary rate limit with neither header: wait a minute, as GitHub advises.
+    fake.script([Reply::new(
+        403,
+        r#"{"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#,
+    )]);
+    assert_eq!(retry_after(&gh.send(&notification(&p, None)).await), Some(Duration::from_secs(60)));
     fake.script([Reply::new(200, "[]"), Reply::new(201, "{not json")]);
     let outcome = gh.send(&notification(&p, None)).await;
     assert!(

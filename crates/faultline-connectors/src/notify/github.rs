@@ -1,7 +1,8 @@
 //! GitHub issues: the first alert on a subject opens an issue labelled with the pattern's
 //! fingerprint; later alerts comment on it. Follows GitHub's REST API: 201 created, 422
 //! validation failed (refused), 403/429 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset`
-//! or `retry-after` (retried when the limit resets), 5xx (retried).
+//! or `retry-after` (retried when the limit resets), a bare 403 saying "secondary rate limit"
+//! (retried after a minute), 5xx (retried).
 //!
 //! If faultline stops between GitHub creating the issue and faultline recording its number, the
 //! retry finds the issue by its label and the alert's idempotency key in its body, and does not
@@ -95,6 +96,16 @@ impl GitHub {
         }
         if response.status().is_success() {
             return Ok(response);
+        }
+        if response.status() == StatusCode::FORBIDDEN {
+            // A secondary rate limit may come as a bare 403 that only says so in its message;
+            // GitHub's advice then is to wait at least a minute.
+            let body = response.text().await.unwrap_or_default();
+            let reason = format!("HTTP 403: {}", snippet(&body));
+            if body.to_ascii_lowercase().contains("secondary rate limit") {
+                return Err(Outcome::Retry { after: Some(Duration::from_secs(60)), reason });
+            }
+            return Err(Outcome::Rejected { reason });
         }
         Err(classify(response).await)
     }
