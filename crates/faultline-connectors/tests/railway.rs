@@ -149,7 +149,8 @@ async fn a_spent_rate_limit_window_pauses_the_next_request() {
 
     let other = client(&fake, Token::Account("good-token".into()));
     fake.http.script([Reply::new(429, "").header("Retry-After", "20")]);
-    assert!(other.environment_logs("env-1", "", w, 10).await.is_err());
+    let refused = other.environment_logs("env-1", "", w, 10).await;
+    assert!(matches!(refused, Err(RailwayError::RateLimited { .. })), "{refused:?}");
     assert!((19..=20).contains(&other.paused_for().unwrap().as_secs()));
 }
 

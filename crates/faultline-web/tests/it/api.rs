@@ -173,8 +173,11 @@ async fn api_endpoints(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
         (sources["sources"][0]["source_id"].as_str(), sources["sources"][0]["cursor"].as_str()),
         (Some("test"), Some("cursor-1"))
     );
+    // Each POST runs the crawler once and answers its run records.
     let (s, crawl) = call("POST", &u("/api/logs/crawl"), None, None).await;
-    assert_eq!((s, crawl[0]["outcome"].as_str()), (200, Some("ok")));
+    assert_eq!((s, crawl[0]["run"].as_u64()), (200, Some(1)));
+    let (s, crawl) = call("POST", &u("/api/logs/crawl"), None, None).await;
+    assert_eq!((s, crawl[0]["run"].as_u64()), (200, Some(2)));
 
     // Bad requests name what is wrong, never a 500.
     for (path, needle) in [
