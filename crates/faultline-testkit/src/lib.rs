@@ -17,6 +17,31 @@ pub fn postgres_base_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
+/// Drops, once per test process, the databases left by test processes that have ended (each is
+/// named `faultline_t<pid>_…`; a test cannot drop its own when it ends, so the next run does).
+async fn sweep_finished_runs(admin: &mut sqlx::PgConnection) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'faultline\\_t%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let Some(pid) = name.strip_prefix("faultline_t").and_then(|r| r.split('_').next()) else { continue };
+        let ours = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ours || pid.parse::<u32>().is_err() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // The name was checked to be ours and plain: [a-z0-9_].
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut *admin)
+            .await;
+    }
+}
+
 /// Creates a new, empty PostgreSQL database and returns its URL; `None` when skipping.
 pub async fn fresh_postgres_url() -> Option<String> {
     if std::env::var("FAULTLINE_SKIP_POSTGRES").as_deref() == Ok("1") {
@@ -28,6 +53,7 @@ pub async fn fresh_postgres_url() -> Option<String> {
     let mut admin = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
         panic!("PostgreSQL at {base} unreachable ({e}); set FAULTLINE_SKIP_POSTGRES=1 to skip")
     });
+    sweep_finished_runs(&mut admin).await;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
