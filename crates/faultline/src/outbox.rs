@@ -117,3 +117,81 @@ async fn attempt(notifiers: &[Notifier], job: &DeliveryJob, max_attempts: u32) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use faultline_connectors::notify::{Webhook, http_client};
+    use faultline_testkit::fake::{FakeHttp, Reply};
+
+    use super::*;
+
+    fn job(attempts: i64) -> DeliveryJob {
+        DeliveryJob {
+            id: 1,
+            alert_id: 7,
+            notifier: "webhook".into(),
+            idempotency_key: "faultline-alert-7".into(),
+            attempts,
+            subject: "pattern:1".into(),
+            payload: serde_json::json!({"alert": 7}),
+            reference: None,
+        }
+    }
+
+    /// One attempt against a webhook receiver answering `reply`: the result and how far ahead
+    /// of the attempt the next one is due (for retries).
+    async fn attempt_with(reply: Reply, attempts: i64, max_attempts: u32) -> (DeliveryResult, Option<i64>) {
+        let fake = FakeHttp::start(reply).await;
+        let hook =
+            Webhook { url: fake.url("/hook"), secret: None, client: http_client(Duration::from_secs(5)) };
+        let before = now_ms();
+        let result = attempt(&[Notifier::Webhook(hook)], &job(attempts), max_attempts).await;
+        let wait = match &result {
+            DeliveryResult::Retry { next_attempt_ms, .. } => Some(next_attempt_ms - before),
+            _ => None,
+        };
+        (result, wait)
+    }
+
+    #[test]
+    fn backoff_doubles_from_two_seconds_up_to_fifteen_minutes() {
+        let secs: Vec<u64> = [1, 2, 3, 9, 10, 40].iter().map(|a| backoff(*a).as_secs()).collect();
+        assert_eq!(secs, [2, 4, 8, 512, 900, 900]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_waits_the_backoff_or_the_receivers_retry_after_whichever_is_longer() {
+        let (result, wait) = attempt_with(Reply::new(503, "down"), 2, 5).await;
+        assert!(
+            matches!(&result, DeliveryResult::Retry { error, .. } if error.starts_with("HTTP 503")),
+            "{result:?}"
+        );
+        let wait = wait.expect("a retry");
+        assert!((8_000..8_000 + 2_000).contains(&wait), "third attempt: backoff 8 s, got {wait} ms");
+        let (_, wait) = attempt_with(Reply::new(429, "slow down").header("Retry-After", "120"), 0, 5).await;
+        let wait = wait.expect("a retry");
+        assert!((120_000..122_000).contains(&wait), "Retry-After 120 s, got {wait} ms");
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_gives_up_and_a_refusal_is_final() {
+        let (result, _) = attempt_with(Reply::new(503, "down"), 4, 5).await;
+        assert!(
+            matches!(&result, DeliveryResult::Failed { error } if error.starts_with("gave up after 5 attempts")),
+            "{result:?}"
+        );
+        let (result, _) = attempt_with(Reply::new(400, "bad payload"), 0, 5).await;
+        assert_eq!(result, DeliveryResult::Failed { error: "HTTP 400: bad payload".into() });
+        let (result, _) = attempt_with(Reply::new(204, ""), 4, 5).await;
+        assert_eq!(result, DeliveryResult::Sent { reference: None });
+    }
+
+    #[tokio::test]
+    async fn a_notifier_no_longer_configured_fails_the_delivery() {
+        let result = attempt(&[], &job(0), 5).await;
+        assert_eq!(
+            result,
+            DeliveryResult::Failed { error: "notifier webhook is no longer configured".into() }
+        );
+    }
+}
