@@ -364,7 +364,7 @@ fn open_current<E: std::fmt::Display>(
         }
         None => 0,
     };
-    tracing::info!(path = %path.display(), start, found_at_start = file.found_at_start, "following");
+    tracing::debug!(path = %path.display(), start, "following a file");
     Ok(Some(open_at(handle, identity, &meta, start, &file.source_id, options).map_err(io_err)?))
 }
 

@@ -270,12 +270,18 @@ fn a_rotation_while_the_collector_is_down_is_drained_after_restart() {
     assert_eq!(world.stored.entries.len(), 6);
 }
 
-#[test]
-fn regression_16_lines_appended_to_a_file_empty_at_start_are_kept() {
+/// A world whose log is empty when a tailer that starts files at their end first polls it.
+fn empty_at_start() -> World {
     let mut world = World::new();
     fs::write(world.log(), "").expect("create empty");
     world.tailer = tailer_from(world.dir.path(), true);
     world.apply(&Op::Poll { fail_commit: false });
+    world
+}
+
+#[test]
+fn regression_16_lines_appended_to_a_file_empty_at_start_are_kept() {
+    let mut world = empty_at_start();
     world.apply(&Op::Append { lines: 1, partial: false });
     world.apply(&Op::Poll { fail_commit: false });
     world.apply(&Op::Append { lines: 2, partial: false });
@@ -296,10 +302,7 @@ fn a_file_with_lines_at_start_still_starts_at_its_end() {
 
 #[test]
 fn regression_16_lines_written_to_a_file_empty_at_start_survive_a_restart_before_they_are_read() {
-    let mut world = World::new();
-    fs::write(world.log(), "").expect("create empty");
-    world.tailer = tailer_from(world.dir.path(), true);
-    world.apply(&Op::Poll { fail_commit: false });
+    let mut world = empty_at_start();
     world.apply(&Op::Append { lines: 2, partial: false });
     // The collector restarts before it read them: the file is not new to it.
     world.tailer = tailer_from(world.dir.path(), true);

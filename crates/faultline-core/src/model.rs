@@ -112,8 +112,9 @@ pub struct Origin {
     /// Stable id of the source, e.g. `file:/var/log/app.log` or `railway:<env id>`.
     pub source_id: String,
     /// An id the source gives the event (byte offset of its first line in a file, a journal
-    /// cursor, an API id). `None` when the source has none: the store then derives one from a
-    /// content hash within a one-second window.
+    /// cursor, an API id; for records sent without one, `record::key_occurrences`). `None` only
+    /// for events built by hand (benchmarks, seeds): the store then derives one from a content
+    /// hash within a one-second window, which would count identical events of one second once.
     pub external_id: Option<String>,
 }
 
@@ -137,9 +138,9 @@ pub struct LogEvent {
 }
 
 impl LogEvent {
-    /// The id that makes storing this event idempotent: the source's external id, or else a
-    /// hash of the message within its one-second window ("the same error within one second is
-    /// one entry").
+    /// The id that makes storing this event idempotent: the source's external id, or else (for
+    /// events built by hand, see [`Origin::external_id`]) a hash of the message within its
+    /// one-second window.
     pub fn idempotency_key(&self) -> Cow<'_, str> {
         if let Some(id) = &self.origin.external_id {
             return Cow::Borrowed(id);

@@ -440,9 +440,7 @@ pub(crate) fn replace_nul(event: &mut LogEvent) {
         fix_nul(field);
     }
     if event.metadata.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
-        let map = std::mem::take(&mut event.metadata);
-        event.metadata =
-            map.into_iter().map(|(k, v)| (without_nul(&k).into_owned(), json_without_nul(v))).collect();
+        event.metadata = map_without_nul(std::mem::take(&mut event.metadata));
     }
 }
 
@@ -456,8 +454,8 @@ pub fn without_nul(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn fix_nul(s: &mut String) {
-    if s.contains('\0') {
-        *s = s.replace('\0', "\u{FFFD}");
+    if let std::borrow::Cow::Owned(fixed) = without_nul(s) {
+        *s = fixed;
     }
 }
 
@@ -478,13 +476,17 @@ pub(crate) fn json_without_nul(v: serde_json::Value) -> serde_json::Value {
         return v;
     }
     match v {
-        Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::String(s) => Value::String(without_nul(&s).into_owned()),
         Value::Array(items) => Value::Array(items.into_iter().map(json_without_nul).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter().map(|(k, v)| (without_nul(&k).into_owned(), json_without_nul(v))).collect(),
-        ),
+        Value::Object(map) => Value::Object(map_without_nul(map)),
         other => other,
     }
+}
+
+fn map_without_nul(
+    map: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    map.into_iter().map(|(k, v)| (without_nul(&k).into_owned(), json_without_nul(v))).collect()
 }
 
 /// An alert rule as stored.

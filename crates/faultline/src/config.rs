@@ -886,6 +886,25 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_and_clock_skew_are_read_with_their_defaults() {
+        let d = load_toml("").expect("defaults");
+        assert_eq!(
+            (d.header_timeout, d.max_connections, d.max_clock_skew),
+            (Duration::from_secs(10), 512, Duration::from_secs(86_400))
+        );
+        let c = load_toml(
+            "[server]\nheader_timeout = \"2s\"\nmax_connections = 16\n[ingest]\nmax_clock_skew = \"10m\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.header_timeout, c.max_connections, c.max_clock_skew),
+            (Duration::from_secs(2), 16, Duration::from_secs(600))
+        );
+        let err = load_toml("[server]\nheader_timeout = \"soon\"\n").expect_err("not a duration");
+        assert!(format!("{err:#}").contains("header_timeout"), "{err:#}");
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let c = Config::load(None, Env::prefixed("FAULTLINE_TEST_NONE_")).expect("defaults");
         assert_eq!(

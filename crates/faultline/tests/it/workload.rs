@@ -356,6 +356,30 @@ secret_env = "TEST_WEBHOOK_SECRET"
         let mut sent: Vec<(String, u64, bool)> = Vec::new();
         for _ in 0..n {
             let token = self.token("http");
+            if self.rng.chance(3) {
+                // Hostile records (issue 16): a NUL, a record past the line limit, a clock years
+                // ahead. What is stored is the NUL as U+FFFD, the cut text, the arrival time.
+                let id = format!("{token}-id");
+                let (record, stored) = match self.rng.below(3) {
+                    0 => (
+                        serde_json::json!({"id": id, "message": format!("{token} nul\u{0}byte")}),
+                        format!("{token} nul\u{FFFD}byte"),
+                    ),
+                    1 => {
+                        let message = format!("{token} {}", "x".repeat(70_000));
+                        let cut = message[..64 * 1024].to_owned();
+                        (serde_json::json!({"id": id, "message": message}), cut)
+                    }
+                    _ => {
+                        let message = format!("{token} from a clock years ahead");
+                        let record = serde_json::json!({"id": id, "timestamp": "9999-12-31T23:59:59Z", "message": message});
+                        (record, message)
+                    }
+                };
+                lines.push(record.to_string());
+                sent.push((stored, 1, false));
+                continue;
+            }
             let message = format!("{token} payment declined for order {}", self.rng.below(1000));
             let copies = if self.rng.chance(10) { 1 + self.rng.below(4) } else { 1 };
             let kind = self.rng.below(3);
