@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drain3 on the same Loghub-2k Content lines as `faultline bench grouping`, for the speed ratio.
+"""Drain3 on the same Loghub-2k Content lines as `faultline-bench grouping`, for the speed ratio.
 
 Usage: python3 scripts/drain3_bench.py ../shared/loghub-2k [--out PRED_DIR]   (pip install drain3)
 
@@ -7,7 +7,7 @@ Each system's Content lines are taken with its log_format (as faultline does) an
 drain3 TemplateMiner configured with that system's masks from formats.json (each mask a `<*>`
 instruction) and Drain3's default depth and similarity. The time counted is add_log_message
 alone, over all systems, in the fastest of --rounds rounds (a fresh miner each round, as
-`faultline bench grouping --rounds` does); lines/s is printed. With --out, predictions are written in the format
+`faultline-bench grouping --rounds` does); lines/s is printed. With --out, predictions are written in the format
 loghub_eval.py reads, so Drain3's grouping can be scored too.
 """
 import argparse

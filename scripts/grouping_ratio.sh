@@ -12,7 +12,7 @@ trap 'rm -rf "$out"' EXIT
 ratios=()
 for _ in $(seq 1 "$pairs"); do
     drain=$(python3 scripts/drain3_bench.py "$data" --rounds 5 | tail -1 | sed -E 's/.*: ([0-9]+) lines\/s$/\1/')
-    ours=$(target/release/faultline bench grouping "$data" --out "$out" --rounds 10 | grep '^grouped' \
+    ours=$(target/release/faultline-bench grouping "$data" --out "$out" --rounds 10 | grep '^grouped' \
         | sed -E 's/.*: ([0-9]+) lines\/s$/\1/')
     ratio=$(python3 -c "print(f'{$ours / $drain:.1f}')")
     echo "drain3 $drain lines/s   faultline $ours lines/s   ${ratio}x"

@@ -5,6 +5,7 @@
 //! is exercised by the same test body on both (see `tests/it`).
 
 mod mining;
+mod pipeline;
 mod postgres;
 mod postgres_alerts;
 mod sqlite;
@@ -14,6 +15,7 @@ mod types;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, bench_bare_insert};
 pub use types::*;

@@ -11,6 +11,16 @@ pub struct GroupedEvent {
     pub grouping: Grouping,
 }
 
+impl GroupedEvent {
+    /// Fingerprints an event as every source's events are: NULs replaced first, so that what
+    /// the fingerprint keeps (template, client parts) is clean.
+    pub fn of(mut event: LogEvent) -> GroupedEvent {
+        replace_nul(&mut event);
+        let grouping = fingerprint(&event);
+        GroupedEvent { event, grouping }
+    }
+}
+
 /// Lines read but not stored (below the minimum level), counted per minute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineCount {
@@ -47,14 +57,11 @@ impl IngestBatch {
     ) -> IngestBatch {
         let mut skipped: BTreeMap<(i64, Level), u64> = BTreeMap::new();
         let mut grouped = Vec::with_capacity(events.len());
-        for mut event in events {
-            // Before the fingerprint, so that what it keeps (template, client parts) is clean.
-            replace_nul(&mut event);
+        for event in events {
             if event.level < min_level {
                 *skipped.entry((minute_of(event.timestamp_ms), event.level)).or_default() += 1;
             } else {
-                let grouping = fingerprint(&event);
-                grouped.push(GroupedEvent { event, grouping });
+                grouped.push(GroupedEvent::of(event));
             }
         }
         IngestBatch {

@@ -18,7 +18,7 @@ use faultline_core::{
     LogEvent, Stamp, TimestampMs, cap_event, event_from_json, event_from_python_record, key_occurrences,
     plausible_time,
 };
-use faultline_store::IngestBatch;
+use faultline_store::{Committed, SourceKind, Submission};
 use governor::clock::{Clock, DefaultClock};
 use serde::Serialize;
 use serde_json::Value;
@@ -162,17 +162,9 @@ async fn store(
         })
         .collect();
     let accepted = events.len();
-    let batch = IngestBatch::from_events(
-        source_id,
-        None,
-        events,
-        app.settings.min_level,
-        app.settings.max_stored_per_pattern_minute,
-        now,
-    );
-    let below_level = batch.below_level();
-    let outcome = if accepted > 0 { app.store.ingest(batch).await? } else { Default::default() };
-    app.stored(&outcome);
+    let submission =
+        Submission { source_id: source_id.to_owned(), cursor: None, events, cut_lines: cut, now_ms: now };
+    let Committed { outcome, below_level } = app.pipeline.submit(SourceKind::Http, submission).await?;
     let status = if accepted == 0 && !rejected.is_empty() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let response = IngestResponse {
         accepted,

@@ -20,8 +20,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use faultline_core::Level;
-use faultline_store::Store;
+use faultline_store::{Pipeline, Store};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -35,8 +34,6 @@ pub use server::{ServerOptions, serve};
 /// How the server treats what it is sent.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub min_level: Level,
-    pub max_stored_per_pattern_minute: u32,
     /// Largest request body, after gzip is undone.
     pub max_body_bytes: usize,
     pub max_records_per_request: usize,
@@ -53,8 +50,6 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            min_level: Level::Error,
-            max_stored_per_pattern_minute: 1000,
             max_body_bytes: 10 << 20,
             max_records_per_request: 100_000,
             quota_per_minute: None,
@@ -67,12 +62,14 @@ impl Default for Settings {
 
 /// What every handler shares.
 pub struct AppState {
+    /// Where ingest requests commit (with the other sources' events, counted and alerted on).
+    pub pipeline: Arc<Pipeline>,
+    /// The pipeline's store, for reads.
     pub store: Arc<dyn Store>,
     pub auth: Auth,
     pub settings: Settings,
     quota: Option<DefaultKeyedRateLimiter<String>>,
     sessions: session::Sessions,
-    observer: Option<IngestObserver>,
     crawler: Option<CrawlHook>,
 }
 
@@ -81,42 +78,27 @@ pub type CrawlHook = Arc<
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>> + Send + Sync,
 >;
 
-/// Told about every stored batch (the alert rules watch what is stored); must not block.
-pub type IngestObserver = Arc<dyn Fn(&faultline_store::IngestOutcome) + Send + Sync>;
-
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, auth: Auth, settings: Settings) -> AppState {
+    pub fn new(pipeline: Arc<Pipeline>, auth: Auth, settings: Settings) -> AppState {
         let quota = settings
             .quota_per_minute
             .and_then(NonZeroU32::new)
             .map(|per_minute| RateLimiter::keyed(Quota::per_minute(per_minute)));
         AppState {
-            store,
+            store: pipeline.store().clone(),
+            pipeline,
             auth,
             settings,
             quota,
             sessions: session::Sessions::default(),
-            observer: None,
             crawler: None,
         }
-    }
-
-    /// Calls `observer` after each stored ingest batch.
-    pub fn with_observer(mut self, observer: IngestObserver) -> AppState {
-        self.observer = Some(observer);
-        self
     }
 
     /// Lets `POST /api/logs/crawl` run `crawl`.
     pub fn with_crawler(mut self, crawl: CrawlHook) -> AppState {
         self.crawler = Some(crawl);
         self
-    }
-
-    pub(crate) fn stored(&self, outcome: &faultline_store::IngestOutcome) {
-        if let Some(observer) = &self.observer {
-            observer(outcome);
-        }
     }
 }
 

@@ -1,20 +1,7 @@
-//! The `faultline` binary: command line, configuration and glue around the library crates.
+//! The `faultline` binary: the command line over `faultline-runtime` and the store.
 
-mod alert_latency;
-mod alerting;
-mod bench;
-mod config;
-mod grouping_bench;
-mod memory_bench;
-mod outbox;
 #[macro_use]
 mod output;
-mod page_bench;
-mod pipeline;
-mod railway_crawl;
-mod scheduler;
-mod seed;
-mod serve;
 mod tasks;
 
 use std::path::PathBuf;
@@ -26,12 +13,13 @@ use anyhow::Context;
 use chrono::Datelike;
 use clap::{Args, Parser, Subcommand};
 use faultline_core::Level;
-use faultline_store::{SearchQuery, SourceFilter, Store};
+use faultline_runtime::clock::now_ms;
+use faultline_runtime::config::{self, Config};
+use faultline_runtime::ingest::{IngestOptions, ingest_file};
+use faultline_runtime::{Application, railway_crawl};
+use faultline_store::{Pipeline, PipelineSettings, SearchQuery, SourceFilter, Store};
 use figment::providers::Env;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use crate::config::Config;
-use crate::pipeline::{IngestOptions, ingest_file};
 
 /// faultline: finds the errors in your logs, groups them into patterns and keeps them searchable.
 #[derive(Debug, Parser)]
@@ -90,12 +78,6 @@ enum Command {
         #[command(subcommand)]
         command: RailwayCommand,
     },
-    /// Fill the database with generated errors (benchmark or demo data): spread over the last
-    /// days, skewed towards recent errors and a few busy patterns.
-    Seed(SeedArgs),
-    /// Benchmarks (see docs/benchmarks.md).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,18 +153,6 @@ struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
-struct SeedArgs {
-    #[arg(long, default_value_t = 1_000_000)]
-    errors: u64,
-    /// Distinct patterns (at most 1,500).
-    #[arg(long, default_value_t = 500)]
-    patterns: u64,
-    /// Spread the errors over this many days, ending now.
-    #[arg(long, default_value_t = 7)]
-    days: u32,
-}
-
-#[derive(Debug, Args)]
 struct CleanupArgs {
     /// Keep this many days (default: retention.days from the config, 90).
     #[arg(long)]
@@ -195,11 +165,6 @@ fn parse_age(s: &str) -> Result<Duration, String> {
 
 fn parse_level(s: &str) -> anyhow::Result<Level> {
     Level::parse(s).with_context(|| format!("invalid level {s:?}: use WARNING, ERROR or CRITICAL"))
-}
-
-pub(crate) fn now_ms() -> i64 {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    since_epoch.as_millis() as i64
 }
 
 fn main() -> ExitCode {
@@ -240,17 +205,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(url) = cli.database {
         config.database_url = url;
     }
-    if let Command::Bench(cmd) = cli.command {
-        return bench::run(cmd, &config).await;
-    }
     // Commands that store what they read may create the database; the others only look at it.
     let creates = matches!(
         cli.command,
-        Command::Serve(_)
-            | Command::Ingest(_)
-            | Command::Seed(_)
-            | Command::Crawl { .. }
-            | Command::Railway { .. }
+        Command::Serve(_) | Command::Ingest(_) | Command::Crawl { .. } | Command::Railway { .. }
     );
     if !creates
         && let Some(path) = faultline_store::sqlite_path(&config.database_url)
@@ -268,14 +226,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(addr) => config::parse_listen(addr)?,
                 None => config.listen,
             };
-            serve::serve(store, config, listen).await
+            Application::build(config, store, listen).await?.run_until_stopped().await
         }
         Command::Ingest(args) => ingest(store, &config, args).await,
         Command::Search(args) => search(store, args).await,
         Command::Patterns(args) => patterns(store, args).await,
         Command::Stats(args) => stats(store, args).await,
         Command::Cleanup(args) => cleanup(store, &config, args).await,
-        Command::Seed(args) => seed_database(store, args).await,
         Command::Tasks(command) => tasks::run(store, command).await,
         Command::Alerts { hours, limit, json } => tasks::alerts(store, hours, limit, json).await,
         Command::Crawl { once: _, json } => crawl_once(store, &config, json).await,
@@ -283,24 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PatternStatus { fingerprint, status } => {
             tasks::set_pattern_status(store, &fingerprint, &status).await
         }
-        Command::Bench(_) => unreachable!("handled above"),
     }
-}
-
-async fn seed_database(store: Arc<dyn Store>, args: SeedArgs) -> anyhow::Result<()> {
-    let bar = ProgressBar::with_draw_target(Some(args.errors), ProgressDrawTarget::stderr());
-    let started = std::time::Instant::now();
-    let seeded =
-        seed::seed(&store, args.errors, args.patterns, args.days, now_ms(), |n| bar.set_position(n)).await?;
-    bar.finish_and_clear();
-    outln!(
-        "stored {} errors ({} already there) in {} new patterns in {:.1} s",
-        seeded.stored,
-        seeded.duplicates,
-        seeded.patterns,
-        started.elapsed().as_secs_f64()
-    )?;
-    Ok(())
 }
 
 async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> anyhow::Result<()> {
@@ -308,11 +248,13 @@ async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> any
         Some(l) => parse_level(l)?,
         None => config.min_level,
     };
+    let pipeline = Pipeline::new(
+        store,
+        PipelineSettings { min_level, max_stored_per_pattern_minute: config.max_stored_per_pattern_minute },
+    );
     let options = IngestOptions {
-        min_level,
         batch_size: config.batch_size,
         max_line_bytes: config.max_line_bytes,
-        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
         source: args.source.clone(),
         default_year: chrono::DateTime::from_timestamp_millis(now_ms()).map_or(1970, |t| t.year()),
         now_ms: now_ms(),
@@ -326,7 +268,7 @@ async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> any
         );
         bar.set_message(file.display().to_string());
         let progress = bar.clone();
-        let summary = ingest_file(store.clone(), file, &options, move |pos, total| {
+        let summary = ingest_file(&pipeline, file, &options, move |pos, total| {
             progress.set_length(total);
             progress.set_position(pos);
         })
@@ -390,7 +332,14 @@ async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyho
     let bar = ProgressBar::new_spinner();
     bar.set_message(format!("crawling {} Railway environment(s)", crawler.targets().len()));
     bar.enable_steady_tick(Duration::from_millis(120));
-    let runs = crawler.run_once(&store, &|_| {}).await;
+    let pipeline = Pipeline::new(
+        store,
+        PipelineSettings {
+            min_level: config.min_level,
+            max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+        },
+    );
+    let runs = crawler.run_once(&pipeline).await;
     bar.finish_and_clear();
     if json {
         outln!("{}", serde_json::to_string_pretty(&railway_crawl::summary(&runs))?)?;

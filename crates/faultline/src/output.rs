@@ -32,7 +32,7 @@ pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
 use faultline_store::{EntryRow, ErrorRate, PatternRow, SearchPage, SearchQuery};
 use serde_json::{Value, json};
 
-use crate::pipeline::IngestSummary;
+use faultline_runtime::ingest::IngestSummary;
 
 pub fn ingest_summary(name: &str, s: &IngestSummary) -> String {
     let mut out = format!(

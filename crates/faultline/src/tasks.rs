@@ -8,8 +8,8 @@ use clap::Subcommand;
 use faultline_store::{Store, TaskEvent, TaskRow};
 use serde_json::{Value, json};
 
-use crate::now_ms;
 use crate::output::{terminal_safe, time};
+use faultline_runtime::clock::now_ms;
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {

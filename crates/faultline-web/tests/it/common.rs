@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use faultline_core::{Level, LogEvent, Origin};
-use faultline_store::{IngestBatch, Store};
+use faultline_store::{IngestBatch, Pipeline, PipelineSettings, Store};
 use faultline_web::{AppState, Auth, Settings};
 use serde_json::{Value, json};
 
@@ -88,10 +88,11 @@ pub async fn start_with(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let crawls = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let state = AppState::new(store, auth, settings).with_crawler(Arc::new(move || {
-        let n = crawls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        Box::pin(async move { json!([{"target": "railway:env-1", "outcome": "ok", "run": n}]) })
-    }));
+    let state = AppState::new(Arc::new(Pipeline::new(store, PipelineSettings::default())), auth, settings)
+        .with_crawler(Arc::new(move || {
+            let n = crawls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            Box::pin(async move { json!([{"target": "railway:env-1", "outcome": "ok", "run": n}]) })
+        }));
     let app = faultline_web::router(state);
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     Server { url, _dir: dir }

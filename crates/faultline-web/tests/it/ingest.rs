@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use faultline_store::{SearchQuery, Store};
+use faultline_store::{Pipeline, PipelineSettings, SearchQuery, Store};
 use faultline_web::{ApiToken, AppState, Auth, Scope, Settings};
 use serde_json::{Value, json};
 
@@ -21,7 +21,11 @@ async fn serve_with(
 ) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = faultline_web::router(AppState::new(store.clone(), auth, settings));
+    let app = faultline_web::router(AppState::new(
+        Arc::new(Pipeline::new(store.clone(), PipelineSettings::default())),
+        auth,
+        settings,
+    ));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     Server { url, store, _dir: dir }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::body::Bytes;
+use faultline_runtime::clock::now_ms;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -70,7 +71,14 @@ url = "{hook}"
             logs = dir.join("logs").display(),
         ),
     )?;
-    let mut child = Command::new(std::env::current_exe()?)
+    // The real service, as a separate process: the `faultline` binary built beside this one.
+    let faultline = std::env::current_exe()?.with_file_name("faultline");
+    anyhow::ensure!(
+        faultline.exists(),
+        "{} not found: build it first (cargo build --release -p faultline)",
+        faultline.display()
+    );
+    let mut child = Command::new(&faultline)
         .args(["--config", config.to_str().context("utf-8 path")?, "serve"])
         .env("FAULTLINE_BENCH_TOKEN", TOKEN)
         .env("FAULTLINE_LOG", "info")
@@ -138,7 +146,7 @@ async fn measure(
         let w = word(i);
         let started = Instant::now();
         if i % 2 == 0 {
-            let now = chrono::DateTime::from_timestamp_millis(crate::now_ms()).unwrap_or_default();
+            let now = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
             let line = format!(
                 "{} ERROR bench: checkout failed in {w} module\n",
                 now.format("%Y-%m-%d %H:%M:%S,%3f")

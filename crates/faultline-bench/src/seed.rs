@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use faultline_core::{Level, LogEvent, Origin};
-use faultline_store::{IngestBatch, Store};
+use faultline_store::{Pipeline, PipelineSettings, SourceKind, Store, Submission};
 
-use crate::bench::{AREAS, Rng, error_message};
+use crate::ingest_http::{AREAS, Rng, error_message};
 
 /// What a seeding stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,10 @@ pub async fn seed(
     let mut seeded = Seeded { stored: 0, duplicates: 0, patterns: 0 };
     let batch_size = 10_000;
     let mut n = 0;
+    let pipeline = Pipeline::new(
+        store.clone(),
+        PipelineSettings { min_level: Level::Error, max_stored_per_pattern_minute: u32::MAX },
+    );
     while n < errors {
         let mut events = Vec::with_capacity(batch_size);
         for _ in 0..batch_size.min((errors - n) as usize) {
@@ -66,8 +70,8 @@ pub async fn seed(
                 source,
             });
         }
-        let batch = IngestBatch::from_events("seed", None, events, Level::Error, u32::MAX, now_ms);
-        let outcome = store.ingest(batch).await?;
+        let submission = Submission { source_id: "seed".into(), cursor: None, events, cut_lines: 0, now_ms };
+        let outcome = pipeline.submit(SourceKind::Command, submission).await?.outcome;
         seeded.stored += outcome.stored;
         seeded.duplicates += outcome.duplicates;
         seeded.patterns += outcome.new_patterns;

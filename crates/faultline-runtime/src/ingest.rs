@@ -1,4 +1,4 @@
-//! The ingest pipeline: lines → events → fingerprints → batches → the store.
+//! `faultline ingest`: a file from its saved cursor to its end, through the [`Pipeline`].
 //!
 //! Reading, assembling and fingerprinting run on a blocking thread while the store writes the
 //! previous batch, so the two cores work at once. Each batch carries the cursor of the first
@@ -7,20 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
 use faultline_connectors::file::OpenedFile;
-use faultline_core::{Assembler, AssemblerOptions, Level, LogEvent, ParseContext, fingerprint};
-use faultline_store::{GroupedEvent, IngestBatch, IngestOutcome, LineCount, Store, minute_of};
+use faultline_core::{Assembler, AssemblerOptions, Level, LogEvent, ParseContext};
+use faultline_store::{
+    GroupedEvent, IngestBatch, IngestOutcome, LineCount, Pipeline, PipelineSettings, SourceKind, minute_of,
+};
 
-/// How one ingest runs.
+/// How one ingest reads (what is stored is the pipeline's [`PipelineSettings`]).
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
-    pub min_level: Level,
     pub batch_size: usize,
     pub max_line_bytes: usize,
-    pub max_stored_per_pattern_minute: u32,
     /// Source name for events that do not name one (default: the file's stem).
     pub source: Option<String>,
     /// Year for timestamps that carry none (syslog).
@@ -51,11 +50,13 @@ pub struct ReadBatch {
     pub position: u64,
 }
 
-/// Reads `opened` to its end, handing batches of grouped events to `sink`.
-/// Returns the reader's counters. Pure CPU and file IO: no database.
+/// Reads `opened` to its end, handing batches of grouped events to `sink`; events below
+/// `settings.min_level` are only counted. Returns the reader's counters. Pure CPU and file IO:
+/// no database.
 pub fn read_events(
     opened: &mut OpenedFile,
     options: &IngestOptions,
+    settings: PipelineSettings,
     mut sink: impl FnMut(ReadBatch) -> anyhow::Result<()>,
 ) -> anyhow::Result<IngestSummary> {
     let mut summary = IngestSummary::default();
@@ -71,7 +72,7 @@ pub fn read_events(
     let mut accept =
         |event: LogEvent, events: &mut Vec<GroupedEvent>, skipped: &mut BTreeMap<(i64, Level), u64>| {
             summary.events += 1;
-            if event.level < options.min_level {
+            if event.level < settings.min_level {
                 summary.below_level += 1;
                 *skipped.entry((minute_of(event.timestamp_ms), event.level)).or_default() += 1;
                 return;
@@ -83,8 +84,7 @@ pub fn read_events(
             if event.source.is_empty() {
                 event.source.clone_from(&default_source);
             }
-            let grouping = fingerprint(&event);
-            events.push(GroupedEvent { event, grouping });
+            events.push(GroupedEvent::of(event));
         };
     let source_id = opened.source_id.clone();
     let take_skipped = |skipped: &mut BTreeMap<(i64, Level), u64>| -> Vec<LineCount> {
@@ -128,19 +128,21 @@ pub fn read_events(
 
 /// Ingests one file from its saved cursor to its end. `progress` gets the bytes consumed.
 pub async fn ingest_file(
-    store: Arc<dyn Store>,
+    pipeline: &Pipeline,
     path: &Path,
     options: &IngestOptions,
     progress: impl Fn(u64, u64) + Send + 'static,
 ) -> anyhow::Result<IngestSummary> {
     let source_id = faultline_connectors::file::source_id(path)?;
+    let store = pipeline.store();
     let cursor = store.cursor(&source_id).await.context("reading the saved cursor")?;
     let mut opened = OpenedFile::open(path, cursor.as_deref(), options.max_line_bytes)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadBatch>(2);
     let options_for_reader = options.clone();
+    let settings = pipeline.settings();
     let reader = tokio::task::spawn_blocking(move || {
         let total = opened.len;
-        read_events(&mut opened, &options_for_reader, |batch| {
+        read_events(&mut opened, &options_for_reader, settings, |batch| {
             progress(batch.position, total);
             tx.blocking_send(batch).map_err(|_| anyhow::anyhow!("store stopped"))
         })
@@ -152,10 +154,10 @@ pub async fn ingest_file(
             cursor: Some(batch.cursor),
             events: batch.events,
             skipped: batch.skipped,
-            max_stored_per_pattern_minute: options.max_stored_per_pattern_minute,
+            max_stored_per_pattern_minute: settings.max_stored_per_pattern_minute,
             now_ms: options.now_ms,
         };
-        outcome += store.ingest(batch).await.context("storing a batch")?;
+        outcome += pipeline.commit(SourceKind::Command, batch, 0).await.context("storing a batch")?.outcome;
     }
     store.save_grouping(options.now_ms).await.context("saving the template miner's state")?;
     let mut summary = reader.await.context("reader thread")??;

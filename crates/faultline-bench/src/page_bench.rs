@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use faultline_store::Store;
+use faultline_store::{Pipeline, PipelineSettings, Store};
 use faultline_web::{AppState, Auth, Settings};
 
-use crate::now_ms;
+use faultline_runtime::clock::now_ms;
 
 /// Substrings of the seeded messages, from frequent to very rare.
 const NEEDLES: [&str; 10] = [
@@ -28,10 +28,14 @@ const NEEDLES: [&str; 10] = [
 pub async fn run(store: Arc<dyn Store>, rounds: u32) -> anyhow::Result<()> {
     let total =
         store.list_patterns(&faultline_store::PatternQuery { limit: 1, ..Default::default() }).await?.total;
-    anyhow::ensure!(total > 0, "the database has no errors: run `faultline seed` first");
+    anyhow::ensure!(total > 0, "the database has no errors: run `faultline-bench seed` first");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let app = faultline_web::router(AppState::new(store.clone(), Auth::default(), Settings::default()));
+    let app = faultline_web::router(AppState::new(
+        Arc::new(Pipeline::new(store.clone(), PipelineSettings::default())),
+        Auth::default(),
+        Settings::default(),
+    ));
     tokio::spawn(async move { axum::serve(listener, app).await });
     let client = reqwest::Client::new();
 

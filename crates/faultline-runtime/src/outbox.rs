@@ -13,7 +13,7 @@ use faultline_store::{DeliveryJob, DeliveryResult, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::now_ms;
+use crate::clock::now_ms;
 
 /// The outbox worker's settings.
 #[derive(Debug, Clone)]

@@ -11,11 +11,11 @@ use faultline_connectors::railway::{
     self, Budget, Client, RailwayError, Token, Window, crawl, cursor_after, next_window, parse_cursor,
 };
 use faultline_connectors::railway_live::{self, LiveQuery};
-use faultline_store::{IngestBatch, IngestOutcome, JobRun, Store};
+use faultline_store::{Committed, JobRun, Pipeline, SourceKind, Submission};
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::config::{Config, RailwayConfig, RailwayTarget};
-use crate::now_ms;
 
 /// Attempts of one request within a run before the run is skipped (transient failures).
 const ATTEMPTS: u32 = 3;
@@ -53,8 +53,6 @@ pub struct Crawler {
     services: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
     /// Targets stopped for a refused token, with the reason (until the config changes).
     stopped: Mutex<BTreeMap<String, String>>,
-    min_level: faultline_core::Level,
-    cap: u32,
 }
 
 impl Crawler {
@@ -77,8 +75,6 @@ impl Crawler {
             budget: Mutex::new(Budget::new(config.railway.requests_per_hour)),
             services: Mutex::default(),
             stopped: Mutex::default(),
-            min_level: config.min_level,
-            cap: config.max_stored_per_pattern_minute,
         })
     }
 
@@ -99,18 +95,13 @@ impl Crawler {
         &self.settings.targets
     }
 
-    /// Crawls every target once; each target's run is recorded. `observe` sees what was stored
-    /// (the alert rules).
-    pub async fn run_once(
-        &self,
-        store: &Arc<dyn Store>,
-        observe: &(dyn Fn(&IngestOutcome) + Sync),
-    ) -> Vec<TargetRun> {
+    /// Crawls every target once through `pipeline`; each target's run is recorded.
+    pub async fn run_once(&self, pipeline: &Pipeline) -> Vec<TargetRun> {
         let mut runs = Vec::new();
         for target in &self.settings.targets {
             let started_ms = self.now_ms();
             let clock = Instant::now();
-            let mut run = self.crawl_target(store, target, observe).await;
+            let mut run = self.crawl_target(pipeline, target).await;
             run.duration_ms = clock.elapsed().as_millis() as u64;
             let outcome = if run.outcome == "ok" { "ok" } else { "failed" };
             let record = JobRun {
@@ -120,7 +111,7 @@ impl Crawler {
                 outcome: outcome.to_owned(),
                 detail: serde_json::to_value(&run).unwrap_or(Value::Null),
             };
-            if let Err(e) = store.record_job_run(&record).await {
+            if let Err(e) = pipeline.store().record_job_run(&record).await {
                 tracing::warn!(error = %e, "cannot record the railway crawl run");
             }
             match &run.error {
@@ -138,12 +129,7 @@ impl Crawler {
         runs
     }
 
-    async fn crawl_target(
-        &self,
-        store: &Arc<dyn Store>,
-        target: &RailwayTarget,
-        observe: &(dyn Fn(&IngestOutcome) + Sync),
-    ) -> TargetRun {
+    async fn crawl_target(&self, pipeline: &Pipeline, target: &RailwayTarget) -> TargetRun {
         let source_id = format!("railway:{}", target.environment_id);
         let mut run = TargetRun { target: source_id.clone(), ..TargetRun::default() };
         let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get(&source_id).cloned();
@@ -152,7 +138,7 @@ impl Crawler {
             run.error = Some(format!("stopped until the token or ids change: {reason}"));
             return run;
         }
-        match self.crawl_and_store(store, target, &source_id, &mut run, observe).await {
+        match self.crawl_and_store(pipeline, target, &source_id, &mut run).await {
             Ok(()) => run.outcome = "ok".into(),
             Err(e) => {
                 if let RailwayError::Unauthorized { message } = &e {
@@ -172,14 +158,14 @@ impl Crawler {
 
     async fn crawl_and_store(
         &self,
-        store: &Arc<dyn Store>,
+        pipeline: &Pipeline,
         target: &RailwayTarget,
         source_id: &str,
         run: &mut TargetRun,
-        observe: &(dyn Fn(&IngestOutcome) + Sync),
     ) -> Result<(), RailwayError> {
         let services = self.services(target, run).await?;
-        let cursor = store
+        let cursor = pipeline
+            .store()
             .cursor(source_id)
             .await
             .map_err(|e| RailwayError::Unavailable { detail: format!("reading the cursor: {e}") })?;
@@ -242,22 +228,23 @@ impl Crawler {
             .iter()
             .map(|l| railway::to_event(l, source_id, &target.environment_id, &services))
             .collect();
-        let batch = IngestBatch::from_events(
-            source_id,
-            Some(cursor_after(Window { since_ns: window.since_ns, until_ns: crawled.drained_until_ns })),
+        let submission = Submission {
+            source_id: source_id.to_owned(),
+            cursor: Some(cursor_after(Window {
+                since_ns: window.since_ns,
+                until_ns: crawled.drained_until_ns,
+            })),
             events,
-            self.min_level,
-            self.cap,
-            self.now_ms(),
-        );
-        let outcome = store
-            .ingest(batch)
+            cut_lines: 0,
+            now_ms: self.now_ms(),
+        };
+        let Committed { outcome, .. } = pipeline
+            .submit(SourceKind::Railway, submission)
             .await
             .map_err(|e| RailwayError::Unavailable { detail: format!("storing the crawl: {e}") })?;
         run.errors_stored = outcome.stored + outcome.capped;
         run.duplicates = outcome.duplicates;
         run.new_patterns = outcome.new_patterns;
-        observe(&outcome);
         match stopped {
             Some(error) => Err(error),
             None => Ok(()),
@@ -308,9 +295,8 @@ impl Crawler {
     /// jitter). A refused token ends live mode for the target; the crawl reports it.
     pub async fn run_live(
         &self,
-        store: &Arc<dyn Store>,
+        pipeline: &Pipeline,
         target: &RailwayTarget,
-        observe: &(dyn Fn(&IngestOutcome) + Sync),
         shutdown: &tokio_util::sync::CancellationToken,
     ) {
         let source_id = format!("railway:{}", target.environment_id);
@@ -342,7 +328,7 @@ impl Crawler {
                                 if let Some(newest) = logs.iter().max_by_key(|l| l.ts_ns) {
                                     query.after = Some(newest.timestamp.clone());
                                 }
-                                self.store_live(store, target, &source_id, &logs, observe).await;
+                                self.store_live(pipeline, target, &source_id, &logs).await;
                             }
                             Ok(None) => break None,
                             Err(e) => break Some(e),
@@ -376,21 +362,25 @@ impl Crawler {
 
     async fn store_live(
         &self,
-        store: &Arc<dyn Store>,
+        pipeline: &Pipeline,
         target: &RailwayTarget,
         source_id: &str,
         logs: &[railway::RailwayLog],
-        observe: &(dyn Fn(&IngestOutcome) + Sync),
     ) {
         let mut names = TargetRun::default();
         let services = self.services(target, &mut names).await.unwrap_or_default();
         let events =
             logs.iter().map(|l| railway::to_event(l, source_id, &target.environment_id, &services)).collect();
         // No cursor: the crawl's cursor stays where the crawl left it; its re-reads are duplicates.
-        let batch =
-            IngestBatch::from_events(source_id, None, events, self.min_level, self.cap, self.now_ms());
-        match store.ingest(batch).await {
-            Ok(outcome) => observe(&outcome),
+        let submission = Submission {
+            source_id: source_id.to_owned(),
+            cursor: None,
+            events,
+            cut_lines: 0,
+            now_ms: self.now_ms(),
+        };
+        match pipeline.submit(SourceKind::Railway, submission).await {
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(target = %source_id, error = %e, "cannot store live railway logs; the crawl will")
             }
@@ -511,6 +501,7 @@ pub fn summary(runs: &[TargetRun]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_store::{PipelineSettings, Store};
     use faultline_testkit::fake::{FakeRailway, Reply};
     use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -543,6 +534,10 @@ mod tests {
     }
 
     const START_MS: i64 = 1_781_000_000_000;
+
+    fn through(store: &Arc<dyn Store>) -> Pipeline {
+        Pipeline::new(store.clone(), PipelineSettings::default())
+    }
 
     async fn setup(
         requests_per_hour: u32,
@@ -586,7 +581,7 @@ mod tests {
         let (fake, clock, crawler, store, _dir) = setup(1000).await;
         fake.add(&railway::format_ns((START_MS - 1000) * 1_000_000), "error", "svc-api", "i-1", "boom");
         // Discovery answers; the first log request is refused for 7 s.
-        crawler.run_once(&store, &|_| {}).await;
+        crawler.run_once(&through(&store)).await;
         let before = clock.slept.lock().unwrap().len();
         clock.advance(Duration::from_secs(30));
         fake.add(
@@ -597,7 +592,7 @@ mod tests {
             "second boom",
         );
         fake.http.script([Reply::new(429, "slow down").header("Retry-After", "7")]);
-        let runs = crawler.run_once(&store, &|_| {}).await;
+        let runs = crawler.run_once(&through(&store)).await;
         let slept: Vec<Duration> = clock.slept.lock().unwrap()[before..].to_vec();
         assert_eq!(slept, [Duration::from_secs(7)], "exactly the Retry-After, once");
         assert_eq!((runs[0].outcome.as_str(), runs[0].rate_limit_waits, runs[0].errors_stored), ("ok", 1, 1));
@@ -608,7 +603,7 @@ mod tests {
     async fn a_service_added_later_is_named_after_the_names_are_read_again() {
         let (fake, clock, crawler, store, _dir) = setup(1000).await;
         fake.add(&railway::format_ns((START_MS - 1000) * 1_000_000), "error", "svc-api", "i-1", "boom");
-        crawler.run_once(&store, &|_| {}).await;
+        crawler.run_once(&through(&store)).await;
         clock.advance(Duration::from_secs(30));
         let ts = railway::format_ns((START_MS + 10_000) * 1_000_000);
         let logs = serde_json::json!({"data": {"environmentLogs": [{
@@ -618,7 +613,7 @@ mod tests {
             "environments": {"edges": []},
             "services": {"edges": [{"node": {"id": "svc-api", "name": "api"}}, {"node": {"id": "svc-new", "name": "payments"}}]}}}});
         fake.http.script([Reply::new(200, &logs.to_string()), Reply::new(200, &project.to_string())]);
-        let run = crawler.run_once(&store, &|_| {}).await.remove(0);
+        let run = crawler.run_once(&through(&store)).await.remove(0);
         assert_eq!(run.outcome, "ok", "{run:?}");
         let q = faultline_store::SearchQuery {
             text: Some("payments down".into()),
@@ -633,19 +628,19 @@ mod tests {
     async fn a_retry_after_longer_than_a_minute_skips_the_run_and_no_request_goes_out_until_it_ends() {
         let (fake, clock, crawler, store, _dir) = setup(1000).await;
         fake.add(&railway::format_ns((START_MS - 1000) * 1_000_000), "error", "svc-api", "i-1", "boom");
-        crawler.run_once(&store, &|_| {}).await;
+        crawler.run_once(&through(&store)).await;
         fake.http.script([Reply::new(429, "").header("Retry-After", "120")]);
         clock.advance(Duration::from_secs(30));
-        let runs = crawler.run_once(&store, &|_| {}).await;
+        let runs = crawler.run_once(&through(&store)).await;
         assert_eq!(runs[0].outcome, "skipped");
         let sent = log_requests(&fake);
         // 30 s later (the next poll) Railway's 120 s are not over: nothing is sent.
         clock.advance(Duration::from_secs(30));
-        let runs = crawler.run_once(&store, &|_| {}).await;
+        let runs = crawler.run_once(&through(&store)).await;
         assert_eq!((runs[0].outcome.as_str(), log_requests(&fake)), ("skipped", sent));
         assert!(runs[0].error.as_deref().unwrap_or("").contains("rate limit"), "{:?}", runs[0].error);
         clock.advance(Duration::from_secs(90));
-        let runs = crawler.run_once(&store, &|_| {}).await;
+        let runs = crawler.run_once(&through(&store)).await;
         assert_eq!(runs[0].outcome, "ok");
         assert!(log_requests(&fake) > sent);
         assert!(
@@ -668,7 +663,7 @@ mod tests {
         let mut outcomes = Vec::new();
         for _ in 0..72 {
             let before = fake.http.received().len();
-            let run = crawler.run_once(&store, &|_| {}).await.remove(0);
+            let run = crawler.run_once(&through(&store)).await.remove(0);
             sent_at.push((clock.now_ms.load(Ordering::SeqCst), fake.http.received().len() - before));
             outcomes.push(run.outcome.clone());
             if run.outcome == "ok" {

@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::now_ms;
+use crate::clock::now_ms;
 
 type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<JobOutcome>> + Send>>;
 

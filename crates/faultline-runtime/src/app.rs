@@ -1,5 +1,6 @@
-//! `faultline serve`: the sources (files, journald), the HTTP server and the scheduled jobs in
-//! one process, until SIGTERM or SIGINT.
+//! [`Application`], what `faultline serve` runs: the sources (files, journald, Railway), the HTTP
+//! server, the alert rules, the outbox and the scheduled jobs in one process, all storing
+//! through one [`Pipeline`], until SIGTERM, SIGINT or its shutdown token.
 //!
 //! On a signal the server stops taking requests, the sources hand over what they read and their
 //! cursors are stored with it, and the process exits 0. Whatever was read but not yet stored is
@@ -8,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -17,15 +18,15 @@ use faultline_connectors::journal::{self, JournalConfig, JournalStatus};
 use faultline_connectors::tail::{FileBatch, TailOptions, Tailer};
 use faultline_core::ParseContext;
 use faultline_core::alert::FloodLimits;
-use faultline_store::{IngestBatch, IngestOutcome, Store};
+use faultline_store::{IngestOutcome, Pipeline, PipelineSettings, SourceKind, Store, Submission};
 use faultline_web::{ApiToken, AppState, Auth, Settings};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerting::{self, Alerting, Evaluator, default_rules};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::now_ms;
 use crate::outbox::{self, Outbox};
 use crate::railway_crawl::Crawler;
 use crate::scheduler::{self, Job, JobOutcome};
@@ -33,138 +34,134 @@ use crate::scheduler::{self, Job, JobOutcome};
 /// How long shutdown waits for sources to hand over their last batch.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// What each source stored since the last `collect` job run.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-struct SourceCounters {
-    batches: u64,
-    stored: u64,
-    duplicates: u64,
-    capped: u64,
-    below_level: u64,
-    cut_lines: u64,
-    errors: u64,
-    last_error: Option<String>,
+/// The whole service, built from its configuration: bound to its address, not yet running.
+pub struct Application {
+    config: Config,
+    store: Arc<dyn Store>,
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    auth: Auth,
+    shutdown: CancellationToken,
 }
 
-#[derive(Default)]
-struct Counters(Mutex<BTreeMap<&'static str, SourceCounters>>);
-
-impl Counters {
-    fn stored(&self, source: &'static str, outcome: &IngestOutcome, below_level: u64, cut_lines: u64) {
-        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let c = all.entry(source).or_default();
-        c.batches += 1;
-        c.stored += outcome.stored;
-        c.duplicates += outcome.duplicates;
-        c.capped += outcome.capped;
-        c.below_level += below_level;
-        c.cut_lines += cut_lines;
-    }
-
-    fn failed(&self, source: &'static str, error: String) {
-        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let c = all.entry(source).or_default();
-        c.errors += 1;
-        c.last_error = Some(error);
-    }
-
-    fn take(&self) -> BTreeMap<&'static str, SourceCounters> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// Runs everything until a signal; returns once sources have stopped.
-pub async fn serve(store: Arc<dyn Store>, config: Config, listen: SocketAddr) -> anyhow::Result<()> {
-    let auth = Auth::new(
-        config.tokens.iter().map(|t| ApiToken::new(t.name.clone(), &t.secret, t.scopes.clone())).collect(),
-    );
-    if auth.is_open() && !listen.ip().is_loopback() {
-        bail!(
-            "refusing to listen on {listen} without API tokens: anyone who can reach it could send and read \
-             errors. Configure [[server.tokens]] (see faultline.example.toml) or listen on 127.0.0.1"
+impl Application {
+    /// Checks the configuration against the address and binds it; nothing runs yet.
+    pub async fn build(
+        config: Config,
+        store: Arc<dyn Store>,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Application> {
+        let auth = Auth::new(
+            config
+                .tokens
+                .iter()
+                .map(|t| ApiToken::new(t.name.clone(), &t.secret, t.scopes.clone()))
+                .collect(),
         );
-    }
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    let shutdown = CancellationToken::new();
-    let counters = Arc::new(Counters::default());
-    let mut tasks = JoinSet::new();
-    let alerting = Arc::new(Alerting::default());
-    let alerts =
-        start_alerting(&config, store.clone(), alerting.clone(), shutdown.clone(), &mut tasks).await?;
-
-    let sink = Sink { store: store.clone(), counters: counters.clone(), alerting: alerting.clone() };
-    let watching = start_files(&config, sink.clone(), shutdown.clone(), &mut tasks).await?;
-    let journald = start_journald(&config, sink, shutdown.clone(), &mut tasks).await?;
-    let crawler = Crawler::new(&config).map(Arc::new);
-    let railway =
-        start_railway(crawler.clone(), store.clone(), alerting.clone(), shutdown.clone(), &mut tasks);
-    scheduler::start(
-        jobs(&config, store.clone(), counters.clone()),
-        store.clone(),
-        shutdown.clone(),
-        &mut tasks,
-    );
-
-    let settings = Settings {
-        min_level: config.min_level,
-        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
-        max_body_bytes: config.max_body_bytes,
-        quota_per_minute: config.ingest_quota_per_minute,
-        max_line_bytes: config.max_line_bytes,
-        max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
-        ..Settings::default()
-    };
-    let observer = alerting.clone();
-    let mut state = AppState::new(store.clone(), auth, settings)
-        .with_observer(Arc::new(move |outcome: &IngestOutcome| observer.observe(outcome)));
-    if let Some(crawler) = crawler {
-        let (store, alerting) = (store.clone(), alerting.clone());
-        state = state.with_crawler(Arc::new(move || {
-            let (crawler, store, alerting) = (crawler.clone(), store.clone(), alerting.clone());
-            Box::pin(async move {
-                let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
-                serde_json::to_value(crawler.run_once(&store, &observe).await).unwrap_or_default()
-            })
-        }));
-    }
-    let app = faultline_web::router(state);
-    let http_shutdown = shutdown.clone();
-    let options = faultline_web::ServerOptions {
-        header_timeout: config.header_timeout,
-        max_connections: config.max_connections,
-        ..faultline_web::ServerOptions::default()
-    };
-    let server = tokio::spawn(faultline_web::serve(listener, app, options, http_shutdown.cancelled_owned()));
-    tracing::info!(
-        "faultline listening on http://{local}; database {}; files: {}; journald: {}; railway: {}; alerts: {}",
-        database_kind(&config.database_url),
-        if watching.is_empty() { "none".to_owned() } else { watching.join(", ") },
-        journald,
-        railway,
-        alerts,
-    );
-
-    wait_for_signal(&shutdown).await;
-    tracing::info!("stopping: finishing batches and saving cursors");
-    shutdown.cancel();
-    let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-        server.await
-    })
-    .await;
-    if let Err(e) = store.save_grouping(crate::now_ms()).await {
-        tracing::warn!("cannot save the template miner's state: {e}");
-    }
-    match stopped {
-        Ok(Ok(Ok(()))) => {
-            tracing::info!("stopped");
-            Ok(())
+        if auth.is_open() && !listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {listen} without API tokens: anyone who can reach it could send and read \
+                 errors. Configure [[server.tokens]] (see faultline.example.toml) or listen on 127.0.0.1"
+            );
         }
-        Ok(Ok(Err(e))) => Err(e).context("HTTP server"),
-        Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server task: {e}")),
-        Err(_) => bail!("sources did not stop within {SHUTDOWN_GRACE:?}"),
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        Ok(Application { config, store, listener, local, auth, shutdown: CancellationToken::new() })
+    }
+
+    /// The address the server listens on (the port the system chose, for `:0`).
+    pub fn addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Cancelling it stops the application as SIGTERM does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs the sources, the alert rules, the outbox, the scheduled jobs and the HTTP server
+    /// until SIGTERM, SIGINT or the shutdown token; returns once sources have stored what they
+    /// read.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { config, store, listener, local, auth, shutdown } = self;
+        let mut tasks = JoinSet::new();
+        let alerting = Arc::new(Alerting::default());
+        let alerts =
+            start_alerting(&config, store.clone(), alerting.clone(), shutdown.clone(), &mut tasks).await?;
+        let observer = alerting.clone();
+        let pipeline = Arc::new(
+            Pipeline::new(
+                store.clone(),
+                PipelineSettings {
+                    min_level: config.min_level,
+                    max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+                },
+            )
+            .with_observer(Arc::new(move |outcome: &IngestOutcome| observer.observe(outcome))),
+        );
+
+        let watching = start_files(&config, pipeline.clone(), shutdown.clone(), &mut tasks).await?;
+        let journald = start_journald(&config, pipeline.clone(), shutdown.clone(), &mut tasks).await?;
+        let crawler = Crawler::new(&config).map(Arc::new);
+        let railway = start_railway(crawler.clone(), pipeline.clone(), shutdown.clone(), &mut tasks);
+        scheduler::start(jobs(&config, pipeline.clone()), store.clone(), shutdown.clone(), &mut tasks);
+
+        let settings = Settings {
+            max_body_bytes: config.max_body_bytes,
+            quota_per_minute: config.ingest_quota_per_minute,
+            max_line_bytes: config.max_line_bytes,
+            max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+            ..Settings::default()
+        };
+        let mut state = AppState::new(pipeline.clone(), auth, settings);
+        if let Some(crawler) = crawler {
+            let pipeline = pipeline.clone();
+            state = state.with_crawler(Arc::new(move || {
+                let (crawler, pipeline) = (crawler.clone(), pipeline.clone());
+                Box::pin(async move {
+                    serde_json::to_value(crawler.run_once(&pipeline).await).unwrap_or_default()
+                })
+            }));
+        }
+        let app = faultline_web::router(state);
+        let options = faultline_web::ServerOptions {
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections,
+            ..faultline_web::ServerOptions::default()
+        };
+        let server =
+            tokio::spawn(faultline_web::serve(listener, app, options, shutdown.clone().cancelled_owned()));
+        tracing::info!(
+            "faultline listening on http://{local}; database {}; files: {}; journald: {}; railway: {}; alerts: {}",
+            database_kind(&config.database_url),
+            if watching.is_empty() { "none".to_owned() } else { watching.join(", ") },
+            journald,
+            railway,
+            alerts,
+        );
+
+        wait_for_signal(&shutdown).await;
+        tracing::info!("stopping: finishing batches and saving cursors");
+        shutdown.cancel();
+        let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+            server.await
+        })
+        .await;
+        if let Err(e) = store.save_grouping(now_ms()).await {
+            tracing::warn!("cannot save the template miner's state: {e}");
+        }
+        match stopped {
+            Ok(Ok(Ok(()))) => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+            Ok(Ok(Err(e))) => Err(e).context("HTTP server"),
+            Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server task: {e}")),
+            Err(_) => bail!("sources did not stop within {SHUTDOWN_GRACE:?}"),
+        }
     }
 }
 
@@ -190,24 +187,6 @@ async fn wait_for_signal(shutdown: &CancellationToken) {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
         _ = shutdown.cancelled() => {}
-    }
-}
-
-/// Where sources' batches go: the store, the counters of the `collect` job and the alert rules.
-#[derive(Clone)]
-struct Sink {
-    store: Arc<dyn Store>,
-    counters: Arc<Counters>,
-    alerting: Arc<Alerting>,
-}
-
-impl Sink {
-    async fn ingest(&self, source: &'static str, batch: IngestBatch, cut_lines: u64) -> Result<(), String> {
-        let below = batch.below_level();
-        let outcome = self.store.ingest(batch).await.map_err(|e| e.to_string())?;
-        self.counters.stored(source, &outcome, below, cut_lines);
-        self.alerting.observe(&outcome);
-        Ok(())
     }
 }
 
@@ -261,8 +240,7 @@ async fn start_alerting(
 /// `railway.poll_interval`. Returns how it is described in the startup line.
 fn start_railway(
     crawler: Option<Arc<Crawler>>,
-    store: Arc<dyn Store>,
-    alerting: Arc<Alerting>,
+    pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> String {
@@ -274,19 +252,14 @@ fn start_railway(
     );
     if crawler.live() {
         for target in crawler.targets().to_vec() {
-            let (crawler, store, alerting, shutdown) =
-                (crawler.clone(), store.clone(), alerting.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
-                crawler.run_live(&store, &target, &observe, &shutdown).await;
-            });
+            let (crawler, pipeline, shutdown) = (crawler.clone(), pipeline.clone(), shutdown.clone());
+            tasks.spawn(async move { crawler.run_live(&pipeline, &target, &shutdown).await });
         }
     }
     let described = if crawler.live() { format!("{described}, live") } else { described };
     tasks.spawn(async move {
-        let observe = move |outcome: &IngestOutcome| alerting.observe(outcome);
         loop {
-            crawler.run_once(&store, &observe).await;
+            crawler.run_once(&pipeline).await;
             tokio::select! {
                 _ = tokio::time::sleep(crawler.poll_interval()) => {}
                 _ = shutdown.cancelled() => return,
@@ -299,7 +272,7 @@ fn start_railway(
 /// Starts following the configured files; returns the globs watched.
 async fn start_files(
     config: &Config,
-    sink: Sink,
+    pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<Vec<String>> {
@@ -318,35 +291,35 @@ async fn start_files(
         ..TailOptions::default()
     };
     let mut tailer = Tailer::new(include.clone(), &config.files.exclude, options)?;
-    let store = sink.store.clone();
+    let store = pipeline.store().clone();
     let known = store.cursors("file:").await.context("reading saved file positions")?;
     tailer.remember(known.iter().map(|(id, _, _)| id.as_str()));
     let handle = tokio::runtime::Handle::current();
     let poll = config.files.poll_interval.max(Duration::from_millis(50));
-    let (min_level, cap) = (config.min_level, config.max_stored_per_pattern_minute);
     tasks.spawn_blocking(move || {
         let mut reported: BTreeMap<PathBuf, String> = BTreeMap::new();
         loop {
             let now = now_ms();
             let mut load = |id: &str| handle.block_on(store.cursor(id)).map_err(|e| e.to_string());
             let mut commit = |batch: FileBatch| -> Result<(), String> {
-                let cut = batch.cut_lines;
-                let b = IngestBatch::from_events(
-                    &batch.source_id,
-                    Some(batch.checkpoint.to_string()),
-                    batch.events,
-                    min_level,
-                    cap,
-                    now,
-                );
-                handle.block_on(sink.ingest("files", b, cut))
+                let submission = Submission {
+                    source_id: batch.source_id,
+                    cursor: Some(batch.checkpoint.to_string()),
+                    events: batch.events,
+                    cut_lines: batch.cut_lines,
+                    now_ms: now,
+                };
+                handle
+                    .block_on(pipeline.submit(SourceKind::Files, submission))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             };
             let report = tailer.poll(now, &mut load, &mut commit);
             let errors: BTreeMap<PathBuf, String> = report.errors.into_iter().collect();
             for (path, error) in &errors {
                 if reported.get(path) != Some(error) {
                     tracing::warn!(path = %path.display(), "file source: {error}");
-                    sink.counters.failed("files", error.clone());
+                    pipeline.failed(SourceKind::Files, error.clone());
                 }
             }
             reported = errors;
@@ -378,7 +351,7 @@ fn absolute(path: &str) -> String {
 /// Starts the journald source when enabled; returns how it is described in the startup line.
 async fn start_journald(
     config: &Config,
-    sink: Sink,
+    pipeline: Arc<Pipeline>,
     shutdown: CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<String> {
@@ -393,30 +366,30 @@ async fn start_journald(
         batch_size: config.batch_size.min(5_000),
         ..JournalConfig::default()
     };
-    let cursor = sink.store.cursor(journal::SOURCE_ID).await.context("reading the saved journal cursor")?;
+    let cursor =
+        pipeline.store().cursor(journal::SOURCE_ID).await.context("reading the saved journal cursor")?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<journal::Delivery>(4);
     let (status_tx, mut status_rx) = tokio::sync::watch::channel(JournalStatus::Running);
     tasks.spawn(journal::run(journal_config, cursor, tx, status_tx, shutdown));
-    let status_counters = sink.counters.clone();
+    let status_pipeline = pipeline.clone();
     tasks.spawn(async move {
         while status_rx.changed().await.is_ok() {
             if let JournalStatus::Failed(e) = status_rx.borrow().clone() {
-                status_counters.failed("journald", e);
+                status_pipeline.failed(SourceKind::Journald, e);
             }
         }
     });
-    let (min_level, cap) = (config.min_level, config.max_stored_per_pattern_minute);
     tasks.spawn(async move {
         while let Some((batch, ack)) = rx.recv().await {
-            let b = IngestBatch::from_events(
-                journal::SOURCE_ID,
-                Some(batch.cursor),
-                batch.events,
-                min_level,
-                cap,
-                now_ms(),
-            );
-            let _ = ack.send(sink.ingest("journald", b, 0).await);
+            let submission = Submission {
+                source_id: journal::SOURCE_ID.to_owned(),
+                cursor: Some(batch.cursor),
+                events: batch.events,
+                cut_lines: 0,
+                now_ms: now_ms(),
+            };
+            let committed = pipeline.submit(SourceKind::Journald, submission).await;
+            let _ = ack.send(committed.map(drop).map_err(|e| e.to_string()));
         }
     });
     let units = if config.journald.units.is_empty() {
@@ -428,15 +401,16 @@ async fn start_journald(
 }
 
 /// The designs' periodic jobs.
-fn jobs(config: &Config, store: Arc<dyn Store>, counters: Arc<Counters>) -> Vec<Job> {
+fn jobs(config: &Config, pipeline: Arc<Pipeline>) -> Vec<Job> {
+    let store = pipeline.store().clone();
     let s = config.schedule.clone();
     let retention_days = config.retention_days;
     let detection_window = s.pattern_detection.as_millis() as i64;
     let (s1, s2, s3) = (store.clone(), store.clone(), store);
     vec![
         Job::new("collect", s.collect, move || {
-            let counters = counters.clone();
-            async move { Ok(JobOutcome::ok(json!({ "sources": counters.take() }))) }
+            let counters = pipeline.take_counters();
+            async move { Ok(JobOutcome::ok(json!({ "sources": counters }))) }
         }),
         Job::new("error_rate_check", s.error_rate_check, move || {
             let store = s1.clone();

@@ -1,4 +1,5 @@
-//! `faultline bench …`: reproducible throughput measurements (documented in docs/benchmarks.md).
+//! `faultline-bench ingest` and `faultline-bench http`: file and HTTP ingest throughput
+//! (documented in docs/benchmarks.md), and the log generator the other benchmarks share.
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
@@ -6,111 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Subcommand;
 use faultline_connectors::file::OpenedFile;
 use faultline_core::Level;
-use faultline_store::{GroupedEvent, SearchQuery};
-
-use crate::config::Config;
-use crate::pipeline::{IngestOptions, ingest_file, read_events};
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Generate a log and measure parse+fingerprint, end-to-end SQLite ingest and the bare-insert ceiling.
-    Ingest {
-        /// Lines in the generated log.
-        #[arg(long, default_value_t = 1_000_000)]
-        lines: u64,
-        /// Directory for the log and the databases (default: a temporary one, removed after).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-        /// Rounds; each runs the three measurements once, interleaved. Medians are reported.
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-    },
-    /// Start the HTTP server on loopback with a fresh SQLite database and post NDJSON batches of
-    /// error records to /api/ingest: accepted errors/s and request latency.
-    Http {
-        /// Error records to send.
-        #[arg(long, default_value_t = 500_000)]
-        records: u64,
-        /// Records per request.
-        #[arg(long, default_value_t = 1_000)]
-        batch: usize,
-        /// Requests in flight at once.
-        #[arg(long, default_value_t = 4)]
-        concurrency: usize,
-        /// Every Nth record carries a traceback of `--large-bytes` (0: none), to show that large
-        /// records cost only themselves (they are cut at ingest.max_line_bytes).
-        #[arg(long, default_value_t = 0)]
-        large_every: u64,
-        /// Size of those tracebacks, in bytes.
-        #[arg(long, default_value_t = 8 << 20)]
-        large_bytes: usize,
-        /// Directory for the database (default: a temporary one, removed after).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// Group the Content lines of each labelled system under DIR (Loghub-2k layout) and write
-    /// PRED_DIR/<System>.csv for `loghub_eval.py`; prints lines/s.
-    Grouping {
-        /// The folder with formats.json and one folder per system (e.g. ../shared/loghub-2k).
-        dir: PathBuf,
-        /// Where to write the predictions.
-        #[arg(long)]
-        out: PathBuf,
-        /// Times every system is grouped afresh; the fastest round is reported.
-        #[arg(long, default_value_t = 10)]
-        rounds: u32,
-    },
-    /// Stream generated lines from many distinct patterns through the grouping engine and
-    /// report resident memory.
-    Memory {
-        #[arg(long, default_value_t = 10_000_000)]
-        lines: u64,
-        #[arg(long, default_value_t = 100_000)]
-        patterns: u64,
-        /// Live families the miner keeps before evicting (default: the engine's own).
-        #[arg(long)]
-        capacity: Option<usize>,
-    },
-    /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
-    /// against the configured database (fill it first with `faultline seed`).
-    Page {
-        /// Requests per measurement.
-        #[arg(long, default_value_t = 30)]
-        rounds: u32,
-    },
-    /// Start `faultline serve` with a tailed file and a webhook, add errors with new patterns one
-    /// at a time (to the file and over HTTP) and time each until its webhook arrives.
-    Alerts {
-        /// Errors per path (file and HTTP).
-        #[arg(long, default_value_t = 50)]
-        rounds: u32,
-        /// Directory for the database, config and log (default: a temporary one, removed after).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-}
-
-pub async fn run(cmd: BenchCommand, config: &Config) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Ingest { lines, dir, rounds } => ingest(lines, dir, rounds.max(1), config).await,
-        BenchCommand::Http { records, batch, concurrency, large_every, large_bytes, dir } => {
-            let large = (large_every > 0).then_some((large_every, large_bytes));
-            http(records, batch.max(1), concurrency.max(1), large, dir, config).await
-        }
-        BenchCommand::Alerts { rounds, dir } => crate::alert_latency::run(rounds.max(1), dir).await,
-        BenchCommand::Grouping { dir, out, rounds } => crate::grouping_bench::run(&dir, &out, rounds.max(1)),
-        BenchCommand::Memory { lines, patterns, capacity } => {
-            crate::memory_bench::run(lines, patterns, capacity).map(|_| ())
-        }
-        BenchCommand::Page { rounds } => {
-            let store = faultline_store::open(&config.database_url).await?;
-            crate::page_bench::run(store, rounds.max(1)).await
-        }
-    }
-}
+use faultline_runtime::Config;
+use faultline_runtime::ingest::{IngestOptions, ingest_file, read_events};
+use faultline_store::{GroupedEvent, Pipeline, PipelineSettings, SearchQuery};
 
 /// One round's figures.
 struct Round {
@@ -121,7 +22,7 @@ struct Round {
     common_ms: f64,
 }
 
-async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) -> anyhow::Result<()> {
+pub async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = dir.unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -135,11 +36,13 @@ async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) 
         stats.bytes >> 20,
         started.elapsed().as_secs_f64()
     );
-    let options = IngestOptions {
+    let settings = PipelineSettings {
         min_level: config.min_level,
+        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+    };
+    let options = IngestOptions {
         batch_size: config.batch_size,
         max_line_bytes: config.max_line_bytes,
-        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
         source: None,
         default_year: 2024,
         now_ms: 1_704_067_200_000,
@@ -148,7 +51,7 @@ async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) 
     let mut results: Vec<Round> = Vec::new();
     let mut last = None;
     for round in 1..=rounds {
-        let (r, counts) = one_round(&dir, &log, &options).await?;
+        let (r, counts) = one_round(&dir, &log, &options, settings).await?;
         eprintln!(
             "round {round}: parse {:.2}s, ingest {:.2}s, ceiling {:.0} rows/s",
             r.parse_secs, r.ingest_secs, r.ceiling_rows_per_sec
@@ -213,12 +116,17 @@ async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) 
 /// Counts that are the same every round: lines, rows stored, patterns, rare and common hits.
 type RoundCounts = (u64, u64, usize, u64, u64);
 
-async fn one_round(dir: &Path, log: &Path, options: &IngestOptions) -> anyhow::Result<(Round, RoundCounts)> {
+async fn one_round(
+    dir: &Path,
+    log: &Path,
+    options: &IngestOptions,
+    settings: PipelineSettings,
+) -> anyhow::Result<(Round, RoundCounts)> {
     // 1. Parse + fingerprint alone, keeping the grouped events for the ceiling run.
     let mut opened = OpenedFile::open(log, None, options.max_line_bytes)?;
     let mut kept: Vec<GroupedEvent> = Vec::new();
     let started = Instant::now();
-    let summary = read_events(&mut opened, options, |batch| {
+    let summary = read_events(&mut opened, options, settings, |batch| {
         kept.extend(batch.events);
         Ok(())
     })?;
@@ -231,7 +139,7 @@ async fn one_round(dir: &Path, log: &Path, options: &IngestOptions) -> anyhow::R
     remove_db(&db);
     let store = faultline_store::open(db.to_str().context("non-UTF-8 path")?).await?;
     let started = Instant::now();
-    let ingested = ingest_file(store.clone(), log, options, |_, _| {}).await?;
+    let ingested = ingest_file(&Pipeline::new(store.clone(), settings), log, options, |_, _| {}).await?;
     let ingest_secs = started.elapsed().as_secs_f64();
 
     let started = Instant::now();
@@ -470,7 +378,7 @@ fn ndjson_bodies(records: u64, batch: usize, large: Option<(u64, usize)>) -> Vec
     bodies
 }
 
-async fn http(
+pub async fn http(
     records: u64,
     batch: usize,
     concurrency: usize,
@@ -491,14 +399,19 @@ async fn http(
     let largest = bodies.iter().map(String::len).max().unwrap_or(0);
     let store = faultline_store::open(&db.display().to_string()).await?;
     let settings = faultline_web::Settings {
-        min_level: config.min_level,
-        max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
         max_body_bytes: config.max_body_bytes.max(bytes / bodies.len().max(1) * 2).max(largest + 1),
         max_line_bytes: config.max_line_bytes,
         ..faultline_web::Settings::default()
     };
-    let app = faultline_web::router(faultline_web::AppState::new(
+    let pipeline = Pipeline::new(
         store.clone(),
+        PipelineSettings {
+            min_level: config.min_level,
+            max_stored_per_pattern_minute: config.max_stored_per_pattern_minute,
+        },
+    );
+    let app = faultline_web::router(faultline_web::AppState::new(
+        Arc::new(pipeline),
         faultline_web::Auth::default(),
         settings,
     ));

@@ -20,8 +20,8 @@ use faultline_store::{AlertDraft, AlertRuleRow, IngestOutcome, NewRule, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::AlertsConfig;
-use crate::now_ms;
 
 const MINUTE: i64 = 60_000;
 

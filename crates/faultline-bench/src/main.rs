@@ -1,0 +1,191 @@
+//! `faultline-bench`: reproducible measurements of faultline (documented in
+//! docs/benchmarks.md), and `seed`, which fills a database with generated errors. Not shipped:
+//! the `faultline` binary carries none of this.
+
+mod alert_latency;
+mod grouping_bench;
+mod ingest_http;
+mod memory_bench;
+mod page_bench;
+mod seed;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use faultline_runtime::Config;
+use faultline_runtime::clock::now_ms;
+use figment::providers::Env;
+
+/// faultline's benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "faultline-bench", about)]
+struct Cli {
+    /// TOML configuration file, as `faultline --config` reads it (ingest settings, database).
+    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database for `page` and `seed`: a SQLite path, sqlite://PATH or postgres://….
+    #[arg(long, global = true, env = "FAULTLINE_DATABASE_URL")]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a log and measure parse+fingerprint, end-to-end SQLite ingest and the bare-insert ceiling.
+    Ingest {
+        /// Lines in the generated log.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+        /// Directory for the log and the databases (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Rounds; each runs the three measurements once, interleaved. Medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
+    /// Start the HTTP server on loopback with a fresh SQLite database and post NDJSON batches of
+    /// error records to /api/ingest: accepted errors/s and request latency.
+    Http {
+        /// Error records to send.
+        #[arg(long, default_value_t = 500_000)]
+        records: u64,
+        /// Records per request.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Every Nth record carries a traceback of `--large-bytes` (0: none), to show that large
+        /// records cost only themselves (they are cut at ingest.max_line_bytes).
+        #[arg(long, default_value_t = 0)]
+        large_every: u64,
+        /// Size of those tracebacks, in bytes.
+        #[arg(long, default_value_t = 8 << 20)]
+        large_bytes: usize,
+        /// Directory for the database (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Group the Content lines of each labelled system under DIR (Loghub-2k layout) and write
+    /// PRED_DIR/<System>.csv for `loghub_eval.py`; prints lines/s.
+    Grouping {
+        /// The folder with formats.json and one folder per system (e.g. ../shared/loghub-2k).
+        dir: PathBuf,
+        /// Where to write the predictions.
+        #[arg(long)]
+        out: PathBuf,
+        /// Times every system is grouped afresh; the fastest round is reported.
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+    },
+    /// Stream generated lines from many distinct patterns through the grouping engine and
+    /// report resident memory.
+    Memory {
+        #[arg(long, default_value_t = 10_000_000)]
+        lines: u64,
+        #[arg(long, default_value_t = 100_000)]
+        patterns: u64,
+        /// Live families the miner keeps before evicting (default: the engine's own).
+        #[arg(long)]
+        capacity: Option<usize>,
+    },
+    /// Time the System Health page, the 24-hour error rate and substring searches over HTTP
+    /// against the configured database (fill it first with `faultline-bench seed`).
+    Page {
+        /// Requests per measurement.
+        #[arg(long, default_value_t = 30)]
+        rounds: u32,
+    },
+    /// Start `faultline serve` with a tailed file and a webhook, add errors with new patterns one
+    /// at a time (to the file and over HTTP) and time each until its webhook arrives.
+    Alerts {
+        /// Errors per path (file and HTTP).
+        #[arg(long, default_value_t = 50)]
+        rounds: u32,
+        /// Directory for the database, config and log (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Fill the database with generated errors (benchmark or demo data): spread over the last
+    /// days, skewed towards recent errors and a few busy patterns.
+    Seed {
+        #[arg(long, default_value_t = 1_000_000)]
+        errors: u64,
+        /// Distinct patterns (at most 1,500).
+        #[arg(long, default_value_t = 500)]
+        patterns: u64,
+        /// Spread the errors over this many days, ending now.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = Config::load(cli.config.as_deref(), Env::prefixed("FAULTLINE_"))?;
+    if let Some(url) = cli.database {
+        config.database_url = url;
+    }
+    match cli.command {
+        Command::Ingest { lines, dir, rounds } => {
+            ingest_http::ingest(lines, dir, rounds.max(1), &config).await
+        }
+        Command::Http { records, batch, concurrency, large_every, large_bytes, dir } => {
+            let large = (large_every > 0).then_some((large_every, large_bytes));
+            ingest_http::http(records, batch.max(1), concurrency.max(1), large, dir, &config).await
+        }
+        Command::Alerts { rounds, dir } => alert_latency::run(rounds.max(1), dir).await,
+        Command::Grouping { dir, out, rounds } => grouping_bench::run(&dir, &out, rounds.max(1)),
+        Command::Memory { lines, patterns, capacity } => {
+            memory_bench::run(lines, patterns, capacity).map(|_| ())
+        }
+        Command::Page { rounds } => {
+            let store = faultline_store::open(&config.database_url).await?;
+            page_bench::run(store, rounds.max(1)).await
+        }
+        Command::Seed { errors, patterns, days } => {
+            let store = faultline_store::open(&config.database_url).await?;
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(errors),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            let started = std::time::Instant::now();
+            let seeded =
+                seed::seed(&store, errors, patterns, days, now_ms(), |n| bar.set_position(n)).await?;
+            bar.finish_and_clear();
+            println!(
+                "stored {} errors ({} already there) in {} new patterns in {:.1} s",
+                seeded.stored,
+                seeded.duplicates,
+                seeded.patterns,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
