@@ -5,6 +5,7 @@
 //! the caller keeps (and rebuilds from stored alerts after a restart, with
 //! [`AlertState::remember`]). Every rule is tested on hand-built timelines.
 
+pub use crate::status::PatternStatus;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::model::{Level, TimestampMs};
@@ -164,36 +165,6 @@ impl RuleKind {
             RuleKind::Sustained { .. } => 4,
             RuleKind::IgnoredGrowing { .. } => 5,
             RuleKind::ErrorRate { .. } => 6,
-        }
-    }
-}
-
-/// What a user set a pattern to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatternStatus {
-    New,
-    Known,
-    Resolved,
-    Ignored,
-}
-
-impl PatternStatus {
-    pub fn parse(s: &str) -> Option<PatternStatus> {
-        match s {
-            "new" => Some(PatternStatus::New),
-            "known" => Some(PatternStatus::Known),
-            "resolved" => Some(PatternStatus::Resolved),
-            "ignored" => Some(PatternStatus::Ignored),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PatternStatus::New => "new",
-            PatternStatus::Known => "known",
-            PatternStatus::Resolved => "resolved",
-            PatternStatus::Ignored => "ignored",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod mine;
 pub mod model;
 pub mod parse;
 pub mod record;
+pub mod status;
 pub mod timestamp;
 
 pub use assemble::{Assembler, AssemblerOptions};
@@ -23,3 +24,4 @@ pub use parse::{ParseContext, ParsedLine, parse_line};
 pub use record::{
     RecordError, Stamp, cap_event, event_from_json, event_from_python_record, key_occurrences, plausible_time,
 };
+pub use status::{PatternStatus, TaskStatus, UnknownState};

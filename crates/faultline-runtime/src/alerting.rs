@@ -49,7 +49,7 @@ impl Alerting {
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         for t in &outcome.touched {
-            let status = PatternStatus::parse(&t.status).unwrap_or(PatternStatus::New);
+            let status = t.status;
             let p = pending.entry(t.pattern_id).or_insert(Pending {
                 new: false,
                 regressed: false,

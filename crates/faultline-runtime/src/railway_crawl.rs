@@ -26,7 +26,7 @@ const LONGEST_WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TargetRun {
     pub target: String,
-    pub outcome: String,
+    pub outcome: CrawlOutcome,
     pub window_since: String,
     pub window_until: String,
     pub logs_fetched: u64,
@@ -42,6 +42,59 @@ pub struct TargetRun {
     pub unsplittable: u32,
     pub duration_ms: u64,
     pub error: Option<String>,
+}
+
+/// How one target's crawl ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CrawlOutcome {
+    /// Crawled to now (or as far as the budget allowed) and stored.
+    #[default]
+    Ok,
+    /// Not this time (a transient failure, a long rate limit); the next run resumes.
+    Skipped,
+    /// The token was refused: no more runs until the configuration changes.
+    Stopped,
+}
+
+impl CrawlOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CrawlOutcome::Ok => "ok",
+            CrawlOutcome::Skipped => "skipped",
+            CrawlOutcome::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for CrawlOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// One finding of `faultline railway check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// False when something needs the user's attention.
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Finding {
+    fn ok(text: String) -> Finding {
+        Finding { ok: true, text }
+    }
+
+    fn problem(text: String) -> Finding {
+        Finding { ok: false, text }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", if self.ok { "ok" } else { "problem" }, self.text)
+    }
 }
 
 /// The crawler: one client, one request budget shared by every target.
@@ -103,7 +156,7 @@ impl Crawler {
             let clock = Instant::now();
             let mut run = self.crawl_target(pipeline, target).await;
             run.duration_ms = clock.elapsed().as_millis() as u64;
-            let outcome = if run.outcome == "ok" { "ok" } else { "failed" };
+            let outcome = if run.outcome == CrawlOutcome::Ok { "ok" } else { "failed" };
             let record = JobRun {
                 job: "railway_crawl".to_owned(),
                 started_ms,
@@ -134,21 +187,21 @@ impl Crawler {
         let mut run = TargetRun { target: source_id.clone(), ..TargetRun::default() };
         let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner()).get(&source_id).cloned();
         if let Some(reason) = stopped {
-            run.outcome = "stopped".into();
+            run.outcome = CrawlOutcome::Stopped;
             run.error = Some(format!("stopped until the token or ids change: {reason}"));
             return run;
         }
         match self.crawl_and_store(pipeline, target, &source_id, &mut run).await {
-            Ok(()) => run.outcome = "ok".into(),
+            Ok(()) => run.outcome = CrawlOutcome::Ok,
             Err(e) => {
                 if let RailwayError::Unauthorized { message } = &e {
                     self.stopped
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(source_id.clone(), message.clone());
-                    run.outcome = "stopped".into();
+                    run.outcome = CrawlOutcome::Stopped;
                 } else {
-                    run.outcome = "skipped".into();
+                    run.outcome = CrawlOutcome::Skipped;
                 }
                 run.error = Some(e.to_string());
             }
@@ -419,19 +472,19 @@ impl Crawler {
     }
 
     /// `faultline railway check`: the token, the project and each environment, in words.
-    pub async fn check(&self) -> Vec<String> {
+    pub async fn check(&self) -> Vec<Finding> {
         let mut lines = Vec::new();
         for target in &self.settings.targets {
             match self.client.project(&target.project_id).await {
                 Ok(p) => {
-                    lines.push(format!("ok: project {} ({})", p.name, p.id));
+                    lines.push(Finding::ok(format!("project {} ({})", p.name, p.id)));
                     match p.environments.get(&target.environment_id) {
                         Some(name) => {
-                            lines.push(format!("ok: environment {name} ({})", target.environment_id))
+                            lines.push(Finding::ok(format!("environment {name} ({})", target.environment_id)))
                         }
                         None if p.environments.is_empty() => {}
-                        None => lines.push(format!(
-                            "problem: environment {} is not in project {}; it has: {}",
+                        None => lines.push(Finding::problem(format!(
+                            "environment {} is not in project {}; it has: {}",
                             target.environment_id,
                             p.name,
                             p.environments
@@ -439,21 +492,25 @@ impl Crawler {
                                 .map(|(id, n)| format!("{n} ({id})"))
                                 .collect::<Vec<_>>()
                                 .join(", ")
-                        )),
+                        ))),
                     }
                 }
-                Err(e) => lines.push(format!("problem: project {}: {}", target.project_id, explain(&e))),
+                Err(e) => {
+                    lines.push(Finding::problem(format!("project {}: {}", target.project_id, explain(&e))))
+                }
             }
             let now = self.now_ms() * 1_000_000;
             let window = Window { since_ns: now - 60_000_000_000, until_ns: now };
             match self.client.environment_logs(&target.environment_id, &self.settings.filter, window, 1).await
             {
-                Ok(_) => lines.push(format!("ok: can read logs of environment {}", target.environment_id)),
-                Err(e) => lines.push(format!(
-                    "problem: logs of environment {}: {}",
+                Ok(_) => {
+                    lines.push(Finding::ok(format!("can read logs of environment {}", target.environment_id)))
+                }
+                Err(e) => lines.push(Finding::problem(format!(
+                    "logs of environment {}: {}",
                     target.environment_id,
                     explain(&e)
-                )),
+                ))),
             }
         }
         lines
@@ -595,7 +652,10 @@ mod tests {
         let runs = crawler.run_once(&through(&store)).await;
         let slept: Vec<Duration> = clock.slept.lock().unwrap()[before..].to_vec();
         assert_eq!(slept, [Duration::from_secs(7)], "exactly the Retry-After, once");
-        assert_eq!((runs[0].outcome.as_str(), runs[0].rate_limit_waits, runs[0].errors_stored), ("ok", 1, 1));
+        assert_eq!(
+            (runs[0].outcome, runs[0].rate_limit_waits, runs[0].errors_stored),
+            (CrawlOutcome::Ok, 1, 1)
+        );
         assert_eq!(store.search(&Default::default()).await.unwrap().total, 2);
     }
 
@@ -614,7 +674,7 @@ mod tests {
             "services": {"edges": [{"node": {"id": "svc-api", "name": "api"}}, {"node": {"id": "svc-new", "name": "payments"}}]}}}});
         fake.http.script([Reply::new(200, &logs.to_string()), Reply::new(200, &project.to_string())]);
         let run = crawler.run_once(&through(&store)).await.remove(0);
-        assert_eq!(run.outcome, "ok", "{run:?}");
+        assert_eq!(run.outcome, CrawlOutcome::Ok, "{run:?}");
         let q = faultline_store::SearchQuery {
             text: Some("payments down".into()),
             limit: 1,
@@ -632,16 +692,16 @@ mod tests {
         fake.http.script([Reply::new(429, "").header("Retry-After", "120")]);
         clock.advance(Duration::from_secs(30));
         let runs = crawler.run_once(&through(&store)).await;
-        assert_eq!(runs[0].outcome, "skipped");
+        assert_eq!(runs[0].outcome, CrawlOutcome::Skipped);
         let sent = log_requests(&fake);
         // 30 s later (the next poll) Railway's 120 s are not over: nothing is sent.
         clock.advance(Duration::from_secs(30));
         let runs = crawler.run_once(&through(&store)).await;
-        assert_eq!((runs[0].outcome.as_str(), log_requests(&fake)), ("skipped", sent));
+        assert_eq!((runs[0].outcome, log_requests(&fake)), (CrawlOutcome::Skipped, sent));
         assert!(runs[0].error.as_deref().unwrap_or("").contains("rate limit"), "{:?}", runs[0].error);
         clock.advance(Duration::from_secs(90));
         let runs = crawler.run_once(&through(&store)).await;
-        assert_eq!(runs[0].outcome, "ok");
+        assert_eq!(runs[0].outcome, CrawlOutcome::Ok);
         assert!(log_requests(&fake) > sent);
         assert!(
             clock.slept.lock().unwrap().is_empty(),
@@ -665,8 +725,8 @@ mod tests {
             let before = fake.http.received().len();
             let run = crawler.run_once(&through(&store)).await.remove(0);
             sent_at.push((clock.now_ms.load(Ordering::SeqCst), fake.http.received().len() - before));
-            outcomes.push(run.outcome.clone());
-            if run.outcome == "ok" {
+            outcomes.push(run.outcome);
+            if run.outcome == CrawlOutcome::Ok {
                 break;
             }
             assert!(run.error.as_deref().unwrap_or("").contains("budget"), "{run:?}");
@@ -678,7 +738,7 @@ mod tests {
             assert!(in_hour <= 100, "{in_hour} requests in the hour from {start}");
         }
         assert!(outcomes.len() > 12, "the budget held the crawl back past the first hour: {outcomes:?}");
-        assert_eq!(outcomes.last().map(String::as_str), Some("ok"), "{outcomes:?}");
+        assert_eq!(outcomes.last(), Some(&CrawlOutcome::Ok), "{outcomes:?}");
         let stored = store.error_rate(0, i64::MAX / 2).await.unwrap().total_errors;
         assert_eq!(stored, 12_000, "every error, once");
     }

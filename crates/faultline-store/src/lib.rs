@@ -15,6 +15,8 @@ mod types;
 use std::path::Path;
 use std::sync::Arc;
 
+use faultline_core::{PatternStatus, TaskStatus};
+
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
 pub use sqlite::{SqliteStore, bench_bare_insert};
@@ -128,16 +130,16 @@ pub trait Store: Send + Sync {
     /// Alerts fired since a time, newest first.
     async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>>;
     /// Tasks, most recently updated first, optionally in one state.
-    async fn tasks(&self, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>>;
+    async fn tasks(&self, status: Option<TaskStatus>, limit: u32) -> Result<Vec<TaskRow>>;
     /// One task and its history.
     async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>>;
-    /// Moves a task to a state (open, in_progress, done, dismissed); `false` if no such task.
-    async fn set_task_status(&self, id: i64, status: &str, now_ms: i64) -> Result<bool>;
+    /// Moves a task to a state; `false` if no such task.
+    async fn set_task_status(&self, id: i64, status: TaskStatus, now_ms: i64) -> Result<bool>;
     /// The pattern's open task, or a new one: (task id, created). `None` if no such pattern.
     async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>>;
-    /// Sets a pattern's status (new, known, resolved, ignored); resolving closes its open
-    /// task. `false` if no such pattern.
-    async fn set_pattern_status(&self, fingerprint: &str, status: &str, now_ms: i64) -> Result<bool>;
+    /// Sets a pattern's status; resolving it closes its open task. `false` if no such pattern.
+    async fn set_pattern_status(&self, fingerprint: &str, status: PatternStatus, now_ms: i64)
+    -> Result<bool>;
     /// Leases up to `limit` due deliveries for `lease_ms` (a crashed worker's lease runs out).
     async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DeliveryJob>>;
     /// Records an attempt's result and releases the lease.

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use faultline_core::{FINGERPRINT_VERSION, Level};
+use faultline_core::{FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
@@ -286,7 +286,7 @@ async fn ingest_tx(
             pattern_id: *pattern_id,
             new: new_ids.contains(pattern_id),
             regressed,
-            status,
+            status: status.parse().map_err(|e: UnknownState| sqlx::Error::Decode(Box::new(e)))?,
             highest_level: d.level,
         });
     }
@@ -385,8 +385,15 @@ pub(crate) fn pattern_row(r: &PgRow) -> Result<PatternRow, sqlx::Error> {
         stack_trace: r.try_get(10)?,
         source: r.try_get(11)?,
         severity: r.try_get(12)?,
-        status: r.try_get(13)?,
+        status: state(r, 13)?,
     })
+}
+
+/// Column `i` as one of a closed set of states (only their names are ever written).
+pub(crate) fn state<T: std::str::FromStr<Err = UnknownState>>(r: &PgRow, i: usize) -> Result<T, sqlx::Error> {
+    let text: String = r.try_get(i)?;
+    text.parse()
+        .map_err(|e: UnknownState| sqlx::Error::ColumnDecode { index: i.to_string(), source: Box::new(e) })
 }
 
 const SEARCH_FILTERS: &str = "($1::text IS NULL OR e.level = $1)
@@ -507,13 +514,14 @@ impl Store for PgStore {
 
     async fn list_patterns(&self, q: &PatternQuery) -> Result<PatternPage> {
         let level = q.level.map(Level::as_str);
+        let status = q.status.map(PatternStatus::as_str);
         let filters = "($1::text IS NULL OR p.status = $1) AND ($2::text IS NULL OR p.source = $2)
             AND ($3::text IS NULL OR p.severity = $3) AND ($4::bigint IS NULL OR p.last_seen_ms >= $4)
             AND ($5::bigint IS NULL OR p.last_seen_ms < $5)";
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM patterns p WHERE {filters}"
         )))
-        .bind(&q.status)
+        .bind(status)
         .bind(&q.source)
         .bind(level)
         .bind(q.seen_since_ms)
@@ -525,7 +533,7 @@ impl Store for PgStore {
             q.order.sql()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&q.status)
+            .bind(status)
             .bind(&q.source)
             .bind(level)
             .bind(q.seen_since_ms)
@@ -804,7 +812,7 @@ impl Store for PgStore {
         postgres_alerts::alerts(&self.pool, since_ms, limit).await
     }
 
-    async fn tasks(&self, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
+    async fn tasks(&self, status: Option<TaskStatus>, limit: u32) -> Result<Vec<TaskRow>> {
         postgres_alerts::tasks(&self.pool, status, limit).await
     }
 
@@ -812,8 +820,7 @@ impl Store for PgStore {
         postgres_alerts::task(&self.pool, id).await
     }
 
-    async fn set_task_status(&self, id: i64, status: &str, now_ms: i64) -> Result<bool> {
-        check_task_state(status)?;
+    async fn set_task_status(&self, id: i64, status: TaskStatus, now_ms: i64) -> Result<bool> {
         postgres_alerts::set_task_status(&self.pool, id, status, now_ms).await
     }
 
@@ -821,8 +828,12 @@ impl Store for PgStore {
         postgres_alerts::create_task(&self.pool, &pg_text(fingerprint), now_ms).await
     }
 
-    async fn set_pattern_status(&self, fingerprint: &str, status: &str, now_ms: i64) -> Result<bool> {
-        check_pattern_status(status)?;
+    async fn set_pattern_status(
+        &self,
+        fingerprint: &str,
+        status: PatternStatus,
+        now_ms: i64,
+    ) -> Result<bool> {
         postgres_alerts::set_pattern_status(&self.pool, &pg_text(fingerprint), status, now_ms).await
     }
 

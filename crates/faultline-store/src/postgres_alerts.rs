@@ -5,6 +5,7 @@
 //! subject, and deliveries are leased with `FOR UPDATE SKIP LOCKED`.
 
 use faultline_core::alert::Priority;
+use faultline_core::{PatternStatus, TaskStatus};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
@@ -31,7 +32,7 @@ fn task_row(r: &PgRow) -> Result<TaskRow, sqlx::Error> {
         title: r.try_get(5)?,
         description: r.try_get(6)?,
         priority: r.try_get(7)?,
-        status: r.try_get(8)?,
+        status: crate::postgres::state(r, 8)?,
         metadata: json(r.try_get(9)?),
         alert_count: r.try_get::<i32, _>(10)?.into(),
         created_ms: r.try_get(11)?,
@@ -331,7 +332,8 @@ pub(crate) async fn alerts(pool: &PgPool, since_ms: i64, limit: u32) -> Result<V
     Ok(rows.iter().map(alert_row).collect::<Result<_, _>>()?)
 }
 
-pub(crate) async fn tasks(pool: &PgPool, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
+pub(crate) async fn tasks(pool: &PgPool, status: Option<TaskStatus>, limit: u32) -> Result<Vec<TaskRow>> {
+    let status = status.map(TaskStatus::as_str);
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN patterns p ON p.id = t.pattern_id
          WHERE $1::text IS NULL OR t.status = $1 ORDER BY t.updated_ms DESC, t.id DESC LIMIT $2"
@@ -357,7 +359,8 @@ pub(crate) async fn task(pool: &PgPool, id: i64) -> Result<Option<(TaskRow, Vec<
     Ok(Some((task_row(&row)?, events)))
 }
 
-pub(crate) async fn set_task_status(pool: &PgPool, id: i64, status: &str, now_ms: i64) -> Result<bool> {
+pub(crate) async fn set_task_status(pool: &PgPool, id: i64, status: TaskStatus, now_ms: i64) -> Result<bool> {
+    let status = status.as_str();
     let mut tx = pool.begin().await?;
     let old: Option<String> = sqlx::query_scalar("SELECT status FROM tasks WHERE id = $1 FOR UPDATE")
         .bind(id)
@@ -422,20 +425,20 @@ pub(crate) async fn create_task(
 pub(crate) async fn set_pattern_status(
     pool: &PgPool,
     fingerprint: &str,
-    status: &str,
+    status: PatternStatus,
     now_ms: i64,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
     let id: Option<i64> = sqlx::query_scalar(
         "UPDATE patterns SET status = $1, updated_ms = $2 WHERE fingerprint = $3 RETURNING id",
     )
-    .bind(status)
+    .bind(status.as_str())
     .bind(now_ms)
     .bind(fingerprint)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(pattern_id) = id else { return Ok(false) };
-    if status == "resolved"
+    if status == PatternStatus::Resolved
         && let Some(task_id) = open_task(&mut tx, &format!("pattern:{pattern_id}")).await?
     {
         sqlx::query("UPDATE tasks SET status = 'done', updated_ms = $1 WHERE id = $2")

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use faultline_core::{FINGERPRINT_VERSION, Level};
+use faultline_core::{FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rusqlite_migration::{M, Migrations};
 
@@ -451,7 +451,7 @@ fn write_totals(
     let mut touched = Vec::with_capacity(totals.patterns.len());
     for (pattern_id, d) in &totals.patterns {
         let regressed = regress.execute(params![batch.now_ms, pattern_id])? == 1;
-        let status: String = update.query_row(
+        let status: PatternStatus = update.query_row(
             params![
                 d.count,
                 d.first_ms,
@@ -463,7 +463,7 @@ fn write_totals(
                 d.sample_message,
                 d.template,
             ],
-            |r| r.get(0),
+            |r| state(r, 0),
         )?;
         touched.push(TouchedPattern {
             pattern_id: *pattern_id,
@@ -537,7 +537,18 @@ pub(crate) fn pattern_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PatternRow>
         stack_trace: r.get(10)?,
         source: r.get(11)?,
         severity: r.get(12)?,
-        status: r.get(13)?,
+        status: state(r, 13)?,
+    })
+}
+
+/// Column `i` as one of a closed set of states (only their names are ever written).
+pub(crate) fn state<T: std::str::FromStr<Err = UnknownState>>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e: UnknownState| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -692,21 +703,22 @@ impl Store for SqliteStore {
         let q = q.clone();
         self.read(move |c| {
             let level = q.level.map(Level::as_str);
+            let status = q.status.map(PatternStatus::as_str);
             let filters = "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
                 AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)
                 AND (?5 IS NULL OR p.last_seen_ms < ?5)";
             let total: i64 =
-                c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?.query_row(
-                    params![q.status, q.source, level, q.seen_since_ms, q.quiet_since_ms],
-                    |r| r.get(0),
-                )?;
+                c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?
+                    .query_row(params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms], |r| {
+                        r.get(0)
+                    })?;
             let sql = format!(
                 "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?6 OFFSET ?7",
                 q.order.sql()
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                params![q.status, q.source, level, q.seen_since_ms, q.quiet_since_ms, q.limit, q.offset],
+                params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms, q.limit, q.offset],
                 pattern_row,
             )?;
             Ok(PatternPage { total: total as u64, patterns: rows.collect::<rusqlite::Result<Vec<_>>>()? })
@@ -990,19 +1002,16 @@ impl Store for SqliteStore {
         self.read(move |c| sqlite_alerts::alerts(c, since_ms, limit)).await
     }
 
-    async fn tasks(&self, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
-        let status = status.map(str::to_owned);
-        self.read(move |c| sqlite_alerts::tasks(c, status.as_deref(), limit)).await
+    async fn tasks(&self, status: Option<TaskStatus>, limit: u32) -> Result<Vec<TaskRow>> {
+        self.read(move |c| sqlite_alerts::tasks(c, status, limit)).await
     }
 
     async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>> {
         self.read(move |c| sqlite_alerts::task(c, id)).await
     }
 
-    async fn set_task_status(&self, id: i64, status: &str, now_ms: i64) -> Result<bool> {
-        check_task_state(status)?;
-        let status = status.to_owned();
-        self.write(move |tx| sqlite_alerts::set_task_status(tx, id, &status, now_ms)).await
+    async fn set_task_status(&self, id: i64, status: TaskStatus, now_ms: i64) -> Result<bool> {
+        self.write(move |tx| sqlite_alerts::set_task_status(tx, id, status, now_ms)).await
     }
 
     async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>> {
@@ -1010,10 +1019,14 @@ impl Store for SqliteStore {
         self.write(move |tx| sqlite_alerts::create_task(tx, &fingerprint, now_ms)).await
     }
 
-    async fn set_pattern_status(&self, fingerprint: &str, status: &str, now_ms: i64) -> Result<bool> {
-        check_pattern_status(status)?;
-        let (fingerprint, status) = (fingerprint.to_owned(), status.to_owned());
-        self.write(move |tx| sqlite_alerts::set_pattern_status(tx, &fingerprint, &status, now_ms)).await
+    async fn set_pattern_status(
+        &self,
+        fingerprint: &str,
+        status: PatternStatus,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let fingerprint = fingerprint.to_owned();
+        self.write(move |tx| sqlite_alerts::set_pattern_status(tx, &fingerprint, status, now_ms)).await
     }
 
     async fn claim_deliveries(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<DeliveryJob>> {

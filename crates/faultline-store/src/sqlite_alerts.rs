@@ -4,6 +4,7 @@
 //! serialised and "one open task per subject" and "one alert per cooldown" hold.
 
 use faultline_core::alert::Priority;
+use faultline_core::{PatternStatus, TaskStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::Result;
@@ -32,7 +33,7 @@ fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
         title: r.get(5)?,
         description: r.get(6)?,
         priority: r.get(7)?,
-        status: r.get(8)?,
+        status: crate::sqlite::state(r, 8)?,
         metadata: json(r.get(9)?),
         alert_count: r.get(10)?,
         created_ms: r.get(11)?,
@@ -309,7 +310,8 @@ pub(crate) fn alerts(c: &Connection, since_ms: i64, limit: u32) -> Result<Vec<Al
     Ok(stmt.query_map(params![since_ms, limit], alert_row)?.collect::<rusqlite::Result<_>>()?)
 }
 
-pub(crate) fn tasks(c: &Connection, status: Option<&str>, limit: u32) -> Result<Vec<TaskRow>> {
+pub(crate) fn tasks(c: &Connection, status: Option<TaskStatus>, limit: u32) -> Result<Vec<TaskRow>> {
+    let status = status.map(TaskStatus::as_str);
     let sql = format!(
         "SELECT {TASK_COLUMNS} FROM tasks t LEFT JOIN patterns p ON p.id = t.pattern_id
          WHERE ?1 IS NULL OR t.status = ?1 ORDER BY t.updated_ms DESC, t.id DESC LIMIT ?2"
@@ -331,7 +333,13 @@ pub(crate) fn task(c: &Connection, id: i64) -> Result<Option<(TaskRow, Vec<TaskE
     Ok(Some((task, events)))
 }
 
-pub(crate) fn set_task_status(tx: &Transaction<'_>, id: i64, status: &str, now_ms: i64) -> Result<bool> {
+pub(crate) fn set_task_status(
+    tx: &Transaction<'_>,
+    id: i64,
+    status: TaskStatus,
+    now_ms: i64,
+) -> Result<bool> {
+    let status = status.as_str();
     let old: Option<String> = tx
         .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -389,17 +397,17 @@ pub(crate) fn create_task(
 pub(crate) fn set_pattern_status(
     tx: &Transaction<'_>,
     fingerprint: &str,
-    status: &str,
+    status: PatternStatus,
     now_ms: i64,
 ) -> Result<bool> {
     let id: Option<i64> = tx
         .prepare_cached(
             "UPDATE patterns SET status = ?1, updated_ms = ?2 WHERE fingerprint = ?3 RETURNING id",
         )?
-        .query_row(params![status, now_ms, fingerprint], |r| r.get(0))
+        .query_row(params![status.as_str(), now_ms, fingerprint], |r| r.get(0))
         .optional()?;
     let Some(pattern_id) = id else { return Ok(false) };
-    if status == "resolved" {
+    if status == PatternStatus::Resolved {
         let open: Option<i64> = tx
             .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 AND status IN ('open', 'in_progress')")?
             .query_row([format!("pattern:{pattern_id}")], |r| r.get(0))

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_core::{Grouping, Level, LogEvent, fingerprint};
+use faultline_core::{Grouping, Level, LogEvent, PatternStatus, TaskStatus, fingerprint};
 
 /// One event and how it was grouped.
 #[derive(Debug, Clone)]
@@ -112,7 +112,7 @@ pub struct TouchedPattern {
     /// It was resolved; this batch set it back to `new` (exactly one batch sees this).
     pub regressed: bool,
     /// Its status after the batch.
-    pub status: String,
+    pub status: PatternStatus,
     /// The most severe level among its new occurrences.
     pub highest_level: Level,
 }
@@ -202,7 +202,7 @@ pub struct PatternRow {
     pub stack_trace: Option<String>,
     pub source: String,
     pub severity: String,
-    pub status: String,
+    pub status: PatternStatus,
 }
 
 /// How [`crate::Store::list_patterns`] orders patterns (newest or largest first).
@@ -228,7 +228,7 @@ impl PatternOrder {
 #[derive(Debug, Clone, Default)]
 pub struct PatternQuery {
     pub order: PatternOrder,
-    pub status: Option<String>,
+    pub status: Option<PatternStatus>,
     pub source: Option<String>,
     /// The pattern's level (`severity`): ERROR, CRITICAL…
     pub level: Option<Level>,
@@ -598,8 +598,7 @@ pub struct TaskRow {
     pub title: String,
     pub description: String,
     pub priority: String,
-    /// `open`, `in_progress`, `done` or `dismissed`.
-    pub status: String,
+    pub status: TaskStatus,
     pub metadata: serde_json::Value,
     pub alert_count: i64,
     pub created_ms: i64,
@@ -613,9 +612,6 @@ pub struct TaskEvent {
     pub kind: String,
     pub detail: String,
 }
-
-/// Task states.
-pub const TASK_STATES: [&str; 4] = ["open", "in_progress", "done", "dismissed"];
 
 /// A delivery the outbox worker has leased.
 #[derive(Debug, Clone, PartialEq)]
@@ -772,26 +768,5 @@ pub(crate) fn manual_draft(subject: String, pattern_id: i64, now_ms: i64) -> Ale
         notifiers: Vec::new(),
         extra: serde_json::Value::Null,
         now_ms,
-    }
-}
-
-/// Rejects a task state other than open, in_progress, done or dismissed.
-pub(crate) fn check_task_state(status: &str) -> crate::Result<()> {
-    if TASK_STATES.contains(&status) {
-        return Ok(());
-    }
-    Err(crate::StoreError::InvalidQuery(format!(
-        "invalid task status {status:?}: expected one of {}",
-        TASK_STATES.join(", ")
-    )))
-}
-
-/// Rejects a pattern status other than new, known, resolved or ignored.
-pub(crate) fn check_pattern_status(status: &str) -> crate::Result<()> {
-    match faultline_core::alert::PatternStatus::parse(status) {
-        Some(_) => Ok(()),
-        None => Err(crate::StoreError::InvalidQuery(format!(
-            "invalid pattern status {status:?}: expected one of new, known, resolved, ignored"
-        ))),
     }
 }

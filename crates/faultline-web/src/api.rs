@@ -10,10 +10,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use faultline_core::Level;
+use faultline_core::{Level, PatternStatus, TaskStatus, UnknownState};
 use faultline_store::{
     AlertRuleRow, EntryRow, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved, SearchQuery,
-    SourceFilter, TASK_STATES, TaskRow,
+    SourceFilter, TaskRow,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -126,14 +126,9 @@ fn parse_level(value: Option<&str>) -> Result<Option<Level>, ApiError> {
         .transpose()
 }
 
-pub(crate) const PATTERN_STATES: [&str; 4] = ["new", "known", "resolved", "ignored"];
-
-fn check_pattern_status(status: &str) -> Result<(), ApiError> {
-    if PATTERN_STATES.contains(&status) {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!("invalid status {status:?}: use new, known, resolved or ignored")))
-    }
+/// A pattern or task state sent by a client; an unknown name is a 400 that lists the known ones.
+pub(crate) fn parse_state<T: std::str::FromStr<Err = UnknownState>>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|e: UnknownState| ApiError::BadRequest(e.to_string()))
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -180,7 +175,7 @@ impl From<PatternRow> for PatternView {
             stack_trace: p.stack_trace,
             source: p.source,
             level: p.severity,
-            status: p.status,
+            status: p.status.as_str().to_owned(),
             occurrence_count: p.occurrence_count,
             first_seen: rfc3339(p.first_seen_ms),
             last_seen: rfc3339(p.last_seen_ms),
@@ -264,15 +259,13 @@ async fn list_errors(
             )));
         }
     };
-    if let Some(status) = &q.status {
-        check_pattern_status(status)?;
-    }
+    let status = q.status.as_deref().map(parse_state::<PatternStatus>).transpose()?;
     let limit = check_range("limit", q.limit.unwrap_or(50), 1, 1000)?;
     let offset = q.offset.unwrap_or(0);
     let hours = q.hours.map(|h| check_range("hours", h, 1, 24 * 366)).transpose()?;
     let query = PatternQuery {
         order,
-        status: q.status,
+        status,
         source: q.source.filter(|s| !s.is_empty()),
         level: parse_level(q.level.as_deref())?,
         seen_since_ms: hours.map(|h| now_ms() - i64::from(h) * 3_600_000),
@@ -369,11 +362,11 @@ async fn stats(
     let rate = app.store.error_rate(day_ago, now).await?;
     let mut by_status = BTreeMap::new();
     let mut total = 0;
-    for status in PATTERN_STATES {
-        let q = PatternQuery { status: Some(status.to_owned()), limit: 1, ..PatternQuery::default() };
+    for &status in PatternStatus::ALL {
+        let q = PatternQuery { status: Some(status), limit: 1, ..PatternQuery::default() };
         let n = app.store.list_patterns(&q).await?.total;
         total += n;
-        by_status.insert(status.to_owned(), n);
+        by_status.insert(status.as_str().to_owned(), n);
     }
     let new = app.store.new_patterns(day_ago, 10_000).await?.len() as u64;
     Ok(Json(Stats {
@@ -581,11 +574,11 @@ async fn set_pattern_status(
     Body(change): Body<StatusChange>,
 ) -> Result<Json<StatusChanged>, ApiError> {
     app.auth.check(&headers, Scope::Write)?;
-    check_pattern_status(&change.status)?;
-    if !app.store.set_pattern_status(&id, &change.status, now_ms()).await? {
+    let status: PatternStatus = parse_state(&change.status)?;
+    if !app.store.set_pattern_status(&id, status, now_ms()).await? {
         return Err(not_found("pattern"));
     }
-    Ok(Json(StatusChanged { id, status: change.status }))
+    Ok(Json(StatusChanged { id, status: status.as_str().to_owned() }))
 }
 
 /// An investigation task.
@@ -611,7 +604,7 @@ impl From<TaskRow> for TaskView {
             title: t.title,
             description: t.description,
             priority: t.priority,
-            status: t.status,
+            status: t.status.as_str().to_owned(),
             task_type: t.task_type,
             fingerprint: t.fingerprint,
             alert_count: t.alert_count,
@@ -636,16 +629,6 @@ pub struct TaskList {
     pub tasks: Vec<TaskView>,
 }
 
-fn check_task_status(status: &str) -> Result<(), ApiError> {
-    if TASK_STATES.contains(&status) {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "invalid status {status:?}: use open, in_progress, done or dismissed"
-        )))
-    }
-}
-
 /// Tasks, most recently updated first.
 #[utoipa::path(get, path = "/api/tasks", params(TasksQuery), tag = "tasks",
     responses((status = 200, body = TaskList), (status = 400, body = ErrorBody)))]
@@ -655,11 +638,9 @@ async fn list_tasks(
     Params(q): Params<TasksQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
-    if let Some(status) = &q.status {
-        check_task_status(status)?;
-    }
+    let status = q.status.as_deref().map(parse_state::<TaskStatus>).transpose()?;
     let limit = check_range("limit", q.limit.unwrap_or(100), 1, 1000)?;
-    let tasks = app.store.tasks(q.status.as_deref(), limit).await?;
+    let tasks = app.store.tasks(status, limit).await?;
     Ok(Json(TaskList { tasks: tasks.into_iter().map(Into::into).collect() }))
 }
 
@@ -734,11 +715,11 @@ async fn set_task_status(
     Body(change): Body<StatusChange>,
 ) -> Result<Json<StatusChanged>, ApiError> {
     app.auth.check(&headers, Scope::Write)?;
-    check_task_status(&change.status)?;
-    if !app.store.set_task_status(id, &change.status, now_ms()).await? {
+    let status: TaskStatus = parse_state(&change.status)?;
+    if !app.store.set_task_status(id, status, now_ms()).await? {
         return Err(not_found("task"));
     }
-    Ok(Json(StatusChanged { id: id.to_string(), status: change.status }))
+    Ok(Json(StatusChanged { id: id.to_string(), status: status.as_str().to_owned() }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -17,10 +17,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use faultline_core::Level;
-use faultline_store::{
-    EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TASK_STATES, TaskRow,
-};
+use faultline_core::{Level, PatternStatus, TaskStatus};
+use faultline_store::{EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TaskRow};
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -256,7 +254,7 @@ impl PatternLine {
             source: clip(&p.source, 80),
             level: p.severity.clone(),
             level_class: level_class(&p.severity),
-            status: p.status.clone(),
+            status: p.status.as_str().to_owned(),
             first_seen: clock(p.first_seen_ms),
             last_seen: clock(p.last_seen_ms),
             last_seen_ago: ago(p.last_seen_ms, now),
@@ -411,7 +409,7 @@ async fn health_data(
     let new_today = store.new_patterns(midnight, 10).await?.iter().map(line).collect();
     let resolved_q = PatternQuery {
         order: PatternOrder::LastSeen,
-        status: Some("resolved".into()),
+        status: Some(PatternStatus::Resolved),
         limit: 10,
         ..PatternQuery::default()
     };
@@ -428,7 +426,7 @@ async fn health_data(
         .await?
         .patterns
         .iter()
-        .filter(|p| p.status != "resolved")
+        .filter(|p| p.status != PatternStatus::Resolved)
         .map(line)
         .collect();
     let trending = store
@@ -605,12 +603,15 @@ async fn pattern_page(
         occurrences: occurrences.entries.iter().map(EntryLine::new).collect(),
         total: occurrences.total,
         links: page_links(&base, &[], page, PER_PAGE, occurrences.total),
-        statuses: vec![
-            ("known", "Mark known"),
-            ("resolved", "Resolve"),
-            ("ignored", "Ignore"),
-            ("new", "Mark new"),
-        ],
+        statuses: [
+            (PatternStatus::Known, "Mark known"),
+            (PatternStatus::Resolved, "Resolve"),
+            (PatternStatus::Ignored, "Ignore"),
+            (PatternStatus::New, "Mark new"),
+        ]
+        .into_iter()
+        .map(|(to, label)| (to.as_str(), label))
+        .collect(),
     };
     render(StatusCode::OK, &view, &view.chrome.viewer)
 }
@@ -661,7 +662,7 @@ async fn pattern_status(
         Ok(v) => v,
         Err(refused) => return *refused,
     };
-    if !crate::api::PATTERN_STATES.contains(&form.status.as_str()) {
+    let Some(status) = PatternStatus::parse(&form.status) else {
         return message(
             &app,
             viewer,
@@ -669,8 +670,8 @@ async fn pattern_status(
             "Unknown status",
             "Use new, known, resolved or ignored.",
         );
-    }
-    match app.store.set_pattern_status(&fingerprint, &form.status, now_ms()).await {
+    };
+    match app.store.set_pattern_status(&fingerprint, status, now_ms()).await {
         Ok(true) => see_other(&format!("/patterns/{}", segment(&fingerprint))),
         Ok(false) => {
             message(&app, viewer, StatusCode::NOT_FOUND, "No such error", "No pattern has that fingerprint.")
@@ -822,18 +823,24 @@ pub struct TaskLine {
 
 impl TaskLine {
     fn new(t: &TaskRow, now: i64, highlight: Option<i64>) -> TaskLine {
-        let moves =
-            [("in_progress", "Start"), ("done", "Done"), ("dismissed", "Dismiss"), ("open", "Reopen")]
-                .into_iter()
-                .filter(|(to, _)| *to != t.status)
-                .filter(|(to, _)| *to != "open" || matches!(t.status.as_str(), "done" | "dismissed"))
-                .collect();
+        let moves = [
+            (TaskStatus::InProgress, "Start"),
+            (TaskStatus::Done, "Done"),
+            (TaskStatus::Dismissed, "Dismiss"),
+            (TaskStatus::Open, "Reopen"),
+        ]
+        .into_iter()
+        .filter(|(to, _)| *to != t.status)
+        // Reopening is for closed tasks; an open one is started instead.
+        .filter(|(to, _)| *to != TaskStatus::Open || !t.status.is_open())
+        .map(|(to, label)| (to.as_str(), label))
+        .collect();
         TaskLine {
             id: t.id,
             title: clip(&t.title, 300),
             description: clip(&t.description, 20_000),
             priority: t.priority.clone(),
-            status: t.status.clone(),
+            status: t.status.as_str().to_owned(),
             pattern_href: t.fingerprint.as_deref().map(|f| format!("/patterns/{}", segment(f))),
             alert_count: t.alert_count,
             created: clock(t.created_ms),
@@ -866,7 +873,8 @@ async fn tasks_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
     };
     let p = params::<TasksParams>(&uri);
     let status = p.status.unwrap_or_default();
-    if !status.is_empty() && !TASK_STATES.contains(&status.as_str()) {
+    let only = TaskStatus::parse(&status);
+    if !status.is_empty() && only.is_none() {
         return message(
             &app,
             viewer,
@@ -876,7 +884,7 @@ async fn tasks_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
         );
     }
     let highlight = p.highlight.and_then(|h| h.parse().ok());
-    let tasks = match app.store.tasks(Some(status.as_str()).filter(|s| !s.is_empty()), 200).await {
+    let tasks = match app.store.tasks(only, 200).await {
         Ok(tasks) => tasks,
         Err(e) => return failed(&app, viewer, e),
     };
@@ -884,7 +892,7 @@ async fn tasks_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
     let view = TasksPageView {
         chrome: chrome(&app, "tasks", viewer, "Tasks"),
         status,
-        states: TASK_STATES.to_vec(),
+        states: TaskStatus::ALL.iter().map(|s| s.as_str()).collect(),
         tasks: tasks.iter().map(|t| TaskLine::new(t, now, highlight)).collect(),
     };
     render(StatusCode::OK, &view, &view.chrome.viewer)
@@ -901,7 +909,7 @@ async fn task_status(
         Ok(v) => v,
         Err(refused) => return *refused,
     };
-    if !TASK_STATES.contains(&form.status.as_str()) {
+    let Some(status) = TaskStatus::parse(&form.status) else {
         return message(
             &app,
             viewer,
@@ -909,8 +917,8 @@ async fn task_status(
             "Unknown state",
             "Use open, in_progress, done or dismissed.",
         );
-    }
-    match app.store.set_task_status(id, &form.status, now_ms()).await {
+    };
+    match app.store.set_task_status(id, status, now_ms()).await {
         Ok(true) => see_other(&format!("/tasks?highlight={id}#task-{id}")),
         Ok(false) => {
             message(&app, viewer, StatusCode::NOT_FOUND, "No such task", "It may have been removed.")

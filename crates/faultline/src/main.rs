@@ -64,7 +64,7 @@ enum Command {
         json: bool,
     },
     /// Set a pattern's status: new, known, resolved (closes its open task) or ignored.
-    PatternStatus { fingerprint: String, status: String },
+    PatternStatus { fingerprint: String, status: faultline_core::PatternStatus },
     /// Crawl the configured Railway environments now: from each saved cursor to now, once.
     Crawl {
         /// Run one crawl and exit (the service crawls on its schedule).
@@ -238,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Crawl { once: _, json } => crawl_once(store, &config, json).await,
         Command::Railway { command: RailwayCommand::Check } => railway_check(&config).await,
         Command::PatternStatus { fingerprint, status } => {
-            tasks::set_pattern_status(store, &fingerprint, &status).await
+            tasks::set_pattern_status(store, &fingerprint, status).await
         }
     }
 }
@@ -361,7 +361,7 @@ async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyho
             )?;
         }
     }
-    if runs.iter().any(|r| r.outcome != "ok") {
+    if runs.iter().any(|r| r.outcome != railway_crawl::CrawlOutcome::Ok) {
         anyhow::bail!("some Railway crawls did not complete");
     }
     Ok(())
@@ -374,7 +374,7 @@ async fn railway_check(config: &Config) -> anyhow::Result<()> {
     for line in &lines {
         outln!("{line}")?;
     }
-    if lines.iter().any(|l| l.starts_with("problem")) {
+    if lines.iter().any(|l| !l.ok) {
         anyhow::bail!("the Railway settings need attention");
     }
     Ok(())

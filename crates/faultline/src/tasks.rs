@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use faultline_core::{PatternStatus, TaskStatus};
 use faultline_store::{Store, TaskEvent, TaskRow};
 use serde_json::{Value, json};
 
@@ -17,7 +18,7 @@ pub enum TasksCommand {
     List {
         /// Only tasks in this state: open, in_progress, done, dismissed.
         #[arg(long)]
-        status: Option<String>,
+        status: Option<TaskStatus>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
@@ -30,7 +31,7 @@ pub enum TasksCommand {
         json: bool,
     },
     /// Move a task to a state: open, in_progress, done or dismissed.
-    Set { id: i64, state: String },
+    Set { id: i64, state: TaskStatus },
     /// Create the investigation task for a pattern (or show its open one).
     Create { fingerprint: String },
 }
@@ -38,7 +39,7 @@ pub enum TasksCommand {
 pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result<()> {
     match command {
         TasksCommand::List { status, limit, json } => {
-            let tasks = store.tasks(status.as_deref(), limit).await?;
+            let tasks = store.tasks(status, limit).await?;
             if json {
                 outln!(
                     "{}",
@@ -60,7 +61,7 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
             }
         }
         TasksCommand::Set { id, state } => {
-            if !store.set_task_status(id, &state, now_ms()).await? {
+            if !store.set_task_status(id, state, now_ms()).await? {
                 bail!("no task {id}");
             }
             outln!("task {id} is {state}")?;
@@ -142,7 +143,7 @@ pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: boo
 pub async fn set_pattern_status(
     store: Arc<dyn Store>,
     fingerprint: &str,
-    status: &str,
+    status: PatternStatus,
 ) -> anyhow::Result<()> {
     if !store.set_pattern_status(fingerprint, status, now_ms()).await? {
         bail!("no pattern with fingerprint {fingerprint:?}");

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use faultline_core::Level;
 use faultline_core::alert::Priority;
+use faultline_core::{Level, PatternStatus, TaskStatus};
 use faultline_store::{AlertDraft, DeliveryResult, NewRule, RuleSaved, Store};
 
 use crate::both;
@@ -119,16 +119,16 @@ async fn batches_report_new_critical_and_regressed_patterns(store: Arc<dyn Store
     assert_eq!(out.touched.len(), 1);
     let t = &out.touched[0];
     assert!(t.new && !t.regressed);
-    assert_eq!((t.status.as_str(), t.highest_level), ("new", Level::Critical));
+    assert_eq!((t.status, t.highest_level), (PatternStatus::New, Level::Critical));
 
     let fp = store.top_patterns(1, None).await.unwrap()[0].fingerprint.clone();
-    assert!(store.set_pattern_status(&fp, "resolved", T0).await.unwrap());
+    assert!(store.set_pattern_status(&fp, PatternStatus::Resolved, T0).await.unwrap());
     let back = store
         .ingest(batch(vec![event("3", T0 + MINUTE, Level::Error, "api", "timeout after 5s")]))
         .await
         .unwrap();
     assert!(back.touched[0].regressed && !back.touched[0].new);
-    assert_eq!(back.touched[0].status, "new");
+    assert_eq!(back.touched[0].status, PatternStatus::New);
     // A replay touches nothing: it stores nothing.
     let replay = store
         .ingest(batch(vec![event("3", T0 + MINUTE, Level::Error, "api", "timeout after 5s")]))
@@ -138,8 +138,7 @@ async fn batches_report_new_critical_and_regressed_patterns(store: Arc<dyn Store
 
     let counts = store.pattern_minute_counts(&[t.pattern_id], T0).await.unwrap();
     assert_eq!(counts, [(t.pattern_id, T0, 2), (t.pattern_id, T0 + MINUTE, 1)]);
-    assert!(store.set_pattern_status(&fp, "bogus", T0).await.is_err());
-    assert!(!store.set_pattern_status("no-such", "known", T0).await.unwrap());
+    assert!(!store.set_pattern_status("no-such", PatternStatus::Known, T0).await.unwrap());
 }
 both!(batches_report_new_critical_and_regressed_patterns);
 
@@ -209,9 +208,9 @@ async fn resolving_closes_the_task_and_a_regression_reopens_it(store: Arc<dyn St
     let fp = store.top_patterns(1, None).await.unwrap()[0].fingerprint.clone();
     let new_rule = rule_id(&store, "new_fingerprint").await;
     let fired = store.fire_alert(&draft(new_rule, pattern_id, T0)).await.unwrap().unwrap();
-    store.set_pattern_status(&fp, "resolved", T0 + MINUTE).await.unwrap();
+    store.set_pattern_status(&fp, PatternStatus::Resolved, T0 + MINUTE).await.unwrap();
     let task = store.task(fired.task_id.unwrap()).await.unwrap().unwrap().0;
-    assert_eq!(task.status, "done");
+    assert_eq!(task.status, TaskStatus::Done);
 
     let regression = AlertDraft {
         reopen: true,
@@ -222,18 +221,17 @@ async fn resolving_closes_the_task_and_a_regression_reopens_it(store: Arc<dyn St
     let again = store.fire_alert(&regression).await.unwrap().unwrap();
     assert_eq!((again.task_id, again.task_created), (fired.task_id, false));
     let (task, events) = store.task(fired.task_id.unwrap()).await.unwrap().unwrap();
-    assert_eq!(task.status, "open");
+    assert_eq!(task.status, TaskStatus::Open);
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["created", "status", "reopened"]);
 
     // Manual "Create task" returns the open one; after dismissing it, makes a new one.
     assert_eq!(store.create_task(&fp, T0).await.unwrap(), Some((task.id, false)));
-    assert!(store.set_task_status(task.id, "dismissed", T0).await.unwrap());
+    assert!(store.set_task_status(task.id, TaskStatus::Dismissed, T0).await.unwrap());
     let (new_id, created) = store.create_task(&fp, T0).await.unwrap().unwrap();
     assert!(created && new_id != task.id);
-    assert!(store.set_task_status(task.id, "closed", T0).await.is_err());
-    assert!(!store.set_task_status(9999, "done", T0).await.unwrap());
+    assert!(!store.set_task_status(9999, TaskStatus::Done, T0).await.unwrap());
     assert_eq!(store.create_task("nope", T0).await.unwrap(), None);
-    assert_eq!(store.tasks(Some("open"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.tasks(Some(TaskStatus::Open), 10).await.unwrap().len(), 1);
 }
 both!(resolving_closes_the_task_and_a_regression_reopens_it);
 

@@ -40,7 +40,7 @@ async fn ingest_groups_counts_and_is_idempotent(store: Arc<dyn Store>) {
     assert_eq!((refused.first_seen_ms, refused.last_seen_ms), (T0, T0 + 120_000));
     assert_eq!(refused.fingerprint.len(), 64);
     assert_eq!(refused.fingerprint_version, faultline_core::FINGERPRINT_VERSION);
-    assert_eq!(refused.status, "new");
+    assert_eq!(refused.status, faultline_core::PatternStatus::New);
     assert_eq!(refused.sample_message.as_deref(), Some("connection refused to 10.0.0.1:5432"));
     assert_eq!(store.pattern(&refused.fingerprint).await.expect("pattern").as_ref(), Some(refused));
 }
@@ -389,7 +389,11 @@ async fn patterns_page_filters_orders_and_occurrences_page(store: Arc<dyn Store>
     assert_eq!(store.list_patterns(&worker).await.unwrap().total, 1);
     let second_page = PatternQuery { limit: 2, offset: 2, ..Default::default() };
     assert_eq!(store.list_patterns(&second_page).await.unwrap().patterns.len(), 1);
-    let resolved = PatternQuery { status: Some("resolved".into()), limit: 10, ..Default::default() };
+    let resolved = PatternQuery {
+        status: Some(faultline_core::PatternStatus::Resolved),
+        limit: 10,
+        ..Default::default()
+    };
     assert_eq!(store.list_patterns(&resolved).await.unwrap().total, 0);
     let recent = PatternQuery { seen_since_ms: Some(T0 + 100_000), limit: 10, ..Default::default() };
     assert_eq!(store.list_patterns(&recent).await.unwrap().total, 1);
