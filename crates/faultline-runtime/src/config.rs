@@ -697,6 +697,16 @@ fn read_tokens(
 impl Config {
     /// Reads `file` (if given) and the environment, then validates.
     pub fn load(file: Option<&Path>, env: Env) -> anyhow::Result<Config> {
+        Config::load_with_secrets(file, env, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with the secrets (tokens, passwords named in the file) read through
+    /// `secrets` instead of the process environment.
+    pub fn load_with_secrets(
+        file: Option<&Path>,
+        env: Env,
+        secrets: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -707,7 +717,7 @@ impl Config {
         // Only SECTION__KEY variables are config keys; FAULTLINE_CONFIG and the like are not.
         figment = figment.merge(env.filter(|k| k.as_str().contains("__")).split("__"));
         let raw: RawConfig = figment.extract().map_err(|e| anyhow::anyhow!(describe(e)))?;
-        Config::validate(raw, &|name| std::env::var(name).ok())
+        Config::validate(raw, secrets)
     }
 
     fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Config> {

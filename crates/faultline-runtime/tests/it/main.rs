@@ -1,0 +1,4 @@
+//! The runtime's tests: the whole application booted in-process (`TestApp`), on SQLite.
+
+mod conformance;
+mod test_app;
