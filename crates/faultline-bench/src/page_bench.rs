@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use faultline_runtime::clock::now_ms;
 use faultline_store::{Pipeline, PipelineSettings, Store};
 use faultline_web::{AppState, Auth, Settings};
-
-use faultline_runtime::clock::now_ms;
 
 /// Substrings of the seeded messages, from frequent to very rare.
 const NEEDLES: [&str; 10] = [

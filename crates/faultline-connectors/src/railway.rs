@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
-use faultline_core::{Level, LogEvent, Origin};
+use faultline_core::{HOUR_MS, Level, LogEvent, MINUTE_MS, Origin};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -242,12 +242,12 @@ impl Budget {
 
     /// Counts a request at `now_ms`, or says how long until one is allowed.
     pub fn take(&mut self, now_ms: i64) -> Result<(), RailwayError> {
-        while self.sent.front().is_some_and(|t| *t <= now_ms - 3_600_000) {
+        while self.sent.front().is_some_and(|t| *t <= now_ms - HOUR_MS) {
             self.sent.pop_front();
         }
         if self.sent.len() as u32 >= self.per_hour {
             let oldest = self.sent.front().copied().unwrap_or(now_ms);
-            let wait = Duration::from_millis((oldest + 3_600_000 - now_ms).max(1) as u64);
+            let wait = Duration::from_millis((oldest + HOUR_MS - now_ms).max(1) as u64);
             return Err(RailwayError::BudgetSpent { per_hour: self.per_hour, wait });
         }
         self.sent.push_back(now_ms);
@@ -348,7 +348,7 @@ pub fn window_spent(headers: &reqwest::header::HeaderMap, now_ms: i64) -> Option
         Ok(n) => Some(now_ms + n * 1000),
         Err(_) => parse_ns(r).map(|ns| ns / 1_000_000),
     });
-    Some(reset.unwrap_or(now_ms + 60_000).max(now_ms))
+    Some(reset.unwrap_or(now_ms + MINUTE_MS).max(now_ms))
 }
 
 impl Client {

@@ -6,12 +6,10 @@
 //! [`AlertState::remember`]). Every rule is tested on hand-built timelines.
 
 pub use crate::status::PatternStatus;
+use crate::timestamp::{HOUR_MS, MINUTE_MS};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::model::{Level, TimestampMs};
-
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
 
 /// One alert rule, as stored in the `alert_rules` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -306,7 +304,7 @@ pub struct AlertState {
 }
 
 /// A summary of held-back alerts goes out at most this long after the first one was held.
-const SUMMARY_DELAY_MS: i64 = 10 * MINUTE;
+const SUMMARY_DELAY_MS: i64 = 10 * MINUTE_MS;
 
 impl AlertState {
     /// Rebuilds memory from an alert sent earlier (read back from the database after a
@@ -318,7 +316,7 @@ impl AlertState {
         if let CooldownKey::Health(h) = key {
             self.health.insert(rule_id, (h, h));
         }
-        if fired_ms > now - HOUR {
+        if fired_ms > now - HOUR_MS {
             let pattern = match key {
                 CooldownKey::Pattern(p) => Some(p),
                 CooldownKey::Health(_) => None,
@@ -341,7 +339,7 @@ impl AlertState {
     fn expire(&mut self, rules: &[Rule], now: TimestampMs) {
         let longest = rules.iter().map(|r| r.cooldown_ms).max().unwrap_or(0);
         self.last_fired.retain(|_, t| now - *t < longest);
-        while self.sent.front().is_some_and(|(t, _)| *t <= now - HOUR) {
+        while self.sent.front().is_some_and(|(t, _)| *t <= now - HOUR_MS) {
             self.sent.pop_front();
         }
     }
@@ -441,13 +439,13 @@ pub fn evaluate(
 /// Why `rule` fires for this pattern, if it does (cooldowns aside).
 fn pattern_rule(rule: &Rule, obs: &PatternObservation, now: TimestampMs) -> Option<String> {
     let ignored = obs.status == PatternStatus::Ignored;
-    let this_minute = now.div_euclid(MINUTE) * MINUTE;
+    let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
     let count_at = |minute: i64| -> u64 {
         obs.minute_counts.iter().filter(|(m, _)| *m == minute).map(|(_, c)| *c).sum()
     };
     match &rule.kind {
         RuleKind::IgnoredGrowing { count, minutes } if ignored => {
-            let since = this_minute - i64::from(minutes.saturating_sub(1)) * MINUTE;
+            let since = this_minute - i64::from(minutes.saturating_sub(1)) * MINUTE_MS;
             let n: u64 = obs.minute_counts.iter().filter(|(m, _)| *m >= since).map(|(_, c)| c).sum();
             (n > *count).then(|| format!("ignored, but seen {n} times in {minutes} minutes (limit {count})"))
         }
@@ -458,15 +456,15 @@ fn pattern_rule(rule: &Rule, obs: &PatternObservation, now: TimestampMs) -> Opti
             (obs.highest_level >= Level::Critical).then(|| format!("{} entry", obs.highest_level.as_str()))
         }
         RuleKind::Spike { per_minute } => {
-            let n = count_at(this_minute).max(count_at(this_minute - MINUTE));
+            let n = count_at(this_minute).max(count_at(this_minute - MINUTE_MS));
             (n > *per_minute).then(|| format!("{n} in one minute (limit {per_minute})"))
         }
         RuleKind::Sustained { minutes } => {
             let minutes = i64::from((*minutes).max(1));
             // A run of `minutes` busy minutes ending now or a minute ago (the current minute may
             // have just begun).
-            let run_ending = |end: i64| (0..minutes).all(|k| count_at(end - k * MINUTE) > 0);
-            (run_ending(this_minute) || run_ending(this_minute - MINUTE))
+            let run_ending = |end: i64| (0..minutes).all(|k| count_at(end - k * MINUTE_MS) > 0);
+            (run_ending(this_minute) || run_ending(this_minute - MINUTE_MS))
                 .then(|| format!("seen in each of {minutes} consecutive minutes"))
         }
         RuleKind::ErrorRate { .. } | RuleKind::IgnoredGrowing { .. } => None,
@@ -484,8 +482,8 @@ fn error_rate_rule(
         return None;
     };
     let window = i64::from(window_minutes.max(1));
-    let this_minute = now.div_euclid(MINUTE) * MINUTE;
-    let since = this_minute - window * MINUTE;
+    let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let since = this_minute - window * MINUTE_MS;
     let n: u64 = totals.iter().filter(|(m, _)| *m >= since && *m < this_minute).map(|(_, c)| c).sum();
     let per_minute = n as f64 / window as f64;
     let (current, announced) = state.health.get(&rule.id).copied().unwrap_or_default();

@@ -4,10 +4,10 @@ use expect_test::{Expect, expect};
 
 use super::*;
 
-const T0: i64 = 1_700_000_000_000 / MINUTE * MINUTE;
+const T0: i64 = 1_700_000_000_000 / MINUTE_MS * MINUTE_MS;
 
 fn rule(id: i64, kind: RuleKind) -> Rule {
-    Rule { id, name: kind.type_name().to_owned(), kind, cooldown_ms: 30 * MINUTE, enabled: true }
+    Rule { id, name: kind.type_name().to_owned(), kind, cooldown_ms: 30 * MINUTE_MS, enabled: true }
 }
 
 fn all_rules() -> Vec<Rule> {
@@ -36,7 +36,7 @@ fn seen(pattern_id: i64, counts: &[(i64, u64)]) -> PatternObservation {
         regressed: false,
         status: PatternStatus::New,
         highest_level: Level::Error,
-        minute_counts: counts.iter().map(|&(m, c)| (T0 + m * MINUTE, c)).collect(),
+        minute_counts: counts.iter().map(|&(m, c)| (T0 + m * MINUTE_MS, c)).collect(),
     }
 }
 
@@ -46,7 +46,7 @@ fn at(at: i64, patterns: Vec<PatternObservation>) -> Step {
 
 /// Total errors: `per_minute[k]` in minute k after T0.
 fn rate(at: i64, per_minute: &[u64]) -> Step {
-    let totals = per_minute.iter().enumerate().map(|(k, &c)| (T0 + k as i64 * MINUTE, c)).collect();
+    let totals = per_minute.iter().enumerate().map(|(k, &c)| (T0 + k as i64 * MINUTE_MS, c)).collect();
     Step { at, obs: Observations { patterns: Vec::new(), total_minute_counts: Some(totals) } }
 }
 
@@ -265,7 +265,7 @@ fn flood_guard_caps_alerts_and_sends_one_summary() {
 #[test]
 fn flood_guard_caps_one_noisy_pattern() {
     let mut rules = all_rules();
-    rules.iter_mut().for_each(|r| r.cooldown_ms = MINUTE);
+    rules.iter_mut().for_each(|r| r.cooldown_ms = MINUTE_MS);
     let spike = |m: i64| seen(1, &[(m, 50)]);
     let steps = (0..5).map(|m| at(m * 60, vec![spike(m)])).chain([at(15 * 60, vec![])]).collect();
     let out = timeline(&rules, FloodLimits { per_pattern_per_hour: 2, per_hour: 100 }, steps);
@@ -284,11 +284,11 @@ fn flood_guard_caps_one_noisy_pattern() {
 fn remembered_alerts_keep_their_cooldown_after_a_restart() {
     let rules = all_rules();
     let mut state = AlertState::default();
-    state.remember(2, CooldownKey::Pattern(1), T0, T0 + MINUTE);
+    state.remember(2, CooldownKey::Pattern(1), T0, T0 + MINUTE_MS);
     let obs = Observations { patterns: vec![seen(1, &[(1, 50)])], total_minute_counts: None };
-    assert!(evaluate(&rules, FloodLimits::default(), &obs, &mut state, T0 + MINUTE).is_empty());
+    assert!(evaluate(&rules, FloodLimits::default(), &obs, &mut state, T0 + MINUTE_MS).is_empty());
     let later = Observations { patterns: vec![seen(1, &[(31, 50)])], total_minute_counts: None };
-    let d = evaluate(&rules, FloodLimits::default(), &later, &mut state, T0 + 31 * MINUTE);
+    let d = evaluate(&rules, FloodLimits::default(), &later, &mut state, T0 + 31 * MINUTE_MS);
     assert_eq!(d.len(), 1, "{d:?}");
 }
 

@@ -25,3 +25,4 @@ pub use record::{
     RecordError, Stamp, cap_event, event_from_json, event_from_python_record, key_occurrences, plausible_time,
 };
 pub use status::{PatternStatus, TaskStatus, UnknownState};
+pub use timestamp::{DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS};

@@ -3,6 +3,13 @@
 //! Timestamps without a zone are taken as UTC. Syslog-style stamps carry no year: the caller's
 //! [`crate::ParseContext`] supplies it.
 
+/// Milliseconds in a second, a minute, an hour and a day: every time in faultline is UTC
+/// milliseconds since the epoch.
+pub const SECOND_MS: i64 = 1_000;
+pub const MINUTE_MS: i64 = 60 * SECOND_MS;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
 use chrono::NaiveDate;
 
 use crate::model::TimestampMs;
@@ -120,7 +127,7 @@ fn parse_iso(b: &[u8]) -> Option<(TimestampMs, usize)> {
         i = parse_zone(b, i, &mut ms_of_day);
     }
     let days = date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
-    Some((days * 86_400_000 + ms_of_day, i))
+    Some((days * DAY_MS + ms_of_day, i))
 }
 
 /// Reads `HH:MM[:SS[.frac]]` at `at`; returns ms of day and the index after it.
@@ -190,7 +197,7 @@ fn offset(b: &[u8], at: usize, ms: &mut i64) -> Option<usize> {
     if b.get(end).is_some_and(u8::is_ascii_digit) {
         return None;
     }
-    *ms -= sign * (i64::from(h) * 60 + i64::from(m)) * 60_000;
+    *ms -= sign * (i64::from(h) * 60 + i64::from(m)) * MINUTE_MS;
     Some(end)
 }
 
@@ -209,7 +216,7 @@ fn parse_syslog(b: &[u8], year: i32) -> Option<(TimestampMs, usize)> {
     let (time_ms, end) = parse_time(b, 7)?;
     let date = NaiveDate::from_ymd_opt(year, month, day)?;
     let days = date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
-    Some((days * 86_400_000 + time_ms, end))
+    Some((days * DAY_MS + time_ms, end))
 }
 
 #[cfg(test)]

@@ -11,19 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use faultline_core::Level;
 use faultline_core::alert::{
     AlertState, CooldownKey, Decision, FloodLimits, Health, Observations, PatternObservation, PatternStatus,
     Rule, RuleKind, Subject, evaluate, task_for_error_rate,
 };
+use faultline_core::{HOUR_MS, Level, MINUTE_MS};
 use faultline_store::{AlertDraft, AlertRuleRow, IngestOutcome, NewRule, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::AlertsConfig;
-
-const MINUTE: i64 = 60_000;
 
 /// What the sources tell the evaluator.
 #[derive(Default)]
@@ -146,7 +144,7 @@ impl Evaluator {
     ) -> anyhow::Result<Evaluator> {
         let now = now_ms();
         let rules = store.alert_rules().await?;
-        let longest = rules.iter().map(|r| r.cooldown_minutes * MINUTE).max().unwrap_or(0).max(60 * MINUTE);
+        let longest = rules.iter().map(|r| r.cooldown_minutes * MINUTE_MS).max().unwrap_or(0).max(HOUR_MS);
         let mut state = AlertState::default();
         let mut past = store.alerts(now - longest, 10_000).await?;
         past.reverse(); // oldest first, so the last announced health wins
@@ -194,8 +192,8 @@ impl Evaluator {
         let rows = self.store.alert_rules().await?;
         let rules = rules_from_rows(&rows);
         let lookback = rules.iter().map(|r| r.kind.lookback_minutes()).max().unwrap_or(0);
-        let this_minute = now.div_euclid(MINUTE) * MINUTE;
-        let since = this_minute - i64::from(lookback) * MINUTE;
+        let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let since = this_minute - i64::from(lookback) * MINUTE_MS;
         let ids: Vec<i64> = pending.keys().copied().collect();
         let mut counts: BTreeMap<i64, Vec<(i64, u64)>> = BTreeMap::new();
         if !ids.is_empty() {
@@ -216,7 +214,7 @@ impl Evaluator {
             .collect();
         let totals = self
             .store
-            .counts_by_interval(since, this_minute + MINUTE, 1)
+            .counts_by_interval(since, this_minute + MINUTE_MS, 1)
             .await?
             .into_iter()
             .map(|b| (b.start_ms, b.count))
@@ -276,7 +274,7 @@ impl Evaluator {
             pattern_id,
             priority: d.priority,
             reason: d.reason.clone(),
-            cooldown_ms: rule.map_or(0, |r| r.cooldown_minutes * MINUTE),
+            cooldown_ms: rule.map_or(0, |r| r.cooldown_minutes * MINUTE_MS),
             task: action != "notify" && !recovery && !matches!(d.subject, Subject::Suppressed { .. }),
             reopen: d.rule_type == "regression",
             task_draft,
@@ -295,7 +293,7 @@ fn rules_from_rows(rows: &[AlertRuleRow]) -> Vec<Rule> {
                 id: r.id,
                 name: r.name.clone(),
                 kind,
-                cooldown_ms: r.cooldown_minutes * MINUTE,
+                cooldown_ms: r.cooldown_minutes * MINUTE_MS,
                 enabled: r.enabled,
             }),
             Err(e) => {

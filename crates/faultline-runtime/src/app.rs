@@ -18,6 +18,7 @@ use faultline_connectors::journal::{self, JournalConfig, JournalStatus};
 use faultline_connectors::tail::{FileBatch, TailOptions, Tailer};
 use faultline_core::ParseContext;
 use faultline_core::alert::FloodLimits;
+use faultline_core::{DAY_MS, MINUTE_MS};
 use faultline_store::{IngestOutcome, Pipeline, PipelineSettings, SourceKind, Store, Submission};
 use faultline_web::{ApiToken, AppState, Auth, Settings};
 use serde_json::json;
@@ -416,7 +417,7 @@ fn jobs(config: &Config, pipeline: Arc<Pipeline>) -> Vec<Job> {
             let store = s1.clone();
             async move {
                 let now = now_ms();
-                let rate = store.error_rate(now - 5 * 60_000, now).await?;
+                let rate = store.error_rate(now - 5 * MINUTE_MS, now).await?;
                 let status = match rate.errors_per_minute {
                     r if r < 1.0 => "pass",
                     r if r <= 5.0 => "degraded",
@@ -447,7 +448,7 @@ fn jobs(config: &Config, pipeline: Arc<Pipeline>) -> Vec<Job> {
         Job::new("retention", s.retention, move || {
             let store = s3.clone();
             async move {
-                let before = now_ms() - i64::from(retention_days) * 86_400_000;
+                let before = now_ms() - i64::from(retention_days) * DAY_MS;
                 let report = store.cleanup(before, 5_000).await?;
                 Ok(JobOutcome::ok(json!({
                     "retention_days": retention_days,

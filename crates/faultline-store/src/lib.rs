@@ -8,6 +8,7 @@ mod mining;
 mod pipeline;
 mod postgres;
 mod postgres_alerts;
+mod sql;
 mod sqlite;
 mod sqlite_alerts;
 mod types;

@@ -7,18 +7,18 @@
 //! the rest when it stops ([`crate::Store::save_grouping`]). A group's fingerprint is the one
 //! its first line had, so a group created again after a crash mostly finds its old pattern.
 
-use faultline_core::{FINGERPRINT_VERSION, Grouper, GrouperState};
+use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS};
 
 use crate::types::IngestBatch;
 
 /// How long a pattern of an older fingerprint version keeps matching events of the new one
 /// (counted from its last occurrence).
-pub(crate) const TRANSITION_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
+pub(crate) const TRANSITION_WINDOW_MS: i64 = 30 * DAY_MS;
 
 /// Least time between two saves of a state with new groups.
 const SAVE_EVERY_MS: i64 = 2_000;
 /// Least time between two saves of a state whose templates only widened.
-const SAVE_IDLE_MS: i64 = 60_000;
+const SAVE_IDLE_MS: i64 = MINUTE_MS;
 
 pub(crate) struct Mining {
     grouper: Grouper,

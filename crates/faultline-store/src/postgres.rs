@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::mining::{self, Mining};
 use crate::postgres_alerts;
-use crate::sqlite::{REGRESS_PATTERN, bucket_quarters, fill_buckets, frames_json};
+use crate::sql::*;
 use crate::types::*;
 use crate::{Result, Store, StoreError};
 
@@ -676,10 +676,7 @@ impl Store for PgStore {
         until_ms: i64,
         interval_minutes: u32,
     ) -> Result<Vec<Bucket>> {
-        if interval_minutes == 0 {
-            return Err(StoreError::InvalidQuery("interval must be at least one minute".into()));
-        }
-        let width = i64::from(interval_minutes) * 60_000;
+        let width = bucket_width(interval_minutes)?;
         let sql = format!(
             "SELECT (t - $1) / $5 AS bucket, level, sum(count)::bigint FROM {WINDOW_COUNTS} GROUP BY bucket, level"
         );

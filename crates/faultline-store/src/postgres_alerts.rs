@@ -10,7 +10,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::Result;
-use crate::sqlite_alerts::{ALERT_COLUMNS, DELIVERY_COLUMNS, RULE_COLUMNS, TASK_COLUMNS};
+use crate::sql::*;
 use crate::types::*;
 
 type Tx<'a> = Transaction<'a, Postgres>;

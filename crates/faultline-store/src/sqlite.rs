@@ -3,7 +3,7 @@
 //! rusqlite is used (not sqlx) because ingest is row-heavy and rusqlite's prepared statements
 //! are several times faster here. Calls run on tokio's blocking pool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::mining::{self, Mining};
+use crate::sql::*;
 use crate::sqlite_alerts;
 use crate::types::*;
 use crate::{Result, Store, StoreError};
@@ -156,10 +157,6 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
     normalized_message = coalesce(?9, normalized_message),
     updated_ms = ?6
     WHERE id = ?7 RETURNING status";
-
-/// A resolved pattern seen again goes back to `new` (the regression rule alerts on it).
-pub(crate) const REGRESS_PATTERN: &str = "UPDATE patterns SET status = 'new', updated_ms = $1
-    WHERE id = $2 AND status = 'resolved'";
 
 const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -489,17 +486,6 @@ fn write_totals(
         tx.prepare_cached(UPSERT_CURSOR)?.execute(params![batch.source_id, cursor, batch.now_ms])?;
     }
     Ok(touched)
-}
-
-/// The parts that counted, besides the template: the frames (`module:function`) of the stack
-/// tier, or the client's fingerprint list of the client tier.
-pub(crate) fn frames_json(g: &faultline_core::Grouping) -> String {
-    let frames: Vec<String> = if g.tier == faultline_core::Tier::Client {
-        g.client_parts.clone()
-    } else {
-        g.frames.iter().map(|f| format!("{}:{}", f.module, f.function)).collect()
-    };
-    serde_json::to_string(&frames).unwrap_or_else(|_| "[]".to_owned())
 }
 
 fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
@@ -854,10 +840,7 @@ impl Store for SqliteStore {
         until_ms: i64,
         interval_minutes: u32,
     ) -> Result<Vec<Bucket>> {
-        if interval_minutes == 0 {
-            return Err(StoreError::InvalidQuery("interval must be at least one minute".into()));
-        }
-        let width = i64::from(interval_minutes) * 60_000;
+        let width = bucket_width(interval_minutes)?;
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT (t - ?1) / ?5 AS bucket, level, sum(count) FROM {WINDOW_COUNTS} GROUP BY bucket, level"
@@ -1041,36 +1024,6 @@ impl Store for SqliteStore {
     async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
         self.read(move |c| sqlite_alerts::deliveries(c, alert_id, limit)).await
     }
-}
-
-/// The quarters a bucketed count may read: only when every quarter falls inside one bucket
-/// (buckets a whole number of quarters wide, starting on a quarter); otherwise none.
-pub(crate) fn bucket_quarters(since_ms: i64, until_ms: i64, width: i64) -> (i64, i64) {
-    if width % QUARTER_MS == 0 && since_ms % QUARTER_MS == 0 {
-        quarter_span(since_ms, until_ms)
-    } else {
-        (until_ms, until_ms)
-    }
-}
-
-/// Every bucket of `[since, until)`, from the (bucket index, level, count) rows found.
-pub(crate) fn fill_buckets(
-    since_ms: i64,
-    until_ms: i64,
-    width: i64,
-    found: Vec<(i64, String, i64)>,
-) -> Vec<Bucket> {
-    let n = ((until_ms - since_ms).max(0) + width - 1) / width;
-    let mut buckets: Vec<Bucket> = (0..n)
-        .map(|i| Bucket { start_ms: since_ms + i * width, count: 0, by_level: BTreeMap::new() })
-        .collect();
-    for (i, level, count) in found {
-        if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
-            b.count += count as u64;
-            *b.by_level.entry(level).or_default() += count as u64;
-        }
-    }
-    buckets
 }
 
 impl ErrorRate {

@@ -8,16 +8,8 @@ use faultline_core::{PatternStatus, TaskStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::Result;
+use crate::sql::*;
 use crate::types::*;
-
-pub(crate) const TASK_COLUMNS: &str = "t.id, t.subject, t.pattern_id, p.fingerprint, t.task_type, t.title,
-    t.description, t.priority, t.status, t.metadata, t.alert_count, t.created_ms, t.updated_ms";
-pub(crate) const ALERT_COLUMNS: &str =
-    "id, rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason, task_id, payload";
-pub(crate) const RULE_COLUMNS: &str = "id, name, rule_type, condition, action, enabled, cooldown_minutes,
-    last_triggered_ms, trigger_count, created_ms";
-pub(crate) const DELIVERY_COLUMNS: &str =
-    "id, alert_id, notifier, idempotency_key, status, attempts, next_attempt_ms, last_error, updated_ms";
 
 fn json(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)

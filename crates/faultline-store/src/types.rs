@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use faultline_core::{Grouping, Level, LogEvent, PatternStatus, TaskStatus, fingerprint};
+use faultline_core::{Grouping, Level, LogEvent, MINUTE_MS, PatternStatus, TaskStatus, fingerprint};
 
 /// One event and how it was grouped.
 #[derive(Debug, Clone)]
@@ -299,7 +299,7 @@ pub(crate) const PATTERN_COLUMNS: &str =
 
 /// The minute (ms since epoch, floored) a timestamp falls in.
 /// The width of a `quarter_counts` row.
-pub const QUARTER_MS: i64 = 15 * 60_000;
+pub const QUARTER_MS: i64 = 15 * MINUTE_MS;
 
 /// The whole quarters inside `[since, until)` (`since` a minute start): `quarter_counts` covers
 /// them and `minute_counts` the edges. With no whole quarter inside, an empty span at `until`.
@@ -324,7 +324,7 @@ pub(crate) fn quarter_totals<'a>(
 }
 
 pub fn minute_of(ts_ms: i64) -> i64 {
-    ts_ms.div_euclid(60_000) * 60_000
+    ts_ms.div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
 /// The first and last minute the batch's events fall in.

@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus, UnknownState};
 use faultline_store::{
     AlertRuleRow, EntryRow, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved, SearchQuery,
@@ -268,7 +269,7 @@ async fn list_errors(
         status,
         source: q.source.filter(|s| !s.is_empty()),
         level: parse_level(q.level.as_deref())?,
-        seen_since_ms: hours.map(|h| now_ms() - i64::from(h) * 3_600_000),
+        seen_since_ms: hours.map(|h| now_ms() - i64::from(h) * HOUR_MS),
         quiet_since_ms: None,
         limit,
         offset,
@@ -358,7 +359,7 @@ async fn stats(
 ) -> Result<Json<Stats>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
     let now = now_ms();
-    let day_ago = now - 86_400_000;
+    let day_ago = now - DAY_MS;
     let rate = app.store.error_rate(day_ago, now).await?;
     let mut by_status = BTreeMap::new();
     let mut total = 0;
@@ -428,7 +429,7 @@ async fn search_logs(
         text: q.query.filter(|t| !t.is_empty()),
         level: parse_level(q.level.as_deref())?,
         source: q.source.filter(|s| !s.is_empty()).map(|s| SourceFilter::parse(&s)),
-        since_ms: Some(now_ms() - i64::from(hours) * 3_600_000),
+        since_ms: Some(now_ms() - i64::from(hours) * HOUR_MS),
         until_ms: None,
         limit,
         offset,
@@ -496,10 +497,10 @@ async fn rate(
 /// The rate report for the last `hours` before `now`; the page draws its chart from it.
 pub async fn error_rate(app: &AppState, hours: u32, now: i64) -> Result<Rate, ApiError> {
     let interval = trend_interval_minutes(hours);
-    let step = i64::from(interval) * 60_000;
+    let step = i64::from(interval) * MINUTE_MS;
     let until = (now / step + 1) * step;
-    let since = until - i64::from(hours) * 3_600_000;
-    let rate = app.store.error_rate(now - i64::from(hours) * 3_600_000, now).await?;
+    let since = until - i64::from(hours) * HOUR_MS;
+    let rate = app.store.error_rate(now - i64::from(hours) * HOUR_MS, now).await?;
     let buckets = app.store.counts_by_interval(since, until, interval).await?;
     Ok(Rate {
         period_hours: hours,
@@ -535,13 +536,13 @@ async fn patterns(
     let hours = check_range("hours", q.hours.unwrap_or(24), 1, 24 * 366)?;
     let now = now_ms();
     let query = PatternQuery {
-        seen_since_ms: Some(now - i64::from(hours) * 3_600_000),
+        seen_since_ms: Some(now - i64::from(hours) * HOUR_MS),
         limit: 100,
         ..PatternQuery::default()
     };
     let page = app.store.list_patterns(&query).await?;
-    let new = app.store.new_patterns(now - 86_400_000, 10_000).await?.len() as u64;
-    let trending = app.store.trending_patterns(now, 3_600_000, 10_000).await?.len() as u64;
+    let new = app.store.new_patterns(now - DAY_MS, 10_000).await?.len() as u64;
+    let trending = app.store.trending_patterns(now, HOUR_MS, 10_000).await?.len() as u64;
     Ok(Json(PatternsReport {
         patterns: page.patterns.into_iter().map(Into::into).collect(),
         new_patterns_24h: new,

@@ -20,6 +20,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use faultline_core::DAY_MS;
 use faultline_store::{Pipeline, Store};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tower_http::decompression::RequestDecompressionLayer;
@@ -55,7 +56,7 @@ impl Default for Settings {
             quota_per_minute: None,
             page_refresh_secs: 30,
             max_line_bytes: 64 * 1024,
-            max_clock_skew_ms: 86_400_000,
+            max_clock_skew_ms: DAY_MS,
         }
     }
 }

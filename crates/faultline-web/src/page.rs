@@ -17,6 +17,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus};
 use faultline_store::{EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TaskRow};
 use serde::Deserialize;
@@ -27,9 +28,6 @@ use crate::session::{self, CSRF_COOKIE, SESSION_COOKIE, SESSION_MS};
 use crate::{AppState, now_ms};
 
 type App = State<Arc<AppState>>;
-
-const HOUR: i64 = 3_600_000;
-const DAY: i64 = 24 * HOUR;
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -389,8 +387,8 @@ async fn health_data(
     let store = &app.store;
     let top = match range {
         "24h" | "7d" => {
-            let since = now - if range == "24h" { DAY } else { 7 * DAY };
-            let busiest = store.busiest_patterns(since, now + 60_000, 10).await?;
+            let since = now - if range == "24h" { DAY_MS } else { 7 * DAY_MS };
+            let busiest = store.busiest_patterns(since, now + MINUTE_MS, 10).await?;
             busiest.iter().map(|b| PatternLine::new(&b.pattern, b.count, now)).collect()
         }
         "all" => {
@@ -400,11 +398,10 @@ async fn health_data(
         }
         _ => return Ok(None),
     };
-    let hour = 60 * 60_000;
-    let until = (now / hour + 1) * hour;
-    let buckets = store.counts_by_interval(until - DAY, until, 60).await?;
-    let rate = store.error_rate(now - DAY, now).await?;
-    let midnight = now.div_euclid(DAY) * DAY;
+    let until = (now / HOUR_MS + 1) * HOUR_MS;
+    let buckets = store.counts_by_interval(until - DAY_MS, until, 60).await?;
+    let rate = store.error_rate(now - DAY_MS, now).await?;
+    let midnight = now.div_euclid(DAY_MS) * DAY_MS;
     let line = |p: &PatternRow| PatternLine::new(p, p.occurrence_count as u64, now);
     let new_today = store.new_patterns(midnight, 10).await?.iter().map(line).collect();
     let resolved_q = PatternQuery {
@@ -416,8 +413,8 @@ async fn health_data(
     let resolved = store.list_patterns(&resolved_q).await?.patterns.iter().map(line).collect();
     let quiet_q = PatternQuery {
         order: PatternOrder::LastSeen,
-        seen_since_ms: Some(now - 7 * DAY),
-        quiet_since_ms: Some(now - DAY),
+        seen_since_ms: Some(now - 7 * DAY_MS),
+        quiet_since_ms: Some(now - DAY_MS),
         limit: 10,
         ..PatternQuery::default()
     };
@@ -430,7 +427,7 @@ async fn health_data(
         .map(line)
         .collect();
     let trending = store
-        .trending_patterns(now, HOUR, 10)
+        .trending_patterns(now, HOUR_MS, 10)
         .await?
         .iter()
         .map(|t| TrendLine { pattern: line(&t.pattern), recent: t.recent, previous: t.previous })
@@ -764,7 +761,7 @@ async fn logs_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
         text: Some(text.clone()).filter(|t| !t.is_empty()),
         level: parsed_level,
         source: Some(source.clone()).filter(|s| !s.is_empty()).map(|s| SourceFilter::parse(&s)),
-        since_ms: Some(now_ms() - i64::from(hours) * HOUR),
+        since_ms: Some(now_ms() - i64::from(hours) * HOUR_MS),
         until_ms: None,
         limit: PER_PAGE,
         offset: (page - 1) * PER_PAGE,
@@ -1099,7 +1096,7 @@ mod tests {
         by_level.insert("ERROR".to_owned(), 30);
         by_level.insert("CRITICAL".to_owned(), 10);
         let full = faultline_store::Bucket { start_ms: 0, count: 40, by_level };
-        let empty = faultline_store::Bucket { start_ms: HOUR, count: 0, by_level: Default::default() };
+        let empty = faultline_store::Bucket { start_ms: HOUR_MS, count: 0, by_level: Default::default() };
         let c = chart(&[full, empty]);
         assert_eq!((c.max, c.bars.len(), c.bars[1].segments.len()), (40, 2, 0));
         let heights: Vec<&str> = c.bars[0].segments.iter().map(|s| s.height.as_str()).collect();

@@ -12,13 +12,14 @@ use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+use faultline_core::HOUR_MS;
 
 use crate::auth::Scope;
 
 pub const SESSION_COOKIE: &str = "faultline_session";
 pub const CSRF_COOKIE: &str = "faultline_csrf";
 /// How long a sign-in lasts.
-pub const SESSION_MS: i64 = 12 * 3_600_000;
+pub const SESSION_MS: i64 = 12 * HOUR_MS;
 
 /// A signed-in browser.
 #[derive(Debug, Clone)]

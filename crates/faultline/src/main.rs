@@ -13,6 +13,7 @@ use anyhow::Context;
 use chrono::Datelike;
 use clap::{Args, Parser, Subcommand};
 use faultline_core::Level;
+use faultline_core::{DAY_MS, HOUR_MS};
 use faultline_runtime::clock::now_ms;
 use faultline_runtime::config::{self, Config};
 use faultline_runtime::ingest::{IngestOptions, ingest_file};
@@ -316,7 +317,7 @@ async fn patterns(store: Arc<dyn Store>, args: PatternsArgs) -> anyhow::Result<(
 
 async fn stats(store: Arc<dyn Store>, args: StatsArgs) -> anyhow::Result<()> {
     let until = now_ms();
-    let since = until - i64::from(args.hours.max(1)) * 3_600_000;
+    let since = until - i64::from(args.hours.max(1)) * HOUR_MS;
     let rate = store.error_rate(since, until).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&output::rate_json(args.hours, &rate))?)?;
@@ -382,7 +383,7 @@ async fn railway_check(config: &Config) -> anyhow::Result<()> {
 
 async fn cleanup(store: Arc<dyn Store>, config: &Config, args: CleanupArgs) -> anyhow::Result<()> {
     let days = args.days.unwrap_or(config.retention_days);
-    let before = now_ms() - i64::from(days) * 86_400_000;
+    let before = now_ms() - i64::from(days) * DAY_MS;
     let report = store.cleanup(before, 5_000).await?;
     outln!(
         "deleted {} entries and {} per-minute count rows older than {days} days; the database file gave back {}",

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use faultline_core::{PatternStatus, TaskStatus};
+use faultline_core::{HOUR_MS, PatternStatus, TaskStatus};
+use faultline_runtime::clock::now_ms;
 use faultline_store::{Store, TaskEvent, TaskRow};
 use serde_json::{Value, json};
 
 use crate::output::{terminal_safe, time};
-use faultline_runtime::clock::now_ms;
 
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
@@ -79,7 +79,7 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
 
 /// `faultline alerts`: recent alerts and how each delivery went (attempts, last error).
 pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: bool) -> anyhow::Result<()> {
-    let since = now_ms() - i64::from(hours) * 3_600_000;
+    let since = now_ms() - i64::from(hours) * HOUR_MS;
     let alerts = store.alerts(since, limit).await?;
     let mut rows = Vec::with_capacity(alerts.len());
     for a in &alerts {

@@ -1,0 +1,71 @@
+//! What both backends share: SQL text written once for both dialects (the `$n` placeholders
+//! SQLite also reads), the column lists rows are read by, and the pure steps around queries.
+
+use std::collections::BTreeMap;
+
+use faultline_core::MINUTE_MS;
+
+use crate::types::*;
+use crate::{Result, StoreError};
+
+/// A resolved pattern seen again goes back to `new` (the regression rule alerts on it).
+pub(crate) const REGRESS_PATTERN: &str = "UPDATE patterns SET status = 'new', updated_ms = $1
+    WHERE id = $2 AND status = 'resolved'";
+
+pub(crate) const TASK_COLUMNS: &str = "t.id, t.subject, t.pattern_id, p.fingerprint, t.task_type, t.title,
+    t.description, t.priority, t.status, t.metadata, t.alert_count, t.created_ms, t.updated_ms";
+pub(crate) const ALERT_COLUMNS: &str =
+    "id, rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason, task_id, payload";
+pub(crate) const RULE_COLUMNS: &str = "id, name, rule_type, condition, action, enabled, cooldown_minutes,
+    last_triggered_ms, trigger_count, created_ms";
+pub(crate) const DELIVERY_COLUMNS: &str =
+    "id, alert_id, notifier, idempotency_key, status, attempts, next_attempt_ms, last_error, updated_ms";
+
+/// The parts that counted, besides the template: the frames (`module:function`) of the stack
+/// tier, or the client's fingerprint list of the client tier.
+pub(crate) fn frames_json(g: &faultline_core::Grouping) -> String {
+    let frames: Vec<String> = if g.tier == faultline_core::Tier::Client {
+        g.client_parts.clone()
+    } else {
+        g.frames.iter().map(|f| format!("{}:{}", f.module, f.function)).collect()
+    };
+    serde_json::to_string(&frames).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The width of a count bucket; at least a minute.
+pub(crate) fn bucket_width(interval_minutes: u32) -> Result<i64> {
+    if interval_minutes == 0 {
+        return Err(StoreError::InvalidQuery("interval must be at least one minute".into()));
+    }
+    Ok(i64::from(interval_minutes) * MINUTE_MS)
+}
+
+/// The quarters a bucketed count may read: only when every quarter falls inside one bucket
+/// (buckets a whole number of quarters wide, starting on a quarter); otherwise none.
+pub(crate) fn bucket_quarters(since_ms: i64, until_ms: i64, width: i64) -> (i64, i64) {
+    if width % QUARTER_MS == 0 && since_ms % QUARTER_MS == 0 {
+        quarter_span(since_ms, until_ms)
+    } else {
+        (until_ms, until_ms)
+    }
+}
+
+/// Every bucket of `[since, until)`, from the (bucket index, level, count) rows found.
+pub(crate) fn fill_buckets(
+    since_ms: i64,
+    until_ms: i64,
+    width: i64,
+    found: Vec<(i64, String, i64)>,
+) -> Vec<Bucket> {
+    let n = ((until_ms - since_ms).max(0) + width - 1) / width;
+    let mut buckets: Vec<Bucket> = (0..n)
+        .map(|i| Bucket { start_ms: since_ms + i * width, count: 0, by_level: BTreeMap::new() })
+        .collect();
+    for (i, level, count) in found {
+        if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
+            b.count += count as u64;
+            *b.by_level.entry(level).or_default() += count as u64;
+        }
+    }
+    buckets
+}
