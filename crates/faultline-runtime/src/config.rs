@@ -14,67 +14,50 @@ use serde::{Deserialize, Serialize};
 
 /// The file and environment, as written by the user.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
-    #[serde(default)]
     pub database: DatabaseConfig,
-    #[serde(default)]
     pub ingest: IngestConfig,
-    #[serde(default)]
     pub retention: RetentionConfig,
-    #[serde(default)]
     pub server: ServerConfig,
-    #[serde(default)]
     pub files: FilesConfig,
-    #[serde(default)]
     pub journald: JournaldConfig,
-    #[serde(default)]
     pub schedule: ScheduleConfig,
-    #[serde(default)]
     pub alerts: AlertsConfig,
-    #[serde(default)]
     pub notify: NotifyConfig,
-    #[serde(default)]
     pub railway: RailwayConfig,
 }
 
 /// The Railway crawler. The token comes from `RAILWAY_API_TOKEN` (account or workspace token,
 /// sent as a bearer token) or `RAILWAY_TOKEN` (a project token).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RailwayConfig {
     /// Projects and environments to crawl; none means the crawler is off.
-    #[serde(default)]
     pub targets: Vec<RailwayTarget>,
-    #[serde(default = "default_railway_url")]
     pub api_url: String,
     /// Railway's log filter syntax; the default keeps errors (stderr counts as error there).
-    #[serde(default = "default_railway_filter")]
     pub filter: String,
     /// How often each target is crawled (at least 30 s against Railway's API).
-    #[serde(default = "default_railway_poll", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// Logs per request (the API allows up to 5000).
-    #[serde(default = "default_railway_page")]
     pub page_size: u32,
     /// Requests per hour the crawler never exceeds (Railway plans: 100, 1000, 10000).
-    #[serde(default = "default_railway_budget")]
     pub requests_per_hour: u32,
     /// How far back the first crawl of a target reads.
-    #[serde(default = "default_railway_backfill", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub backfill: Duration,
     /// How far before its cursor each crawl starts again (lines Railway adds late).
-    #[serde(default = "default_railway_overlap", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub overlap: Duration,
     /// Time allowed for one request.
-    #[serde(default = "default_railway_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Live mode: also subscribe to each environment's errors over a WebSocket for errors within
     /// seconds; the polling crawl still runs and fills any gap.
-    #[serde(default)]
     pub live: bool,
     /// The live endpoint; by default `api_url` with `wss://` (Railway serves both on one path).
-    #[serde(default)]
     pub ws_url: Option<String>,
 }
 
@@ -88,43 +71,18 @@ pub struct RailwayTarget {
     pub services: Vec<String>,
 }
 
-fn default_railway_url() -> String {
-    faultline_connectors::railway::DEFAULT_API_URL.to_owned()
-}
-fn default_railway_filter() -> String {
-    "@level:error".to_owned()
-}
-fn default_railway_poll() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_railway_page() -> u32 {
-    1000
-}
-fn default_railway_budget() -> u32 {
-    1000
-}
-fn default_railway_backfill() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_railway_overlap() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_railway_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
 impl Default for RailwayConfig {
     fn default() -> Self {
         RailwayConfig {
             targets: Vec::new(),
-            api_url: default_railway_url(),
-            filter: default_railway_filter(),
-            poll_interval: default_railway_poll(),
-            page_size: default_railway_page(),
-            requests_per_hour: default_railway_budget(),
-            backfill: default_railway_backfill(),
-            overlap: default_railway_overlap(),
-            timeout: default_railway_timeout(),
+            api_url: faultline_connectors::railway::DEFAULT_API_URL.to_owned(),
+            filter: "@level:error".to_owned(),
+            poll_interval: Duration::from_secs(300),
+            page_size: 1000,
+            requests_per_hour: 1000,
+            backfill: Duration::from_secs(3600),
+            overlap: Duration::from_secs(120),
+            timeout: Duration::from_secs(30),
             live: false,
             ws_url: None,
         }
@@ -134,102 +92,51 @@ impl Default for RailwayConfig {
 /// The alert rules' defaults, written to the `alert_rules` table on first start (after that
 /// the table is the truth: edits there are kept).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AlertsConfig {
     /// Evaluate rules at all.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// How often rules are evaluated when nothing new is stored (error rate, recovery).
-    #[serde(default = "default_evaluate_interval", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub evaluate_interval: Duration,
     /// No second alert for the same rule and pattern within this time.
-    #[serde(default = "default_cooldown", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
     /// Spike: a pattern's count in one minute above this.
-    #[serde(default = "default_spike")]
     pub spike_per_minute: u64,
     /// Sustained: a pattern seen in each of this many consecutive minutes.
-    #[serde(default = "default_sustained")]
     pub sustained_minutes: u32,
     /// Error rate: errors per minute over `error_rate_window_minutes`; degraded from, fail above.
-    #[serde(default = "default_rate_window")]
     pub error_rate_window_minutes: u32,
-    #[serde(default = "default_degraded")]
     pub error_rate_degraded: f64,
-    #[serde(default = "default_fail")]
     pub error_rate_fail: f64,
     /// Ignored but growing: an ignored pattern seen more than this many times in
     /// `ignored_growing_minutes`.
-    #[serde(default = "default_ignored_count")]
     pub ignored_growing_count: u64,
-    #[serde(default = "default_ignored_minutes")]
     pub ignored_growing_minutes: u32,
     /// Flood guard: alerts per pattern per hour, and in all per hour; the rest are summed up.
-    #[serde(default = "default_per_pattern_hour")]
     pub max_per_pattern_per_hour: u32,
-    #[serde(default = "default_per_hour")]
     pub max_per_hour: u32,
     /// Delivery attempts before a notification is given up (and reported).
-    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_evaluate_interval() -> Duration {
-    Duration::from_secs(15)
-}
-fn default_cooldown() -> Duration {
-    Duration::from_secs(30 * 60)
-}
-fn default_spike() -> u64 {
-    10
-}
-fn default_sustained() -> u32 {
-    5
-}
-fn default_rate_window() -> u32 {
-    5
-}
-fn default_degraded() -> f64 {
-    1.0
-}
-fn default_fail() -> f64 {
-    5.0
-}
-fn default_ignored_count() -> u64 {
-    100
-}
-fn default_ignored_minutes() -> u32 {
-    60
-}
-fn default_per_pattern_hour() -> u32 {
-    6
-}
-fn default_per_hour() -> u32 {
-    60
-}
-fn default_max_attempts() -> u32 {
-    8
 }
 
 impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             enabled: true,
-            evaluate_interval: default_evaluate_interval(),
-            cooldown: default_cooldown(),
-            spike_per_minute: default_spike(),
-            sustained_minutes: default_sustained(),
-            error_rate_window_minutes: default_rate_window(),
-            error_rate_degraded: default_degraded(),
-            error_rate_fail: default_fail(),
-            ignored_growing_count: default_ignored_count(),
-            ignored_growing_minutes: default_ignored_minutes(),
-            max_per_pattern_per_hour: default_per_pattern_hour(),
-            max_per_hour: default_per_hour(),
-            max_attempts: default_max_attempts(),
+            evaluate_interval: Duration::from_secs(15),
+            cooldown: Duration::from_secs(30 * 60),
+            spike_per_minute: 10,
+            sustained_minutes: 5,
+            error_rate_window_minutes: 5,
+            error_rate_degraded: 1.0,
+            error_rate_fail: 5.0,
+            ignored_growing_count: 100,
+            ignored_growing_minutes: 60,
+            max_per_pattern_per_hour: 6,
+            max_per_hour: 60,
+            max_attempts: 8,
         }
     }
 }
@@ -237,19 +144,15 @@ impl Default for AlertsConfig {
 /// Where alerts are sent. Secrets (tokens, hook URLs, passwords) are named by environment
 /// variable, never written in the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct NotifyConfig {
     pub webhook: Option<WebhookConfig>,
     pub slack: Option<SlackConfig>,
     pub github: Option<GitHubConfig>,
     pub email: Option<EmailConfig>,
     /// Time allowed for one delivery attempt.
-    #[serde(default = "default_notify_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-}
-
-fn default_notify_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 
 impl Default for NotifyConfig {
@@ -259,7 +162,7 @@ impl Default for NotifyConfig {
             slack: None,
             github: None,
             email: None,
-            timeout: default_notify_timeout(),
+            timeout: Duration::from_secs(10),
         }
     }
 }
@@ -318,53 +221,34 @@ fn default_smtp_tls() -> String {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address `faultline serve` listens on. Without tokens, only a loopback address is allowed.
-    #[serde(default = "default_listen")]
     pub listen: String,
     /// Largest request body, in bytes, after gzip is undone.
-    #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
     /// Records per minute each token may send to the ingest endpoints; 0 = no quota.
-    #[serde(default)]
     pub ingest_quota_per_minute: u32,
     /// API tokens. The secret is never written in the file: `env` names the variable holding it.
-    #[serde(default)]
     pub tokens: Vec<TokenConfig>,
     /// A client that has not sent a whole request header within this time (counted from the
     /// connection's start or the end of the previous answer, so it closes idle kept-alive
     /// connections too) is disconnected.
-    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     /// Connections served at once; more wait in the listen queue.
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-}
-
-fn default_header_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_max_connections() -> usize {
-    512
-}
-
-fn default_listen() -> String {
-    "127.0.0.1:8080".to_owned()
-}
-fn default_max_body() -> usize {
-    10 << 20
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: default_listen(),
-            max_body_bytes: default_max_body(),
+            listen: "127.0.0.1:8080".to_owned(),
+            max_body_bytes: 10 << 20,
             ingest_quota_per_minute: 0,
             tokens: Vec::new(),
-            header_timeout: default_header_timeout(),
-            max_connections: default_max_connections(),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -380,34 +264,21 @@ pub struct TokenConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FilesConfig {
     /// Files or globs to follow, e.g. "/var/log/app/*.log". Rotated copies need not match.
-    #[serde(default)]
     pub paths: Vec<String>,
     /// Globs of paths not to follow.
-    #[serde(default)]
     pub exclude: Vec<String>,
     /// Where files found at startup without a saved position start: "end" or "beginning".
     /// Files that appear later are always read from their beginning.
-    #[serde(default = "default_start_at")]
     pub start_at: String,
     /// How often files are checked for new lines.
-    #[serde(default = "default_poll", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     /// How long an event waits for more traceback lines.
-    #[serde(default = "default_multiline_wait", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub multiline_wait: Duration,
-}
-
-fn default_start_at() -> String {
-    "end".to_owned()
-}
-fn default_poll() -> Duration {
-    Duration::from_millis(250)
-}
-fn default_multiline_wait() -> Duration {
-    Duration::from_millis(500)
 }
 
 impl Default for FilesConfig {
@@ -415,177 +286,121 @@ impl Default for FilesConfig {
         FilesConfig {
             paths: Vec::new(),
             exclude: Vec::new(),
-            start_at: default_start_at(),
-            poll_interval: default_poll(),
-            multiline_wait: default_multiline_wait(),
+            start_at: "end".to_owned(),
+            poll_interval: Duration::from_millis(250),
+            multiline_wait: Duration::from_millis(500),
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct JournaldConfig {
-    #[serde(default)]
     pub enabled: bool,
     /// The journalctl to run.
-    #[serde(default = "default_journalctl")]
     pub command: String,
     /// Only these units (all when empty).
-    #[serde(default)]
     pub units: Vec<String>,
     /// Least severe priority read: emerg, alert, crit, err (default), warning, notice, info, debug.
-    #[serde(default = "default_priority")]
     pub priority: String,
     /// With no saved cursor: "end" (new entries only) or "beginning".
-    #[serde(default = "default_start_at")]
     pub start_at: String,
-}
-
-fn default_journalctl() -> String {
-    "journalctl".to_owned()
-}
-fn default_priority() -> String {
-    "err".to_owned()
 }
 
 impl Default for JournaldConfig {
     fn default() -> Self {
         JournaldConfig {
             enabled: false,
-            command: default_journalctl(),
+            command: "journalctl".to_owned(),
             units: Vec::new(),
-            priority: default_priority(),
-            start_at: default_start_at(),
+            priority: "err".to_owned(),
+            start_at: "end".to_owned(),
         }
     }
 }
 
 /// How often the scheduled jobs of `faultline serve` run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ScheduleConfig {
     /// Records what the sources collected since the last run.
-    #[serde(default = "default_collect", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub collect: Duration,
     /// Errors per minute over the last 5 minutes: pass / degraded / fail.
-    #[serde(default = "default_error_rate", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub error_rate_check: Duration,
     /// New and trending patterns.
-    #[serde(default = "default_pattern_detection", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub pattern_detection: Duration,
     /// Deletes entries older than `retention.days`.
-    #[serde(default = "default_retention_interval", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub retention: Duration,
-}
-
-fn default_collect() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_error_rate() -> Duration {
-    Duration::from_secs(300)
-}
-fn default_pattern_detection() -> Duration {
-    Duration::from_secs(1800)
-}
-fn default_retention_interval() -> Duration {
-    Duration::from_secs(86_400)
 }
 
 impl Default for ScheduleConfig {
     fn default() -> Self {
         ScheduleConfig {
-            collect: default_collect(),
-            error_rate_check: default_error_rate(),
-            pattern_detection: default_pattern_detection(),
-            retention: default_retention_interval(),
+            collect: Duration::from_secs(120),
+            error_rate_check: Duration::from_secs(300),
+            pattern_detection: Duration::from_secs(1800),
+            retention: Duration::from_secs(86_400),
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `postgres://…` for PostgreSQL; `sqlite://PATH` or a plain path for SQLite.
-    #[serde(default = "default_database_url")]
     pub url: String,
-}
-
-fn default_database_url() -> String {
-    "data/faultline.db".to_owned()
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: default_database_url() }
+        DatabaseConfig { url: "data/faultline.db".to_owned() }
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     /// Lowest level stored: `ERROR` (default) or `WARNING`, `CRITICAL`. Lower lines are counted.
-    #[serde(default = "default_min_level")]
     pub min_level: String,
     /// Events per database transaction.
-    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Longest line kept, in bytes; longer lines are cut and counted.
-    #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// Raw entries stored per pattern per minute; beyond it occurrences are only counted, so a
     /// loop logging 50,000 identical errors a second cannot fill the disk.
-    #[serde(default = "default_max_stored")]
     pub max_stored_per_pattern_minute: u32,
     /// A record sent over HTTP dated further ahead of its arrival than this (or before 1970)
     /// is stored at its arrival time, its own time kept in metadata as `original_timestamp`.
-    #[serde(default = "default_max_clock_skew", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
-}
-
-fn default_max_clock_skew() -> Duration {
-    Duration::from_secs(86_400)
-}
-
-fn default_min_level() -> String {
-    "ERROR".to_owned()
-}
-fn default_batch_size() -> usize {
-    10_000
-}
-fn default_max_line_bytes() -> usize {
-    64 * 1024
-}
-fn default_max_stored() -> u32 {
-    1000
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            min_level: default_min_level(),
-            batch_size: default_batch_size(),
-            max_line_bytes: default_max_line_bytes(),
-            max_stored_per_pattern_minute: default_max_stored(),
-            max_clock_skew: default_max_clock_skew(),
+            min_level: "ERROR".to_owned(),
+            batch_size: 10_000,
+            max_line_bytes: 64 * 1024,
+            max_stored_per_pattern_minute: 1000,
+            max_clock_skew: Duration::from_secs(86_400),
         }
     }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Entries older than this many days are deleted by `cleanup`.
-    #[serde(default = "default_days")]
     pub days: u32,
-}
-
-fn default_days() -> u32 {
-    90
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        RetentionConfig { days: default_days() }
+        RetentionConfig { days: 90 }
     }
 }
 
@@ -833,7 +648,9 @@ fn railway_token(
     if !(1..=5000).contains(&r.page_size) {
         bail!("invalid railway.page_size {}: use 1 to 5000", r.page_size);
     }
-    if r.api_url == default_railway_url() && r.poll_interval < Duration::from_secs(30) {
+    if r.api_url == faultline_connectors::railway::DEFAULT_API_URL.to_owned()
+        && r.poll_interval < Duration::from_secs(30)
+    {
         bail!("railway.poll_interval {:?} is below 30 s, too often for Railway's API", r.poll_interval);
     }
     for t in &r.targets {
