@@ -105,7 +105,13 @@ pub async fn run(
     status: tokio::sync::watch::Sender<JournalStatus>,
     shutdown: CancellationToken,
 ) {
-    let mut wait = config.restart_min;
+    let restarts = crate::backoff::Backoff {
+        first: config.restart_min,
+        factor: 2.0,
+        max: config.restart_max,
+        jitter: 0.0,
+    };
+    let mut failures = 0;
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
         let outcome = follow(&config, &mut cursor, &out, &status, &shutdown).await;
@@ -116,16 +122,15 @@ pub async fn run(
             Ok(()) => "journalctl exited".to_owned(),
             Err(e) => e,
         };
+        // A journalctl that ran longer than the longest wait was healthy: start the waits over.
+        failures = if started.elapsed() > config.restart_max { 1 } else { failures + 1 };
+        let wait = restarts.wait(failures);
         tracing::warn!(source = SOURCE_ID, "{message}; restarting in {wait:?}");
         let _ = status.send(JournalStatus::Failed(message));
-        if started.elapsed() > config.restart_max {
-            wait = config.restart_min;
-        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => return,
         }
-        wait = (wait * 2).min(config.restart_max);
     }
 }
 

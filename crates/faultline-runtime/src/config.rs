@@ -648,7 +648,7 @@ fn railway_token(
     if !(1..=5000).contains(&r.page_size) {
         bail!("invalid railway.page_size {}: use 1 to 5000", r.page_size);
     }
-    if r.api_url == faultline_connectors::railway::DEFAULT_API_URL.to_owned()
+    if r.api_url == faultline_connectors::railway::DEFAULT_API_URL
         && r.poll_interval < Duration::from_secs(30)
     {
         bail!("railway.poll_interval {:?} is below 30 s, too often for Railway's API", r.poll_interval);

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use faultline_connectors::backoff::Backoff;
 use faultline_connectors::notify::{Notification, Notifier, Outcome};
 use faultline_store::{DeliveryJob, DeliveryResult, Store};
 use tokio::sync::Notify;
@@ -32,9 +33,8 @@ pub struct Outbox {
 }
 
 /// Waits before retry `attempt` (1-based): 2 s, 4 s, 8 s… at most 15 minutes.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(attempt.min(20))).min(Duration::from_secs(15 * 60))
-}
+pub const BACKOFF: Backoff =
+    Backoff { first: Duration::from_secs(2), factor: 2.0, max: Duration::from_secs(15 * 60), jitter: 0.0 };
 
 impl Outbox {
     pub fn new(store: Arc<dyn Store>, notifiers: Vec<Notifier>, settings: Settings) -> Outbox {
@@ -111,7 +111,7 @@ async fn attempt(notifiers: &[Notifier], job: &DeliveryJob, max_attempts: u32) -
             DeliveryResult::Failed { error: format!("gave up after {attempt} attempts: {reason}") }
         }
         Outcome::Retry { after, reason } => {
-            let wait = after.unwrap_or_default().max(backoff(attempt));
+            let wait = after.unwrap_or_default().max(BACKOFF.wait(attempt));
             tracing::warn!(notifier = %job.notifier, alert = job.alert_id, error = %reason, retry_in = ?wait, "notification failed; will retry");
             DeliveryResult::Retry { next_attempt_ms: now_ms() + wait.as_millis() as i64, error: reason }
         }
@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_two_seconds_up_to_fifteen_minutes() {
-        let secs: Vec<u64> = [1, 2, 3, 9, 10, 40].iter().map(|a| backoff(*a).as_secs()).collect();
+        let secs: Vec<u64> = [1, 2, 3, 9, 10, 40].iter().map(|a| BACKOFF.wait(*a).as_secs()).collect();
         assert_eq!(secs, [2, 4, 8, 512, 900, 900]);
     }
 

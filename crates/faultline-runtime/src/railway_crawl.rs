@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use faultline_connectors::backoff::Backoff;
 use faultline_connectors::railway::{
     self, Budget, Client, RailwayError, Token, Window, crawl, cursor_after, next_window, parse_cursor,
 };
@@ -14,7 +15,6 @@ use faultline_connectors::railway_live::{self, LiveQuery};
 use faultline_store::{Committed, JobRun, Pipeline, SourceKind, Submission};
 use serde_json::{Value, json};
 
-use crate::clock::now_ms;
 use crate::config::{Config, RailwayConfig, RailwayTarget};
 
 /// Attempts of one request within a run before the run is skipped (transient failures).
@@ -335,7 +335,7 @@ impl Crawler {
                 return Err(error);
             }
             if let RailwayError::Unavailable { .. } = error {
-                let wait = backoff(attempt);
+                let wait = REQUEST_BACKOFF.wait(attempt);
                 tracing::debug!(error = %error, wait = ?wait, "railway request failed; retrying");
                 self.client.clock().sleep(wait).await;
             }
@@ -393,7 +393,7 @@ impl Crawler {
             let wait = match error {
                 None => {
                     tracing::debug!(target = %source_id, "railway ended the live stream; subscribing again");
-                    Duration::from_millis(200 + (now_ms() % 800) as u64)
+                    Duration::from_millis(200 + fastrand::u64(..800))
                 }
                 Some(RailwayError::Unauthorized { message }) => {
                     tracing::warn!(target = %source_id, reason = %message, "railway live mode refused; polling only");
@@ -401,7 +401,7 @@ impl Crawler {
                 }
                 Some(e) => {
                     failures += 1;
-                    let wait = live_backoff(failures);
+                    let wait = LIVE_BACKOFF.wait(failures);
                     tracing::warn!(target = %source_id, error = %e, retry_in = ?wait, "railway live stream failed");
                     wait
                 }
@@ -537,18 +537,12 @@ fn filter(base: &str, services: &[String]) -> String {
     if base.trim().is_empty() { only } else { format!("({base}) AND ({only})") }
 }
 
-/// 1 s, 2 s, 4 s… with up to 50% jitter, so several instances do not retry in step.
-/// Between live subscriptions after failures: 1 s growing ×1.5 to 30 s, with jitter.
-fn live_backoff(failures: u32) -> Duration {
-    let base = (1000.0 * 1.5f64.powi(failures.saturating_sub(1).min(10) as i32)).min(30_000.0) as u64;
-    Duration::from_millis(base + (now_ms() % 500) as u64)
-}
-
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.min(5).saturating_sub(1));
-    let jitter = (now_ms() % 500) as u64;
-    base + Duration::from_millis(jitter * base.as_millis().min(1_000) as u64 / 1_000)
-}
+/// Between retries of one request: 1 s, 2 s, 4 s… with up to 50% jitter.
+const REQUEST_BACKOFF: Backoff =
+    Backoff { first: Duration::from_secs(1), factor: 2.0, max: Duration::from_secs(16), jitter: 0.5 };
+/// Between live subscriptions after failures: 1 s growing ×1.5 to 30 s, with up to 50% jitter.
+const LIVE_BACKOFF: Backoff =
+    Backoff { first: Duration::from_secs(1), factor: 1.5, max: Duration::from_secs(30), jitter: 0.5 };
 
 /// Summary lines for `faultline crawl --once`.
 pub fn summary(runs: &[TargetRun]) -> Value {
