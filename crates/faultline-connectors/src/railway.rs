@@ -15,6 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use faultline_core::{HOUR_MS, Level, LogEvent, MINUTE_MS, Origin};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -23,21 +24,12 @@ pub const DEFAULT_API_URL: &str = "https://backboard.railway.com/graphql/v2";
 
 /// How a token is sent: account/workspace tokens as a bearer token, project tokens in their
 /// own header.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum Token {
     /// `RAILWAY_API_TOKEN`: `Authorization: Bearer`.
-    Account(String),
+    Account(SecretString),
     /// `RAILWAY_TOKEN`: `Project-Access-Token`.
-    Project(String),
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Token::Account(_) => f.write_str("Token::Account([REDACTED])"),
-            Token::Project(_) => f.write_str("Token::Project([REDACTED])"),
-        }
-    }
+    Project(SecretString),
 }
 
 /// What went wrong talking to Railway, named for what the crawler does about it.
@@ -385,8 +377,8 @@ impl Client {
     pub async fn query(&self, query: &str, variables: Value) -> Result<Value, RailwayError> {
         let request = self.http.post(&self.api_url).json(&json!({ "query": query, "variables": variables }));
         let request = match &self.token {
-            Token::Account(t) => request.bearer_auth(t),
-            Token::Project(t) => request.header("Project-Access-Token", t),
+            Token::Account(t) => request.bearer_auth(t.expose_secret()),
+            Token::Project(t) => request.header("Project-Access-Token", t.expose_secret()),
         };
         let response = request
             .send()

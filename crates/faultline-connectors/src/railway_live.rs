@@ -6,6 +6,7 @@
 //! again. Nothing here keeps a cursor: live lines are stored by their entry key, and the
 //! polling crawl stays the safety net that fills whatever a dropped stream missed.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -93,8 +94,8 @@ pub async fn subscribe(
     let headers = request.headers_mut();
     headers.insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().map_err(unavailable)?);
     let (name, value) = match token {
-        Token::Account(t) => ("Authorization", format!("Bearer {t}")),
-        Token::Project(t) => ("Project-Access-Token", t.clone()),
+        Token::Account(t) => ("Authorization", format!("Bearer {}", t.expose_secret())),
+        Token::Project(t) => ("Project-Access-Token", t.expose_secret().to_owned()),
     };
     // A token with characters a header cannot hold is refused without echoing it.
     let value = value.parse().map_err(|_| RailwayError::Unauthorized {

@@ -106,7 +106,8 @@ async fn webhook_to_a_closed_port_is_retried() {
         "{outcome:?}"
     );
     // A Slack hook URL is a secret: failure reasons (logged and stored) never quote it.
-    let slack = Slack { url: format!("http://127.0.0.1:{port}/services/T0/B0/SECRETPART"), client: client() };
+    let slack =
+        Slack { url: format!("http://127.0.0.1:{port}/services/T0/B0/SECRETPART").into(), client: client() };
     let outcome = slack.send(&notification(&payload(), None)).await;
     assert!(
         matches!(&outcome, Outcome::Retry { reason, .. } if !reason.contains("SECRETPART")),
@@ -117,7 +118,7 @@ async fn webhook_to_a_closed_port_is_retried() {
 #[tokio::test]
 async fn slack_escapes_log_text_and_reads_its_error_codes() {
     let fake = FakeHttp::start(Reply::new(200, "ok")).await;
-    let slack = Slack { url: fake.url("/services/T000/B000/XXXX"), client: client() };
+    let slack = Slack { url: fake.url("/services/T000/B000/XXXX").into(), client: client() };
     let p = payload();
     assert_eq!(slack.send(&notification(&p, None)).await, Outcome::Sent { reference: None });
     let text = fake.received()[0].json()["text"].as_str().unwrap().to_owned();

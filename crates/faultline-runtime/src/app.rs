@@ -21,6 +21,7 @@ use faultline_core::alert::FloodLimits;
 use faultline_core::{DAY_MS, MINUTE_MS};
 use faultline_store::{IngestOutcome, Pipeline, PipelineSettings, SourceKind, Store, Submission};
 use faultline_web::{ApiToken, AppState, Auth, Settings};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,7 @@ impl Application {
             config
                 .tokens
                 .iter()
-                .map(|t| ApiToken::new(t.name.clone(), &t.secret, t.scopes.clone()))
+                .map(|t| ApiToken::new(t.name.clone(), t.secret.expose_secret(), t.scopes.clone()))
                 .collect(),
         );
         if auth.is_open() && !listen.ip().is_loopback() {

@@ -10,6 +10,7 @@ use faultline_connectors::notify::{self, Notifier};
 use faultline_core::Level;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// The file and environment, as written by the user.
@@ -436,20 +437,11 @@ pub struct Config {
 }
 
 /// A configured API token, its secret read from the environment.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Token {
     pub name: String,
-    pub secret: String,
+    pub secret: SecretString,
     pub scopes: Vec<faultline_web::Scope>,
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token")
-            .field("name", &self.name)
-            .field("scopes", &self.scopes)
-            .finish_non_exhaustive()
-    }
 }
 
 fn start_at_end(key: &str, value: &str) -> anyhow::Result<bool> {
@@ -504,7 +496,7 @@ fn read_tokens(
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        out.push(Token { name: t.name.clone(), secret: secret.trim().to_owned(), scopes });
+        out.push(Token { name: t.name.clone(), secret: secret.trim().into(), scopes });
     }
     Ok(out)
 }
@@ -585,12 +577,16 @@ fn build_notifiers(n: &NotifyConfig, env: &dyn Fn(&str) -> Option<String>) -> an
     if let Some(w) = &n.webhook {
         check_url("notify.webhook.url", &w.url)?;
         let secret = w.secret_env.as_deref().map(|v| secret("notify.webhook.secret_env", v)).transpose()?;
-        out.push(Notifier::Webhook(notify::Webhook { url: w.url.clone(), secret, client: client.clone() }));
+        out.push(Notifier::Webhook(notify::Webhook {
+            url: w.url.clone(),
+            secret: secret.map(SecretString::from),
+            client: client.clone(),
+        }));
     }
     if let Some(s) = &n.slack {
         let url = secret("notify.slack.url_env", &s.url_env)?;
         check_url("the Slack webhook URL", &url)?;
-        out.push(Notifier::Slack(notify::Slack { url, client: client.clone() }));
+        out.push(Notifier::Slack(notify::Slack { url: url.into(), client: client.clone() }));
     }
     if let Some(g) = &n.github {
         if g.repo.split('/').filter(|p| !p.is_empty()).count() != 2 {
@@ -601,7 +597,7 @@ fn build_notifiers(n: &NotifyConfig, env: &dyn Fn(&str) -> Option<String>) -> an
         out.push(Notifier::GitHub(notify::GitHub {
             api_url: g.api_url.clone(),
             repo: g.repo.clone(),
-            token,
+            token: token.into(),
             client: client.clone(),
         }));
     }
@@ -660,8 +656,8 @@ fn railway_token(
     }
     let read = |name: &str| env(name).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     match (read("RAILWAY_API_TOKEN"), read("RAILWAY_TOKEN")) {
-        (Some(t), _) => Ok(Some(Token::Account(t))),
-        (None, Some(t)) => Ok(Some(Token::Project(t))),
+        (Some(t), _) => Ok(Some(Token::Account(t.into()))),
+        (None, Some(t)) => Ok(Some(Token::Project(t.into()))),
         (None, None) => bail!(
             "railway.targets are configured but neither RAILWAY_API_TOKEN (account or workspace token) nor \
              RAILWAY_TOKEN (project token) is set"
@@ -713,6 +709,54 @@ mod tests {
     }
 
     #[test]
+    fn no_secret_shows_in_the_configs_debug_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("faultline.toml");
+        let text = r#"
+[[server.tokens]]
+name = "ci"
+env = "API_TOKEN"
+scopes = ["ingest"]
+[notify.webhook]
+url = "https://hooks.example.com/x"
+secret_env = "HOOK_SECRET"
+[notify.slack]
+url_env = "SLACK_URL"
+[notify.github]
+repo = "acme/shop"
+token_env = "GITHUB_TOKEN"
+[notify.email]
+host = "smtp.example.com"
+from = "faultline@example.com"
+to = ["ops@example.com"]
+username = "faultline"
+password_env = "SMTP_PASSWORD"
+[[railway.targets]]
+project_id = "p-1"
+environment_id = "env-1"
+"#;
+        std::fs::write(&path, text).expect("write");
+        let secrets = [
+            ("API_TOKEN", "api-token-secret-0001"),
+            ("HOOK_SECRET", "hook-secret-0002"),
+            ("SLACK_URL", "https://hooks.slack.com/services/T0/B0/slack-secret-0003"),
+            ("GITHUB_TOKEN", "github-secret-0004"),
+            ("SMTP_PASSWORD", "smtp-secret-0005"),
+            ("RAILWAY_API_TOKEN", "railway-secret-0006"),
+        ];
+        let config = Config::load_with_secrets(Some(&path), Env::prefixed("FAULTLINE_TEST_NONE_"), &|name| {
+            secrets.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        })
+        .expect("valid config");
+        assert_eq!(config.notifiers.len(), 4);
+        let shown = format!("{config:?}");
+        for (_, secret) in secrets {
+            let part = secret.rsplit('/').next().unwrap_or(secret);
+            assert!(!shown.contains(part), "{part} shows in {shown}");
+        }
+    }
+
+    #[test]
     fn connection_limits_and_clock_skew_are_read_with_their_defaults() {
         let d = load_toml("").expect("defaults");
         assert_eq!(
@@ -750,7 +794,7 @@ mod tests {
             (read[0].name.as_str(), read[0].scopes.as_slice()),
             ("ci", &[faultline_web::Scope::Ingest][..])
         );
-        assert!(!format!("{read:?}").contains("secret"), "Debug never shows the secret");
+        assert!(!format!("{read:?}").contains("0123456789abcdef"), "Debug never shows the secret");
         let err = read_tokens(&tokens, &|_| None).unwrap_err().to_string();
         assert_eq!(err, "token \"ci\": environment variable CI_TOKEN is not set or empty");
         let short = read_tokens(&tokens, &|_| Some("short".into())).unwrap_err().to_string();

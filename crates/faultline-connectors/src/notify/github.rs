@@ -13,26 +13,19 @@ use std::time::Duration;
 use reqwest::header::HeaderMap;
 use reqwest::{Response, StatusCode};
 
+use secrecy::{ExposeSecret, SecretString};
+
 use super::{Notification, Outcome, classify, plain_text, retry_after, snippet, transport_error};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GitHub {
     /// `https://api.github.com`, or a GitHub Enterprise API root.
     pub api_url: String,
     /// `owner/name`.
     pub repo: String,
     /// From the environment; never logged.
-    pub token: String,
+    pub token: SecretString,
     pub client: reqwest::Client,
-}
-
-impl std::fmt::Debug for GitHub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GitHub")
-            .field("api_url", &self.api_url)
-            .field("repo", &self.repo)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The label that ties an issue to a subject.
@@ -84,7 +77,7 @@ impl GitHub {
     fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
         self.client
             .request(method, url)
-            .bearer_auth(&self.token)
+            .bearer_auth(self.token.expose_secret())
             .header("Accept", "application/vnd.github+json")
             .header("X-GitHub-Api-Version", "2022-11-28")
     }

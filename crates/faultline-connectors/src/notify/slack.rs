@@ -2,19 +2,15 @@
 //! error code in the body (`invalid_payload`, `no_service`, `channel_is_archived`…) with a 4xx
 //! (refused for good), 429 with `Retry-After`, or 5xx (retried).
 
+use secrecy::{ExposeSecret, SecretString};
+
 use super::{Notification, Outcome, classify, plain_text, transport_error};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Slack {
     /// The hook URL is a secret (anyone holding it can post): from the environment, never logged.
-    pub url: String,
+    pub url: SecretString,
     pub client: reqwest::Client,
-}
-
-impl std::fmt::Debug for Slack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Slack { url: [REDACTED] }")
-    }
 }
 
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped; log text is full of them.
@@ -29,7 +25,7 @@ impl Slack {
         let body = serde_json::json!({
             "text": format!("*{}*\n{}", escape(title), escape(rest)),
         });
-        match self.client.post(&self.url).json(&body).send().await {
+        match self.client.post(self.url.expose_secret()).json(&body).send().await {
             Ok(response) => classify(response).await,
             Err(e) => transport_error(&e),
         }

@@ -6,25 +6,17 @@
 //! replays of old requests.
 
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
 use super::{Notification, Outcome, classify, transport_error};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Webhook {
     pub url: String,
     /// From the environment; never logged.
-    pub secret: Option<String>,
+    pub secret: Option<SecretString>,
     pub client: reqwest::Client,
-}
-
-impl std::fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook")
-            .field("url", &self.url)
-            .field("secret", &self.secret.as_ref().map(|_| "[REDACTED]"))
-            .finish()
-    }
 }
 
 /// The signature header's value for a body sent at `timestamp`.
@@ -50,7 +42,8 @@ impl Webhook {
             .header("Idempotency-Key", n.idempotency_key)
             .header("X-Faultline-Timestamp", timestamp.to_string());
         if let Some(secret) = &self.secret {
-            request = request.header("X-Faultline-Signature", signature(secret, timestamp, &body));
+            request =
+                request.header("X-Faultline-Signature", signature(secret.expose_secret(), timestamp, &body));
         }
         match request.body(body).send().await {
             Ok(response) => classify(response).await,
