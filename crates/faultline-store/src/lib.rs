@@ -20,7 +20,9 @@ use faultline_core::{PatternStatus, TaskStatus};
 
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
-pub use sqlite::{SqliteStore, bench_bare_insert};
+pub use sqlite::SqliteStore;
+#[cfg(feature = "bench")]
+pub use sqlite::bench_bare_insert;
 pub use types::*;
 
 /// Errors the store reports, named for what the caller can do about them.

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use faultline_core::{FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -1042,6 +1041,7 @@ impl ErrorRate {
 /// Measures the ceiling for the ingest benchmark: inserting the given rows into a bare
 /// `entries`-shaped table (same columns, B-tree indexes only, no FTS, no patterns) in one
 /// transaction with one prepared statement. Returns rows per second.
+#[cfg(feature = "bench")]
 pub fn bench_bare_insert(path: &Path, rows: &[GroupedEvent]) -> Result<f64> {
     let mut conn = Connection::open(path)?;
     configure(&conn)?;
@@ -1055,7 +1055,7 @@ pub fn bench_bare_insert(path: &Path, rows: &[GroupedEvent]) -> Result<f64> {
          CREATE INDEX entries_pattern_ts ON entries (pattern_id, timestamp_ms);",
     )?;
     let mut ids: HashMap<&str, i64> = HashMap::new();
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare(INSERT_ENTRY)?;

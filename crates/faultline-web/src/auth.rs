@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 
@@ -84,8 +85,13 @@ impl Auth {
 
     /// The name and scopes of the token whose secret this is (the page's sign-in form).
     pub fn identify(&self, secret: &str) -> Option<(String, Vec<Scope>)> {
+        self.find(secret).map(|t| (t.name.clone(), t.scopes.clone()))
+    }
+
+    /// The token whose secret this is, compared in constant time.
+    fn find(&self, secret: &str) -> Option<&ApiToken> {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        self.tokens.iter().find(|t| t.digest == digest).map(|t| (t.name.clone(), t.scopes.clone()))
+        self.tokens.iter().find(|t| bool::from(t.digest.ct_eq(&digest)))
     }
 
     /// Checks the request's token (`Authorization: Bearer …`, or the password of HTTP Basic
@@ -96,9 +102,7 @@ impl Auth {
         }
         let secret = presented_secret(headers)
             .ok_or(ApiError::Unauthorized("missing token: send \"Authorization: Bearer <token>\""))?;
-        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let token =
-            self.tokens.iter().find(|t| t.digest == digest).ok_or(ApiError::Unauthorized("invalid token"))?;
+        let token = self.find(&secret).ok_or(ApiError::Unauthorized("invalid token"))?;
         if !token.scopes.contains(&scope) {
             return Err(ApiError::Forbidden(format!(
                 "token {:?} lacks the {} scope",
