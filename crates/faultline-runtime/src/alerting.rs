@@ -197,8 +197,8 @@ impl Evaluator {
         let ids: Vec<i64> = pending.keys().copied().collect();
         let mut counts: BTreeMap<i64, Vec<(i64, u64)>> = BTreeMap::new();
         if !ids.is_empty() {
-            for (pattern, minute, count) in self.store.pattern_minute_counts(&ids, since).await? {
-                counts.entry(pattern).or_default().push((minute, count));
+            for c in self.store.pattern_minute_counts(&ids, since).await? {
+                counts.entry(c.pattern_id).or_default().push((c.minute_ms, c.count));
             }
         }
         let patterns = pending

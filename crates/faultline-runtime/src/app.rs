@@ -295,7 +295,7 @@ async fn start_files(
     let mut tailer = Tailer::new(include.clone(), &config.files.exclude, options)?;
     let store = pipeline.store().clone();
     let known = store.cursors("file:").await.context("reading saved file positions")?;
-    tailer.remember(known.iter().map(|(id, _, _)| id.as_str()));
+    tailer.remember(known.iter().map(|c| c.source_id.as_str()));
     let handle = tokio::runtime::Handle::current();
     let poll = config.files.poll_interval.max(Duration::from_millis(50));
     tasks.spawn_blocking(move || {

@@ -80,8 +80,8 @@ pub trait Store: Send + Sync {
     async fn save_grouping(&self, now_ms: i64) -> Result<()>;
     /// The cursor saved with the last batch of `source_id`.
     async fn cursor(&self, source_id: &str) -> Result<Option<String>>;
-    /// Every saved cursor whose source id starts with `prefix`: (source id, cursor, saved at).
-    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, String, i64)>>;
+    /// Every saved cursor whose source id starts with `prefix`.
+    async fn cursors(&self, prefix: &str) -> Result<Vec<SavedCursor>>;
     /// Substring search over message and traceback with filters, newest first.
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
     /// Most frequent patterns (lifetime counts), optionally only those seen since a time.
@@ -124,9 +124,8 @@ pub trait Store: Send + Sync {
     /// Replaces a rule's name, type, condition, action, enabled flag and cooldown; its trigger
     /// history stays.
     async fn update_rule(&self, id: i64, rule: &NewRule) -> Result<RuleSaved>;
-    /// Occurrences per minute of some patterns since a time: (pattern id, minute, count).
-    async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64)
-    -> Result<Vec<(i64, i64, u64)>>;
+    /// Occurrences per minute of some patterns since a time.
+    async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64) -> Result<Vec<MinuteCount>>;
     /// Records an alert with its task and its deliveries in one transaction; `None` when the
     /// rule alerted on the subject within `draft.cooldown_ms` (perhaps from another instance).
     async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>>;
@@ -138,8 +137,8 @@ pub trait Store: Send + Sync {
     async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>>;
     /// Moves a task to a state; `false` if no such task.
     async fn set_task_status(&self, id: i64, status: TaskStatus, now_ms: i64) -> Result<bool>;
-    /// The pattern's open task, or a new one: (task id, created). `None` if no such pattern.
-    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>>;
+    /// The pattern's open task, or a new one. `None` if no such pattern.
+    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<TaskCreated>>;
     /// Sets a pattern's status; resolving it closes its open task. `false` if no such pattern.
     async fn set_pattern_status(&self, fingerprint: &str, status: PatternStatus, now_ms: i64)
     -> Result<bool>;

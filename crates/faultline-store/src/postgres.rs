@@ -465,14 +465,18 @@ impl Store for PgStore {
             .await?)
     }
 
-    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as(
+    async fn cursors(&self, prefix: &str) -> Result<Vec<SavedCursor>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT source_id, cursor, updated_ms FROM source_cursors
              WHERE source_id LIKE $1 ESCAPE '\\' ORDER BY source_id",
         )
         .bind(like_prefix(&pg_text(prefix)))
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(source_id, cursor, saved_ms)| SavedCursor { source_id, cursor, saved_ms })
+            .collect())
     }
 
     async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
@@ -793,12 +797,12 @@ impl Store for PgStore {
         postgres_alerts::save_rule(&self.pool, Some(id), rule, 0).await
     }
 
-    async fn pattern_minute_counts(
-        &self,
-        pattern_ids: &[i64],
-        since_ms: i64,
-    ) -> Result<Vec<(i64, i64, u64)>> {
-        postgres_alerts::pattern_minute_counts(&self.pool, pattern_ids, since_ms).await
+    async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64) -> Result<Vec<MinuteCount>> {
+        let counts = postgres_alerts::pattern_minute_counts(&self.pool, pattern_ids, since_ms).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(pattern_id, minute_ms, count)| MinuteCount { pattern_id, minute_ms, count })
+            .collect())
     }
 
     async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
@@ -821,8 +825,9 @@ impl Store for PgStore {
         postgres_alerts::set_task_status(&self.pool, id, status, now_ms).await
     }
 
-    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>> {
-        postgres_alerts::create_task(&self.pool, &pg_text(fingerprint), now_ms).await
+    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<TaskCreated>> {
+        let task = postgres_alerts::create_task(&self.pool, &pg_text(fingerprint), now_ms).await?;
+        Ok(task.map(|(id, created)| TaskCreated { id, created }))
     }
 
     async fn set_pattern_status(

@@ -620,14 +620,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn cursors(&self, prefix: &str) -> Result<Vec<(String, String, i64)>> {
+    async fn cursors(&self, prefix: &str) -> Result<Vec<SavedCursor>> {
         let pattern = like_prefix(prefix);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT source_id, cursor, updated_ms FROM source_cursors
                  WHERE source_id LIKE ?1 ESCAPE '\\' ORDER BY source_id",
             )?;
-            let rows = stmt.query_map([pattern], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows = stmt.query_map([pattern], |r| {
+                Ok(SavedCursor { source_id: r.get(0)?, cursor: r.get(1)?, saved_ms: r.get(2)? })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -966,13 +968,13 @@ impl Store for SqliteStore {
         self.write(move |tx| sqlite_alerts::save_rule(tx, Some(id), &rule, 0)).await
     }
 
-    async fn pattern_minute_counts(
-        &self,
-        pattern_ids: &[i64],
-        since_ms: i64,
-    ) -> Result<Vec<(i64, i64, u64)>> {
+    async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64) -> Result<Vec<MinuteCount>> {
         let ids = pattern_ids.to_vec();
-        self.read(move |c| sqlite_alerts::pattern_minute_counts(c, &ids, since_ms)).await
+        let counts = self.read(move |c| sqlite_alerts::pattern_minute_counts(c, &ids, since_ms)).await?;
+        Ok(counts
+            .into_iter()
+            .map(|(pattern_id, minute_ms, count)| MinuteCount { pattern_id, minute_ms, count })
+            .collect())
     }
 
     async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
@@ -996,9 +998,10 @@ impl Store for SqliteStore {
         self.write(move |tx| sqlite_alerts::set_task_status(tx, id, status, now_ms)).await
     }
 
-    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<(i64, bool)>> {
+    async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<TaskCreated>> {
         let fingerprint = fingerprint.to_owned();
-        self.write(move |tx| sqlite_alerts::create_task(tx, &fingerprint, now_ms)).await
+        let task = self.write(move |tx| sqlite_alerts::create_task(tx, &fingerprint, now_ms)).await?;
+        Ok(task.map(|(id, created)| TaskCreated { id, created }))
     }
 
     async fn set_pattern_status(

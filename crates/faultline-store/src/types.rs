@@ -103,6 +103,30 @@ pub struct IngestOutcome {
     pub touched: Vec<TouchedPattern>,
 }
 
+/// A source's saved position ([`crate::Store::cursors`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCursor {
+    pub source_id: String,
+    pub cursor: String,
+    pub saved_ms: i64,
+}
+
+/// A pattern's occurrences in one minute ([`crate::Store::pattern_minute_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteCount {
+    pub pattern_id: i64,
+    pub minute_ms: i64,
+    pub count: u64,
+}
+
+/// The task [`crate::Store::create_task`] gives: the pattern's open one, or a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskCreated {
+    pub id: i64,
+    /// False when the pattern already had an open task (that is the one given).
+    pub created: bool,
+}
+
 /// A pattern that got new occurrences in a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TouchedPattern {

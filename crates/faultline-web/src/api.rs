@@ -13,8 +13,8 @@ use axum::http::request::Parts;
 use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus, UnknownState};
 use faultline_store::{
-    AlertRuleRow, EntryRow, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved, SearchQuery,
-    SourceFilter, TaskRow,
+    AlertRuleRow, EntryRow, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved, SavedCursor,
+    SearchQuery, SourceFilter, TaskRow,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -700,9 +700,9 @@ async fn create_task(
     Body(new): Body<NewTask>,
 ) -> Result<Json<TaskCreated>, ApiError> {
     app.auth.check(&headers, Scope::Write)?;
-    let (id, created) =
+    let task =
         app.store.create_task(&new.fingerprint, now_ms()).await?.ok_or_else(|| not_found("pattern"))?;
-    Ok(Json(TaskCreated { id, created }))
+    Ok(Json(TaskCreated { id: task.id, created: task.created }))
 }
 
 /// Moves a task to another state.
@@ -983,8 +983,8 @@ pub(crate) async fn source_views(app: &AppState, now: i64) -> Result<Vec<SourceV
     };
     Ok(cursors
         .into_iter()
-        .filter(|(id, _, _)| !id.starts_with("faultline:"))
-        .map(|(source_id, cursor, updated_ms)| SourceView {
+        .filter(|c| !c.source_id.starts_with("faultline:"))
+        .map(|SavedCursor { source_id, cursor, saved_ms: updated_ms }| SourceView {
             last_error: last_error(&source_id),
             source_id,
             cursor,

@@ -689,7 +689,7 @@ async fn pattern_task(
         Err(refused) => return *refused,
     };
     match app.store.create_task(&fingerprint, now_ms()).await {
-        Ok(Some((id, _))) => see_other(&format!("/tasks?highlight={id}#task-{id}")),
+        Ok(Some(task)) => see_other(&format!("/tasks?highlight={0}#task-{0}", task.id)),
         Ok(None) => {
             message(&app, viewer, StatusCode::NOT_FOUND, "No such error", "No pattern has that fingerprint.")
         }

@@ -67,7 +67,7 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
             outln!("task {id} is {state}")?;
         }
         TasksCommand::Create { fingerprint } => {
-            let (id, created) = store
+            let faultline_store::TaskCreated { id, created } = store
                 .create_task(&fingerprint, now_ms())
                 .await?
                 .with_context(|| format!("no pattern with fingerprint {fingerprint:?}"))?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use faultline_core::alert::Priority;
 use faultline_core::{Level, PatternStatus, TaskStatus};
-use faultline_store::{AlertDraft, DeliveryResult, NewRule, RuleSaved, Store};
+use faultline_store::{AlertDraft, DeliveryResult, NewRule, RuleSaved, Store, TaskCreated};
 
 use crate::both;
 use crate::harness::{T0, batch, event};
@@ -137,6 +137,7 @@ async fn batches_report_new_critical_and_regressed_patterns(store: Arc<dyn Store
     assert!(replay.touched.is_empty());
 
     let counts = store.pattern_minute_counts(&[t.pattern_id], T0).await.unwrap();
+    let counts: Vec<(i64, i64, u64)> = counts.iter().map(|c| (c.pattern_id, c.minute_ms, c.count)).collect();
     assert_eq!(counts, [(t.pattern_id, T0, 2), (t.pattern_id, T0 + MINUTE, 1)]);
     assert!(!store.set_pattern_status("no-such", PatternStatus::Known, T0).await.unwrap());
 }
@@ -225,9 +226,9 @@ async fn resolving_closes_the_task_and_a_regression_reopens_it(store: Arc<dyn St
     assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["created", "status", "reopened"]);
 
     // Manual "Create task" returns the open one; after dismissing it, makes a new one.
-    assert_eq!(store.create_task(&fp, T0).await.unwrap(), Some((task.id, false)));
+    assert_eq!(store.create_task(&fp, T0).await.unwrap(), Some(TaskCreated { id: task.id, created: false }));
     assert!(store.set_task_status(task.id, TaskStatus::Dismissed, T0).await.unwrap());
-    let (new_id, created) = store.create_task(&fp, T0).await.unwrap().unwrap();
+    let TaskCreated { id: new_id, created } = store.create_task(&fp, T0).await.unwrap().unwrap();
     assert!(created && new_id != task.id);
     assert!(!store.set_task_status(9999, TaskStatus::Done, T0).await.unwrap());
     assert_eq!(store.create_task("nope", T0).await.unwrap(), None);

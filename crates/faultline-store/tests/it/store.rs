@@ -357,7 +357,7 @@ async fn cursors_are_listed_by_prefix(store: Arc<dyn Store>) {
     }
     let files = store.cursors("file:").await.unwrap();
     assert_eq!(
-        files.iter().map(|(id, c, _)| (id.as_str(), c.as_str())).collect::<Vec<_>>(),
+        files.iter().map(|c| (c.source_id.as_str(), c.cursor.as_str())).collect::<Vec<_>>(),
         [("file:/var/log/a.log", "x:10"), ("file:/var/log/b_c.log", "y:5")]
     );
     assert_eq!(store.cursors("file:/var/log/b_").await.unwrap().len(), 1, "_ is literal");
