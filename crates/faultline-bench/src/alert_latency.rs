@@ -113,7 +113,9 @@ url = "{hook}"
     Ok(())
 }
 
-/// The marker word planted in each line: `zq` followed by letters that are never hex.
+/// The marker word planted in each line: `zq` followed by letters that are never hex. It leads
+/// the message, so that each round's line is a template of its own (the miner joins lines that
+/// differ in one word once a fourth variant comes).
 fn marker(template: &str) -> Option<String> {
     template.split_whitespace().find(|w| w.starts_with("zq")).map(str::to_owned)
 }
@@ -148,12 +150,12 @@ async fn measure(
         if i % 2 == 0 {
             let now = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap_or_default();
             let line = format!(
-                "{} ERROR bench: checkout failed in {w} module\n",
+                "{} ERROR bench: {w} checkout failed in module\n",
                 now.format("%Y-%m-%d %H:%M:%S,%3f")
             );
             std::fs::OpenOptions::new().append(true).open(&log)?.write_all(line.as_bytes())?;
         } else {
-            let body = serde_json::json!({"level": "error", "source": "bench", "message": format!("checkout failed in {w} module")});
+            let body = serde_json::json!({"level": "error", "source": "bench", "message": format!("{w} checkout failed in module")});
             let response = client
                 .post(format!("http://{addr}/api/ingest"))
                 .bearer_auth(TOKEN)
