@@ -431,20 +431,12 @@ impl Store for PgStore {
         {
             result = Err(e);
         }
-        match result {
-            Ok(outcome) => {
-                tx.commit().await?;
-                if state.is_some() {
-                    caches.mining.saved(batch.now_ms);
-                }
-                Ok(outcome)
-            }
-            Err(e) => {
-                // Ids cached during the failed transaction were rolled back with it.
-                caches.pattern_ids.clear();
-                Err(e)
-            }
-        }
+        let committed = match result {
+            Ok(outcome) => tx.commit().await.map(|()| outcome).map_err(StoreError::from),
+            Err(e) => Err(e),
+        };
+        let caches = &mut *caches;
+        settle_batch(committed, state.is_some(), batch.now_ms, &mut caches.mining, &mut caches.pattern_ids)
     }
 
     async fn save_grouping(&self, now_ms: i64) -> Result<()> {

@@ -1,10 +1,11 @@
 //! What both backends share: SQL text written once for both dialects (the `$n` placeholders
 //! SQLite also reads), the column lists rows are read by, and the pure steps around queries.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use faultline_core::MINUTE_MS;
 
+use crate::mining::Mining;
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -68,4 +69,28 @@ pub(crate) fn fill_buckets(
         }
     }
     buckets
+}
+
+/// How a batch's transaction ends, on either backend: once it committed, a miner state saved
+/// with it is noted; when it failed (or its commit did), the pattern ids cached during it are
+/// forgotten, as they were rolled back with it.
+pub(crate) fn settle_batch(
+    committed: Result<IngestOutcome>,
+    saved_state: bool,
+    now_ms: i64,
+    mining: &mut Mining,
+    pattern_ids: &mut HashMap<String, i64>,
+) -> Result<IngestOutcome> {
+    match committed {
+        Ok(outcome) => {
+            if saved_state {
+                mining.saved(now_ms);
+            }
+            Ok(outcome)
+        }
+        Err(e) => {
+            pattern_ids.clear();
+            Err(e)
+        }
+    }
 }

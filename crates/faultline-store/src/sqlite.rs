@@ -196,20 +196,11 @@ impl Writer {
             }
             Ok(outcome)
         });
-        match result {
-            Ok(outcome) => {
-                tx.commit()?;
-                if state.is_some() {
-                    self.mining.saved(batch.now_ms);
-                }
-                Ok(outcome)
-            }
-            Err(e) => {
-                // Ids cached during the failed transaction were rolled back with it.
-                self.pattern_ids.clear();
-                Err(e)
-            }
-        }
+        let committed = result.and_then(|outcome| {
+            tx.commit()?;
+            Ok(outcome)
+        });
+        settle_batch(committed, state.is_some(), batch.now_ms, &mut self.mining, &mut self.pattern_ids)
     }
 }
 
