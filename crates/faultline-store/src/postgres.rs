@@ -657,13 +657,11 @@ impl Store for PgStore {
             .bind(end)
             .fetch_all(&self.pool)
             .await?;
-        let mut rate = ErrorRate::default();
-        for r in rows {
-            let n: i64 = r.try_get(2)?;
-            rate.add(r.try_get(0)?, r.try_get(1)?, n as u64);
-        }
-        rate.finish(since_ms, until_ms);
-        Ok(rate)
+        let found = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<(String, String, i64)>, sqlx::Error>>()?;
+        Ok(ErrorRate::from_counts(found, since_ms, until_ms))
     }
 
     async fn counts_by_interval(
@@ -818,8 +816,7 @@ impl Store for PgStore {
     }
 
     async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<TaskCreated>> {
-        let task = postgres_alerts::create_task(&self.pool, &pg_text(fingerprint), now_ms).await?;
-        Ok(task.map(|(id, created)| TaskCreated { id, created }))
+        postgres_alerts::create_task(&self.pool, &pg_text(fingerprint), now_ms).await
     }
 
     async fn set_pattern_status(

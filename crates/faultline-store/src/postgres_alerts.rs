@@ -384,7 +384,7 @@ pub(crate) async fn create_task(
     pool: &PgPool,
     fingerprint: &str,
     now_ms: i64,
-) -> Result<Option<(i64, bool)>> {
+) -> Result<Option<TaskCreated>> {
     let mut tx = pool.begin().await?;
     let id: Option<i64> = sqlx::query_scalar("SELECT id FROM patterns WHERE fingerprint = $1")
         .bind(fingerprint)
@@ -393,7 +393,7 @@ pub(crate) async fn create_task(
     let Some(pattern_id) = id else { return Ok(None) };
     let subject = format!("pattern:{pattern_id}");
     if let Some(id) = open_task(&mut tx, &subject).await? {
-        return Ok(Some((id, false)));
+        return Ok(Some(TaskCreated { id, created: false }));
     }
     let pattern = pattern_by_id(&mut tx, pattern_id).await?;
     let draft = manual_draft(subject, pattern_id, now_ms);
@@ -414,9 +414,11 @@ pub(crate) async fn create_task(
     let result = match inserted {
         Some(id) => {
             add_event(&mut tx, id, now_ms, "created", "created by hand").await?;
-            (id, true)
+            TaskCreated { id, created: true }
         }
-        None => (open_task(&mut tx, &draft.subject).await?.unwrap_or_default(), false),
+        None => {
+            TaskCreated { id: open_task(&mut tx, &draft.subject).await?.unwrap_or_default(), created: false }
+        }
     };
     tx.commit().await?;
     Ok(Some(result))

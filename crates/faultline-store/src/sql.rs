@@ -94,3 +94,19 @@ pub(crate) fn settle_batch(
         }
     }
 }
+
+impl ErrorRate {
+    /// The rate from (source, level, count) rows of the window `[since, until)`.
+    pub(crate) fn from_counts(found: Vec<(String, String, i64)>, since_ms: i64, until_ms: i64) -> ErrorRate {
+        let mut rate = ErrorRate::default();
+        for (source, level, n) in found {
+            let n = n.max(0) as u64;
+            rate.total_errors += n;
+            *rate.by_source.entry(source).or_default() += n;
+            *rate.by_level.entry(level).or_default() += n;
+        }
+        let minutes = ((until_ms - since_ms) as f64 / MINUTE_MS as f64).max(1.0);
+        rate.errors_per_minute = rate.total_errors as f64 / minutes;
+        rate
+    }
+}

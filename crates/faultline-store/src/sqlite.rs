@@ -812,16 +812,9 @@ impl Store for SqliteStore {
             ))?;
             let since = minute_of(since_ms);
             let (first, end) = quarter_span(since, until_ms);
-            let rows = stmt.query_map(params![since, until_ms, first, end], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
-            })?;
-            let mut rate = ErrorRate::default();
-            for row in rows {
-                let (source, level, n) = row?;
-                rate.add(source, level, n as u64);
-            }
-            rate.finish(since_ms, until_ms);
-            Ok(rate)
+            let rows = stmt
+                .query_map(params![since, until_ms, first, end], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(ErrorRate::from_counts(rows.collect::<rusqlite::Result<Vec<_>>>()?, since_ms, until_ms))
         })
         .await
     }
@@ -991,8 +984,7 @@ impl Store for SqliteStore {
 
     async fn create_task(&self, fingerprint: &str, now_ms: i64) -> Result<Option<TaskCreated>> {
         let fingerprint = fingerprint.to_owned();
-        let task = self.write(move |tx| sqlite_alerts::create_task(tx, &fingerprint, now_ms)).await?;
-        Ok(task.map(|(id, created)| TaskCreated { id, created }))
+        self.write(move |tx| sqlite_alerts::create_task(tx, &fingerprint, now_ms)).await
     }
 
     async fn set_pattern_status(
@@ -1016,19 +1008,6 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
         self.read(move |c| sqlite_alerts::deliveries(c, alert_id, limit)).await
-    }
-}
-
-impl ErrorRate {
-    pub(crate) fn add(&mut self, source: String, level: String, n: u64) {
-        self.total_errors += n;
-        *self.by_source.entry(source).or_default() += n;
-        *self.by_level.entry(level).or_default() += n;
-    }
-
-    pub(crate) fn finish(&mut self, since_ms: i64, until_ms: i64) {
-        let minutes = ((until_ms - since_ms) as f64 / 60_000.0).max(1.0);
-        self.errors_per_minute = self.total_errors as f64 / minutes;
     }
 }
 

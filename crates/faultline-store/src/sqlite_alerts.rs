@@ -351,7 +351,7 @@ pub(crate) fn create_task(
     tx: &Transaction<'_>,
     fingerprint: &str,
     now_ms: i64,
-) -> Result<Option<(i64, bool)>> {
+) -> Result<Option<TaskCreated>> {
     let id: Option<i64> = tx
         .prepare_cached("SELECT id FROM patterns WHERE fingerprint = ?1")?
         .query_row([fingerprint], |r| r.get(0))
@@ -363,7 +363,7 @@ pub(crate) fn create_task(
         .query_row([&subject], |r| r.get(0))
         .optional()?;
     if let Some(id) = open {
-        return Ok(Some((id, false)));
+        return Ok(Some(TaskCreated { id, created: false }));
     }
     let pattern = pattern_by_id(tx, pattern_id)?;
     let draft = manual_draft(subject, pattern_id, now_ms);
@@ -382,7 +382,7 @@ pub(crate) fn create_task(
     ])?;
     let id = tx.last_insert_rowid();
     add_event(tx, id, now_ms, "created", "created by hand")?;
-    Ok(Some((id, true)))
+    Ok(Some(TaskCreated { id, created: true }))
 }
 
 /// Sets a pattern's status; resolving it closes its open task. `false` if no such pattern.
