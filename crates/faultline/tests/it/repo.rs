@@ -36,3 +36,22 @@ fn every_rust_file_says_what_it_is_for() {
         assert!(text.starts_with("//!"), "{} does not start with a //! line", file.display());
     }
 }
+
+/// `deploy/faultline.service` passes `systemd-analyze verify` with nothing to say (unknown keys
+/// and bad values are only warnings there, so any output fails the test), with ExecStart
+/// pointing at the binary under test.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(workspace().join("deploy/faultline.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/faultline "), "the unit runs the installed binary");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/faultline", env!("CARGO_BIN_EXE_faultline"))).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (apt-get install systemd)");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+}

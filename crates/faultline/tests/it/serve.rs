@@ -546,3 +546,37 @@ for exc in (ValueError("bad sku"), KeyError("cart")):
     assert_ne!(failed[0].fingerprint, failed[1].fingerprint, "two exceptions under one message stay apart");
     stop(service);
 }
+
+/// The container image's configuration (`deploy/container.toml`): it listens beyond loopback
+/// with its one token from `FAULTLINE_ADMIN_TOKEN`, answers the health check without one, and
+/// stops cleanly on SIGTERM. (The image itself cannot be built here: no registry to pull the
+/// base images from.)
+#[tokio::test]
+async fn the_container_configuration_serves_with_its_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/container.toml");
+    let db = dir.path().join("faultline.db").display().to_string();
+    let admin = "container-admin-token-0123";
+    let service = start_with(
+        dir.path(),
+        &config,
+        &[
+            ("FAULTLINE_ADMIN_TOKEN", admin),
+            ("FAULTLINE_LISTEN", "0.0.0.0:0"),
+            ("FAULTLINE_DATABASE_URL", &db),
+        ],
+    );
+    assert!(service.url.starts_with("http://0.0.0.0:"), "{}", service.url);
+    let url = service.url.replace("0.0.0.0", "127.0.0.1");
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{url}/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    let record = serde_json::json!({"level": "error", "message": "container check: disk full"});
+    let refused = client.post(format!("{url}/api/ingest")).json(&record).send().await.expect("post");
+    assert_eq!(refused.status(), 401, "no token, no ingest");
+    let stored =
+        client.post(format!("{url}/api/ingest")).bearer_auth(admin).json(&record).send().await.expect("post");
+    assert_eq!(stored.status(), 200);
+    stop(service);
+    assert!(Path::new(&db).exists(), "the database is where FAULTLINE_DATABASE_URL says");
+}
