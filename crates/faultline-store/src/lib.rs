@@ -4,6 +4,7 @@
 //! default) and [`PgStore`] (PostgreSQL, for several instances sharing the work). Every method
 //! is exercised by the same test body on both (see `tests/it`).
 
+mod ids;
 mod mining;
 mod pipeline;
 mod postgres;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 
 use faultline_core::{PatternStatus, TaskStatus};
 
+pub use ids::{FingerprintLookup, MIN_ID_PREFIX, find_fingerprint};
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -99,6 +101,9 @@ pub trait Store: Send + Sync {
     async fn occurrences(&self, fingerprint: &str, limit: u32, offset: u32) -> Result<Option<SearchPage>>;
     /// One pattern by fingerprint.
     async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>>;
+    /// Fingerprints that start with `prefix` (lowercase hex only), in order, at most `limit`; see
+    /// [`find_fingerprint`] for what a person types.
+    async fn fingerprints_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>>;
     /// Error counts in `[since, until)`: total, per minute, by source and by level.
     async fn error_rate(&self, since_ms: i64, until_ms: i64) -> Result<ErrorRate>;
     /// Counts per time bucket in `[since, until)`, every bucket present (zeros included).

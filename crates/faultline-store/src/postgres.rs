@@ -639,6 +639,19 @@ impl Store for PgStore {
             .map_err(Into::into)
     }
 
+    async fn fingerprints_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>> {
+        let (low, high) = prefix_range(&pg_text(prefix));
+        Ok(sqlx::query_scalar(
+            "SELECT fingerprint FROM patterns WHERE fingerprint >= $1 AND fingerprint < $2
+             ORDER BY fingerprint LIMIT $3",
+        )
+        .bind(low)
+        .bind(high)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>> {
         let sql = format!("SELECT {PATTERN_COLUMNS} FROM patterns p WHERE p.fingerprint = $1");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fingerprint).fetch_optional(&self.pool).await?;

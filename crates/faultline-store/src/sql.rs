@@ -110,3 +110,10 @@ impl ErrorRate {
         rate
     }
 }
+
+/// The range of fingerprints that start with `prefix` (lowercase hex): `[prefix, prefix + "g")`,
+/// as 'g' sorts after every hex digit in both databases' collations. A range instead of LIKE,
+/// so both read it from the fingerprint index.
+pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
+    (prefix.to_owned(), format!("{prefix}g"))
+}

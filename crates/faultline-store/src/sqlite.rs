@@ -796,6 +796,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn fingerprints_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>> {
+        let (low, high) = prefix_range(prefix);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT fingerprint FROM patterns WHERE fingerprint >= ?1 AND fingerprint < ?2
+                 ORDER BY fingerprint LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![low, high, limit], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
     async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>> {
         let fingerprint = fingerprint.to_owned();
         self.read(move |c| {

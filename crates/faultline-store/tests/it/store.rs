@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use faultline_core::Level;
-use faultline_store::{JobRun, SearchQuery, SourceFilter, Store};
+use faultline_store::{FingerprintLookup, JobRun, SearchQuery, SourceFilter, Store, find_fingerprint};
 
 use crate::both;
 use crate::harness::{T0, batch, event};
@@ -364,6 +364,45 @@ async fn cursors_are_listed_by_prefix(store: Arc<dyn Store>) {
     assert_eq!(store.cursors("").await.unwrap().len(), 3);
 }
 both!(cursors_are_listed_by_prefix);
+
+async fn patterns_are_found_by_a_unique_prefix_of_their_id(store: Arc<dyn Store>) {
+    // A leading word of its own puts each message in a template of its own.
+    let word = |i: i64| {
+        let letters = b"ghijklmnopqrstuvwxy";
+        format!("{}{}", letters[(i % 19) as usize] as char, letters[(i / 19) as usize] as char)
+    };
+    let events = (0..40)
+        .map(|i| event(&format!("p{i}"), T0 + i * 1_000, Level::Error, "api", &format!("{} failed", word(i))))
+        .collect();
+    store.ingest(batch(events)).await.unwrap();
+    let all: Vec<String> =
+        store.top_patterns(100, None).await.unwrap().into_iter().map(|p| p.fingerprint).collect();
+    assert_eq!(all.len(), 40);
+    for fp in &all {
+        assert_eq!(find_fingerprint(&*store, &fp[..16]).await.unwrap(), FingerprintLookup::Found(fp.clone()));
+        let typed = fp[..8].to_ascii_uppercase();
+        assert_eq!(find_fingerprint(&*store, &typed).await.unwrap(), FingerprintLookup::Found(fp.clone()));
+        assert_eq!(find_fingerprint(&*store, fp).await.unwrap(), FingerprintLookup::Found(fp.clone()));
+    }
+    // Every fingerprint starting with one hex digit, in order, from the index.
+    let first = &all[0][..1];
+    let mut expected: Vec<&String> = all.iter().filter(|f| f.starts_with(first)).collect();
+    expected.sort();
+    let found = store.fingerprints_with_prefix(first, 100).await.unwrap();
+    assert_eq!(found.iter().collect::<Vec<_>>(), expected);
+    let absent = (0..16u32)
+        .map(|d| format!("{d:x}").repeat(8))
+        .find(|p| !all.iter().any(|f| f.starts_with(p.as_str())))
+        .unwrap();
+    assert_eq!(find_fingerprint(&*store, &absent).await.unwrap(), FingerprintLookup::NotFound);
+    for (typed, says) in [("1a2b3c", "too short"), ("zzzzzzzzzz", "hex"), ("", "hex"), ("1a2b3c4d%", "hex")] {
+        match find_fingerprint(&*store, typed).await.unwrap() {
+            FingerprintLookup::Invalid(reason) => assert!(reason.contains(says), "{typed:?}: {reason}"),
+            other => panic!("{typed:?} gave {other:?}"),
+        }
+    }
+}
+both!(patterns_are_found_by_a_unique_prefix_of_their_id);
 
 async fn patterns_page_filters_orders_and_occurrences_page(store: Arc<dyn Store>) {
     use faultline_store::{PatternOrder, PatternQuery};
