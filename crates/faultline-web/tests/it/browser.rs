@@ -137,6 +137,23 @@ impl Browser {
             .unwrap()
     }
 
+    /// The text at `css` once it reads `expected` (a page still loading after a click shows the
+    /// old text for a moment), or what it read last after 20 s.
+    async fn text_becomes(&self, css: &str, expected: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..200 {
+            last = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if last == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    }
+
     async fn close(mut self) {
         let client = self.client.clone();
         client.close().await.unwrap();
@@ -182,7 +199,7 @@ async fn top_error_to_details_to_task_and_hostile_text_stays_text() {
     browser.assert_no_console_errors("details").await;
 
     c.find(Locator::Css("button[data-status='known']")).await.unwrap().click().await.unwrap();
-    assert_eq!(browser.text("#status").await, "known");
+    assert_eq!(browser.text_becomes("#status", "known").await, "known");
     c.find(Locator::Id("create-task")).await.unwrap().click().await.unwrap();
     let task = browser.text("li.task.highlight .task-title").await;
     assert!(task.contains("connection refused to <IP>"), "{task}");
