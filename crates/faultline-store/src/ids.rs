@@ -14,7 +14,7 @@ pub enum FingerprintLookup {
     NotFound,
     /// Several patterns start with it (at most 10 are listed).
     Ambiguous(Vec<String>),
-    /// Not hex, or shorter than [`MIN_ID_PREFIX`]; the reason, for the person who typed it.
+    /// Shorter than [`MIN_ID_PREFIX`]; the reason, for the person who typed it.
     Invalid(String),
 }
 
@@ -36,10 +36,9 @@ impl FingerprintLookup {
 /// Finds the pattern a typed id names (a whole fingerprint or a unique prefix of one).
 pub async fn find_fingerprint(store: &dyn Store, typed: &str) -> Result<FingerprintLookup> {
     let id = typed.trim().to_ascii_lowercase();
-    if !id.bytes().all(|b| b.is_ascii_hexdigit()) || id.is_empty() {
-        return Ok(FingerprintLookup::Invalid(format!(
-            "invalid pattern id {typed:?}: use its hex fingerprint"
-        )));
+    // Fingerprints are hex: nothing else names a pattern.
+    if !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(FingerprintLookup::NotFound);
     }
     if id.len() < MIN_ID_PREFIX {
         return Ok(FingerprintLookup::Invalid(format!(

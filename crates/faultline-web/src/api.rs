@@ -13,8 +13,8 @@ use axum::http::request::Parts;
 use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus, UnknownState};
 use faultline_store::{
-    AlertRuleRow, EntryRow, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved, SavedCursor,
-    SearchQuery, SourceFilter, TaskRow,
+    AlertRuleRow, EntryRow, FingerprintLookup, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved,
+    SavedCursor, SearchQuery, SourceFilter, TaskRow, find_fingerprint,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,16 @@ fn parse_level(value: Option<&str>) -> Result<Option<Level>, ApiError> {
 /// A pattern or task state sent by a client; an unknown name is a 400 that lists the known ones.
 pub(crate) fn parse_state<T: std::str::FromStr<Err = UnknownState>>(text: &str) -> Result<T, ApiError> {
     text.parse().map_err(|e: UnknownState| ApiError::BadRequest(e.to_string()))
+}
+
+/// The whole fingerprint a path or body id names: the fingerprint or any unique prefix of 8 or
+/// more hex characters (404 when none matches, 400 when it is ambiguous or not an id).
+pub(crate) async fn pattern_id(app: &AppState, typed: &str) -> Result<String, ApiError> {
+    match find_fingerprint(&*app.store, typed).await? {
+        FingerprintLookup::Found(fingerprint) => Ok(fingerprint),
+        FingerprintLookup::NotFound => Err(not_found("pattern")),
+        other => Err(ApiError::BadRequest(other.explain(typed))),
+    }
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -290,9 +300,10 @@ async fn list_errors(
 async fn get_error(
     State(app): App,
     headers: HeaderMap,
-    Path(fingerprint): Path<String>,
+    Path(typed): Path<String>,
 ) -> Result<Json<PatternView>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
+    let fingerprint = pattern_id(&app, &typed).await?;
     let pattern = app.store.pattern(&fingerprint).await?.ok_or_else(|| not_found("pattern"))?;
     Ok(Json(pattern.into()))
 }
@@ -321,10 +332,11 @@ pub struct OccurrencesPage {
 async fn occurrences(
     State(app): App,
     headers: HeaderMap,
-    Path(fingerprint): Path<String>,
+    Path(typed): Path<String>,
     Params(q): Params<PageQuery>,
 ) -> Result<Json<OccurrencesPage>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
+    let fingerprint = pattern_id(&app, &typed).await?;
     let limit = check_range("limit", q.limit.unwrap_or(50), 1, 1000)?;
     let offset = q.offset.unwrap_or(0);
     let page =
@@ -571,11 +583,12 @@ pub struct StatusChanged {
 async fn set_pattern_status(
     State(app): App,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(typed): Path<String>,
     Body(change): Body<StatusChange>,
 ) -> Result<Json<StatusChanged>, ApiError> {
     app.auth.check(&headers, Scope::Write)?;
     let status: PatternStatus = parse_state(&change.status)?;
+    let id = pattern_id(&app, &typed).await?;
     if !app.store.set_pattern_status(&id, status, now_ms()).await? {
         return Err(not_found("pattern"));
     }
@@ -700,8 +713,8 @@ async fn create_task(
     Body(new): Body<NewTask>,
 ) -> Result<Json<TaskCreated>, ApiError> {
     app.auth.check(&headers, Scope::Write)?;
-    let task =
-        app.store.create_task(&new.fingerprint, now_ms()).await?.ok_or_else(|| not_found("pattern"))?;
+    let fingerprint = pattern_id(&app, &new.fingerprint).await?;
+    let task = app.store.create_task(&fingerprint, now_ms()).await?.ok_or_else(|| not_found("pattern"))?;
     Ok(Json(TaskCreated { id: task.id, created: task.created }))
 }
 

@@ -19,7 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus};
-use faultline_store::{EntryRow, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TaskRow};
+use faultline_store::{
+    EntryRow, FingerprintLookup, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TaskRow,
+    find_fingerprint,
+};
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -173,6 +176,29 @@ fn message(app: &AppState, viewer: Viewer, status: StatusCode, heading: &str, de
         detail: detail.to_owned(),
     };
     render(status, &page, &page.chrome.viewer)
+}
+
+/// The whole fingerprint a URL's pattern id names (any unique prefix of 8 or more hex
+/// characters will do), or the page that says why there is none.
+async fn pattern_named(
+    app: &AppState,
+    viewer: Viewer,
+    typed: &str,
+) -> Result<(String, Viewer), Box<Response>> {
+    match find_fingerprint(&*app.store, typed).await {
+        Ok(FingerprintLookup::Found(fingerprint)) => Ok((fingerprint, viewer)),
+        Ok(FingerprintLookup::NotFound) => Err(Box::new(message(
+            app,
+            viewer,
+            StatusCode::NOT_FOUND,
+            "No such error",
+            "No pattern has that id.",
+        ))),
+        Ok(other) => {
+            Err(Box::new(message(app, viewer, StatusCode::BAD_REQUEST, "Unclear id", &other.explain(typed))))
+        }
+        Err(e) => Err(Box::new(failed(app, viewer, e))),
+    }
 }
 
 fn failed(app: &AppState, viewer: Viewer, e: impl std::fmt::Display) -> Response {
@@ -554,15 +580,14 @@ struct PageParam {
 
 const PER_PAGE: u32 = 25;
 
-async fn pattern_page(
-    State(app): App,
-    headers: HeaderMap,
-    uri: Uri,
-    Path(fingerprint): Path<String>,
-) -> Response {
+async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed): Path<String>) -> Response {
     let viewer = match viewer(&app, &headers, &uri) {
         Ok(v) => v,
         Err(to_login) => return *to_login,
+    };
+    let (fingerprint, viewer) = match pattern_named(&app, viewer, &typed).await {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     let page = params::<PageParam>(&uri).page.unwrap_or(1).clamp(1, 100_000);
     let now = now_ms();
@@ -652,12 +677,16 @@ async fn pattern_status(
     State(app): App,
     headers: HeaderMap,
     uri: Uri,
-    Path(fingerprint): Path<String>,
+    Path(typed): Path<String>,
     Form(form): Form<StatusForm>,
 ) -> Response {
     let viewer = match writer(&app, &headers, &uri, &form.csrf) {
         Ok(v) => v,
         Err(refused) => return *refused,
+    };
+    let (fingerprint, viewer) = match pattern_named(&app, viewer, &typed).await {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     let Some(status) = PatternStatus::parse(&form.status) else {
         return message(
@@ -681,12 +710,16 @@ async fn pattern_task(
     State(app): App,
     headers: HeaderMap,
     uri: Uri,
-    Path(fingerprint): Path<String>,
+    Path(typed): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
     let viewer = match writer(&app, &headers, &uri, &form.csrf) {
         Ok(v) => v,
         Err(refused) => return *refused,
+    };
+    let (fingerprint, viewer) = match pattern_named(&app, viewer, &typed).await {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     match app.store.create_task(&fingerprint, now_ms()).await {
         Ok(Some(task)) => see_other(&format!("/tasks?highlight={0}#task-{0}", task.id)),

@@ -65,7 +65,11 @@ enum Command {
         json: bool,
     },
     /// Set a pattern's status: new, known, resolved (closes its open task) or ignored.
-    PatternStatus { fingerprint: String, status: faultline_core::PatternStatus },
+    PatternStatus {
+        /// The pattern's id: its fingerprint, or any unique prefix of 8 characters or more.
+        id: String,
+        status: faultline_core::PatternStatus,
+    },
     /// Crawl the configured Railway environments now: from each saved cursor to now, once.
     Crawl {
         /// Run one crawl and exit (the service crawls on its schedule).
@@ -238,9 +242,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts { hours, limit, json } => tasks::alerts(store, hours, limit, json).await,
         Command::Crawl { once: _, json } => crawl_once(store, &config, json).await,
         Command::Railway { command: RailwayCommand::Check } => railway_check(&config).await,
-        Command::PatternStatus { fingerprint, status } => {
-            tasks::set_pattern_status(store, &fingerprint, status).await
-        }
+        Command::PatternStatus { id, status } => tasks::set_pattern_status(store, &id, status).await,
     }
 }
 

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use faultline_core::{HOUR_MS, PatternStatus, TaskStatus};
 use faultline_runtime::clock::now_ms;
-use faultline_store::{Store, TaskEvent, TaskRow};
+use faultline_store::{FingerprintLookup, Store, TaskEvent, TaskRow, find_fingerprint};
 use serde_json::{Value, json};
 
 use crate::output::{terminal_safe, time};
@@ -33,7 +33,10 @@ pub enum TasksCommand {
     /// Move a task to a state: open, in_progress, done or dismissed.
     Set { id: i64, state: TaskStatus },
     /// Create the investigation task for a pattern (or show its open one).
-    Create { fingerprint: String },
+    Create {
+        /// The pattern's id: its fingerprint, or any unique prefix of 8 characters or more.
+        id: String,
+    },
 }
 
 pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result<()> {
@@ -66,11 +69,12 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
             }
             outln!("task {id} is {state}")?;
         }
-        TasksCommand::Create { fingerprint } => {
+        TasksCommand::Create { id: typed } => {
+            let fingerprint = pattern_id(&*store, &typed).await?;
             let faultline_store::TaskCreated { id, created } = store
                 .create_task(&fingerprint, now_ms())
                 .await?
-                .with_context(|| format!("no pattern with fingerprint {fingerprint:?}"))?;
+                .with_context(|| format!("no pattern with id {typed:?}"))?;
             outln!("{} task {id}", if created { "created" } else { "already open:" })?;
         }
     }
@@ -142,14 +146,23 @@ pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: boo
 /// `faultline pattern-status FINGERPRINT STATUS`.
 pub async fn set_pattern_status(
     store: Arc<dyn Store>,
-    fingerprint: &str,
+    typed: &str,
     status: PatternStatus,
 ) -> anyhow::Result<()> {
-    if !store.set_pattern_status(fingerprint, status, now_ms()).await? {
-        bail!("no pattern with fingerprint {fingerprint:?}");
+    let fingerprint = pattern_id(&*store, typed).await?;
+    if !store.set_pattern_status(&fingerprint, status, now_ms()).await? {
+        bail!("no pattern with id {typed:?}");
     }
     outln!("pattern {fingerprint} is {status}")?;
     Ok(())
+}
+
+/// The whole fingerprint of the pattern a typed id (a unique prefix) names.
+async fn pattern_id(store: &dyn Store, typed: &str) -> anyhow::Result<String> {
+    match find_fingerprint(store, typed).await? {
+        FingerprintLookup::Found(fingerprint) => Ok(fingerprint),
+        other => bail!("{}", other.explain(typed)),
+    }
 }
 
 fn task_json(t: &TaskRow) -> Value {

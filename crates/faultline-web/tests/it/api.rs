@@ -132,6 +132,25 @@ async fn api_endpoints(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
     assert!(s == 400 && bad["error"].as_str().unwrap().contains("known, resolved or ignored"), "{bad}");
     let (s, _) = call("PATCH", &u(&path), None, Some(json!({"status": "known", "extra": 1}))).await;
     assert_eq!(s, 400, "unknown body fields are refused");
+    // A unique prefix of the id (8 hex characters or more) names the pattern too.
+    let short = &refused[..12];
+    let (s, by_prefix) = call("GET", &u(&format!("/api/logs/errors/{short}")), None, None).await;
+    assert_eq!((s, &by_prefix["fingerprint"]), (200, &json!(refused)), "{by_prefix}");
+    let (s, changed) = call(
+        "PATCH",
+        &u(&format!("/api/monitoring/logs/patterns/{short}")),
+        None,
+        Some(json!({"status": "known"})),
+    )
+    .await;
+    assert_eq!((s, &changed["id"]), (200, &json!(refused)), "the answer names the whole id");
+    for (id, status, says) in
+        [("1a2b3", 400, "too short"), ("zzzzzzzzzz", 404, "no such"), ("ffffffff00000000", 404, "no such")]
+    {
+        let (s, body) = call("GET", &u(&format!("/api/logs/errors/{id}")), None, None).await;
+        assert_eq!(s, status, "{id}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(says), "{id}: {body}");
+    }
     let (s, _) =
         call("PATCH", &u("/api/monitoring/logs/patterns/nope"), None, Some(json!({"status": "known"}))).await;
     assert_eq!(s, 404);

@@ -182,3 +182,39 @@ fn regression_16_search_escapes_direction_overrides_and_cleanup_says_what_it_fre
         "{cleaned}"
     );
 }
+
+/// The 16-character id `patterns` prints is what `tasks create` and `pattern-status` take, and
+/// so is any unique prefix of 8 or more; a shorter or non-hex id is a clear error.
+#[tokio::test]
+async fn the_short_ids_patterns_prints_are_taken_by_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(dir.path()).await {
+        stdout(&faultline(dir.path(), &db, &["ingest", example_log().to_str().unwrap()]));
+        let table = stdout(&faultline(dir.path(), &db, &["patterns", "--top", "1"]));
+        let short = table
+            .split_whitespace()
+            .find(|w| w.len() == 16 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or_else(|| panic!("no 16-character id in:\n{table}"))
+            .to_owned();
+        let full = json(&faultline(dir.path(), &db, &["patterns", "--top", "1", "--json"]))[0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(full.starts_with(&short) && full.len() == 64, "{short} {full}");
+
+        let created = stdout(&faultline(dir.path(), &db, &["tasks", "create", &short]));
+        assert!(created.starts_with("created task "), "{created}");
+        let again =
+            stdout(&faultline(dir.path(), &db, &["tasks", "create", &full[..8].to_ascii_uppercase()]));
+        assert!(again.starts_with("already open: task "), "{again}");
+        let set = stdout(&faultline(dir.path(), &db, &["pattern-status", &full[..10], "known"]));
+        assert_eq!(set.trim(), format!("pattern {full} is known"));
+
+        for (id, says) in [(&full[..7], "too short"), ("zzzzzzzzzz", "no pattern with id")] {
+            let out = faultline(dir.path(), &db, &["pattern-status", id, "known"]);
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(says), "{id}: {err}");
+        }
+    }
+}
