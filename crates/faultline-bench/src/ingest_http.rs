@@ -46,6 +46,7 @@ pub async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Conf
         source: None,
         default_year: 2024,
         now_ms: 1_704_067_200_000,
+        from_start: false,
     };
 
     let mut results: Vec<Round> = Vec::new();

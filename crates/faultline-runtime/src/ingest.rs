@@ -26,6 +26,9 @@ pub struct IngestOptions {
     pub default_year: i32,
     /// Ingest time: stamps events without a timestamp.
     pub now_ms: i64,
+    /// Read from the first line even when a cursor is saved (what is already stored is
+    /// recognised by its position and not stored twice).
+    pub from_start: bool,
 }
 
 /// What an ingest did, for the summary line.
@@ -135,7 +138,11 @@ pub async fn ingest_file(
 ) -> anyhow::Result<IngestSummary> {
     let source_id = faultline_connectors::file::source_id(path)?;
     let store = pipeline.store();
-    let cursor = store.cursor(&source_id).await.context("reading the saved cursor")?;
+    let cursor = if options.from_start {
+        None
+    } else {
+        store.cursor(&source_id).await.context("reading the saved cursor")?
+    };
     let mut opened = OpenedFile::open(path, cursor.as_deref(), options.max_line_bytes)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadBatch>(2);
     let options_for_reader = options.clone();

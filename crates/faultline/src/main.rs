@@ -59,8 +59,10 @@ enum Command {
         /// Window, in hours, ending now.
         #[arg(long, default_value_t = 24)]
         hours: u32,
+        /// At most this many, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -68,13 +70,16 @@ enum Command {
     PatternStatus {
         /// The pattern's id: its fingerprint, or any unique prefix of 8 characters or more.
         id: String,
+        /// new, known, resolved or ignored.
         status: faultline_core::PatternStatus,
     },
-    /// Crawl the configured Railway environments now: from each saved cursor to now, once.
+    /// Crawl the configured Railway environments now, once: from each saved cursor to now (the
+    /// service crawls on its schedule).
     Crawl {
-        /// Run one crawl and exit (the service crawls on its schedule).
-        #[arg(long, required = true)]
+        /// Accepted for scripts written for earlier versions; the command always crawls once.
+        #[arg(long, hide = true)]
         once: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -109,6 +114,10 @@ struct IngestArgs {
     /// Lowest level to store: WARNING, ERROR or CRITICAL (overrides the config).
     #[arg(long)]
     min_level: Option<String>,
+    /// Read each file from its first line, as if it had never been read (entries already
+    /// stored are recognised and not stored twice).
+    #[arg(long)]
+    from_start: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +153,7 @@ struct PatternsArgs {
     /// Show patterns first seen within this age (e.g. 24h) instead of the most frequent.
     #[arg(long, value_parser = parse_age)]
     new: Option<Duration>,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -153,6 +163,7 @@ struct StatsArgs {
     /// Window, in hours, ending now.
     #[arg(long, default_value_t = 1)]
     hours: u32,
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -248,7 +259,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> anyhow::Result<()> {
     let min_level = match &args.min_level {
-        Some(l) => parse_level(l)?,
+        Some(l) => match parse_level(l)? {
+            level if level >= Level::Warning => level,
+            _ => anyhow::bail!("invalid --min-level {l:?}: use WARNING, ERROR or CRITICAL"),
+        },
         None => config.min_level,
     };
     let pipeline = Pipeline::new(
@@ -261,7 +275,10 @@ async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> any
         source: args.source.clone(),
         default_year: chrono::DateTime::from_timestamp_millis(now_ms()).map_or(1970, |t| t.year()),
         now_ms: now_ms(),
+        from_start: args.from_start,
     };
+    // An unreadable file is reported and the others are still read; the exit code says so.
+    let mut failed = 0;
     for file in &args.files {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
@@ -271,14 +288,24 @@ async fn ingest(store: Arc<dyn Store>, config: &Config, args: IngestArgs) -> any
         );
         bar.set_message(file.display().to_string());
         let progress = bar.clone();
-        let summary = ingest_file(&pipeline, file, &options, move |pos, total| {
+        let ingested = ingest_file(&pipeline, file, &options, move |pos, total| {
             progress.set_length(total);
             progress.set_position(pos);
         })
         .await
-        .with_context(|| format!("ingesting {}", file.display()))?;
+        .with_context(|| format!("ingesting {}", file.display()));
         bar.finish_and_clear();
-        outln!("{}", output::ingest_summary(&file.display().to_string(), &summary))?;
+        match ingested {
+            Ok(summary) => outln!("{}", output::ingest_summary(&file.display().to_string(), &summary))?,
+            Err(e) if args.files.len() == 1 => return Err(e),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e:#}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files could not be ingested", args.files.len());
     }
     Ok(())
 }

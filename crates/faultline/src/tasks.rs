@@ -19,19 +19,28 @@ pub enum TasksCommand {
         /// Only tasks in this state: open, in_progress, done, dismissed.
         #[arg(long)]
         status: Option<TaskStatus>,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// One task with its description and history.
     Show {
+        /// The task's number (from `tasks list`).
         id: i64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Move a task to a state: open, in_progress, done or dismissed.
-    Set { id: i64, state: TaskStatus },
+    Set {
+        /// The task's number (from `tasks list`).
+        id: i64,
+        /// open, in_progress, done or dismissed.
+        state: TaskStatus,
+    },
     /// Create the investigation task for a pattern (or show its open one).
     Create {
         /// The pattern's id: its fingerprint, or any unique prefix of 8 characters or more.

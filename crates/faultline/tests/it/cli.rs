@@ -218,3 +218,29 @@ async fn the_short_ids_patterns_prints_are_taken_by_every_command() {
         }
     }
 }
+
+/// Several files: one that cannot be read is reported and the others are still read (the exit
+/// code says one failed); `--from-start` reads a file again from its first line, storing nothing
+/// twice; `--min-level` takes only the levels it names.
+#[test]
+fn a_bad_file_does_not_stop_the_others_and_a_file_can_be_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    let log = example_log();
+    let log = log.to_str().unwrap();
+    let out = faultline(dir.path(), &db, &["ingest", "/no/such.log", log]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such.log") && err.contains("1 of 2 files could not be ingested"), "{err}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("20 errors stored"), "the readable file was read: {said}");
+
+    let again = stdout(&faultline(dir.path(), &db, &["ingest", log]));
+    assert!(again.contains("0 errors stored"), "resumes at its end: {again}");
+    let from_start = stdout(&faultline(dir.path(), &db, &["ingest", "--from-start", log]));
+    assert!(from_start.contains("0 errors stored, 20 duplicates skipped"), "{from_start}");
+
+    let low = faultline(dir.path(), &db, &["ingest", "--min-level", "info", log]);
+    assert_eq!(low.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&low.stderr).contains("use WARNING, ERROR or CRITICAL"));
+}
