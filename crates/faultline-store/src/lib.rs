@@ -138,6 +138,8 @@ pub trait Store: Send + Sync {
     async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>>;
     /// Tasks, most recently updated first, optionally in one state.
     async fn tasks(&self, status: Option<TaskStatus>, limit: u32) -> Result<Vec<TaskRow>>;
+    /// The pattern's open (or in-progress) task, if it has one.
+    async fn open_task(&self, fingerprint: &str) -> Result<Option<TaskRow>>;
     /// One task and its history.
     async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>>;
     /// Moves a task to a state; `false` if no such task.

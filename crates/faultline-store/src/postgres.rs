@@ -820,6 +820,14 @@ impl Store for PgStore {
         postgres_alerts::tasks(&self.pool, status, limit).await
     }
 
+    async fn open_task(&self, fingerprint: &str) -> Result<Option<TaskRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(open_task_of_pattern_sql()))
+            .bind(pg_text(fingerprint))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(postgres_alerts::task_row).transpose()?)
+    }
+
     async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>> {
         postgres_alerts::task(&self.pool, id).await
     }

@@ -22,7 +22,7 @@ fn json(text: String) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }
 
-fn task_row(r: &PgRow) -> Result<TaskRow, sqlx::Error> {
+pub(crate) fn task_row(r: &PgRow) -> Result<TaskRow, sqlx::Error> {
     Ok(TaskRow {
         id: r.try_get(0)?,
         subject: r.try_get(1)?,

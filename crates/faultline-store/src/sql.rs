@@ -13,6 +13,14 @@ use crate::{Result, StoreError};
 pub(crate) const REGRESS_PATTERN: &str = "UPDATE patterns SET status = 'new', updated_ms = $1
     WHERE id = $2 AND status = 'resolved'";
 
+/// A pattern's open (or in-progress) task, by the pattern's fingerprint.
+pub(crate) fn open_task_of_pattern_sql() -> String {
+    format!(
+        "SELECT {TASK_COLUMNS} FROM tasks t JOIN patterns p ON p.id = t.pattern_id
+         WHERE p.fingerprint = $1 AND t.status IN ('open', 'in_progress') ORDER BY t.id DESC LIMIT 1"
+    )
+}
+
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.subject, t.pattern_id, p.fingerprint, t.task_type, t.title,
     t.description, t.priority, t.status, t.metadata, t.alert_count, t.created_ms, t.updated_ms";
 pub(crate) const ALERT_COLUMNS: &str =

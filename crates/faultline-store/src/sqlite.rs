@@ -987,6 +987,16 @@ impl Store for SqliteStore {
         self.read(move |c| sqlite_alerts::tasks(c, status, limit)).await
     }
 
+    async fn open_task(&self, fingerprint: &str) -> Result<Option<TaskRow>> {
+        let fingerprint = fingerprint.to_owned();
+        self.read(move |c| {
+            Ok(c.prepare_cached(&open_task_of_pattern_sql())?
+                .query_row([fingerprint], sqlite_alerts::task_row)
+                .optional()?)
+        })
+        .await
+    }
+
     async fn task(&self, id: i64) -> Result<Option<(TaskRow, Vec<TaskEvent>)>> {
         self.read(move |c| sqlite_alerts::task(c, id)).await
     }

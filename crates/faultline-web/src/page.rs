@@ -571,6 +571,8 @@ struct PatternPageView {
     total: u64,
     links: PageLinks,
     statuses: Vec<(&'static str, &'static str)>,
+    /// The pattern's open task: linked instead of offering "Create task".
+    task: Option<TaskLine>,
 }
 
 #[derive(Deserialize, Default)]
@@ -608,6 +610,10 @@ async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed)
         Ok(found) => found.unwrap_or_default(),
         Err(e) => return failed(&app, viewer, e),
     };
+    let task = match app.store.open_task(&fingerprint).await {
+        Ok(task) => task.map(|t| TaskLine::new(&t, now, None)),
+        Err(e) => return failed(&app, viewer, e),
+    };
     let base = format!("/patterns/{}", segment(&fingerprint));
     let view = PatternPageView {
         chrome: chrome(&app, "health", viewer, &clip(&pattern.normalized_message, 80)),
@@ -634,6 +640,7 @@ async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed)
         .into_iter()
         .map(|(to, label)| (to.as_str(), label))
         .collect(),
+        task,
     };
     render(StatusCode::OK, &view, &view.chrome.viewer)
 }

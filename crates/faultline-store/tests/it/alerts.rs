@@ -227,12 +227,19 @@ async fn resolving_closes_the_task_and_a_regression_reopens_it(store: Arc<dyn St
 
     // Manual "Create task" returns the open one; after dismissing it, makes a new one.
     assert_eq!(store.create_task(&fp, T0).await.unwrap(), Some(TaskCreated { id: task.id, created: false }));
+    assert_eq!(store.open_task(&fp).await.unwrap().map(|t| t.id), Some(task.id));
     assert!(store.set_task_status(task.id, TaskStatus::Dismissed, T0).await.unwrap());
+    assert_eq!(store.open_task(&fp).await.unwrap(), None, "a dismissed task is not open");
     let TaskCreated { id: new_id, created } = store.create_task(&fp, T0).await.unwrap().unwrap();
     assert!(created && new_id != task.id);
+    assert!(store.set_task_status(new_id, TaskStatus::InProgress, T0).await.unwrap());
+    assert_eq!(
+        store.open_task(&fp).await.unwrap().map(|t| (t.id, t.status)),
+        Some((new_id, TaskStatus::InProgress))
+    );
     assert!(!store.set_task_status(9999, TaskStatus::Done, T0).await.unwrap());
     assert_eq!(store.create_task("nope", T0).await.unwrap(), None);
-    assert_eq!(store.tasks(Some(TaskStatus::Open), 10).await.unwrap().len(), 1);
+    assert_eq!(store.tasks(Some(TaskStatus::InProgress), 10).await.unwrap().len(), 1);
 }
 both!(resolving_closes_the_task_and_a_regression_reopens_it);
 

@@ -193,6 +193,7 @@ async fn top_error_to_details_to_task_and_hostile_text_stays_text() {
         .await
         .unwrap();
     assert_eq!(browser.text("#template").await, "connection refused to <IP>");
+    let details = c.current_url().await.unwrap();
     assert!(browser.text("#why").await.contains("Grouped"));
     assert_eq!(browser.text("#count").await, "30");
     browser.screenshot("details").await;
@@ -204,6 +205,11 @@ async fn top_error_to_details_to_task_and_hostile_text_stays_text() {
     let task = browser.text("li.task.highlight .task-title").await;
     assert!(task.contains("connection refused to <IP>"), "{task}");
     assert!(c.current_url().await.unwrap().path().ends_with("/tasks"));
+    // Back on the error's page, its open task is linked and no second one is offered.
+    c.goto(details.as_str()).await.unwrap();
+    assert!(browser.text("#open-task a").await.contains("connection refused to <IP>"));
+    assert!(c.find_all(Locator::Id("create-task")).await.unwrap().is_empty());
+    c.goto(&format!("{}/tasks", server.url)).await.unwrap();
     browser.screenshot("tasks").await;
     browser.assert_no_console_errors("tasks").await;
 
