@@ -408,6 +408,12 @@ fn jobs(config: &Config, pipeline: Arc<Pipeline>) -> Vec<Job> {
     let s = config.schedule.clone();
     let retention_days = config.retention_days;
     let detection_window = s.pattern_detection.as_millis() as i64;
+    // The health the page shows: the error-rate rule's window and thresholds.
+    let (window, degraded, fail) = (
+        config.alerts.error_rate_window_minutes.max(1),
+        config.alerts.error_rate_degraded,
+        config.alerts.error_rate_fail,
+    );
     let (s1, s2, s3) = (store.clone(), store.clone(), store);
     vec![
         Job::new("collect", s.collect, move || {
@@ -418,14 +424,14 @@ fn jobs(config: &Config, pipeline: Arc<Pipeline>) -> Vec<Job> {
             let store = s1.clone();
             async move {
                 let now = now_ms();
-                let rate = store.error_rate(now - 5 * MINUTE_MS, now).await?;
+                let rate = store.error_rate(now - i64::from(window) * MINUTE_MS, now).await?;
                 let status = match rate.errors_per_minute {
-                    r if r < 1.0 => "pass",
-                    r if r <= 5.0 => "degraded",
+                    r if r < degraded => "pass",
+                    r if r <= fail => "degraded",
                     _ => "fail",
                 };
                 Ok(JobOutcome::ok(json!({
-                    "window_minutes": 5,
+                    "window_minutes": window,
                     "total_errors": rate.total_errors,
                     "errors_per_minute": rate.errors_per_minute,
                     "status": status,

@@ -381,6 +381,50 @@ struct HealthPage {
     resolved: Vec<PatternLine>,
     quiet: Vec<PatternLine>,
     trending: Vec<TrendLine>,
+    state: HealthState,
+}
+
+/// The service's health as the `error_rate_check` job last judged it: pass, degraded or fail,
+/// the rate that decided it, and since when it has been so.
+pub struct HealthState {
+    /// `pass`, `degraded`, `fail`, or `unknown` before the first check.
+    pub status: String,
+    pub sentence: String,
+}
+
+impl HealthState {
+    /// From the job's runs, newest first.
+    pub fn of(runs: &[faultline_store::JobRunRow], now: i64) -> HealthState {
+        let status_of = |r: &faultline_store::JobRunRow| r.run.detail["status"].as_str().map(str::to_owned);
+        let Some((newest, status)) = runs.iter().find_map(|r| status_of(r).map(|s| (r, s))) else {
+            return HealthState {
+                status: "unknown".into(),
+                sentence: "Not checked yet: the error-rate check runs every few minutes.".into(),
+            };
+        };
+        let since = runs
+            .iter()
+            .filter_map(|r| status_of(r).map(|s| (r, s)))
+            .take_while(|(_, s)| *s == status)
+            .last()
+            .map_or(newest.run.started_ms, |(r, _)| r.run.started_ms);
+        let word = match status.as_str() {
+            "pass" => "Healthy",
+            "degraded" => "Degraded",
+            "fail" => "Failing",
+            _ => "Checked",
+        };
+        let rate = newest.run.detail["errors_per_minute"].as_f64().unwrap_or(0.0);
+        let window = newest.run.detail["window_minutes"].as_u64().unwrap_or(5);
+        HealthState {
+            sentence: format!(
+                "{word}: {rate:.2} errors per minute over the last {window} minutes ({status} since {}, checked {}).",
+                clock(since),
+                ago(newest.run.started_ms, now)
+            ),
+            status,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -452,6 +496,7 @@ async fn health_data(
         .filter(|p| p.status != PatternStatus::Resolved)
         .map(line)
         .collect();
+    let state = HealthState::of(&store.job_runs(Some("error_rate_check"), 500).await?, now);
     let trending = store
         .trending_patterns(now, HOUR_MS, 10)
         .await?
@@ -475,6 +520,7 @@ async fn health_data(
         resolved,
         quiet,
         trending,
+        state,
     }))
 }
 

@@ -182,3 +182,46 @@ async fn sign_in_with_a_token(store: Arc<dyn Store>, dir: Option<tempfile::TempD
     let _: Value = response.json().await.unwrap();
 }
 both!(sign_in_with_a_token);
+
+/// The top of `/` says how the last error-rate checks judged the service: not checked yet, then
+/// the newest check's state, its rate and window, since the first of the checks in a row that
+/// agree.
+async fn the_health_state_is_the_last_checks_verdict(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
+    let server = start(store.clone(), Auth::default(), dir).await;
+    let client = browser();
+    let state = |html: &str| {
+        let start = html.find("id=\"health-state\"").expect("the state is shown");
+        html[start..html[start..].find("</p>").map_or(html.len(), |e| start + e)].to_owned()
+    };
+    let (_, _, html) = get(&client, &format!("{}/", server.url)).await;
+    assert!(
+        state(&html).contains("health-unknown") && state(&html).contains("Not checked yet"),
+        "{}",
+        state(&html)
+    );
+
+    let now = crate::common::now_ms();
+    let minute = 60_000;
+    for (ago, status, rate) in [(30, "pass", 0.2), (20, "fail", 7.5), (10, "fail", 9.25)] {
+        let run = faultline_store::JobRun {
+            job: "error_rate_check".into(),
+            started_ms: now - ago * minute,
+            finished_ms: now - ago * minute,
+            outcome: "ok".into(),
+            detail: serde_json::json!({"status": status, "errors_per_minute": rate, "window_minutes": 5}),
+        };
+        store.record_job_run(&run).await.unwrap();
+    }
+    let (_, _, html) = get(&client, &format!("{}/", server.url)).await;
+    let shown = state(&html);
+    let since =
+        chrono::DateTime::from_timestamp_millis(now - 20 * minute).unwrap().format("%Y-%m-%d %H:%M UTC");
+    assert!(shown.contains("health-fail"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "Failing: 9.25 errors per minute over the last 5 minutes (fail since {since}"
+        )),
+        "{shown}"
+    );
+}
+both!(the_health_state_is_the_last_checks_verdict);
