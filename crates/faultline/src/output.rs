@@ -178,11 +178,13 @@ pub fn patterns_json(rows: &[PatternRow]) -> Value {
     Value::Array(
         rows.iter()
             .map(|p| {
+                // The API's names (`PatternView`), so scripts read both alike.
                 json!({
+                    "id": p.fingerprint,
                     "fingerprint": p.fingerprint,
                     "fingerprint_version": p.fingerprint_version,
-                    "grouped_by": p.tier,
-                    "normalized_message": p.normalized_message,
+                    "tier": p.tier,
+                    "template": p.normalized_message,
                     "error_type": p.error_type,
                     "frames": p.frames,
                     "occurrence_count": p.occurrence_count,
@@ -190,7 +192,7 @@ pub fn patterns_json(rows: &[PatternRow]) -> Value {
                     "last_seen": time(p.last_seen_ms),
                     "sample_message": p.sample_message,
                     "source": p.source,
-                    "severity": p.severity,
+                    "level": p.severity,
                     "status": p.status,
                 })
             })

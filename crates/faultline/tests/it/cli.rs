@@ -43,7 +43,7 @@ async fn patterns_search_and_stats_answer_what_a_user_asks() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| (p["normalized_message"].as_str().unwrap(), p["occurrence_count"].as_i64().unwrap()))
+            .map(|p| (p["template"].as_str().unwrap(), p["occurrence_count"].as_i64().unwrap()))
             .collect();
         assert_eq!(top[0], ("connection refused to <IP> (attempt <NUM> of <NUM>)", 4), "{db}");
         assert_eq!(top[1].1, 2);
