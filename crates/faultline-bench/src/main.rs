@@ -13,20 +13,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use faultline_runtime::Config;
+use faultline_runtime::cli::Globals;
 use faultline_runtime::clock::now_ms;
-use figment::providers::Env;
 
 /// faultline's benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "faultline-bench", about)]
 struct Cli {
-    /// TOML configuration file, as `faultline --config` reads it (ingest settings, database).
-    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Database for `page` and `seed`: a SQLite path, sqlite://PATH or postgres://….
-    #[arg(long, global = true, env = "FAULTLINE_DATABASE_URL")]
-    database: Option<String>,
+    /// The configuration (ingest settings) and the database of `page` and `seed`, as
+    /// `faultline` reads them.
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,20 +121,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    match faultline_runtime::cli::run("warn", run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -147,10 +131,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = Config::load(cli.config.as_deref(), Env::prefixed("FAULTLINE_"))?;
-    if let Some(url) = cli.database {
-        config.database_url = url;
-    }
+    let config = cli.globals.config()?;
     match cli.command {
         Command::Ingest { lines, dir, rounds } => {
             ingest_http::ingest(lines, dir, rounds.max(1), &config).await

@@ -7,6 +7,7 @@
 
 pub mod alerting;
 mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ingest;

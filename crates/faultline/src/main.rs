@@ -14,24 +14,20 @@ use chrono::Datelike;
 use clap::{Args, Parser, Subcommand};
 use faultline_core::Level;
 use faultline_core::{DAY_MS, HOUR_MS};
+use faultline_runtime::cli::Globals;
 use faultline_runtime::clock::now_ms;
 use faultline_runtime::config::{self, Config};
 use faultline_runtime::ingest::{IngestOptions, ingest_file};
 use faultline_runtime::{Application, railway_crawl};
 use faultline_store::{Pipeline, PipelineSettings, SearchQuery, SourceFilter, Store};
-use figment::providers::Env;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// faultline: finds the errors in your logs, groups them into patterns and keeps them searchable.
 #[derive(Debug, Parser)]
 #[command(name = "faultline", version, about)]
 struct Cli {
-    /// TOML configuration file (see faultline.example.toml).
-    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
-    config: Option<PathBuf>,
-    /// Database: a SQLite path, sqlite://PATH or postgres://… (overrides the config file).
-    #[arg(long, global = true, env = "FAULTLINE_DATABASE_URL")]
-    database: Option<String>,
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -191,22 +187,7 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAULTLINE_LOG")
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    match faultline_runtime::cli::run(default_filter, run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -217,10 +198,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut config = Config::load(cli.config.as_deref(), Env::prefixed("FAULTLINE_"))?;
-    if let Some(url) = cli.database {
-        config.database_url = url;
-    }
+    let config = cli.globals.config()?;
     // Commands that store what they read may create the database; the others only look at it.
     let creates = matches!(
         cli.command,
