@@ -125,13 +125,9 @@ impl Pipeline {
         let outcome = if batch.events.is_empty() && batch.skipped.is_empty() && batch.cursor.is_none() {
             IngestOutcome::default()
         } else {
-            match self.store.ingest(batch).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    self.failed(kind, e.to_string());
-                    return Err(e);
-                }
-            }
+            // A failed commit is the caller's to report: the file and journald sources count it
+            // through `failed` with their own words, HTTP answers 503, a crawl records its run.
+            self.store.ingest(batch).await?
         };
         {
             let mut all = self.counters.lock().unwrap_or_else(|e| e.into_inner());
@@ -149,7 +145,7 @@ impl Pipeline {
         Ok(Committed { outcome, below_level })
     }
 
-    /// Records a source's failure to read (a missing file, a journal that exited).
+    /// Records a source's failure (a missing file, a journal that exited, a batch not stored).
     pub fn failed(&self, kind: SourceKind, error: String) {
         let mut all = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let c = all.entry(kind).or_default();
