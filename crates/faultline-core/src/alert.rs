@@ -1,13 +1,18 @@
 //! Alert rules: which observations deserve an alert, and only once.
 //!
 //! [`evaluate`] is pure: the rules, what was observed and `now` go in, [`Decision`]s come out,
-//! and the cooldowns, the error-rate state and the flood guard live in an [`AlertState`] value
-//! the caller keeps (and rebuilds from stored alerts after a restart, with
-//! [`AlertState::remember`]). Every rule is tested on hand-built timelines.
+//! and the cooldowns and the error-rate state live in an [`AlertState`] value the caller keeps
+//! (and rebuilds from stored alerts after a restart, with [`AlertState::remember`]). Every rule
+//! is tested on hand-built timelines.
+//!
+//! One cooldown per subject: after any alert about a pattern, no rule alerts on it again
+//! within the cooldown, except once to escalate to critical. The flood limits
+//! ([`FloodLimits`]) are not applied here: every decision gets its alert and task, and the
+//! store, which sees every instance's alerts, holds back notifications past the limits.
 
 pub use crate::status::PatternStatus;
-use crate::timestamp::{HOUR_MS, MINUTE_MS};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::timestamp::MINUTE_MS;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{Level, TimestampMs};
 
@@ -17,7 +22,8 @@ pub struct Rule {
     pub id: i64,
     pub name: String,
     pub kind: RuleKind,
-    /// No second alert for the same (rule, pattern) within this time.
+    /// No second alert about the same pattern (by any rule) within this time after one of
+    /// this rule.
     pub cooldown_ms: i64,
     pub enabled: bool,
 }
@@ -29,8 +35,9 @@ pub enum RuleKind {
     NewFingerprint,
     /// A pattern's count in one minute above `per_minute`.
     Spike { per_minute: u64 },
-    /// A pattern seen in each of `minutes` consecutive minutes.
-    Sustained { minutes: u32 },
+    /// A pattern seen over at least `minutes` elapsed minutes, from its first occurrence to its
+    /// latest, with no gap between occurrences longer than `max_gap_minutes`.
+    Sustained { minutes: u32, max_gap_minutes: u32 },
     /// Any CRITICAL (or FATAL, PANIC…) entry.
     Critical,
     /// All errors per minute over the last `window_minutes` full minutes: below `degraded` is
@@ -70,7 +77,7 @@ impl RuleKind {
         let known: &[&str] = match rule_type {
             "new_fingerprint" | "critical" | "regression" => &[],
             "spike" => &["per_minute"],
-            "sustained" => &["minutes"],
+            "sustained" => &["minutes", "max_gap_minutes"],
             "error_rate" => &["window_minutes", "degraded", "fail", "recovery_margin"],
             "ignored_growing" => &["count", "minutes"],
             other => return Err(format!("unknown rule type {other:?}")),
@@ -104,7 +111,10 @@ impl RuleKind {
             "critical" => RuleKind::Critical,
             "regression" => RuleKind::Regression,
             "spike" => RuleKind::Spike { per_minute: int("per_minute", 10)? },
-            "sustained" => RuleKind::Sustained { minutes: minutes("minutes", 5)? },
+            "sustained" => RuleKind::Sustained {
+                minutes: minutes("minutes", 5)?,
+                max_gap_minutes: minutes("max_gap_minutes", 1)?,
+            },
             "ignored_growing" => {
                 RuleKind::IgnoredGrowing { count: int("count", 100)?, minutes: minutes("minutes", 60)? }
             }
@@ -133,7 +143,9 @@ impl RuleKind {
         match self {
             RuleKind::NewFingerprint | RuleKind::Critical | RuleKind::Regression => json!({}),
             RuleKind::Spike { per_minute } => json!({ "per_minute": per_minute }),
-            RuleKind::Sustained { minutes } => json!({ "minutes": minutes }),
+            RuleKind::Sustained { minutes, max_gap_minutes } => {
+                json!({ "minutes": minutes, "max_gap_minutes": max_gap_minutes })
+            }
             RuleKind::ErrorRate { window_minutes, degraded, fail, recovery_margin } => json!({
                 "window_minutes": window_minutes, "degraded": degraded, "fail": fail,
                 "recovery_margin": recovery_margin,
@@ -146,7 +158,8 @@ impl RuleKind {
     pub fn lookback_minutes(&self) -> u32 {
         match self {
             RuleKind::Spike { .. } => 2,
-            RuleKind::Sustained { minutes } | RuleKind::IgnoredGrowing { minutes, .. } => *minutes + 1,
+            RuleKind::Sustained { minutes, max_gap_minutes } => minutes + max_gap_minutes + 2,
+            RuleKind::IgnoredGrowing { minutes, .. } => *minutes + 1,
             RuleKind::ErrorRate { window_minutes, .. } => *window_minutes + 1,
             RuleKind::NewFingerprint | RuleKind::Critical | RuleKind::Regression => 0,
         }
@@ -179,9 +192,27 @@ pub struct PatternObservation {
     pub status: PatternStatus,
     /// The most severe level among the new entries.
     pub highest_level: Level,
-    /// Entries per minute: (minute start, count) for recent minutes, at least as far back as
-    /// the rules' [`RuleKind::lookback_minutes`]. Minutes left out count zero.
-    pub minute_counts: Vec<(TimestampMs, u64)>,
+    /// Entries per minute for recent minutes, at least as far back as the rules'
+    /// [`RuleKind::lookback_minutes`]. Minutes left out count zero.
+    pub minute_counts: Vec<MinuteSeen>,
+}
+
+/// A pattern's occurrences in one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinuteSeen {
+    /// The minute's start.
+    pub minute_ms: TimestampMs,
+    pub count: u64,
+    /// The first and the latest occurrence inside the minute.
+    pub first_ms: TimestampMs,
+    pub last_ms: TimestampMs,
+}
+
+impl MinuteSeen {
+    /// A minute whose occurrences' times are unknown: taken as spanning the whole minute.
+    pub fn whole(minute_ms: TimestampMs, count: u64) -> MinuteSeen {
+        MinuteSeen { minute_ms, count, first_ms: minute_ms, last_ms: minute_ms + MINUTE_MS - 1 }
+    }
 }
 
 /// Everything one evaluation looks at.
@@ -229,11 +260,6 @@ pub enum Subject {
         health: Health,
         per_minute: f64,
     },
-    /// The flood guard held back `count` alerts since `since`.
-    Suppressed {
-        count: u64,
-        since: TimestampMs,
-    },
 }
 
 /// Task priority, from the Railway-crawler design: high for new and critical errors, medium
@@ -267,9 +293,13 @@ pub struct Decision {
     pub priority: Priority,
     /// Why, in words: "seen for the first time", "14 in one minute (limit 10)"…
     pub reason: String,
+    /// A critical alert let through inside the subject's cooldown (once per cooldown).
+    pub escalation: bool,
 }
 
-/// Caps on alerts per hour; what goes over is summed into one "N alerts suppressed" alert.
+/// Caps on notified alerts per hour, over every instance sharing a database. Alerts past them
+/// are still recorded with their tasks; only their notifications are held back, to go out as
+/// one digest per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FloodLimits {
     pub per_pattern_per_hour: u32,
@@ -292,37 +322,31 @@ pub enum CooldownKey {
 /// What the engine remembers between evaluations.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertState {
-    /// (rule id, subject) → when it last fired.
-    last_fired: BTreeMap<(i64, CooldownKey), TimestampMs>,
+    /// Subject → its last alert.
+    last_fired: BTreeMap<CooldownKey, LastAlert>,
     /// Error-rate health per rule: (current, last announced).
     health: BTreeMap<i64, (Health, Health)>,
-    /// Alerts sent in the last hour: (when, pattern).
-    sent: VecDeque<(TimestampMs, Option<i64>)>,
-    /// Alerts held back by the flood guard and not yet summarised, and since when.
-    suppressed: u64,
-    suppressed_since: Option<TimestampMs>,
 }
 
-/// A summary of held-back alerts goes out at most this long after the first one was held.
-const SUMMARY_DELAY_MS: i64 = 10 * MINUTE_MS;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LastAlert {
+    at: TimestampMs,
+    /// When its last critical alert was (an escalation included).
+    critical_at: Option<TimestampMs>,
+}
 
 impl AlertState {
     /// Rebuilds memory from an alert sent earlier (read back from the database after a
-    /// restart): its cooldown, its place in the flood guard's hour and, for error-rate alerts,
-    /// the health it announced.
-    pub fn remember(&mut self, rule_id: i64, key: CooldownKey, fired_ms: TimestampMs, now: TimestampMs) {
-        let last = self.last_fired.entry((rule_id, key)).or_insert(fired_ms);
-        *last = (*last).max(fired_ms);
+    /// restart): its subject's cooldown and, for error-rate alerts, the health it announced.
+    /// Call it oldest alert first: the last error-rate alert's health is the one announced.
+    pub fn remember(&mut self, rule_id: i64, key: CooldownKey, fired_ms: TimestampMs, critical: bool) {
+        let last = self.last_fired.entry(key).or_insert(LastAlert { at: fired_ms, critical_at: None });
+        last.at = last.at.max(fired_ms);
+        if critical {
+            last.critical_at = Some(last.critical_at.map_or(fired_ms, |t| t.max(fired_ms)));
+        }
         if let CooldownKey::Health(h) = key {
             self.health.insert(rule_id, (h, h));
-        }
-        if fired_ms > now - HOUR_MS {
-            let pattern = match key {
-                CooldownKey::Pattern(p) => Some(p),
-                CooldownKey::Health(_) => None,
-            };
-            let at = self.sent.partition_point(|(t, _)| *t <= fired_ms);
-            self.sent.insert(at, (fired_ms, pattern));
         }
     }
 
@@ -331,41 +355,38 @@ impl AlertState {
         self.health.get(&rule_id).map(|h| h.0).unwrap_or_default()
     }
 
-    fn cooling(&self, rule: &Rule, key: CooldownKey, now: TimestampMs) -> bool {
-        self.last_fired.get(&(rule.id, key)).is_some_and(|&t| now - t < rule.cooldown_ms)
+    /// Takes another instance's announcement as this one's (its alert was recorded first).
+    pub fn announced_elsewhere(&mut self, rule_id: i64, health: Health) {
+        self.health.insert(rule_id, (health, health));
     }
 
-    /// Forgets cooldowns and flood entries too old to matter.
+    fn cooling(&self, key: CooldownKey, cooldown_ms: i64, now: TimestampMs) -> bool {
+        self.last_fired.get(&key).is_some_and(|l| now - l.at < cooldown_ms)
+    }
+
+    fn critical_cooling(&self, key: CooldownKey, cooldown_ms: i64, now: TimestampMs) -> bool {
+        self.last_fired.get(&key).and_then(|l| l.critical_at).is_some_and(|t| now - t < cooldown_ms)
+    }
+
+    fn fired(&mut self, key: CooldownKey, now: TimestampMs, critical: bool) {
+        let last = self.last_fired.entry(key).or_insert(LastAlert { at: now, critical_at: None });
+        last.at = now;
+        if critical {
+            last.critical_at = Some(now);
+        }
+    }
+
+    /// Forgets cooldowns too old to matter.
     fn expire(&mut self, rules: &[Rule], now: TimestampMs) {
         let longest = rules.iter().map(|r| r.cooldown_ms).max().unwrap_or(0);
-        self.last_fired.retain(|_, t| now - *t < longest);
-        while self.sent.front().is_some_and(|(t, _)| *t <= now - HOUR_MS) {
-            self.sent.pop_front();
-        }
-    }
-
-    /// Lets a decision through the flood guard, or counts it as suppressed.
-    fn admit(&mut self, limits: FloodLimits, pattern: Option<i64>, now: TimestampMs) -> bool {
-        let total = self.sent.len() as u64;
-        let for_pattern =
-            pattern.map_or(0, |p| self.sent.iter().filter(|(_, q)| *q == Some(p)).count() as u64);
-        if total >= u64::from(limits.per_hour)
-            || pattern.is_some() && for_pattern >= u64::from(limits.per_pattern_per_hour)
-        {
-            self.suppressed += 1;
-            self.suppressed_since.get_or_insert(now);
-            return false;
-        }
-        self.sent.push_back((now, pattern));
-        true
+        self.last_fired.retain(|_, l| now - l.at < longest);
     }
 }
 
 /// Runs every enabled rule over the observations. Decisions are in a stable order: patterns
-/// in the order observed, then error-rate changes, then a flood summary.
+/// in the order observed, then error-rate changes.
 pub fn evaluate(
     rules: &[Rule],
-    limits: FloodLimits,
     observations: &Observations,
     state: &mut AlertState,
     now: TimestampMs,
@@ -380,23 +401,23 @@ pub fn evaluate(
             continue;
         }
         let key = CooldownKey::Pattern(obs.pattern_id);
-        let mut fired: Vec<(&Rule, String)> = Vec::new();
-        for rule in &rules {
-            if let Some(reason) = pattern_rule(rule, obs, now) {
-                fired.push((rule, reason));
-            }
-        }
-        // Rules still cooling down for this pattern stay quiet; the others fire together as one
-        // alert and all start their cooldown, so a new pattern that is also spiking is announced
-        // once, not once per rule.
-        fired.retain(|(rule, _)| !state.cooling(rule, key, now));
+        let fired: Vec<(&Rule, String)> = rules
+            .iter()
+            .filter_map(|rule| pattern_rule(rule, obs, now).map(|reason| (*rule, reason)))
+            .collect();
+        // The rules that fire together make one alert, named after the most important; then the
+        // pattern cools down for every rule, except that a first critical alert inside the
+        // cooldown still goes out (an escalation).
         let Some((first, reason)) = fired.first() else { continue };
-        for (rule, _) in &fired {
-            state.last_fired.insert((rule.id, key), now);
-        }
-        if !state.admit(limits, Some(obs.pattern_id), now) {
+        let critical = matches!(first.kind, RuleKind::Critical);
+        let (escalation, reason) = if !state.cooling(key, first.cooldown_ms, now) {
+            (false, reason.clone())
+        } else if critical && !state.critical_cooling(key, first.cooldown_ms, now) {
+            (true, format!("escalated to critical within the cooldown: {reason}"))
+        } else {
             continue;
-        }
+        };
+        state.fired(key, now, critical);
         let priority = match first.kind {
             RuleKind::Critical | RuleKind::NewFingerprint | RuleKind::Regression => Priority::High,
             _ => Priority::Medium,
@@ -407,31 +428,16 @@ pub fn evaluate(
             rules: fired.iter().map(|(r, _)| r.id).collect(),
             subject: Subject::Pattern(obs.pattern_id),
             priority,
-            reason: reason.clone(),
+            reason,
+            escalation,
         });
     }
     if let Some(totals) = &observations.total_minute_counts {
         for rule in &rules {
-            if let Some(d) = error_rate_rule(rule, totals, state, limits, now) {
+            if let Some(d) = error_rate_rule(rule, totals, state, now) {
                 decisions.push(d);
             }
         }
-    }
-    if let Some(since) = state.suppressed_since
-        && now - since >= SUMMARY_DELAY_MS
-        && (state.sent.len() as u64) < u64::from(limits.per_hour)
-    {
-        let count = std::mem::take(&mut state.suppressed);
-        state.suppressed_since = None;
-        state.sent.push_back((now, None));
-        decisions.push(Decision {
-            rule_id: 0,
-            rule_type: "flood_guard",
-            rules: Vec::new(),
-            subject: Subject::Suppressed { count, since },
-            priority: Priority::Medium,
-            reason: format!("{count} alerts suppressed by the flood guard"),
-        });
     }
     decisions
 }
@@ -441,12 +447,12 @@ fn pattern_rule(rule: &Rule, obs: &PatternObservation, now: TimestampMs) -> Opti
     let ignored = obs.status == PatternStatus::Ignored;
     let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
     let count_at = |minute: i64| -> u64 {
-        obs.minute_counts.iter().filter(|(m, _)| *m == minute).map(|(_, c)| *c).sum()
+        obs.minute_counts.iter().filter(|m| m.minute_ms == minute).map(|m| m.count).sum()
     };
     match &rule.kind {
         RuleKind::IgnoredGrowing { count, minutes } if ignored => {
             let since = this_minute - i64::from(minutes.saturating_sub(1)) * MINUTE_MS;
-            let n: u64 = obs.minute_counts.iter().filter(|(m, _)| *m >= since).map(|(_, c)| c).sum();
+            let n: u64 = obs.minute_counts.iter().filter(|m| m.minute_ms >= since).map(|m| m.count).sum();
             (n > *count).then(|| format!("ignored, but seen {n} times in {minutes} minutes (limit {count})"))
         }
         _ if ignored => None,
@@ -459,15 +465,40 @@ fn pattern_rule(rule: &Rule, obs: &PatternObservation, now: TimestampMs) -> Opti
             let n = count_at(this_minute).max(count_at(this_minute - MINUTE_MS));
             (n > *per_minute).then(|| format!("{n} in one minute (limit {per_minute})"))
         }
-        RuleKind::Sustained { minutes } => {
-            let minutes = i64::from((*minutes).max(1));
-            // A run of `minutes` busy minutes ending now or a minute ago (the current minute may
-            // have just begun).
-            let run_ending = |end: i64| (0..minutes).all(|k| count_at(end - k * MINUTE_MS) > 0);
-            (run_ending(this_minute) || run_ending(this_minute - MINUTE_MS))
-                .then(|| format!("seen in each of {minutes} consecutive minutes"))
+        RuleKind::Sustained { minutes, max_gap_minutes } => {
+            let (start, end) = latest_run(&obs.minute_counts, i64::from(*max_gap_minutes) * MINUTE_MS)?;
+            // The run must still be going on: its latest occurrence no older than the gap.
+            let going_on = now - end <= i64::from(*max_gap_minutes) * MINUTE_MS;
+            (going_on && end - start >= i64::from(*minutes) * MINUTE_MS).then(|| {
+                format!("seen over {} without a gap over {max_gap_minutes} min", duration_words(end - start))
+            })
         }
         RuleKind::ErrorRate { .. } | RuleKind::IgnoredGrowing { .. } => None,
+    }
+}
+
+/// The first and the latest occurrence of the latest run of occurrences with no gap longer
+/// than `max_gap_ms` between them.
+fn latest_run(minutes: &[MinuteSeen], max_gap_ms: i64) -> Option<(TimestampMs, TimestampMs)> {
+    let mut busy: Vec<&MinuteSeen> = minutes.iter().filter(|m| m.count > 0).collect();
+    busy.sort_by_key(|m| m.first_ms);
+    let last = busy.pop()?;
+    let (mut start, end) = (last.first_ms, last.last_ms);
+    for m in busy.iter().rev() {
+        if start - m.last_ms > max_gap_ms {
+            break;
+        }
+        start = start.min(m.first_ms);
+    }
+    Some((start, end))
+}
+
+/// "5 min 12 s", "1 h 3 min".
+fn duration_words(ms: i64) -> String {
+    let s = ms / 1000;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 
@@ -475,7 +506,6 @@ fn error_rate_rule(
     rule: &Rule,
     totals: &[(TimestampMs, u64)],
     state: &mut AlertState,
-    limits: FloodLimits,
     now: TimestampMs,
 ) -> Option<Decision> {
     let RuleKind::ErrorRate { window_minutes, degraded, fail, recovery_margin } = rule.kind else {
@@ -500,13 +530,10 @@ fn error_rate_rule(
     };
     state.health.insert(rule.id, (next, announced));
     let key = CooldownKey::Health(next);
-    if next == announced || state.cooling(rule, key, now) {
+    if next == announced || state.cooling(key, rule.cooldown_ms, now) {
         return None;
     }
-    state.last_fired.insert((rule.id, key), now);
-    if !state.admit(limits, None, now) {
-        return None;
-    }
+    state.fired(key, now, false);
     state.health.insert(rule.id, (next, next));
     let (priority, reason) = match next {
         Health::Fail => {
@@ -525,6 +552,7 @@ fn error_rate_rule(
         subject: Subject::ErrorRate { health: next, per_minute },
         priority,
         reason,
+        escalation: false,
     })
 }
 

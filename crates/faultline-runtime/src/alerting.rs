@@ -1,35 +1,53 @@
-//! The alerting service: watches what every source stores, runs the rules of
-//! `faultline_core::alert` and records what fires (alert, task, deliveries) through the store.
+//! The alerting service: evaluates what was committed — by this process, another `serve` on
+//! the same database or a cron `faultline ingest` — with the rules of `faultline_core::alert`,
+//! and records what fires (alert, task, deliveries) through the store.
 //!
-//! Sources never wait for it: [`Alerting::observe`] only merges the touched patterns into a
-//! pending set and wakes the evaluator. The evaluator also runs every `evaluate_interval`, for
-//! the error rate and its recovery. Cooldowns survive restarts: the state is rebuilt from the
-//! alerts stored in the last hours, and the store re-checks the cooldown when it records an
-//! alert, so instances sharing a database do not repeat each other.
+//! Every stored batch leaves one row per touched pattern in the store's alert feed, in the
+//! batch's own transaction. The evaluator claims feed rows (a lease: rows of an evaluator that
+//! died come back), evaluates them and deletes them; it runs when this process stores a batch
+//! ([`Alerting::observe`] wakes it, never blocking the source) and every `evaluate_interval`,
+//! which also covers other writers and the error rate. The store re-checks each subject's
+//! cooldown when it records an alert and holds back notifications past the flood limits
+//! (counted over every instance), so instances sharing a database neither repeat nor outnumber
+//! each other; held notifications go out as one digest per channel.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_core::alert::{
-    AlertState, CooldownKey, Decision, FloodLimits, Health, Observations, PatternObservation, PatternStatus,
-    Rule, RuleKind, Subject, evaluate, task_for_error_rate,
+    AlertState, CooldownKey, Decision, FloodLimits, Health, MinuteSeen, Observations, PatternObservation,
+    PatternStatus, Rule, RuleKind, Subject, evaluate, task_for_error_rate,
 };
 use faultline_core::{HOUR_MS, Level, MINUTE_MS};
-use faultline_store::{AlertDraft, AlertRuleRow, IngestOutcome, NewRule, Store};
+use faultline_store::{AlertDraft, AlertRuleRow, DigestDraft, FeedItem, IngestOutcome, NewRule, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::config::AlertsConfig;
 
-/// What the sources tell the evaluator.
+/// Wakes the evaluator when this process stores something.
 #[derive(Default)]
 pub struct Alerting {
-    pending: Mutex<BTreeMap<i64, Pending>>,
     wake: Notify,
 }
 
+impl Alerting {
+    /// Called with every stored batch's outcome; never blocks on the database.
+    pub fn observe(&self, outcome: &IngestOutcome) {
+        if !outcome.touched.is_empty() {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Feed rows claimed per evaluation.
+const FEED_BATCH: u32 = 5_000;
+/// How long claimed feed rows stay this evaluator's; after a crash they come back this late.
+const FEED_CLAIM_MS: i64 = 30_000;
+
+/// What the feed rows of one evaluation say about one pattern.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     new: bool,
@@ -39,44 +57,23 @@ struct Pending {
     status: PatternStatus,
 }
 
-impl Alerting {
-    /// Notes the patterns a stored batch touched; never blocks on the database.
-    pub fn observe(&self, outcome: &IngestOutcome) {
-        if outcome.touched.is_empty() {
-            return;
-        }
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for t in &outcome.touched {
-            let status = t.status;
-            let p = pending.entry(t.pattern_id).or_insert(Pending {
-                new: false,
-                regressed: false,
-                highest_level: t.highest_level,
-                status,
-            });
-            p.status = status;
-            p.new |= t.new;
-            p.regressed |= t.regressed;
-            p.highest_level = p.highest_level.max(t.highest_level);
-        }
-        drop(pending);
-        self.wake.notify_one();
+/// Folds feed rows (oldest first) into one fact per pattern.
+fn pending_of(items: &[FeedItem]) -> BTreeMap<i64, Pending> {
+    let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
+    for item in items {
+        let t = &item.touched;
+        let p = pending.entry(t.pattern_id).or_insert(Pending {
+            new: false,
+            regressed: false,
+            highest_level: t.highest_level,
+            status: t.status,
+        });
+        p.status = t.status;
+        p.new |= t.new;
+        p.regressed |= t.regressed;
+        p.highest_level = p.highest_level.max(t.highest_level);
     }
-
-    fn take(&self) -> BTreeMap<i64, Pending> {
-        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Puts back what could not be evaluated (the database was down), keeping newer facts.
-    fn restore(&self, taken: BTreeMap<i64, Pending>) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        for (id, old) in taken {
-            let p = pending.entry(id).or_insert(old);
-            p.new |= old.new;
-            p.regressed |= old.regressed;
-            p.highest_level = p.highest_level.max(old.highest_level);
-        }
-    }
+    pending
 }
 
 /// The rules written to the database on first start, from the config.
@@ -84,7 +81,7 @@ pub fn default_rules(c: &AlertsConfig) -> Vec<NewRule> {
     let kinds = [
         RuleKind::NewFingerprint,
         RuleKind::Spike { per_minute: c.spike_per_minute },
-        RuleKind::Sustained { minutes: c.sustained_minutes },
+        RuleKind::Sustained { minutes: c.sustained_minutes, max_gap_minutes: c.sustained_max_gap_minutes },
         RuleKind::Critical,
         RuleKind::ErrorRate {
             window_minutes: c.error_rate_window_minutes,
@@ -122,9 +119,15 @@ pub struct Settings {
     pub limits: FloodLimits,
     /// Names of the configured notifiers.
     pub notifiers: Vec<String>,
+    /// `server.public_url`, for links in notifications and tasks.
+    pub public_url: Option<String>,
+    /// Held-back notifications go out as a digest once the oldest is this old.
+    pub digest_after: Duration,
+    /// This process, as feed claims name it.
+    pub instance: String,
 }
 
-/// The evaluator: one loop per process.
+/// The evaluator: one loop per process; several processes share the feed.
 pub struct Evaluator {
     store: Arc<dyn Store>,
     alerting: Arc<Alerting>,
@@ -135,7 +138,7 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Rebuilds cooldowns and the flood guard from alerts already stored.
+    /// Rebuilds cooldowns and the announced error-rate health from alerts already stored.
     pub async fn start(
         store: Arc<dyn Store>,
         alerting: Arc<Alerting>,
@@ -156,17 +159,26 @@ impl Evaluator {
                 _ => None,
             };
             if let Some(key) = key {
-                state.remember(rule_id, key, a.fired_ms, now);
+                state.remember(rule_id, key, a.fired_ms, a.rule_type == "critical");
             }
         }
         Ok(Evaluator { store, alerting, settings, state, outbox })
     }
 
-    /// Evaluates whenever something is stored and every interval, until shutdown.
+    /// Evaluates whenever this process stores something and every interval, until shutdown.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut digest_checked = 0;
         loop {
-            if let Err(e) = self.run_once(now_ms()).await {
+            let now = now_ms();
+            if let Err(e) = self.run_once(now).await {
                 tracing::warn!(error = %format!("{e:#}"), "alert evaluation failed; will retry");
+            }
+            let interval = i64::try_from(self.settings.interval.as_millis()).unwrap_or(i64::MAX);
+            if now - digest_checked >= interval {
+                digest_checked = now;
+                if let Err(e) = self.send_digest(now).await {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot send the digest; will retry");
+                }
             }
             tokio::select! {
                 _ = self.alerting.wake.notified() => {}
@@ -176,29 +188,71 @@ impl Evaluator {
         }
     }
 
-    /// One evaluation: pending patterns and the error rate.
+    /// One evaluation: the feed rows no one holds, and the error rate. Returns the alerts
+    /// recorded. Rows are deleted once their alerts are recorded; on an error they come back
+    /// when the claim runs out (and the store's cooldown keeps what was recorded from repeating).
     pub async fn run_once(&mut self, now: i64) -> anyhow::Result<usize> {
-        let pending = self.alerting.take();
-        match self.evaluate(&pending, now).await {
-            Ok(n) => Ok(n),
-            Err(e) => {
-                self.alerting.restore(pending);
-                Err(e)
+        let instance = self.settings.instance.clone();
+        let mut fired = 0;
+        let mut rates_checked = false;
+        loop {
+            let items = self.store.claim_feed(&instance, now, now + FEED_CLAIM_MS, FEED_BATCH).await?;
+            let more = items.len() == FEED_BATCH as usize;
+            if items.is_empty() && rates_checked {
+                break;
+            }
+            fired += self.evaluate(&pending_of(&items), !rates_checked, now).await?;
+            rates_checked = true;
+            let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
+            if !seqs.is_empty() {
+                self.store.finish_feed(&seqs).await?;
+            }
+            if !more {
+                break;
             }
         }
+        if fired > 0 {
+            self.outbox.notify_one();
+        }
+        Ok(fired)
     }
 
-    async fn evaluate(&mut self, pending: &BTreeMap<i64, Pending>, now: i64) -> anyhow::Result<usize> {
+    /// Sends the digest of held-back notifications when one is due.
+    pub async fn send_digest(&mut self, now: i64) -> anyhow::Result<()> {
+        let draft = DigestDraft {
+            after_ms: i64::try_from(self.settings.digest_after.as_millis()).unwrap_or(i64::MAX),
+            notifiers: self.settings.notifiers.clone(),
+            public_url: self.settings.public_url.clone(),
+            now_ms: now,
+        };
+        if let Some(digest) = self.store.send_digest(&draft).await? {
+            tracing::info!(alert = digest.alert_id, "alert digest of held-back notifications");
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn evaluate(
+        &mut self,
+        pending: &BTreeMap<i64, Pending>,
+        rates: bool,
+        now: i64,
+    ) -> anyhow::Result<usize> {
         let rows = self.store.alert_rules().await?;
         let rules = rules_from_rows(&rows);
         let lookback = rules.iter().map(|r| r.kind.lookback_minutes()).max().unwrap_or(0);
         let this_minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
         let since = this_minute - i64::from(lookback) * MINUTE_MS;
         let ids: Vec<i64> = pending.keys().copied().collect();
-        let mut counts: BTreeMap<i64, Vec<(i64, u64)>> = BTreeMap::new();
+        let mut counts: BTreeMap<i64, Vec<MinuteSeen>> = BTreeMap::new();
         if !ids.is_empty() {
             for c in self.store.pattern_minute_counts(&ids, since).await? {
-                counts.entry(c.pattern_id).or_default().push((c.minute_ms, c.count));
+                counts.entry(c.pattern_id).or_default().push(MinuteSeen {
+                    minute_ms: c.minute_ms,
+                    count: c.count,
+                    first_ms: c.first_ms,
+                    last_ms: c.last_ms,
+                });
             }
         }
         let patterns = pending
@@ -212,19 +266,17 @@ impl Evaluator {
                 minute_counts: counts.remove(&id).unwrap_or_default(),
             })
             .collect();
-        let totals = self
-            .store
-            .counts_by_interval(since, this_minute + MINUTE_MS, 1)
-            .await?
-            .into_iter()
-            .map(|b| (b.start_ms, b.count))
-            .collect();
-        let observations = Observations { patterns, total_minute_counts: Some(totals) };
-        let decisions = evaluate(&rules, self.settings.limits, &observations, &mut self.state, now);
+        let totals = if rates {
+            let buckets = self.store.counts_by_interval(since, this_minute + MINUTE_MS, 1).await?;
+            Some(buckets.into_iter().map(|b| (b.start_ms, b.count)).collect())
+        } else {
+            None
+        };
+        let observations = Observations { patterns, total_minute_counts: totals };
+        let decisions = evaluate(&rules, &observations, &mut self.state, now);
         let mut fired = 0;
         for d in &decisions {
-            let row = d.rule_id;
-            let rule = rows.iter().find(|r| r.id == row);
+            let rule = rows.iter().find(|r| r.id == d.rule_id);
             let draft = self.draft(d, rule, now);
             match self.store.fire_alert(&draft).await? {
                 Some(f) => {
@@ -234,15 +286,13 @@ impl Evaluator {
                         rule = d.rule_type,
                         subject = %draft.subject,
                         task = ?f.task_id,
+                        held = f.held,
                         "alert: {}",
                         d.reason
                     );
                 }
                 None => tracing::debug!(rule = d.rule_type, subject = %draft.subject, "alert already sent"),
             }
-        }
-        if fired > 0 {
-            self.outbox.notify_one();
         }
         Ok(fired)
     }
@@ -257,29 +307,31 @@ impl Evaluator {
                 Some(task_for_error_rate(*health, *per_minute, &d.reason)),
                 serde_json::json!({ "health": health.as_str(), "errors_per_minute": per_minute }),
             ),
-            Subject::Suppressed { count, since } => (
-                "flood_guard".to_owned(),
-                None,
-                None,
-                serde_json::json!({ "suppressed": count, "since": faultline_core::alert::rfc3339(*since) }),
-            ),
         };
-        // A recovery closes nothing and opens nothing: it is news, not work.
+        let error_rate = matches!(d.subject, Subject::ErrorRate { .. });
+        // An error-rate episode is one incident with one task, updated as its state changes and
+        // closed on recovery.
         let recovery = matches!(d.subject, Subject::ErrorRate { health: Health::Pass, .. });
         AlertDraft {
             rule_id: rule.map(|r| r.id),
             rule_ids: d.rules.clone(),
             rule_type: d.rule_type.to_owned(),
-            subject: subject.clone(),
+            subject,
             pattern_id,
             priority: d.priority,
             reason: d.reason.clone(),
             cooldown_ms: rule.map_or(0, |r| r.cooldown_minutes * MINUTE_MS),
-            task: action != "notify" && !recovery && !matches!(d.subject, Subject::Suppressed { .. }),
+            escalation: d.escalation,
+            state_change: error_rate,
+            flood: Some(self.settings.limits),
+            task: action != "notify" && !recovery,
+            task_subject: error_rate.then(|| "error_rate".to_owned()),
+            close_task: recovery,
             reopen: d.rule_type == "regression",
             task_draft,
             notifiers: if action == "task" { Vec::new() } else { self.settings.notifiers.clone() },
             extra,
+            public_url: self.settings.public_url.clone(),
             now_ms: now,
         }
     }

@@ -108,7 +108,14 @@ impl Application {
         let journald = start_journald(&config, pipeline.clone(), shutdown.clone(), &mut tasks).await?;
         let crawler = Crawler::new(&config).map(Arc::new);
         let railway = start_railway(crawler.clone(), pipeline.clone(), shutdown.clone(), &mut tasks);
-        scheduler::start(jobs(&config, pipeline.clone()), store.clone(), shutdown.clone(), &mut tasks);
+        let instance = crate::instance::instance_id();
+        scheduler::start(
+            jobs(&config, pipeline.clone()),
+            store.clone(),
+            instance,
+            shutdown.clone(),
+            &mut tasks,
+        );
 
         let settings = Settings {
             max_body_bytes: config.max_body_bytes,
@@ -228,6 +235,9 @@ async fn start_alerting(
             per_hour: config.alerts.max_per_hour,
         },
         notifiers: names.clone(),
+        public_url: config.public_url.clone(),
+        digest_after: config.alerts.digest_after,
+        instance: crate::instance::instance_id().to_owned(),
     };
     let evaluator = Evaluator::start(store, alerting, settings, wake).await.context("reading past alerts")?;
     tasks.spawn(evaluator.run(shutdown));
@@ -260,8 +270,12 @@ fn start_railway(
     }
     let described = if crawler.live() { format!("{described}, live") } else { described };
     tasks.spawn(async move {
+        let instance = crate::instance::instance_id();
         loop {
-            crawler.run_once(&pipeline).await;
+            let store = pipeline.store().clone();
+            let crawl = crawler.run_once(&pipeline);
+            scheduler::with_lease(store.as_ref(), "railway_crawl", crawler.poll_interval(), instance, crawl)
+                .await;
             tokio::select! {
                 _ = tokio::time::sleep(crawler.poll_interval()) => {}
                 _ = shutdown.cancelled() => return,

@@ -100,13 +100,17 @@ pub struct AlertsConfig {
     /// How often rules are evaluated when nothing new is stored (error rate, recovery).
     #[serde(with = "humantime_serde")]
     pub evaluate_interval: Duration,
-    /// No second alert for the same rule and pattern within this time.
+    /// No second alert about the same pattern (by any rule) within this time, except once to
+    /// escalate to critical.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
     /// Spike: a pattern's count in one minute above this.
     pub spike_per_minute: u64,
-    /// Sustained: a pattern seen in each of this many consecutive minutes.
+    /// Sustained: a pattern seen over this many minutes, from its first occurrence to its
+    /// latest…
     pub sustained_minutes: u32,
+    /// …with no gap between occurrences longer than this many minutes.
+    pub sustained_max_gap_minutes: u32,
     /// Error rate: errors per minute over `error_rate_window_minutes`; degraded from, fail above.
     pub error_rate_window_minutes: u32,
     pub error_rate_degraded: f64,
@@ -115,9 +119,13 @@ pub struct AlertsConfig {
     /// `ignored_growing_minutes`.
     pub ignored_growing_count: u64,
     pub ignored_growing_minutes: u32,
-    /// Flood guard: alerts per pattern per hour, and in all per hour; the rest are summed up.
+    /// Flood limits: notified alerts per pattern per hour, and in all per hour, over every
+    /// instance on the database. Alerts past them still get their tasks; their notifications
+    /// are held back and sent as one digest per channel `digest_after` after the first.
     pub max_per_pattern_per_hour: u32,
     pub max_per_hour: u32,
+    #[serde(with = "humantime_serde")]
+    pub digest_after: Duration,
     /// Delivery attempts before a notification is given up (and reported).
     pub max_attempts: u32,
 }
@@ -130,6 +138,7 @@ impl Default for AlertsConfig {
             cooldown: Duration::from_secs(30 * 60),
             spike_per_minute: 10,
             sustained_minutes: 5,
+            sustained_max_gap_minutes: 1,
             error_rate_window_minutes: 5,
             error_rate_degraded: 1.0,
             error_rate_fail: 5.0,
@@ -137,6 +146,7 @@ impl Default for AlertsConfig {
             ignored_growing_minutes: 60,
             max_per_pattern_per_hour: 6,
             max_per_hour: 60,
+            digest_after: Duration::from_secs(10 * 60),
             max_attempts: 8,
         }
     }
@@ -239,6 +249,9 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// The address people reach faultline's pages at (`https://faultline.example.com`), for
+    /// links in notifications and tasks; without it they carry none.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -250,6 +263,7 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
+            public_url: None,
         }
     }
 }
@@ -420,6 +434,8 @@ pub struct Config {
     pub max_clock_skew: Duration,
     pub header_timeout: Duration,
     pub max_connections: usize,
+    /// `server.public_url` without a trailing slash.
+    pub public_url: Option<String>,
     pub tokens: Vec<Token>,
     pub files: FilesConfig,
     pub files_start_at_end: bool,
@@ -442,6 +458,17 @@ pub struct Token {
     pub name: String,
     pub secret: SecretString,
     pub scopes: Vec<faultline_web::Scope>,
+}
+
+fn public_url(value: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let url = reqwest::Url::parse(value)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none())
+        .with_context(|| {
+            format!("invalid server.public_url {value:?}: use an http(s) address such as https://faultline.example.com")
+        })?;
+    Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
 }
 
 fn start_at_end(key: &str, value: &str) -> anyhow::Result<bool> {
@@ -548,6 +575,7 @@ impl Config {
             max_clock_skew: raw.ingest.max_clock_skew,
             header_timeout: raw.server.header_timeout.max(Duration::from_millis(100)),
             max_connections: raw.server.max_connections.max(1),
+            public_url: public_url(raw.server.public_url.as_deref())?,
             tokens: read_tokens(&raw.server.tokens, env)?,
             files_start_at_end: start_at_end("files.start_at", &raw.files.start_at)?,
             files: raw.files,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod instance;
 pub mod outbox;
 pub mod railway_crawl;
 pub mod scheduler;

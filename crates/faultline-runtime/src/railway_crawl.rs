@@ -159,6 +159,7 @@ impl Crawler {
             let outcome = if run.outcome == CrawlOutcome::Ok { "ok" } else { "failed" };
             let record = JobRun {
                 job: "railway_crawl".to_owned(),
+                instance: crate::instance::instance_id().to_owned(),
                 started_ms,
                 finished_ms: self.now_ms(),
                 outcome: outcome.to_owned(),

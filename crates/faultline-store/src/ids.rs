@@ -6,6 +6,14 @@ use crate::{Result, Store};
 /// The shortest prefix taken: 8 hex characters (4 billion values; an ambiguous one says so).
 pub const MIN_ID_PREFIX: usize = 8;
 
+/// Characters of a fingerprint shown where people read it: the CLI, notifications, links.
+pub const SHORT_ID_CHARS: usize = 16;
+
+/// The fingerprint as people see it (its first [`SHORT_ID_CHARS`] characters).
+pub fn short_id(fingerprint: &str) -> &str {
+    fingerprint.get(..SHORT_ID_CHARS).unwrap_or(fingerprint)
+}
+
 /// What a typed id names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FingerprintLookup {
@@ -26,7 +34,7 @@ impl FingerprintLookup {
             FingerprintLookup::NotFound => format!("no pattern with id {typed:?}"),
             FingerprintLookup::Ambiguous(matches) => format!(
                 "id {typed:?} is ambiguous: it starts {}; type more of it",
-                matches.iter().map(|m| &m[..16.min(m.len())]).collect::<Vec<_>>().join(", ")
+                matches.iter().map(|m| short_id(m)).collect::<Vec<_>>().join(", ")
             ),
             FingerprintLookup::Invalid(reason) => reason.clone(),
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use faultline_core::{PatternStatus, TaskStatus};
 
-pub use ids::{FingerprintLookup, MIN_ID_PREFIX, find_fingerprint};
+pub use ids::{FingerprintLookup, MIN_ID_PREFIX, SHORT_ID_CHARS, find_fingerprint, short_id};
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -132,8 +132,22 @@ pub trait Store: Send + Sync {
     /// Occurrences per minute of some patterns since a time.
     async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64) -> Result<Vec<MinuteCount>>;
     /// Records an alert with its task and its deliveries in one transaction; `None` when the
-    /// rule alerted on the subject within `draft.cooldown_ms` (perhaps from another instance).
+    /// subject had an alert within `draft.cooldown_ms` (perhaps from another instance). Past the
+    /// draft's flood limits the alert and its task are recorded and the deliveries held back.
     async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>>;
+    /// One digest alert for the held-back alerts, once the oldest is old enough.
+    async fn send_digest(&self, draft: &DigestDraft) -> Result<Option<FiredAlert>>;
+    /// Claims up to `limit` rows of the alert feed (what batches committed, by any process) for
+    /// `holder` until `until_ms`, oldest first; rows of a holder whose claim ran out come again.
+    async fn claim_feed(&self, holder: &str, now_ms: i64, until_ms: i64, limit: u32)
+    -> Result<Vec<FeedItem>>;
+    /// Deletes evaluated feed rows.
+    async fn finish_feed(&self, seqs: &[i64]) -> Result<()>;
+    /// Takes the lease of a scheduled job for `holder` until `until_ms` if the job is due and no
+    /// one else holds it (or their lease ran out); `false` otherwise.
+    async fn claim_job(&self, job: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool>;
+    /// Gives the lease back; the job is next due at `due_ms`.
+    async fn finish_job(&self, job: &str, holder: &str, due_ms: i64) -> Result<()>;
     /// Alerts fired since a time, newest first.
     async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>>;
     /// Tasks, most recently updated first, optionally in one state.

@@ -133,10 +133,12 @@ const WINDOW_COUNTS: &str = "(SELECT quarter_ms AS t, pattern_id, source, level,
     UNION ALL SELECT minute_ms, pattern_id, source, level, count FROM minute_counts
         WHERE minute_ms >= GREATEST($4, $1) AND minute_ms < $2) w";
 
-const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
-    VALUES ($1, $2, $3, $4, $5, $6)
+const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored,
+    first_ms, last_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
     ON CONFLICT (minute_ms, pattern_id, source, level)
-    DO UPDATE SET count = minute_counts.count + excluded.count, stored = minute_counts.stored + excluded.stored";
+    DO UPDATE SET count = minute_counts.count + excluded.count, stored = minute_counts.stored + excluded.stored,
+    first_ms = least(minute_counts.first_ms, excluded.first_ms),
+    last_ms = greatest(minute_counts.last_ms, excluded.last_ms)";
 
 const UPSERT_LINES: &str =
     "INSERT INTO line_counts (minute_ms, source_id, level, count) VALUES ($1, $2, $3, $4)
@@ -290,14 +292,27 @@ async fn ingest_tx(
             highest_level: d.level,
         });
     }
-    for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
+    for ((minute_ms, pattern_id, source, level), m) in &totals.minutes {
         sqlx::query(UPSERT_MINUTE)
             .bind(minute_ms)
             .bind(pattern_id)
             .bind(pg_text(source))
             .bind(*level)
-            .bind(count)
-            .bind(stored)
+            .bind(m.count)
+            .bind(m.stored)
+            .bind(m.first_ms)
+            .bind(m.last_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for t in &outcome.touched {
+        sqlx::query(INSERT_FEED)
+            .bind(t.pattern_id)
+            .bind(t.new)
+            .bind(t.regressed)
+            .bind(t.highest_level.as_str())
+            .bind(t.status.as_str())
+            .bind(batch.now_ms)
             .execute(&mut **tx)
             .await?;
     }
@@ -747,8 +762,8 @@ impl Store for PgStore {
 
     async fn record_job_run(&self, run: &JobRun) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail) VALUES ($1, $2, $3, $4, $5::jsonb)
-             RETURNING id",
+            "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail, instance)
+             VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING id",
         )
         .bind(&run.job)
         .bind(run.started_ms)
@@ -756,13 +771,15 @@ impl Store for PgStore {
         .bind(&run.outcome)
         // JSONB refuses NUL even escaped; as elsewhere in PostgreSQL, it becomes U+FFFD.
         .bind(json_without_nul(run.detail.clone()).to_string())
+        .bind(pg_text(&run.instance))
         .fetch_one(&self.pool)
         .await?)
     }
 
     async fn job_runs(&self, job: Option<&str>, limit: u32) -> Result<Vec<JobRunRow>> {
-        let rows: Vec<(i64, String, i64, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT id, job, started_ms, finished_ms, outcome, detail::text FROM job_runs
+        type Row = (i64, String, i64, Option<i64>, Option<String>, Option<String>, Option<String>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, job, started_ms, finished_ms, outcome, detail::text, instance FROM job_runs
              WHERE $1::text IS NULL OR job = $1 ORDER BY started_ms DESC, id DESC LIMIT $2",
         )
         .bind(job)
@@ -771,10 +788,11 @@ impl Store for PgStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, job, started_ms, finished_ms, outcome, detail)| JobRunRow {
+            .map(|(id, job, started_ms, finished_ms, outcome, detail, instance)| JobRunRow {
                 id,
                 run: JobRun {
                     job,
+                    instance: instance.unwrap_or_default(),
                     started_ms,
                     finished_ms: finished_ms.unwrap_or_default(),
                     outcome: outcome.unwrap_or_default(),
@@ -801,15 +819,37 @@ impl Store for PgStore {
     }
 
     async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64) -> Result<Vec<MinuteCount>> {
-        let counts = postgres_alerts::pattern_minute_counts(&self.pool, pattern_ids, since_ms).await?;
-        Ok(counts
-            .into_iter()
-            .map(|(pattern_id, minute_ms, count)| MinuteCount { pattern_id, minute_ms, count })
-            .collect())
+        postgres_alerts::pattern_minute_counts(&self.pool, pattern_ids, since_ms).await
     }
 
     async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
         postgres_alerts::fire_alert(&self.pool, draft).await
+    }
+
+    async fn send_digest(&self, draft: &DigestDraft) -> Result<Option<FiredAlert>> {
+        postgres_alerts::send_digest(&self.pool, draft).await
+    }
+
+    async fn claim_feed(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<FeedItem>> {
+        postgres_alerts::claim_feed(&self.pool, holder, now_ms, until_ms, limit).await
+    }
+
+    async fn finish_feed(&self, seqs: &[i64]) -> Result<()> {
+        postgres_alerts::finish_feed(&self.pool, seqs).await
+    }
+
+    async fn claim_job(&self, job: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        postgres_alerts::claim_job(&self.pool, job, holder, now_ms, until_ms).await
+    }
+
+    async fn finish_job(&self, job: &str, holder: &str, due_ms: i64) -> Result<()> {
+        postgres_alerts::finish_job(&self.pool, job, holder, due_ms).await
     }
 
     async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>> {

@@ -5,7 +5,7 @@
 //! subject, and deliveries are leased with `FOR UPDATE SKIP LOCKED`.
 
 use faultline_core::alert::Priority;
-use faultline_core::{PatternStatus, TaskStatus};
+use faultline_core::{HOUR_MS, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
@@ -53,6 +53,8 @@ fn alert_row(r: &PgRow) -> Result<AlertRow, sqlx::Error> {
         reason: r.try_get(8)?,
         task_id: r.try_get(9)?,
         payload: json(r.try_get(10)?),
+        held: r.try_get(11)?,
+        digest_id: r.try_get(12)?,
     })
 }
 
@@ -181,47 +183,69 @@ pub(crate) async fn pattern_minute_counts(
     pool: &PgPool,
     pattern_ids: &[i64],
     since_ms: i64,
-) -> Result<Vec<(i64, i64, u64)>> {
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT pattern_id, minute_ms, sum(count)::bigint FROM minute_counts
-         WHERE pattern_id = ANY($1) AND minute_ms >= $2 GROUP BY pattern_id, minute_ms",
-    )
-    .bind(pattern_ids)
-    .bind(since_ms)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(p, m, c)| (p, m, c as u64)).collect())
+) -> Result<Vec<MinuteCount>> {
+    let mut out = Vec::new();
+    for &pattern_id in pattern_ids {
+        let rows: Vec<(i64, i64, i64, i64)> =
+            sqlx::query_as(PATTERN_MINUTES).bind(pattern_id).bind(since_ms).fetch_all(pool).await?;
+        out.extend(rows.into_iter().map(|(minute_ms, count, first_ms, last_ms)| MinuteCount {
+            pattern_id,
+            minute_ms,
+            count: count as u64,
+            first_ms,
+            last_ms,
+        }));
+    }
+    Ok(out)
 }
+
+/// Serialises alert recording across instances (a transaction-scoped advisory lock), so the
+/// cooldown and flood checks see every alert committed before.
+const ALERTS_LOCK: i64 = 0x6661_756c_746c_696e; // "faultlin"
 
 pub(crate) async fn fire_alert(pool: &PgPool, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
     let mut tx = pool.begin().await?;
-    if let Some(rule_id) = draft.rule_id {
-        // Serialises alerts of one rule across instances; the cooldown check below then sees
-        // every alert committed before.
-        sqlx::query("SELECT id FROM alert_rules WHERE id = $1 FOR UPDATE")
-            .bind(rule_id)
-            .execute(&mut *tx)
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ALERTS_LOCK).execute(&mut *tx).await?;
+    if draft.state_change
+        && let Some(rule_id) = draft.rule_id
+    {
+        let latest: Option<String> =
+            sqlx::query_scalar(LATEST_SUBJECT_OF_RULE).bind(rule_id).fetch_optional(&mut *tx).await?;
+        if latest.as_deref() == Some(draft.subject.as_str()) {
+            return Ok(None);
+        }
+    }
+    if draft.cooldown_ms > 0 {
+        let sql = if draft.escalation { RECENT_CRITICAL_ON_SUBJECT } else { RECENT_ON_SUBJECT };
+        let recent: Option<i64> = sqlx::query_scalar(sql)
+            .bind(&draft.subject)
+            .bind(draft.now_ms - draft.cooldown_ms)
+            .fetch_optional(&mut *tx)
             .await?;
-        let recent: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE rule_id = $1 AND subject = $2 AND fired_ms > $3 LIMIT 1",
-        )
-        .bind(rule_id)
-        .bind(&draft.subject)
-        .bind(draft.now_ms - draft.cooldown_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
         if recent.is_some() {
             return Ok(None);
         }
     }
+    let held = match draft.flood {
+        Some(limits) => {
+            let (all, of_pattern): (i64, i64) = sqlx::query_as(NOTIFIED_SINCE)
+                .bind(draft.pattern_id)
+                .bind(draft.now_ms - HOUR_MS)
+                .fetch_one(&mut *tx)
+                .await?;
+            all >= i64::from(limits.per_hour)
+                || draft.pattern_id.is_some() && of_pattern >= i64::from(limits.per_pattern_per_hour)
+        }
+        None => false,
+    };
     let pattern = match draft.pattern_id {
         Some(id) => pattern_by_id(&mut tx, id).await?,
         None => None,
     };
     let texts = alert_texts(draft, pattern.as_ref());
     let alert_id: i64 = sqlx::query_scalar(
-        "INSERT INTO alerts (rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        "INSERT INTO alerts (rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason, held)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
     )
     .bind(draft.rule_id)
     .bind(&draft.rule_type)
@@ -231,6 +255,7 @@ pub(crate) async fn fire_alert(pool: &PgPool, draft: &AlertDraft) -> Result<Opti
     .bind(draft.priority.as_str())
     .bind(&texts.summary)
     .bind(&draft.reason)
+    .bind(held)
     .fetch_one(&mut *tx)
     .await?;
     for id in &draft.rule_ids {
@@ -242,7 +267,13 @@ pub(crate) async fn fire_alert(pool: &PgPool, draft: &AlertDraft) -> Result<Opti
         .execute(&mut *tx)
         .await?;
     }
-    let task = if draft.task { Some(upsert_task(&mut tx, draft, &texts, alert_id).await?) } else { None };
+    let task = if draft.close_task {
+        close_task(&mut tx, draft, alert_id).await?.map(|id| (id, false))
+    } else if draft.task {
+        Some(upsert_task(&mut tx, draft, &texts, alert_id).await?)
+    } else {
+        None
+    };
     let payload = alert_payload(alert_id, draft, &texts, pattern.as_ref(), task);
     sqlx::query("UPDATE alerts SET payload = $1, task_id = $2 WHERE id = $3")
         .bind(payload.to_string())
@@ -250,20 +281,154 @@ pub(crate) async fn fire_alert(pool: &PgPool, draft: &AlertDraft) -> Result<Opti
         .bind(alert_id)
         .execute(&mut *tx)
         .await?;
-    for notifier in &draft.notifiers {
+    if !held {
+        add_deliveries(&mut tx, alert_id, &draft.notifiers, draft.now_ms).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(FiredAlert {
+        alert_id,
+        task_id: task.map(|t| t.0),
+        task_created: task.is_some_and(|t| t.1),
+        held,
+    }))
+}
+
+async fn add_deliveries(tx: &mut Tx<'_>, alert_id: i64, notifiers: &[String], now_ms: i64) -> Result<()> {
+    for notifier in notifiers {
         sqlx::query(
             "INSERT INTO deliveries (alert_id, notifier, idempotency_key, next_attempt_ms, created_ms, updated_ms)
              VALUES ($1, $2, $3, $4, $4, $4)",
         )
         .bind(alert_id)
         .bind(notifier)
-        .bind(idempotency_key(alert_id, draft.now_ms))
-        .bind(draft.now_ms)
-        .execute(&mut *tx)
+        .bind(idempotency_key(alert_id, now_ms))
+        .bind(now_ms)
+        .execute(&mut **tx)
         .await?;
     }
+    Ok(())
+}
+
+/// Closes the incident's open task (a recovery); its id, if it had one.
+async fn close_task(tx: &mut Tx<'_>, draft: &AlertDraft, alert_id: i64) -> Result<Option<i64>> {
+    let subject = draft.task_subject.as_deref().unwrap_or(&draft.subject);
+    let open: Option<i64> = sqlx::query_scalar(
+        "UPDATE tasks SET status = 'done', updated_ms = $1
+         WHERE subject = $2 AND status IN ('open', 'in_progress') RETURNING id",
+    )
+    .bind(draft.now_ms)
+    .bind(subject)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(id) = open {
+        let detail = format!("alert {alert_id} ({}): {}", draft.rule_type, draft.reason);
+        add_event(tx, id, draft.now_ms, "closed", &detail).await?;
+    }
+    Ok(open)
+}
+
+/// Sums up the held alerts no digest has covered, once the oldest is `after_ms` old.
+pub(crate) async fn send_digest(pool: &PgPool, draft: &DigestDraft) -> Result<Option<FiredAlert>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(ALERTS_LOCK).execute(&mut *tx).await?;
+    let rows: Vec<(i64, String, String, i64, String)> =
+        sqlx::query_as(HELD_ALERTS).fetch_all(&mut *tx).await?;
+    let held: Vec<HeldAlert> = rows
+        .into_iter()
+        .map(|(id, rule_type, summary, fired_ms, payload)| HeldAlert {
+            id,
+            rule_type,
+            summary,
+            fired_ms,
+            payload: serde_json::from_str(&payload).unwrap_or_default(),
+        })
+        .collect();
+    if held.first().is_none_or(|h| h.fired_ms > draft.now_ms - draft.after_ms) {
+        return Ok(None);
+    }
+    let alert_id: i64 = sqlx::query_scalar(
+        "INSERT INTO alerts (rule_type, subject, fired_ms, priority, summary, reason)
+         VALUES ('digest', 'digest', $1, 'medium', '', '') RETURNING id",
+    )
+    .bind(draft.now_ms)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (summary, reason, payload) = digest_texts(alert_id, draft, &held);
+    sqlx::query("UPDATE alerts SET summary = $1, reason = $2, payload = $3 WHERE id = $4")
+        .bind(summary)
+        .bind(reason)
+        .bind(payload.to_string())
+        .bind(alert_id)
+        .execute(&mut *tx)
+        .await?;
+    let last = held.last().map_or(0, |h| h.id);
+    sqlx::query("UPDATE alerts SET digest_id = $1 WHERE held AND digest_id IS NULL AND id <= $2")
+        .bind(alert_id)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+    add_deliveries(&mut tx, alert_id, &draft.notifiers, draft.now_ms).await?;
     tx.commit().await?;
-    Ok(Some(FiredAlert { alert_id, task_id: task.map(|t| t.0), task_created: task.is_some_and(|t| t.1) }))
+    Ok(Some(FiredAlert { alert_id, task_id: None, task_created: false, held: false }))
+}
+
+pub(crate) async fn claim_feed(
+    pool: &PgPool,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+    limit: u32,
+) -> Result<Vec<FeedItem>> {
+    let rows: Vec<(i64, i64, bool, bool, String, String, i64)> = sqlx::query_as(CLAIM_FEED_PG)
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for (seq, pattern_id, new, regressed, level, status, committed_ms) in rows {
+        items.push(FeedItem {
+            seq,
+            touched: TouchedPattern {
+                pattern_id,
+                new,
+                regressed,
+                highest_level: faultline_core::Level::parse(&level).unwrap_or(faultline_core::Level::Error),
+                status: status.parse().map_err(|e: UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+            },
+            committed_ms,
+        });
+    }
+    items.sort_by_key(|i| i.seq);
+    Ok(items)
+}
+
+pub(crate) async fn finish_feed(pool: &PgPool, seqs: &[i64]) -> Result<()> {
+    sqlx::query("DELETE FROM alert_feed WHERE seq = ANY($1)").bind(seqs).execute(pool).await?;
+    Ok(())
+}
+
+pub(crate) async fn claim_job(
+    pool: &PgPool,
+    job: &str,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<bool> {
+    let got: Option<String> = sqlx::query_scalar(CLAIM_JOB)
+        .bind(job)
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms)
+        .fetch_optional(pool)
+        .await?;
+    Ok(got.is_some())
+}
+
+pub(crate) async fn finish_job(pool: &PgPool, job: &str, holder: &str, due_ms: i64) -> Result<()> {
+    sqlx::query(FINISH_JOB).bind(due_ms).bind(job).bind(holder).execute(pool).await?;
+    Ok(())
 }
 
 async fn upsert_task(
@@ -274,12 +439,13 @@ async fn upsert_task(
 ) -> Result<(i64, bool)> {
     let high = draft.priority == Priority::High;
     let detail = format!("alert {alert_id} ({}): {}", draft.rule_type, draft.reason);
+    let subject = draft.task_subject.as_deref().unwrap_or(&draft.subject);
     loop {
-        let open = open_task(tx, &draft.subject).await?;
+        let open = open_task(tx, subject).await?;
         let reopen: Option<i64> = match (open, draft.reopen) {
             (None, true) => {
                 sqlx::query_scalar("SELECT id FROM tasks WHERE subject = $1 ORDER BY id DESC LIMIT 1")
-                    .bind(&draft.subject)
+                    .bind(subject)
                     .fetch_optional(&mut **tx)
                     .await?
             }
@@ -306,7 +472,7 @@ async fn upsert_task(
              created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)
              ON CONFLICT (subject) WHERE status IN ('open', 'in_progress') DO NOTHING RETURNING id",
         )
-        .bind(&draft.subject)
+        .bind(subject)
         .bind(draft.pattern_id)
         .bind(&texts.task.title)
         .bind(&texts.task.description)

@@ -1,5 +1,8 @@
 //! What both backends share: SQL text written once for both dialects (the `$n` placeholders
 //! SQLite also reads), the column lists rows are read by, and the pure steps around queries.
+//!
+//! SQLite numbers `$n` parameters in the order they first appear in the text, not by `n`: in
+//! every statement here `$1`, `$2`, … first appear in that order.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +16,58 @@ use crate::{Result, StoreError};
 pub(crate) const REGRESS_PATTERN: &str = "UPDATE patterns SET status = 'new', updated_ms = $1
     WHERE id = $2 AND status = 'resolved'";
 
+/// One row of the alert feed per pattern a batch touched (see migrations `*_alerting.sql`).
+pub(crate) const INSERT_FEED: &str = "INSERT INTO alert_feed (pattern_id, new, regressed, level, status,
+    committed_ms) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// The subject of a rule's latest alert (a state change already announced is not again).
+pub(crate) const LATEST_SUBJECT_OF_RULE: &str =
+    "SELECT subject FROM alerts WHERE rule_id = $1 ORDER BY fired_ms DESC, id DESC LIMIT 1";
+
+/// An alert about the subject younger than the cooldown.
+pub(crate) const RECENT_ON_SUBJECT: &str =
+    "SELECT id FROM alerts WHERE subject = $1 AND fired_ms > $2 LIMIT 1";
+
+/// A critical alert about the subject younger than the cooldown (escalations are critical).
+pub(crate) const RECENT_CRITICAL_ON_SUBJECT: &str =
+    "SELECT id FROM alerts WHERE subject = $1 AND fired_ms > $2 AND rule_type = 'critical' LIMIT 1";
+
+/// Notified alerts since a time: all, and about one pattern (for the flood limits). Digests
+/// and tasks made by hand do not count.
+pub(crate) const NOTIFIED_SINCE: &str =
+    "SELECT count(*), coalesce(sum(CASE WHEN pattern_id = $2 THEN 1 ELSE 0 END), 0)
+    FROM alerts WHERE fired_ms > $1 AND NOT held AND rule_type NOT IN ('digest', 'manual')";
+
+/// The held alerts no digest has summed up yet, oldest first.
+pub(crate) const HELD_ALERTS: &str = "SELECT id, rule_type, summary, fired_ms, payload FROM alerts
+    WHERE held AND digest_id IS NULL ORDER BY id";
+
+/// Claims up to `$4` feed rows no live evaluator holds.
+pub(crate) const CLAIM_FEED: &str = "UPDATE alert_feed SET claimed_by = $1, claimed_until_ms = $2
+    WHERE seq IN (SELECT seq FROM alert_feed WHERE claimed_until_ms <= $3 ORDER BY seq LIMIT $4)
+    RETURNING seq, pattern_id, new, regressed, level, status, committed_ms";
+/// [`CLAIM_FEED`] for PostgreSQL, where evaluators claiming at once skip each other's rows.
+pub(crate) const CLAIM_FEED_PG: &str = "UPDATE alert_feed SET claimed_by = $1, claimed_until_ms = $2
+    WHERE seq IN (SELECT seq FROM alert_feed WHERE claimed_until_ms <= $3 ORDER BY seq LIMIT $4
+    FOR UPDATE SKIP LOCKED)
+    RETURNING seq, pattern_id, new, regressed, level, status, committed_ms";
+
+/// Takes a job's lease if the job is due and nobody holds it (or the holder's claim ran out).
+pub(crate) const CLAIM_JOB: &str = "INSERT INTO job_leases (job, holder, expires_ms) VALUES ($1, $2, $3)
+    ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+    WHERE job_leases.due_ms <= $4 AND (job_leases.holder IS NULL OR job_leases.expires_ms <= $4)
+    RETURNING job";
+
+/// Gives a job's lease back and says when the job is next due.
+pub(crate) const FINISH_JOB: &str =
+    "UPDATE job_leases SET holder = NULL, expires_ms = 0, due_ms = $1 WHERE job = $2 AND holder = $3";
+
+/// A pattern's minutes since a time, with the first and latest occurrence in each.
+pub(crate) const PATTERN_MINUTES: &str =
+    "SELECT minute_ms, CAST(sum(count) AS BIGINT), min(coalesce(first_ms, minute_ms)),
+    max(coalesce(last_ms, minute_ms + 59999)) FROM minute_counts
+    WHERE pattern_id = $1 AND minute_ms >= $2 GROUP BY minute_ms";
+
 /// A pattern's open (or in-progress) task, by the pattern's fingerprint.
 pub(crate) fn open_task_of_pattern_sql() -> String {
     format!(
@@ -24,7 +79,8 @@ pub(crate) fn open_task_of_pattern_sql() -> String {
 pub(crate) const TASK_COLUMNS: &str = "t.id, t.subject, t.pattern_id, p.fingerprint, t.task_type, t.title,
     t.description, t.priority, t.status, t.metadata, t.alert_count, t.created_ms, t.updated_ms";
 pub(crate) const ALERT_COLUMNS: &str =
-    "id, rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason, task_id, payload";
+    "id, rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary,
+    reason, task_id, payload, held, digest_id";
 pub(crate) const RULE_COLUMNS: &str = "id, name, rule_type, condition, action, enabled, cooldown_minutes,
     last_triggered_ms, trigger_count, created_ms";
 pub(crate) const DELIVERY_COLUMNS: &str =

@@ -41,6 +41,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/sqlite/03_quarter_counts.sql")),
         M::up(include_str!("../migrations/sqlite/04_grouper_state.sql")),
         M::up(include_str!("../migrations/sqlite/05_index_segments.sql")),
+        M::up(include_str!("../migrations/sqlite/06_alerting.sql")),
     ])
 }
 
@@ -157,10 +158,12 @@ const UPDATE_PATTERN: &str = "UPDATE patterns SET
     updated_ms = ?6
     WHERE id = ?7 RETURNING status";
 
-const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored,
+    first_ms, last_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
     ON CONFLICT (minute_ms, pattern_id, source, level)
-    DO UPDATE SET count = count + excluded.count, stored = stored + excluded.stored";
+    DO UPDATE SET count = count + excluded.count, stored = stored + excluded.stored,
+    first_ms = min(coalesce(first_ms, excluded.first_ms), excluded.first_ms),
+    last_ms = max(coalesce(last_ms, excluded.last_ms), excluded.last_ms)";
 
 const UPSERT_QUARTER: &str = "INSERT INTO quarter_counts (quarter_ms, pattern_id, source, level, count)
     VALUES (?1, ?2, ?3, ?4, ?5)
@@ -461,8 +464,21 @@ fn write_totals(
         });
     }
     let mut minute = tx.prepare_cached(UPSERT_MINUTE)?;
-    for ((minute_ms, pattern_id, source, level), (count, stored)) in &totals.minutes {
-        minute.execute(params![minute_ms, pattern_id, source, level, count, stored])?;
+    for ((minute_ms, pattern_id, source, level), m) in &totals.minutes {
+        minute.execute(params![
+            minute_ms, pattern_id, source, level, m.count, m.stored, m.first_ms, m.last_ms
+        ])?;
+    }
+    let mut feed = tx.prepare_cached(INSERT_FEED)?;
+    for t in &touched {
+        feed.execute(params![
+            t.pattern_id,
+            t.new,
+            t.regressed,
+            t.highest_level.as_str(),
+            t.status.as_str(),
+            batch.now_ms
+        ])?;
     }
     let mut quarter = tx.prepare_cached(UPSERT_QUARTER)?;
     for ((quarter_ms, pattern_id, source, level), count) in quarter_totals(&totals.minutes) {
@@ -913,8 +929,16 @@ impl Store for SqliteStore {
         blocking(move || {
             let w = writer.lock().unwrap_or_else(|e| e.into_inner());
             w.conn.execute(
-                "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run.job, run.started_ms, run.finished_ms, run.outcome, run.detail.to_string()],
+                "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail, instance)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    run.job,
+                    run.started_ms,
+                    run.finished_ms,
+                    run.outcome,
+                    run.detail.to_string(),
+                    run.instance
+                ],
             )?;
             Ok(w.conn.last_insert_rowid())
         })
@@ -925,7 +949,7 @@ impl Store for SqliteStore {
         let job = job.map(str::to_owned);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, job, started_ms, finished_ms, outcome, detail FROM job_runs
+                "SELECT id, job, started_ms, finished_ms, outcome, detail, instance FROM job_runs
                  WHERE ?1 IS NULL OR job = ?1 ORDER BY started_ms DESC, id DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![job, limit], |r| {
@@ -934,6 +958,7 @@ impl Store for SqliteStore {
                     id: r.get(0)?,
                     run: JobRun {
                         job: r.get(1)?,
+                        instance: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
                         started_ms: r.get(2)?,
                         finished_ms: r.get::<_, Option<i64>>(3)?.unwrap_or_default(),
                         outcome: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
@@ -967,16 +992,43 @@ impl Store for SqliteStore {
 
     async fn pattern_minute_counts(&self, pattern_ids: &[i64], since_ms: i64) -> Result<Vec<MinuteCount>> {
         let ids = pattern_ids.to_vec();
-        let counts = self.read(move |c| sqlite_alerts::pattern_minute_counts(c, &ids, since_ms)).await?;
-        Ok(counts
-            .into_iter()
-            .map(|(pattern_id, minute_ms, count)| MinuteCount { pattern_id, minute_ms, count })
-            .collect())
+        self.read(move |c| sqlite_alerts::pattern_minute_counts(c, &ids, since_ms)).await
     }
 
     async fn fire_alert(&self, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
         let draft = draft.clone();
         self.write(move |tx| sqlite_alerts::fire_alert(tx, &draft)).await
+    }
+
+    async fn send_digest(&self, draft: &DigestDraft) -> Result<Option<FiredAlert>> {
+        let draft = draft.clone();
+        self.write(move |tx| sqlite_alerts::send_digest(tx, &draft)).await
+    }
+
+    async fn claim_feed(
+        &self,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<FeedItem>> {
+        let holder = holder.to_owned();
+        self.write(move |tx| sqlite_alerts::claim_feed(tx, &holder, now_ms, until_ms, limit)).await
+    }
+
+    async fn finish_feed(&self, seqs: &[i64]) -> Result<()> {
+        let seqs = seqs.to_vec();
+        self.write(move |tx| sqlite_alerts::finish_feed(tx, &seqs)).await
+    }
+
+    async fn claim_job(&self, job: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        let (job, holder) = (job.to_owned(), holder.to_owned());
+        self.write(move |tx| sqlite_alerts::claim_job(tx, &job, &holder, now_ms, until_ms)).await
+    }
+
+    async fn finish_job(&self, job: &str, holder: &str, due_ms: i64) -> Result<()> {
+        let (job, holder) = (job.to_owned(), holder.to_owned());
+        self.write(move |tx| sqlite_alerts::finish_job(tx, &job, &holder, due_ms)).await
     }
 
     async fn alerts(&self, since_ms: i64, limit: u32) -> Result<Vec<AlertRow>> {

@@ -4,7 +4,7 @@
 //! serialised and "one open task per subject" and "one alert per cooldown" hold.
 
 use faultline_core::alert::Priority;
-use faultline_core::{PatternStatus, TaskStatus};
+use faultline_core::{HOUR_MS, PatternStatus, TaskStatus};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::Result;
@@ -46,6 +46,8 @@ fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
         reason: r.get(8)?,
         task_id: r.get(9)?,
         payload: json(r.get(10)?),
+        held: r.get(11)?,
+        digest_id: r.get(12)?,
     })
 }
 
@@ -156,42 +158,121 @@ pub(crate) fn pattern_minute_counts(
     c: &Connection,
     pattern_ids: &[i64],
     since_ms: i64,
-) -> Result<Vec<(i64, i64, u64)>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT pattern_id, minute_ms, sum(count) FROM minute_counts
-         WHERE pattern_id = ?1 AND minute_ms >= ?2 GROUP BY pattern_id, minute_ms",
-    )?;
+) -> Result<Vec<MinuteCount>> {
+    let mut stmt = c.prepare_cached(PATTERN_MINUTES)?;
     let mut out = Vec::new();
-    for id in pattern_ids {
-        let rows = stmt
-            .query_map(params![id, since_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+    for &pattern_id in pattern_ids {
+        let rows = stmt.query_map(params![pattern_id, since_ms], |r| {
+            Ok(MinuteCount {
+                pattern_id,
+                minute_ms: r.get(0)?,
+                count: r.get::<_, i64>(1)? as u64,
+                first_ms: r.get(2)?,
+                last_ms: r.get(3)?,
+            })
+        })?;
         out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
     }
     Ok(out)
 }
 
-/// Records an alert, its task and its deliveries; `None` if the same rule alerted on the same
-/// subject within the cooldown.
+/// Claims feed rows for `holder` until `until_ms`.
+pub(crate) fn claim_feed(
+    tx: &Transaction<'_>,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+    limit: u32,
+) -> Result<Vec<FeedItem>> {
+    let mut stmt = tx.prepare_cached(CLAIM_FEED)?;
+    let rows = stmt.query_map(params![holder, until_ms, now_ms, limit], |r| {
+        Ok(FeedItem {
+            seq: r.get(0)?,
+            touched: TouchedPattern {
+                pattern_id: r.get(1)?,
+                new: r.get(2)?,
+                regressed: r.get(3)?,
+                highest_level: faultline_core::Level::parse(&r.get::<_, String>(4)?)
+                    .unwrap_or(faultline_core::Level::Error),
+                status: crate::sqlite::state(r, 5)?,
+            },
+            committed_ms: r.get(6)?,
+        })
+    })?;
+    let mut items = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    items.sort_by_key(|i| i.seq);
+    Ok(items)
+}
+
+pub(crate) fn finish_feed(tx: &Transaction<'_>, seqs: &[i64]) -> Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM alert_feed WHERE seq = ?1")?;
+    for seq in seqs {
+        delete.execute([seq])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn claim_job(
+    tx: &Transaction<'_>,
+    job: &str,
+    holder: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<bool> {
+    let got: Option<String> = tx
+        .prepare_cached(CLAIM_JOB)?
+        .query_row(params![job, holder, until_ms, now_ms], |r| r.get(0))
+        .optional()?;
+    Ok(got.is_some())
+}
+
+pub(crate) fn finish_job(tx: &Transaction<'_>, job: &str, holder: &str, due_ms: i64) -> Result<()> {
+    tx.prepare_cached(FINISH_JOB)?.execute(params![due_ms, job, holder])?;
+    Ok(())
+}
+
+/// Records an alert, its task and its deliveries; `None` if the subject had an alert within the
+/// cooldown (see [`AlertDraft`]).
 pub(crate) fn fire_alert(tx: &Transaction<'_>, draft: &AlertDraft) -> Result<Option<FiredAlert>> {
-    if let Some(rule_id) = draft.rule_id {
+    if draft.state_change
+        && let Some(rule_id) = draft.rule_id
+    {
+        let latest: Option<String> =
+            tx.prepare_cached(LATEST_SUBJECT_OF_RULE)?.query_row([rule_id], |r| r.get(0)).optional()?;
+        if latest.as_deref() == Some(draft.subject.as_str()) {
+            return Ok(None);
+        }
+    }
+    if draft.cooldown_ms > 0 {
+        let sql = if draft.escalation { RECENT_CRITICAL_ON_SUBJECT } else { RECENT_ON_SUBJECT };
         let recent: Option<i64> = tx
-            .prepare_cached(
-                "SELECT id FROM alerts WHERE rule_id = ?1 AND subject = ?2 AND fired_ms > ?3 LIMIT 1",
-            )?
-            .query_row(params![rule_id, draft.subject, draft.now_ms - draft.cooldown_ms], |r| r.get(0))
+            .prepare_cached(sql)?
+            .query_row(params![draft.subject, draft.now_ms - draft.cooldown_ms], |r| r.get(0))
             .optional()?;
         if recent.is_some() {
             return Ok(None);
         }
     }
+    let held = match draft.flood {
+        Some(limits) => {
+            let (all, of_pattern): (i64, i64) = tx
+                .prepare_cached(NOTIFIED_SINCE)?
+                .query_row(params![draft.pattern_id, draft.now_ms - HOUR_MS], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            all >= i64::from(limits.per_hour)
+                || draft.pattern_id.is_some() && of_pattern >= i64::from(limits.per_pattern_per_hour)
+        }
+        None => false,
+    };
     let pattern = match draft.pattern_id {
         Some(id) => pattern_by_id(tx, id)?,
         None => None,
     };
     let texts = alert_texts(draft, pattern.as_ref());
     tx.prepare_cached(
-        "INSERT INTO alerts (rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO alerts (rule_id, rule_type, subject, pattern_id, fired_ms, priority, summary, reason, held)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         draft.rule_id,
@@ -201,7 +282,8 @@ pub(crate) fn fire_alert(tx: &Transaction<'_>, draft: &AlertDraft) -> Result<Opt
         draft.now_ms,
         draft.priority.as_str(),
         texts.summary,
-        draft.reason
+        draft.reason,
+        held
     ])?;
     let alert_id = tx.last_insert_rowid();
     let mut bump = tx.prepare_cached(
@@ -210,26 +292,95 @@ pub(crate) fn fire_alert(tx: &Transaction<'_>, draft: &AlertDraft) -> Result<Opt
     for id in &draft.rule_ids {
         bump.execute(params![draft.now_ms, id])?;
     }
-    let task = if draft.task { Some(upsert_task(tx, draft, &texts, alert_id)?) } else { None };
+    let task = if draft.close_task {
+        close_task(tx, draft, alert_id)?.map(|id| (id, false))
+    } else if draft.task {
+        Some(upsert_task(tx, draft, &texts, alert_id)?)
+    } else {
+        None
+    };
     let payload = alert_payload(alert_id, draft, &texts, pattern.as_ref(), task);
     tx.prepare_cached("UPDATE alerts SET payload = ?1, task_id = ?2 WHERE id = ?3")?.execute(params![
         payload.to_string(),
         task.map(|t| t.0),
         alert_id
     ])?;
+    if !held {
+        add_deliveries(tx, alert_id, &draft.notifiers, draft.now_ms)?;
+    }
+    Ok(Some(FiredAlert {
+        alert_id,
+        task_id: task.map(|t| t.0),
+        task_created: task.is_some_and(|t| t.1),
+        held,
+    }))
+}
+
+fn add_deliveries(tx: &Transaction<'_>, alert_id: i64, notifiers: &[String], now_ms: i64) -> Result<()> {
     let mut deliver = tx.prepare_cached(
         "INSERT INTO deliveries (alert_id, notifier, idempotency_key, next_attempt_ms, created_ms, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?4, ?4)",
     )?;
-    for notifier in &draft.notifiers {
-        deliver.execute(params![
-            alert_id,
-            notifier,
-            idempotency_key(alert_id, draft.now_ms),
-            draft.now_ms
-        ])?;
+    for notifier in notifiers {
+        deliver.execute(params![alert_id, notifier, idempotency_key(alert_id, now_ms), now_ms])?;
     }
-    Ok(Some(FiredAlert { alert_id, task_id: task.map(|t| t.0), task_created: task.is_some_and(|t| t.1) }))
+    Ok(())
+}
+
+/// Closes the incident's open task (a recovery); its id, if it had one.
+fn close_task(tx: &Transaction<'_>, draft: &AlertDraft, alert_id: i64) -> Result<Option<i64>> {
+    let subject = draft.task_subject.as_deref().unwrap_or(&draft.subject);
+    let open: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE tasks SET status = 'done', updated_ms = ?1
+             WHERE subject = ?2 AND status IN ('open', 'in_progress') RETURNING id",
+        )?
+        .query_row(params![draft.now_ms, subject], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = open {
+        add_event(
+            tx,
+            id,
+            draft.now_ms,
+            "closed",
+            &format!("alert {alert_id} ({}): {}", draft.rule_type, draft.reason),
+        )?;
+    }
+    Ok(open)
+}
+
+/// Sums up the held alerts no digest has covered, once the oldest is `after_ms` old: one
+/// alert with a delivery per notifier. `None` when there is nothing (yet) to send.
+pub(crate) fn send_digest(tx: &Transaction<'_>, draft: &DigestDraft) -> Result<Option<FiredAlert>> {
+    let held: Vec<HeldAlert> = tx
+        .prepare_cached(HELD_ALERTS)?
+        .query_map([], |r| {
+            Ok(HeldAlert {
+                id: r.get(0)?,
+                rule_type: r.get(1)?,
+                summary: r.get(2)?,
+                fired_ms: r.get(3)?,
+                payload: json(r.get(4)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if held.first().is_none_or(|h| h.fired_ms > draft.now_ms - draft.after_ms) {
+        return Ok(None);
+    }
+    tx.prepare_cached(
+        "INSERT INTO alerts (rule_type, subject, fired_ms, priority, summary, reason)
+         VALUES ('digest', 'digest', ?1, 'medium', '', '')",
+    )?
+    .execute([draft.now_ms])?;
+    let alert_id = tx.last_insert_rowid();
+    let (summary, reason, payload) = digest_texts(alert_id, draft, &held);
+    tx.prepare_cached("UPDATE alerts SET summary = ?1, reason = ?2, payload = ?3 WHERE id = ?4")?
+        .execute(params![summary, reason, payload.to_string(), alert_id])?;
+    let last = held.last().map_or(0, |h| h.id);
+    tx.prepare_cached("UPDATE alerts SET digest_id = ?1 WHERE held AND digest_id IS NULL AND id <= ?2")?
+        .execute(params![alert_id, last])?;
+    add_deliveries(tx, alert_id, &draft.notifiers, draft.now_ms)?;
+    Ok(Some(FiredAlert { alert_id, task_id: None, task_created: false, held: false }))
 }
 
 /// The subject's open task, updated; else (for a regression) its last task, reopened; else a
@@ -240,14 +391,15 @@ fn upsert_task(
     texts: &AlertTexts,
     alert_id: i64,
 ) -> Result<(i64, bool)> {
+    let subject = draft.task_subject.as_deref().unwrap_or(&draft.subject);
     let open: Option<i64> = tx
         .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 AND status IN ('open', 'in_progress')")?
-        .query_row([&draft.subject], |r| r.get(0))
+        .query_row([subject], |r| r.get(0))
         .optional()?;
     let reopen: Option<i64> = match (open, draft.reopen) {
         (None, true) => tx
             .prepare_cached("SELECT id FROM tasks WHERE subject = ?1 ORDER BY id DESC LIMIT 1")?
-            .query_row([&draft.subject], |r| r.get(0))
+            .query_row([subject], |r| r.get(0))
             .optional()?,
         _ => None,
     };
@@ -267,7 +419,7 @@ fn upsert_task(
                  created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
             )?
             .execute(params![
-                draft.subject,
+                subject,
                 draft.pattern_id,
                 texts.task.title,
                 texts.task.description,

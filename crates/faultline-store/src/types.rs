@@ -117,6 +117,21 @@ pub struct MinuteCount {
     pub pattern_id: i64,
     pub minute_ms: i64,
     pub count: u64,
+    /// The first and the latest occurrence inside the minute (the minute's bounds for minutes
+    /// counted before these were kept).
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+/// What one committed batch did to one pattern, as the alert feed keeps it until an evaluator
+/// has looked at it ([`crate::Store::claim_feed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedItem {
+    /// The feed's order; pass it back to [`crate::Store::finish_feed`].
+    pub seq: i64,
+    pub touched: TouchedPattern,
+    /// When the batch was committed.
+    pub committed_ms: i64,
 }
 
 /// The task [`crate::Store::create_task`] gives: the pattern's open one, or a new one.
@@ -336,10 +351,10 @@ pub(crate) fn quarter_span(since_ms: i64, until_ms: i64) -> (i64, i64) {
 
 /// The batch's minute counts summed per quarter: (quarter, pattern, source, level) → count.
 pub(crate) fn quarter_totals<'a>(
-    minutes: &'a BTreeMap<(i64, i64, String, &'static str), (i64, i64)>,
+    minutes: &'a BTreeMap<(i64, i64, String, &'static str), MinuteDelta>,
 ) -> BTreeMap<(i64, i64, &'a str, &'static str), i64> {
     let mut quarters = BTreeMap::new();
-    for ((minute, pattern, source, level), (count, _)) in minutes {
+    for ((minute, pattern, source, level), MinuteDelta { count, .. }) in minutes {
         *quarters
             .entry((minute.div_euclid(QUARTER_MS) * QUARTER_MS, *pattern, source.as_str(), *level))
             .or_default() += count;
@@ -385,8 +400,18 @@ fn like_escape(text: &str) -> String {
 pub(crate) struct BatchTotals {
     /// pattern id → (count, min ts, max ts, highest level, first stored entry id)
     pub patterns: BTreeMap<i64, PatternDelta>,
-    /// (minute, pattern id, source, level) → (count, stored)
-    pub minutes: BTreeMap<(i64, i64, String, &'static str), (i64, i64)>,
+    /// (minute, pattern id, source, level) → its counts
+    pub minutes: BTreeMap<(i64, i64, String, &'static str), MinuteDelta>,
+}
+
+/// One minute's counts of a pattern, source and level in a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MinuteDelta {
+    pub count: i64,
+    pub stored: i64,
+    /// The first and the latest occurrence inside the minute.
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -426,9 +451,13 @@ impl BatchTotals {
             d.sample_message = Some(event.message.clone());
         }
         let key = (minute_of(event.timestamp_ms), pattern_id, event.source.clone(), event.level.as_str());
-        let m = self.minutes.entry(key).or_insert((0, 0));
-        m.0 += 1;
-        m.1 += i64::from(stored_id.is_some());
+        let t = event.timestamp_ms;
+        let m =
+            self.minutes.entry(key).or_insert(MinuteDelta { count: 0, stored: 0, first_ms: t, last_ms: t });
+        m.count += 1;
+        m.stored += i64::from(stored_id.is_some());
+        m.first_ms = m.first_ms.min(t);
+        m.last_ms = m.last_ms.max(t);
     }
 }
 
@@ -436,6 +465,8 @@ impl BatchTotals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRun {
     pub job: String,
+    /// Which faultline process ran it (`host:pid:…`); empty when unknown (runs recorded before).
+    pub instance: String,
     pub started_ms: i64,
     pub finished_ms: i64,
     /// `ok`, `failed` or `skipped`.
@@ -571,19 +602,45 @@ pub struct AlertDraft {
     pub pattern_id: Option<i64>,
     pub priority: faultline_core::alert::Priority,
     pub reason: String,
-    /// Recorded only if no alert of this rule for this subject is younger than this: a second
-    /// faultline instance sharing the database may have just sent it.
+    /// Recorded only if no alert about this subject (by any rule) is younger than this: a
+    /// second faultline instance sharing the database may have just sent it.
     pub cooldown_ms: i64,
+    /// A critical alert inside the cooldown: recorded unless a critical alert about the subject
+    /// is younger than the cooldown.
+    pub escalation: bool,
+    /// A change of state (the error rate's health): recorded only if the rule's latest alert
+    /// was about another subject (another instance may have announced this state already).
+    pub state_change: bool,
+    /// Past these (counted over every alert in the database), the alert and its task are
+    /// recorded but its notifications are held back for the digest ([`crate::Store::send_digest`]).
+    pub flood: Option<faultline_core::alert::FloodLimits>,
     /// Create or update the subject's open task.
     pub task: bool,
+    /// The task's subject when it is not the alert's: an incident over several alerts (the
+    /// error rate's episode, `error_rate`).
+    pub task_subject: Option<String>,
+    /// Close the subject's open task (a recovery ends the incident).
+    pub close_task: bool,
     /// With no open task, reopen the subject's last task rather than create one (regressions).
     pub reopen: bool,
     /// The task text for subjects that are not patterns (patterns' come from their facts).
     pub task_draft: Option<faultline_core::alert::TaskDraft>,
     /// Notifier names to deliver to.
     pub notifiers: Vec<String>,
-    /// Extra facts for the payload (error rate figures, suppressed counts).
+    /// Extra facts for the payload (error rate figures).
     pub extra: serde_json::Value,
+    /// Where faultline's pages are seen from (`server.public_url`), for links in the payload.
+    pub public_url: Option<String>,
+    pub now_ms: i64,
+}
+
+/// The digest of held-back notifications ([`crate::Store::send_digest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestDraft {
+    /// Sent once the oldest held alert is at least this old.
+    pub after_ms: i64,
+    pub notifiers: Vec<String>,
+    pub public_url: Option<String>,
     pub now_ms: i64,
 }
 
@@ -593,6 +650,8 @@ pub struct FiredAlert {
     pub alert_id: i64,
     pub task_id: Option<i64>,
     pub task_created: bool,
+    /// Past the flood limits: recorded with its task, notifications held for the digest.
+    pub held: bool,
 }
 
 /// A stored alert.
@@ -609,6 +668,10 @@ pub struct AlertRow {
     pub reason: String,
     pub task_id: Option<i64>,
     pub payload: serde_json::Value,
+    /// Its notifications were held back by the flood limits…
+    pub held: bool,
+    /// …and went out in this digest alert.
+    pub digest_id: Option<i64>,
 }
 
 /// An investigation task.
@@ -749,6 +812,7 @@ pub(crate) fn alert_payload(
         "fired_at": rfc3339(draft.now_ms),
         "pattern": pattern.map(|p| serde_json::json!({
             "fingerprint": p.fingerprint,
+            "short_id": crate::short_id(&p.fingerprint),
             "template": p.normalized_message,
             "error_type": p.error_type,
             "first_seen": rfc3339(p.first_seen_ms),
@@ -766,8 +830,77 @@ pub(crate) fn alert_payload(
             "title": texts.task.title,
             "description": texts.task.description,
         })),
+        "links": {
+            "pattern": pattern.and_then(|p| pattern_link(draft.public_url.as_deref(), &p.fingerprint)),
+            "task": task.and_then(|(id, _)| task_link(draft.public_url.as_deref(), id)),
+        },
         "extra": draft.extra,
     })
+}
+
+/// A pattern's page under `server.public_url`.
+pub(crate) fn pattern_link(public_url: Option<&str>, fingerprint: &str) -> Option<String> {
+    public_url.map(|u| format!("{}/patterns/{}", u.trim_end_matches('/'), crate::short_id(fingerprint)))
+}
+
+/// A task on the tasks page under `server.public_url`.
+pub(crate) fn task_link(public_url: Option<&str>, id: i64) -> Option<String> {
+    public_url.map(|u| format!("{}/tasks?highlight={id}#task-{id}", u.trim_end_matches('/')))
+}
+
+/// One held alert, as a digest lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldAlert {
+    pub id: i64,
+    pub rule_type: String,
+    pub summary: String,
+    pub fired_ms: i64,
+    pub payload: serde_json::Value,
+}
+
+/// Held alerts a digest names one by one; past these it gives the count only.
+const DIGEST_LISTED: usize = 20;
+
+/// The digest's reason, summary and payload (the notifiers' usual fields, plus `held`).
+pub(crate) fn digest_texts(
+    alert_id: i64,
+    draft: &DigestDraft,
+    held: &[HeldAlert],
+) -> (String, String, serde_json::Value) {
+    use faultline_core::alert::rfc3339;
+    let since = held.iter().map(|h| h.fired_ms).min().unwrap_or(draft.now_ms);
+    let minutes = ((draft.now_ms - since) / MINUTE_MS).max(1);
+    let new = held.iter().filter(|h| h.rule_type == "new_fingerprint").count();
+    let mut reason =
+        format!("{} alerts held back by the flood limits in the last {minutes} minutes", held.len());
+    if new > 0 {
+        reason.push_str(&format!(" ({new} new patterns)"));
+    }
+    let names: Vec<&str> = held.iter().take(DIGEST_LISTED).map(|h| h.summary.as_str()).collect();
+    let summary = format!("[digest] {reason}");
+    let reason =
+        format!("{reason}: {}{}", names.join("; "), if held.len() > DIGEST_LISTED { "; …" } else { "" });
+    let payload = serde_json::json!({
+        "alert_id": alert_id,
+        "idempotency_key": idempotency_key(alert_id, draft.now_ms),
+        "rule": "digest",
+        "subject": "digest",
+        "priority": "medium",
+        "reason": reason,
+        "summary": summary,
+        "fired_at": rfc3339(draft.now_ms),
+        "held": held.iter().take(DIGEST_LISTED).map(|h| serde_json::json!({
+            "alert_id": h.id,
+            "rule": h.rule_type,
+            "summary": h.summary,
+            "fired_at": rfc3339(h.fired_ms),
+            "pattern": h.payload["links"]["pattern"],
+            "task": h.payload["links"]["task"],
+        })).collect::<Vec<_>>(),
+        "held_count": held.len(),
+        "links": { "alerts": draft.public_url.as_deref().map(|u| format!("{}/tasks", u.trim_end_matches('/'))) },
+    });
+    (summary, reason, payload)
 }
 
 /// The key receivers use to drop a repeated delivery of the same alert.
@@ -786,11 +919,17 @@ pub(crate) fn manual_draft(subject: String, pattern_id: i64, now_ms: i64) -> Ale
         priority: faultline_core::alert::Priority::Medium,
         reason: "created by hand".to_owned(),
         cooldown_ms: 0,
+        escalation: false,
+        state_change: false,
+        flood: None,
         task: true,
+        task_subject: None,
+        close_task: false,
         reopen: false,
         task_draft: None,
         notifiers: Vec::new(),
         extra: serde_json::Value::Null,
+        public_url: None,
         now_ms,
     }
 }

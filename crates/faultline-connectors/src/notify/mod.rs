@@ -132,9 +132,10 @@ pub(crate) fn plain_text(payload: &serde_json::Value) -> String {
     );
     let p = &payload["pattern"];
     if p.is_object() {
+        // The short id, as the CLI and the page show it; the whole fingerprint is in the JSON.
+        let id = p["short_id"].as_str().or(p["fingerprint"].as_str()).unwrap_or("");
         out.push_str(&format!(
-            "Fingerprint: {}\nOccurrences: {}\nFirst seen: {}\nLast seen: {}\nSource: {}\n",
-            s(&p["fingerprint"]),
+            "Pattern: {id}\nOccurrences: {}\nFirst seen: {}\nLast seen: {}\nSource: {}\n",
             p["occurrences"],
             s(&p["first_seen"]),
             s(&p["last_seen"]),
@@ -144,8 +145,25 @@ pub(crate) fn plain_text(payload: &serde_json::Value) -> String {
             out.push_str(&format!("Example: {}\n", snippet(sample)));
         }
     }
+    if let Some(link) = payload["links"]["pattern"].as_str() {
+        out.push_str(&format!("Open: {link}\n"));
+    }
     if let Some(task) = payload["task"].as_object() {
         out.push_str(&format!("Task #{}: {}\n", task["id"], task["title"].as_str().unwrap_or("")));
+        if let Some(link) = payload["links"]["task"].as_str() {
+            out.push_str(&format!("Task: {link}\n"));
+        }
+    }
+    // A digest lists the alerts whose notifications it stands for.
+    if let Some(held) = payload["held"].as_array() {
+        for h in held {
+            let link = h["pattern"].as_str().map(|l| format!(" {l}")).unwrap_or_default();
+            out.push_str(&format!("- {}{link}\n", snippet(&s(&h["summary"]))));
+        }
+        let listed = held.len() as u64;
+        if let Some(more) = payload["held_count"].as_u64().filter(|n| *n > listed) {
+            out.push_str(&format!("… and {} more\n", more - listed));
+        }
     }
     out
 }

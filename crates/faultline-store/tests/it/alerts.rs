@@ -12,6 +12,13 @@ use crate::harness::{T0, batch, event};
 
 const MINUTE: i64 = 60_000;
 
+/// The newest alerts' (pattern, task) links.
+async fn alerts_links(store: &Arc<dyn Store>) -> Vec<(Option<String>, Option<String>)> {
+    let link = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let alerts = store.alerts(0, 100).await.unwrap();
+    alerts.iter().map(|a| (link(&a.payload["links"]["pattern"]), link(&a.payload["links"]["task"]))).collect()
+}
+
 async fn rule_id(store: &Arc<dyn Store>, rule_type: &str) -> i64 {
     store.alert_rules().await.unwrap().iter().find(|r| r.rule_type == rule_type).expect("rule").id
 }
@@ -42,11 +49,17 @@ fn draft(rule_id: i64, pattern_id: i64, now_ms: i64) -> AlertDraft {
         priority: Priority::High,
         reason: "seen for the first time".into(),
         cooldown_ms: 30 * MINUTE,
+        escalation: false,
+        state_change: false,
+        flood: None,
         task: true,
+        task_subject: None,
+        close_task: false,
         reopen: false,
         task_draft: None,
         notifiers: vec!["webhook".into(), "slack".into()],
         extra: serde_json::Value::Null,
+        public_url: Some("https://faultline.example.com/".into()),
         now_ms,
     }
 }
@@ -151,7 +164,7 @@ async fn one_alert_per_cooldown_and_one_open_task_per_pattern(store: Arc<dyn Sto
     let spike = rule_id(&store, "spike").await;
 
     let first = store.fire_alert(&draft(new_rule, pattern_id, T0)).await.unwrap().expect("fired");
-    assert!(first.task_created);
+    assert!(first.task_created && !first.held);
     assert_eq!(
         store.fire_alert(&draft(new_rule, pattern_id, T0 + MINUTE)).await.unwrap(),
         None,
@@ -162,8 +175,12 @@ async fn one_alert_per_cooldown_and_one_open_task_per_pattern(store: Arc<dyn Sto
         priority: Priority::Medium,
         ..draft(spike, pattern_id, T0 + MINUTE)
     };
-    let second = store.fire_alert(&other_rule).await.unwrap().expect("another rule fires");
+    assert_eq!(store.fire_alert(&other_rule).await.unwrap(), None, "one cooldown per pattern, across rules");
+    let critical = AlertDraft { rule_type: "critical".into(), escalation: true, ..other_rule.clone() };
+    let second = store.fire_alert(&critical).await.unwrap().expect("one escalation to critical");
     assert_eq!((second.task_id, second.task_created), (first.task_id, false), "same task, updated");
+    let again = AlertDraft { now_ms: T0 + 2 * MINUTE, ..critical };
+    assert_eq!(store.fire_alert(&again).await.unwrap(), None, "one escalation per cooldown");
     let after =
         store.fire_alert(&draft(new_rule, pattern_id, T0 + 31 * MINUTE)).await.unwrap().expect("cooled down");
     assert_eq!(after.task_id, first.task_id);
@@ -183,6 +200,16 @@ async fn one_alert_per_cooldown_and_one_open_task_per_pattern(store: Arc<dyn Sto
     );
     assert_eq!(task.metadata["rule"], "new_fingerprint");
     assert_eq!(
+        alerts_links(&store).await[0],
+        (
+            Some(format!(
+                "https://faultline.example.com/patterns/{}",
+                &task.fingerprint.as_deref().unwrap()[..16]
+            )),
+            Some(format!("https://faultline.example.com/tasks?highlight={0}#task-{0}", task.id)),
+        )
+    );
+    assert_eq!(
         task.fingerprint.as_deref(),
         Some(store.top_patterns(1, None).await.unwrap()[0].fingerprint.as_str())
     );
@@ -193,7 +220,11 @@ async fn one_alert_per_cooldown_and_one_open_task_per_pattern(store: Arc<dyn Sto
     let rules = store.alert_rules().await.unwrap();
     let fired: Vec<(i64, Option<i64>)> =
         rules.iter().map(|r| (r.trigger_count, r.last_triggered_ms)).collect();
-    assert_eq!(fired, [(2, Some(T0 + 31 * MINUTE)), (1, Some(T0 + MINUTE))]);
+    assert_eq!(
+        fired,
+        [(2, Some(T0 + 31 * MINUTE)), (1, Some(T0 + MINUTE))],
+        "the critical draft named the spike rule"
+    );
     let alerts = store.alerts(0, 10).await.unwrap();
     assert_eq!(alerts.len(), 3);
     assert_eq!(alerts[2].payload["pattern"]["template"], "db <down> id=<VAL>");
@@ -276,7 +307,7 @@ async fn concurrent_batches_of_a_new_pattern_create_one_alert_and_one_task(store
         fired.extend(h.await.unwrap());
     }
     let fired: Vec<_> = fired.into_iter().flatten().collect();
-    assert_eq!(fired.len(), 2, "one new_fingerprint alert and one spike alert: {fired:?}");
+    assert_eq!(fired.len(), 1, "one alert for the pattern, whichever rule came first: {fired:?}");
     assert_eq!(store.tasks(None, 10).await.unwrap().len(), 1);
     assert_eq!(store.top_patterns(10, None).await.unwrap().len(), 1);
 }
@@ -329,3 +360,99 @@ async fn deliveries_are_leased_retried_and_recorded(store: Arc<dyn Store>) {
     assert_eq!(next[1].reference, None);
 }
 both!(deliveries_are_leased_retried_and_recorded);
+
+async fn past_the_flood_limits_tasks_are_made_and_notifications_wait_for_one_digest(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let new_rule = rule_id(&store, "new_fingerprint").await;
+    let limits = faultline_core::alert::FloodLimits { per_pattern_per_hour: 6, per_hour: 3 };
+    let mut fired = Vec::new();
+    let messages = [
+        "payment gateway refused the card",
+        "disk quota exceeded on volume",
+        "template render failed for invoice",
+        "websocket handshake rejected by proxy",
+        "cache warmup aborted midway",
+    ];
+    for (k, msg) in messages.iter().enumerate() {
+        let out =
+            store.ingest(batch(vec![event(&format!("f{k}"), T0, Level::Error, "api", msg)])).await.unwrap();
+        let d = AlertDraft {
+            flood: Some(limits),
+            ..draft(new_rule, out.touched[0].pattern_id, T0 + k as i64 * 1000)
+        };
+        fired.push(store.fire_alert(&d).await.unwrap().expect("recorded"));
+    }
+    assert_eq!(fired.iter().map(|f| f.held).collect::<Vec<_>>(), [false, false, false, true, true]);
+    assert!(fired.iter().all(|f| f.task_created), "every new pattern gets its task");
+    assert_eq!(store.tasks(None, 10).await.unwrap().len(), 5);
+    assert_eq!(store.deliveries(None, 100).await.unwrap().len(), 6, "two notifiers × three alerts");
+
+    let digest = |now_ms: i64| faultline_store::DigestDraft {
+        after_ms: 10 * MINUTE,
+        notifiers: vec!["webhook".into(), "slack".into()],
+        public_url: None,
+        now_ms,
+    };
+    assert_eq!(store.send_digest(&digest(T0 + 5 * MINUTE)).await.unwrap(), None, "not yet");
+    let sent = store.send_digest(&digest(T0 + 11 * MINUTE)).await.unwrap().expect("the digest");
+    assert_eq!(store.send_digest(&digest(T0 + 12 * MINUTE)).await.unwrap(), None, "once");
+    let alerts = store.alerts(0, 100).await.unwrap();
+    let d = alerts.iter().find(|a| a.id == sent.alert_id).unwrap();
+    assert_eq!((d.rule_type.as_str(), d.payload["held_count"].as_u64()), ("digest", Some(2)));
+    assert!(
+        d.reason
+            .starts_with("2 alerts held back by the flood limits in the last 10 minutes (2 new patterns): "),
+        "{}",
+        d.reason
+    );
+    assert!(
+        d.reason.contains("websocket handshake") && d.reason.contains("cache warmup"),
+        "{}",
+        d.reason
+    );
+    let held: Vec<Option<i64>> = alerts.iter().filter(|a| a.held).map(|a| a.digest_id).collect();
+    assert_eq!(held, [Some(sent.alert_id), Some(sent.alert_id)]);
+    let deliveries = store.deliveries(Some(sent.alert_id), 10).await.unwrap();
+    assert_eq!(deliveries.len(), 2, "one digest per channel");
+}
+both!(past_the_flood_limits_tasks_are_made_and_notifications_wait_for_one_digest);
+
+async fn an_error_rate_episode_is_one_task_closed_on_recovery(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    // The seeded rules have no error-rate rule; any rule id stands for it here.
+    let rule = rule_id(&store, "spike").await;
+    let rate = |health: &str, at: i64| AlertDraft {
+        rule_id: Some(rule),
+        rule_ids: vec![],
+        rule_type: "error_rate".into(),
+        subject: format!("error_rate:{health}"),
+        pattern_id: None,
+        cooldown_ms: 30 * MINUTE,
+        state_change: true,
+        task: health != "pass",
+        close_task: health == "pass",
+        task_subject: Some("error_rate".into()),
+        task_draft: Some(faultline_core::alert::TaskDraft {
+            title: format!("Investigate error rate: {health}"),
+            description: format!("The error-rate check is {health}."),
+        }),
+        ..draft(0, 0, T0 + at * MINUTE)
+    };
+    let degraded = store.fire_alert(&rate("degraded", 0)).await.unwrap().unwrap();
+    assert!(degraded.task_created);
+    assert_eq!(
+        store.fire_alert(&rate("degraded", 1)).await.unwrap(),
+        None,
+        "announced already (by any instance)"
+    );
+    let fail = store.fire_alert(&rate("fail", 2)).await.unwrap().unwrap();
+    assert_eq!((fail.task_id, fail.task_created), (degraded.task_id, false), "the same incident");
+    let pass = store.fire_alert(&rate("pass", 9)).await.unwrap().unwrap();
+    assert_eq!(pass.task_id, degraded.task_id);
+    let (task, events) = store.task(degraded.task_id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Done, "recovery closes it");
+    assert_eq!(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["created", "alert", "closed"]);
+    let next = store.fire_alert(&rate("degraded", 45)).await.unwrap().unwrap();
+    assert!(next.task_created && next.task_id != degraded.task_id, "a new episode, a new task");
+}
+both!(an_error_rate_episode_is_one_task_closed_on_recovery);

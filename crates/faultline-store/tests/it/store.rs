@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use faultline_core::Level;
-use faultline_store::{FingerprintLookup, JobRun, SearchQuery, SourceFilter, Store, find_fingerprint};
+use faultline_store::{
+    FingerprintLookup, IngestBatch, JobRun, SearchQuery, SourceFilter, Store, find_fingerprint,
+};
 
 use crate::both;
 use crate::harness::{T0, batch, event};
@@ -323,6 +325,7 @@ both!(events_without_ids_are_one_entry_per_second);
 async fn job_runs_are_recorded_newest_first(store: Arc<dyn Store>) {
     let run = |job: &str, started_ms: i64, outcome: &str| JobRun {
         job: job.to_owned(),
+        instance: "host:42:beef".to_owned(),
         started_ms,
         finished_ms: started_ms + 40,
         outcome: outcome.to_owned(),
@@ -341,8 +344,74 @@ async fn job_runs_are_recorded_newest_first(store: Arc<dyn Store>) {
     assert_eq!((retention[0].id, retention[0].run.outcome.as_str()), (failed, "failed"));
     assert_eq!(retention[0].run.finished_ms, T0 + 2_040);
     assert_eq!(retention[0].run.detail["entries_deleted"], 3);
+    assert_eq!(retention[0].run.instance, "host:42:beef", "which instance ran it");
 }
 both!(job_runs_are_recorded_newest_first);
+
+async fn a_job_lease_lets_one_instance_run_per_interval_and_is_taken_over(store: Arc<dyn Store>) {
+    let minute = 60_000;
+    assert!(store.claim_job("retention", "a", T0, T0 + minute).await.unwrap(), "first comer");
+    assert!(!store.claim_job("retention", "b", T0 + 1, T0 + minute).await.unwrap(), "held by a");
+    assert!(store.claim_job("collect", "b", T0 + 1, T0 + minute).await.unwrap(), "another job is free");
+    store.finish_job("retention", "a", T0 + 5 * minute).await.unwrap();
+    assert!(!store.claim_job("retention", "b", T0 + 2 * minute, T0 + 3 * minute).await.unwrap(), "not due");
+    assert!(store.claim_job("retention", "b", T0 + 5 * minute, T0 + 6 * minute).await.unwrap(), "due again");
+    // b dies holding it; once its lease runs out, a takes over.
+    assert!(!store.claim_job("retention", "a", T0 + 6 * minute - 1, T0 + 7 * minute).await.unwrap());
+    assert!(store.claim_job("retention", "a", T0 + 6 * minute, T0 + 7 * minute).await.unwrap(), "taken over");
+    // b's late finish does not release a's lease.
+    store.finish_job("retention", "b", T0).await.unwrap();
+    assert!(!store.claim_job("retention", "b", T0 + 6 * minute + 1, T0 + 7 * minute).await.unwrap());
+}
+both!(a_job_lease_lets_one_instance_run_per_interval_and_is_taken_over);
+
+async fn the_alert_feed_holds_every_batch_until_an_evaluator_is_done_with_it(store: Arc<dyn Store>) {
+    let minute = 60_000;
+    store
+        .ingest(batch(vec![
+            event("1", T0 + 5_000, Level::Error, "api", "timeout after 30s"),
+            event("2", T0 + 50_000, Level::Critical, "api", "timeout after 31s"),
+        ]))
+        .await
+        .unwrap();
+    let second = IngestBatch {
+        now_ms: T0 + minute,
+        ..batch(vec![event("3", T0 + 70_000, Level::Error, "api", "timeout after 2s")])
+    };
+    store.ingest(second).await.unwrap();
+    let a = store.claim_feed("a", T0 + minute, T0 + 2 * minute, 10).await.unwrap();
+    let facts: Vec<(bool, Level, i64)> =
+        a.iter().map(|i| (i.touched.new, i.touched.highest_level, i.committed_ms)).collect();
+    assert_eq!(facts, [(true, Level::Critical, T0), (false, Level::Error, T0 + minute)], "one row per batch");
+    assert!(a[0].seq < a[1].seq);
+    assert!(
+        store.claim_feed("b", T0 + minute, T0 + 2 * minute, 10).await.unwrap().is_empty(),
+        "claimed by a"
+    );
+    // a dies: after its claim, b gets the rows; it finishes the first only.
+    let b = store.claim_feed("b", T0 + 2 * minute, T0 + 3 * minute, 1).await.unwrap();
+    assert_eq!(b.iter().map(|i| i.seq).collect::<Vec<_>>(), [a[0].seq], "oldest first, up to the limit");
+    store.finish_feed(&[b[0].seq]).await.unwrap();
+    let rest = store.claim_feed("b", T0 + 2 * minute, T0 + 3 * minute, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|i| i.seq).collect::<Vec<_>>(), [a[1].seq]);
+    store.finish_feed(&[rest[0].seq]).await.unwrap();
+    assert!(
+        store.claim_feed("c", T0 + 9 * minute, T0 + 10 * minute, 10).await.unwrap().is_empty(),
+        "all done"
+    );
+
+    // The minutes keep their first and latest occurrence, for the sustained rule.
+    let pattern = a[0].touched.pattern_id;
+    let minutes: Vec<(i64, u64, i64, i64)> = store
+        .pattern_minute_counts(&[pattern], T0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| (m.minute_ms - T0, m.count, m.first_ms - T0, m.last_ms - T0))
+        .collect();
+    assert_eq!(minutes, [(0, 2, 5_000, 50_000), (minute, 1, 70_000, 70_000)]);
+}
+both!(the_alert_feed_holds_every_batch_until_an_evaluator_is_done_with_it);
 
 async fn cursors_are_listed_by_prefix(store: Arc<dyn Store>) {
     for (source_id, cursor) in
@@ -560,11 +629,16 @@ async fn an_index_of_the_old_form_is_rebuilt_on_upgrade() {
         .collect();
     store.ingest(batch(events)).await.unwrap();
     drop(store);
-    // What an installation before migration 05 has: one row per chunk, rowid = id / 256.
+    // What an installation before migration 05 has: one row per chunk, rowid = id / 256 (and
+    // none of what 06 adds).
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "INSERT INTO entries_fts (entries_fts) VALUES ('delete-all');
          INSERT INTO entries_fts (rowid, body) SELECT id / 256, group_concat(message, ' ') FROM entries GROUP BY id / 256;
+         DROP TABLE alert_feed; DROP TABLE job_leases; DROP INDEX alerts_held; DROP INDEX alerts_subject;
+         ALTER TABLE minute_counts DROP COLUMN first_ms; ALTER TABLE minute_counts DROP COLUMN last_ms;
+         ALTER TABLE job_runs DROP COLUMN instance;
+         ALTER TABLE alerts DROP COLUMN held; ALTER TABLE alerts DROP COLUMN digest_id;
          PRAGMA user_version = 4;",
     )
     .unwrap();

@@ -205,6 +205,7 @@ async fn the_health_state_is_the_last_checks_verdict(store: Arc<dyn Store>, dir:
     for (ago, status, rate) in [(30, "pass", 0.2), (20, "fail", 7.5), (10, "fail", 9.25)] {
         let run = faultline_store::JobRun {
             job: "error_rate_check".into(),
+            instance: "web-test:1:0000".into(),
             started_ms: now - ago * minute,
             finished_ms: now - ago * minute,
             outcome: "ok".into(),
