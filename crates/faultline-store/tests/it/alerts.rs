@@ -405,11 +405,7 @@ async fn past_the_flood_limits_tasks_are_made_and_notifications_wait_for_one_dig
         "{}",
         d.reason
     );
-    assert!(
-        d.reason.contains("websocket handshake") && d.reason.contains("cache warmup"),
-        "{}",
-        d.reason
-    );
+    assert!(d.reason.contains("websocket handshake") && d.reason.contains("cache warmup"), "{}", d.reason);
     let held: Vec<Option<i64>> = alerts.iter().filter(|a| a.held).map(|a| a.digest_id).collect();
     assert_eq!(held, [Some(sent.alert_id), Some(sent.alert_id)]);
     let deliveries = store.deliveries(Some(sent.alert_id), 10).await.unwrap();

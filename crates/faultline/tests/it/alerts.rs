@@ -2,7 +2,8 @@
 //! a tailed file or posted to `/api/ingest` becomes one task and one delivery to each notifier
 //! (local fakes of a webhook receiver and Slack); concurrent batches of one new pattern make
 //! one alert; a delivery cut off by a crash is made again after the restart with the same
-//! idempotency key.
+//! idempotency key. Errors written by another process (a cron `faultline ingest`) alert too;
+//! several `serve` processes on one database alert once per pattern and share the scheduled jobs.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,9 +14,15 @@ use crate::databases;
 use crate::serve::{Service, TOKEN, append, base_config, start_with, stop};
 
 fn write_config(dir: &Path, database: &str, webhook: &str) -> PathBuf {
+    write_config_with(dir, database, webhook, "")
+}
+
+/// The alerting config, with `extra` TOML added (its own sections).
+fn write_config_with(dir: &Path, database: &str, webhook: &str, extra: &str) -> PathBuf {
     let config = dir.join("faultline.toml");
     let text = format!(
         r#"{base}
+{extra}
 [alerts]
 evaluate_interval = "1s"
 # The test's few errors must not make the error-rate rule fire by crossing a minute boundary.
@@ -38,9 +45,12 @@ url_env = "TEST_SLACK_URL"
     config
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
 fn now_text() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    chrono::DateTime::from_timestamp_millis(ms).unwrap().format("%Y-%m-%d %H:%M:%S,%3f").to_string()
+    chrono::DateTime::from_timestamp_millis(now_ms()).unwrap().format("%Y-%m-%d %H:%M:%S,%3f").to_string()
 }
 
 async fn post(service: &Service, body: String) {
@@ -199,5 +209,140 @@ async fn alerts_become_one_task_and_reach_every_notifier_even_across_a_crash() {
     for database in databases(db_dir.path()).await {
         let work = tempfile::tempdir().expect("tempdir");
         alerts_end_to_end(work.path(), &database).await;
+    }
+}
+
+async fn another_process_writes_and_serve_alerts(dir: &Path, database: &str) {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let hook = FakeHttp::start(Reply::new(200, "")).await;
+    let slack = FakeHttp::start(Reply::new(200, "ok")).await;
+    let config = write_config(dir, database, &hook.url("/hook"));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[server]\n", "[server]\npublic_url = \"https://faultline.example.com/\"\n");
+    std::fs::write(&config, text).unwrap();
+    let slack_url = slack.url("/services/T0/B0/secret");
+    let service = start_with(dir, &config, &[("TEST_SLACK_URL", slack_url.as_str())]);
+
+    // A cron job ingests a file into the database `serve` uses.
+    let batch = dir.join("cron.log");
+    std::fs::write(
+        &batch,
+        format!(
+            "{now} ERROR reports: nightly export lost 12 rows\n{now} CRITICAL reports: archive volume is read-only\n",
+            now = now_text()
+        ),
+    )
+    .unwrap();
+    let ingested = crate::faultline(dir, database, &["ingest", batch.to_str().unwrap()]);
+    assert!(ingested.status.success(), "{}", String::from_utf8_lossy(&ingested.stderr));
+    wait_for_keys(&hook, "nightly export lost", 1, &service).await;
+    wait_for_keys(&hook, "archive volume", 1, &service).await;
+    let critical = hook
+        .received()
+        .into_iter()
+        .map(|r| r.json())
+        .find(|p| p["pattern"]["template"].as_str().is_some_and(|t| t.contains("archive volume")))
+        .unwrap();
+    assert_eq!(critical["rule"], "critical");
+    let fingerprint = critical["pattern"]["fingerprint"].as_str().unwrap();
+    assert_eq!(
+        critical["links"]["pattern"].as_str(),
+        Some(format!("https://faultline.example.com/patterns/{}", &fingerprint[..16]).as_str()),
+        "notifications link back to the pattern page"
+    );
+    let task = critical["task"]["id"].as_i64().unwrap();
+    assert_eq!(
+        critical["links"]["task"].as_str(),
+        Some(format!("https://faultline.example.com/tasks?highlight={task}#task-{task}").as_str())
+    );
+    let texts = slack.wait_for(2, Duration::from_secs(10)).await;
+    let text: Vec<String> =
+        texts.iter().map(|r| r.json()["text"].as_str().unwrap_or("").to_owned()).collect();
+    let text = text.join("\n");
+    assert!(
+        text.contains(&format!("Pattern: {}", &fingerprint[..16])),
+        "short id, not 64 characters: {text}"
+    );
+    assert!(!text.contains(fingerprint), "{text}");
+    assert!(text.contains("https://faultline.example.com/patterns/"), "{text}");
+    stop(service);
+    let store = faultline_store::open(database).await.unwrap();
+    assert_eq!(store.tasks(None, 10).await.unwrap().len(), 2, "one task per new pattern");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_18_errors_stored_by_another_process_alert() {
+    let db_dir = tempfile::tempdir().expect("tempdir");
+    for database in databases(db_dir.path()).await {
+        let work = tempfile::tempdir().expect("tempdir");
+        another_process_writes_and_serve_alerts(work.path(), &database).await;
+    }
+}
+
+/// Three `serve` processes on one PostgreSQL database: a pattern sent to all of them at once
+/// alerts once; each scheduled job runs once per interval across them, and goes on when the
+/// instance that ran it last is killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_on_one_database_alert_once_and_share_the_jobs() {
+    let Some(database) = faultline_testkit::fresh_postgres_url().await else { return };
+    let hook = FakeHttp::start(Reply::new(200, "")).await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let schedule = "[schedule]\ncollect = \"1s\"\nerror_rate_check = \"1s\"\npattern_detection = \"1s\"\nretention = \"1h\"\n";
+    let mut services: Vec<Service> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::create_dir_all(d.path().join("logs")).unwrap();
+            let config = write_config_with(d.path(), &database, &hook.url("/hook"), schedule);
+            start_with(d.path(), &config, &[("TEST_SLACK_URL", "http://127.0.0.1:9/unused")])
+        })
+        .collect();
+    let record = |i: usize| {
+        format!(
+            "{{\"level\":\"error\",\"message\":\"replica {i} lag above threshold\",\"source\":\"db\",\"id\":\"i{i}\"}}\n"
+        )
+    };
+    tokio::join!(post(&services[0], record(1)), post(&services[1], record(2)), post(&services[2], record(3)));
+    wait_for_keys(&hook, "lag above threshold", 1, &services[0]).await;
+
+    let store = faultline_store::open(&database).await.unwrap();
+    let started = now_ms();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Kill the instance that ran the latest error-rate check; the others go on with it.
+    let runs = store.job_runs(Some("error_rate_check"), 100).await.unwrap();
+    let latest = runs[0].run.instance.clone();
+    let pid = latest.split(':').nth(1).unwrap().parse::<u32>().unwrap();
+    let killed = services.iter().position(|s| s.child.id() == pid).expect("one of ours ran it");
+    services[killed].child.kill().unwrap();
+    services[killed].child.wait().unwrap();
+    let killed_at = now_ms();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let alerts = store.alerts(0, 100).await.unwrap();
+    let about_lag = alerts.iter().filter(|a| a.summary.contains("lag above threshold")).count();
+    assert_eq!(about_lag, 1, "one alert for the pattern, from whichever instance: {alerts:?}");
+    assert_eq!(keys_for(&hook, "lag above threshold").len(), 1, "one notification");
+    let runs = store.job_runs(Some("error_rate_check"), 1000).await.unwrap();
+    let mut starts: Vec<i64> = runs.iter().map(|r| r.run.started_ms).filter(|t| *t >= started).collect();
+    starts.sort();
+    let seconds = (now_ms() - started) as f64 / 1000.0;
+    assert!(
+        (starts.len() as f64) <= seconds * 1.25 + 1.0,
+        "{} runs in {seconds:.1} s with a 1 s interval: run once per interval, not per instance",
+        starts.len()
+    );
+    assert!(starts.len() as f64 >= seconds * 0.5, "{} runs in {seconds:.1} s", starts.len());
+    let after: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.run.started_ms > killed_at + 1_000)
+        .map(|r| r.run.instance.as_str())
+        .collect();
+    assert!(after.len() >= 2 && !after.contains(&latest.as_str()), "the survivors go on: {after:?}");
+    let instances: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.run.instance.as_str()).collect();
+    assert!(instances.len() >= 2, "run records say which instance ran each: {instances:?}");
+    for s in services.drain(..) {
+        if s.child.id() != pid {
+            stop(s);
+        }
     }
 }
