@@ -35,8 +35,8 @@ pub(crate) const RECENT_CRITICAL_ON_SUBJECT: &str =
 /// Notified alerts since a time: all, and about one pattern (for the flood limits). Digests
 /// and tasks made by hand do not count.
 pub(crate) const NOTIFIED_SINCE: &str =
-    "SELECT count(*), coalesce(sum(CASE WHEN pattern_id = $2 THEN 1 ELSE 0 END), 0)
-    FROM alerts WHERE fired_ms > $1 AND NOT held AND rule_type NOT IN ('digest', 'manual')";
+    "SELECT count(*), coalesce(sum(CASE WHEN pattern_id = $1 THEN 1 ELSE 0 END), 0)
+    FROM alerts WHERE fired_ms > $2 AND NOT held AND rule_type NOT IN ('digest', 'manual')";
 
 /// The held alerts no digest has summed up yet, oldest first.
 pub(crate) const HELD_ALERTS: &str = "SELECT id, rule_type, summary, fired_ms, payload FROM alerts
@@ -180,4 +180,43 @@ impl ErrorRate {
 /// so both read it from the fingerprint index.
 pub(crate) fn prefix_range(prefix: &str) -> (String, String) {
     (prefix.to_owned(), format!("{prefix}g"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite numbers `$n` by first appearance: each statement must name `$1`, `$2`, … first in
+    /// that order, or SQLite binds the values to the wrong places (PostgreSQL would not notice).
+    #[test]
+    fn placeholders_first_appear_in_order() {
+        let statements = [
+            REGRESS_PATTERN,
+            INSERT_FEED,
+            LATEST_SUBJECT_OF_RULE,
+            RECENT_ON_SUBJECT,
+            RECENT_CRITICAL_ON_SUBJECT,
+            NOTIFIED_SINCE,
+            HELD_ALERTS,
+            CLAIM_FEED,
+            CLAIM_FEED_PG,
+            CLAIM_JOB,
+            FINISH_JOB,
+            PATTERN_MINUTES,
+        ];
+        let open_task = open_task_of_pattern_sql();
+        for sql in statements.into_iter().chain([open_task.as_str()]) {
+            let mut seen = Vec::new();
+            let bytes = sql.as_bytes();
+            for (i, _) in sql.match_indices('$') {
+                let digits: String =
+                    bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+                let n: usize = digits.parse().expect("a numbered placeholder");
+                if !seen.contains(&n) {
+                    assert_eq!(n, seen.len() + 1, "${n} appears before ${} in {sql}", seen.len() + 1);
+                    seen.push(n);
+                }
+            }
+        }
+    }
 }

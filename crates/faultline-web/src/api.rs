@@ -721,19 +721,94 @@ async fn create_task(
 /// Moves a task to another state.
 #[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", request_body = StatusChange,
     params(("id" = i64, Path, description = "task id")),
-    responses((status = 200, body = StatusChanged), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = TaskStatusChanged), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn set_task_status(
     State(app): App,
     headers: HeaderMap,
     Path(id): Path<i64>,
     Body(change): Body<StatusChange>,
-) -> Result<Json<StatusChanged>, ApiError> {
+) -> Result<Json<TaskStatusChanged>, ApiError> {
     app.auth.check(&headers, Scope::Write)?;
     let status: TaskStatus = parse_state(&change.status)?;
     if !app.store.set_task_status(id, status, now_ms()).await? {
         return Err(not_found("task"));
     }
-    Ok(Json(StatusChanged { id: id.to_string(), status: status.as_str().to_owned() }))
+    Ok(Json(TaskStatusChanged { id, status: status.as_str().to_owned() }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskStatusChanged {
+    /// The task's id, as `POST /api/tasks` gives it.
+    pub id: i64,
+    pub status: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// Alerts of the last this many hours, 1 to 720 (default 24).
+    pub hours: Option<u32>,
+    /// 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertView {
+    pub id: i64,
+    /// The rule it is named after (`digest` for a digest of held-back notifications).
+    pub rule: String,
+    /// `pattern:<id>`, `error_rate:<health>` or `digest`.
+    pub subject: String,
+    /// The pattern's id (fingerprint), for alerts about a pattern.
+    pub fingerprint: Option<String>,
+    pub fired: String,
+    pub priority: String,
+    pub summary: String,
+    pub reason: String,
+    pub task_id: Option<i64>,
+    /// Past the flood limits: recorded with its task, its notifications held back…
+    pub held: bool,
+    /// …and sent in this digest alert (`null` while waiting for it).
+    pub digest_id: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertView>,
+}
+
+/// Alerts fired, newest first: what each was about, why, its task, and whether the flood limits
+/// held its notifications back for a digest.
+#[utoipa::path(get, path = "/api/alerts", params(AlertsQuery), tag = "alerts",
+    responses((status = 200, body = AlertList), (status = 400, body = ErrorBody)))]
+async fn list_alerts(
+    State(app): App,
+    headers: HeaderMap,
+    Params(q): Params<AlertsQuery>,
+) -> Result<Json<AlertList>, ApiError> {
+    app.auth.check(&headers, Scope::Read)?;
+    let limit = check_range("limit", q.limit.unwrap_or(100), 1, 1000)?;
+    let hours = check_range("hours", q.hours.unwrap_or(24), 1, 720)?;
+    let alerts = app.store.alerts(now_ms() - i64::from(hours) * HOUR_MS, limit).await?;
+    Ok(Json(AlertList {
+        alerts: alerts
+            .into_iter()
+            .map(|a| AlertView {
+                id: a.id,
+                fingerprint: a.payload["pattern"]["fingerprint"].as_str().map(str::to_owned),
+                rule: a.rule_type,
+                subject: a.subject,
+                fired: rfc3339(a.fired_ms),
+                priority: a.priority,
+                summary: a.summary,
+                reason: a.reason,
+                task_id: a.task_id,
+                held: a.held,
+                digest_id: a.digest_id,
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1091,6 +1166,7 @@ pub fn routes() -> (axum::Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(set_pattern_status))
         .routes(routes!(list_tasks, create_task))
         .routes(routes!(get_task, set_task_status))
+        .routes(routes!(list_alerts))
         .routes(routes!(list_rules, create_rule))
         .routes(routes!(update_rule))
         .routes(routes!(job_runs))

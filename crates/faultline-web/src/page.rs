@@ -941,6 +941,36 @@ struct TasksPageView {
     status: String,
     states: Vec<&'static str>,
     tasks: Vec<TaskLine>,
+    alerts: Vec<AlertLine>,
+}
+
+/// One alert of the last 24 hours on the tasks page.
+struct AlertLine {
+    fired_ago: String,
+    rule: String,
+    summary: String,
+    reason: String,
+    task_id: Option<i64>,
+    /// "notified", "held for the digest" or "in digest #N".
+    delivery: String,
+}
+
+impl AlertLine {
+    fn new(a: &faultline_store::AlertRow, now: i64) -> AlertLine {
+        let delivery = match (a.held, a.digest_id) {
+            (false, _) => "notified".to_owned(),
+            (true, None) => "held for the digest (flood limits)".to_owned(),
+            (true, Some(d)) => format!("sent in digest alert #{d}"),
+        };
+        AlertLine {
+            fired_ago: ago(a.fired_ms, now),
+            rule: a.rule_type.clone(),
+            summary: a.summary.clone(),
+            reason: a.reason.clone(),
+            task_id: a.task_id,
+            delivery,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -972,11 +1002,16 @@ async fn tasks_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
         Err(e) => return failed(&app, viewer, e),
     };
     let now = now_ms();
+    let alerts = match app.store.alerts(now - faultline_core::DAY_MS, 50).await {
+        Ok(alerts) => alerts,
+        Err(e) => return failed(&app, viewer, e),
+    };
     let view = TasksPageView {
         chrome: chrome(&app, "tasks", viewer, "Tasks"),
         status,
         states: TaskStatus::ALL.iter().map(|s| s.as_str()).collect(),
         tasks: tasks.iter().map(|t| TaskLine::new(t, now, highlight)).collect(),
+        alerts: alerts.iter().map(|a| AlertLine::new(a, now)).collect(),
     };
     render(StatusCode::OK, &view, &view.chrome.viewer)
 }

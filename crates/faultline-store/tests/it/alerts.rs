@@ -410,6 +410,23 @@ async fn past_the_flood_limits_tasks_are_made_and_notifications_wait_for_one_dig
     assert_eq!(held, [Some(sent.alert_id), Some(sent.alert_id)]);
     let deliveries = store.deliveries(Some(sent.alert_id), 10).await.unwrap();
     assert_eq!(deliveries.len(), 2, "one digest per channel");
+
+    // The per-pattern limit: with one alert per pattern per hour, the first pattern's second
+    // alert is held (its task still updated); a pattern with none yet is not.
+    let per_pattern = Some(faultline_core::alert::FloodLimits { per_pattern_per_hour: 1, per_hour: 100 });
+    let pattern_of = |id: i64| alerts.iter().find(|a| a.id == id).unwrap().pattern_id.unwrap();
+    let again = AlertDraft {
+        flood: per_pattern,
+        cooldown_ms: 0,
+        ..draft(new_rule, pattern_of(fired[0].alert_id), T0 + 20 * MINUTE)
+    };
+    let held = store.fire_alert(&again).await.unwrap().unwrap();
+    assert!(held.held && held.task_id == fired[0].task_id, "{held:?}");
+    let out =
+        store.ingest(batch(vec![event("g", T0, Level::Error, "api", "mailer queue stalled")])).await.unwrap();
+    let fresh =
+        AlertDraft { flood: per_pattern, ..draft(new_rule, out.touched[0].pattern_id, T0 + 20 * MINUTE) };
+    assert!(!store.fire_alert(&fresh).await.unwrap().unwrap().held);
 }
 both!(past_the_flood_limits_tasks_are_made_and_notifications_wait_for_one_digest);
 

@@ -7,7 +7,7 @@ use faultline_store::Store;
 use faultline_web::{ApiToken, Auth, Scope};
 use serde_json::{Value, json};
 
-use crate::common::{HOSTILE, call, seed, start};
+use crate::common::{HOSTILE, call, error_rate_alert, seed, start};
 
 /// Checks `body` against the document's schema for this path, method and status.
 fn conforms(doc: &Value, path: &str, method: &str, status: u16, body: &Value) {
@@ -28,7 +28,7 @@ fn conforms(doc: &Value, path: &str, method: &str, status: u16, body: &Value) {
 
 async fn api_endpoints(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
     seed(&store).await;
-    let server = start(store, Auth::default(), dir).await;
+    let server = start(store.clone(), Auth::default(), dir).await;
     let u = |path: &str| format!("{}{path}", server.url);
     let (status, doc) = call("GET", &u("/api/openapi.json"), None, None).await;
     assert_eq!(status, 200);
@@ -172,6 +172,7 @@ async fn api_endpoints(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
     let (s, moved) =
         call("PATCH", &u(&format!("/api/tasks/{id}")), None, Some(json!({"status": "in_progress"}))).await;
     check("patch", "/api/tasks/{id}", s, &moved);
+    assert_eq!(moved["id"], created["id"], "the same id, a number as POST gives it");
     let (s, task) = call("GET", &u(&format!("/api/tasks/{id}")), None, None).await;
     check("get", "/api/tasks/{id}", s, &task);
     assert_eq!(task["task"]["status"], "in_progress");
@@ -180,6 +181,22 @@ async fn api_endpoints(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
     assert_eq!(s, 404);
     let (s, _) = call("POST", &u("/api/tasks"), None, Some(json!({"fingerprint": "nope"}))).await;
     assert_eq!(s, 404);
+
+    // Alerts, and whether the flood limits held their notifications back.
+    let now = crate::common::now_ms();
+    store.fire_alert(&error_rate_alert("degraded", 60, now - 2_000)).await.unwrap().unwrap();
+    store.fire_alert(&error_rate_alert("fail", 1, now - 1_000)).await.unwrap().unwrap();
+    let (s, alerts) = call("GET", &u("/api/alerts?hours=1"), None, None).await;
+    check("get", "/api/alerts", s, &alerts);
+    let listed: Vec<(&str, bool)> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["subject"].as_str().unwrap(), a["held"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(listed, [("error_rate:fail", true), ("error_rate:degraded", false)], "newest first");
+    let (s, _) = call("GET", &u("/api/alerts?hours=0"), None, None).await;
+    assert_eq!(s, 400);
 
     // Rules, runs, sources, manual crawl.
     let (s, rules) = call("GET", &u("/api/alerts/rules"), None, None).await;
@@ -276,6 +293,7 @@ async fn the_openapi_document_matches_the_routes_and_is_valid() {
     }
     documented.sort();
     let expected = [
+        "GET /api/alerts",
         "GET /api/alerts/rules",
         "GET /api/jobs/runs",
         "GET /api/logs/errors",

@@ -12,6 +12,33 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
+/// An error-rate alert recorded `now_ms`; its notification is held past `per_hour` alerts an
+/// hour. The hostile text shows that alerts are escaped where they are listed.
+pub fn error_rate_alert(health: &str, per_hour: u32, now_ms: i64) -> faultline_store::AlertDraft {
+    faultline_store::AlertDraft {
+        rule_id: None,
+        rule_ids: Vec::new(),
+        rule_type: "error_rate".into(),
+        subject: format!("error_rate:{health}"),
+        pattern_id: None,
+        priority: faultline_core::alert::Priority::High,
+        reason: format!("the error rate is {health} <b>now</b>"),
+        cooldown_ms: 0,
+        escalation: false,
+        state_change: false,
+        flood: Some(faultline_core::alert::FloodLimits { per_pattern_per_hour: 6, per_hour }),
+        task: false,
+        task_subject: None,
+        close_task: false,
+        reopen: false,
+        task_draft: None,
+        notifiers: vec!["webhook".into()],
+        extra: Value::Null,
+        public_url: None,
+        now_ms,
+    }
+}
+
 pub fn event(
     id: &str,
     ago_ms: i64,

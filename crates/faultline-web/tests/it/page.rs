@@ -53,6 +53,9 @@ async fn top_fingerprint(url: &str) -> String {
 
 async fn pages_render_escaped_with_security_headers(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
     seed(&store).await;
+    let now = crate::common::now_ms();
+    store.fire_alert(&crate::common::error_rate_alert("degraded", 60, now - 2_000)).await.unwrap();
+    store.fire_alert(&crate::common::error_rate_alert("fail", 1, now - 1_000)).await.unwrap();
     let server = start(store, Auth::default(), dir).await;
     let u = |path: &str| format!("{}{path}", server.url);
     let client = browser();
@@ -114,6 +117,11 @@ async fn pages_render_escaped_with_security_headers(store: Arc<dyn Store>, dir: 
     let (_, _, tasks) = get(&client, &u(&location)).await;
     assert!(tasks.contains("class=\"task highlight\""), "the new task is marked");
     assert!(tasks.contains("connection refused to &lt;IP&gt;"));
+    // Recent alerts, and which ones the flood limits held back for the digest.
+    let alerts = &tasks[tasks.find("id=\"alerts\"").expect("the alerts section")..];
+    assert_eq!(alerts.matches("held for the digest").count(), 1, "{alerts}");
+    assert_eq!(alerts.matches(">notified<").count(), 1, "{alerts}");
+    assert!(alerts.contains("the error rate is fail &lt;b&gt;now&lt;/b&gt;"), "escaped: {alerts}");
 
     for path in ["/sources", "/tasks?status=open", "/?range=7d", "/?range=all", "/logs?hours=abc"] {
         let (status, headers, _) = get(&client, &u(path)).await;
