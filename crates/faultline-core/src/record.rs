@@ -208,7 +208,8 @@ pub fn event_from_json(
     let event = LogEvent {
         timestamp_ms: parsed.timestamp_ms.unwrap_or(now),
         level: parsed.level.unwrap_or(Level::Error),
-        source: parsed.source.map(Cow::into_owned).unwrap_or_default(),
+        // A record naming no logger is known by where it came from (`http:<token name>`).
+        source: parsed.source.filter(|s| !s.trim().is_empty()).map_or_else(|| source_id.to_owned(), Cow::into_owned),
         message,
         traceback,
         request_path: parsed.request_path.map(Cow::into_owned),
@@ -337,7 +338,7 @@ pub fn event_from_python_record(
     let event = LogEvent {
         timestamp_ms,
         level,
-        source: get("name").filter(present).unwrap_or_default().to_owned(),
+        source: get("name").filter(present).unwrap_or(source_id).to_owned(),
         message,
         traceback,
         request_path: None,
@@ -578,6 +579,16 @@ mod tests {
 
     fn read(v: Value) -> Result<LogEvent, String> {
         event_from_json(v, "http:test", NOW).map(|(e, _)| e).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn regression_18_a_record_without_a_logger_is_known_by_its_source() {
+        for record in [json!({"message": "boom"}), json!({"message": "boom", "logger": " "})] {
+            assert_eq!(read(record).expect("valid").source, "http:test");
+        }
+        let fields = [("msg".to_owned(), "boom".to_owned()), ("levelname".to_owned(), "ERROR".to_owned())];
+        let (event, _) = event_from_python_record(&fields, "http:test:python", NOW).expect("valid");
+        assert_eq!(event.source, "http:test:python");
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub trait Store: Send + Sync {
     async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>>;
     /// Patterns first seen at or after `since_ms`, newest first.
     async fn new_patterns(&self, since_ms: i64, limit: u32) -> Result<Vec<PatternRow>>;
-    /// Patterns whose count in `[now - window, now)` grew against the window before it.
+    /// Patterns whose count in `[now - window, now)` grew against the window before it; a pattern
+    /// first seen inside the window is new, not trending, and is left out.
     async fn trending_patterns(&self, now_ms: i64, window_ms: i64, limit: u32) -> Result<Vec<Trend>>;
     /// A page of patterns, filtered and ordered.
     async fn list_patterns(&self, query: &PatternQuery) -> Result<PatternPage>;

@@ -639,7 +639,7 @@ impl Store for PgStore {
                        sum(CASE WHEN minute_ms < $2 THEN count ELSE 0 END)::bigint AS previous
                 FROM minute_counts WHERE minute_ms >= $1 AND minute_ms < $3 GROUP BY pattern_id
              ) t JOIN patterns p ON p.id = t.pattern_id
-             WHERE t.recent > t.previous ORDER BY t.recent - t.previous DESC, p.id LIMIT $4"
+             WHERE t.recent > t.previous AND p.first_seen_ms < $2 ORDER BY t.recent - t.previous DESC, p.id LIMIT $4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms - 2 * window_ms)

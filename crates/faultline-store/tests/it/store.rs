@@ -255,6 +255,11 @@ async fn new_and_trending_patterns(store: Arc<dyn Store>) {
         ("connection refused to <IP>", 3)
     );
     assert!(store.busiest_patterns(now, now + 60_000, 10).await.unwrap().is_empty());
+    // A pattern first seen in the window is new, not trending.
+    let newcomer = event("late", now - 30_000, Level::Error, "api", "license server unreachable");
+    store.ingest(batch(vec![newcomer])).await.unwrap();
+    let trend = store.trending_patterns(now, 60_000, 10).await.unwrap();
+    assert_eq!(trend.len(), 1, "{trend:?}");
 }
 both!(new_and_trending_patterns);
 
