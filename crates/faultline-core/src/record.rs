@@ -209,7 +209,10 @@ pub fn event_from_json(
         timestamp_ms: parsed.timestamp_ms.unwrap_or(now),
         level: parsed.level.unwrap_or(Level::Error),
         // A record naming no logger is known by where it came from (`http:<token name>`).
-        source: parsed.source.filter(|s| !s.trim().is_empty()).map_or_else(|| source_id.to_owned(), Cow::into_owned),
+        source: parsed
+            .source
+            .filter(|s| !s.trim().is_empty())
+            .map_or_else(|| source_id.to_owned(), Cow::into_owned),
         message,
         traceback,
         request_path: parsed.request_path.map(Cow::into_owned),

@@ -389,9 +389,34 @@ async fn start_journald(
     tasks.spawn(journal::run(journal_config, cursor, tx, status_tx, shutdown));
     let status_pipeline = pipeline.clone();
     tasks.spawn(async move {
+        // Each change of journalctl's state is a run record (`source_status`), so a failing
+        // journal shows in `/api/sources` and on the Sources page, not only in the log.
+        let mut failing = false;
         while status_rx.changed().await.is_ok() {
-            if let JournalStatus::Failed(e) = status_rx.borrow().clone() {
-                status_pipeline.failed(SourceKind::Journald, e);
+            let status = status_rx.borrow().clone();
+            let (outcome, detail) = match status {
+                JournalStatus::Failed(e) => {
+                    status_pipeline.failed(SourceKind::Journald, e.clone());
+                    failing = true;
+                    ("failed", serde_json::json!({ "target": journal::SOURCE_ID, "error": e }))
+                }
+                JournalStatus::Running if failing => {
+                    failing = false;
+                    ("ok", serde_json::json!({ "target": journal::SOURCE_ID }))
+                }
+                JournalStatus::Running => continue,
+            };
+            let now = now_ms();
+            let run = faultline_store::JobRun {
+                job: "source_status".to_owned(),
+                instance: crate::instance::instance_id().to_owned(),
+                started_ms: now,
+                finished_ms: now,
+                outcome: outcome.to_owned(),
+                detail,
+            };
+            if let Err(e) = status_pipeline.store().record_job_run(&run).await {
+                tracing::warn!("cannot record the journal's state: {e}");
             }
         }
     });

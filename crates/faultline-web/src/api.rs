@@ -1033,13 +1033,14 @@ async fn job_runs(
 pub struct SourceView {
     /// `file:…`, `journald`, `railway:<environment>`…
     pub source_id: String,
-    /// Where reading resumes (a file offset, a journal cursor, a Railway timestamp).
-    pub cursor: String,
+    /// Where reading resumes (a file offset, a journal cursor, a Railway timestamp); `null`
+    /// for a source that has stored nothing yet (a failing one).
+    pub cursor: Option<String>,
     /// When the cursor last moved.
-    pub updated: String,
+    pub updated: Option<String>,
     /// Seconds since then.
-    pub lag_seconds: i64,
-    /// The last crawl's error for a Railway source, if its last run failed.
+    pub lag_seconds: Option<i64>,
+    /// Why the source's last run failed (a Railway crawl, journalctl), if it did.
     pub last_error: Option<String>,
 }
 
@@ -1062,24 +1063,38 @@ async fn sources(
 /// Each source with its cursor, lag and last crawl error (the API and the Sources page).
 pub(crate) async fn source_views(app: &AppState, now: i64) -> Result<Vec<SourceView>, ApiError> {
     let cursors = app.store.cursors("").await?;
-    let crawls = app.store.job_runs(Some("railway_crawl"), 200).await?;
-    let last_error = |source_id: &str| {
-        crawls
-            .iter()
-            .find(|r| r.run.detail["target"] == source_id)
-            .and_then(|r| r.run.detail["error"].as_str().map(str::to_owned))
-    };
-    Ok(cursors
+    // The latest run of each source that reports its runs (Railway crawls, journalctl's state).
+    let mut latest: std::collections::BTreeMap<String, Option<String>> = std::collections::BTreeMap::new();
+    for job in ["railway_crawl", "source_status"] {
+        for r in app.store.job_runs(Some(job), 200).await? {
+            if let Some(target) = r.run.detail["target"].as_str() {
+                let error = r.run.detail["error"].as_str().map(str::to_owned);
+                latest.entry(target.to_owned()).or_insert(error);
+            }
+        }
+    }
+    let mut views: Vec<SourceView> = cursors
         .into_iter()
         .filter(|c| !c.source_id.starts_with("faultline:"))
         .map(|SavedCursor { source_id, cursor, saved_ms: updated_ms }| SourceView {
-            last_error: last_error(&source_id),
+            last_error: latest.remove(&source_id).flatten(),
             source_id,
-            cursor,
-            updated: rfc3339(updated_ms),
-            lag_seconds: (now - updated_ms).max(0) / 1000,
+            cursor: Some(cursor),
+            updated: Some(rfc3339(updated_ms)),
+            lag_seconds: Some((now - updated_ms).max(0) / 1000),
         })
-        .collect())
+        .collect();
+    // A source that failed before storing anything has no cursor, but it is listed.
+    views.extend(latest.into_iter().filter_map(|(source_id, error)| {
+        error.map(|e| SourceView {
+            source_id,
+            cursor: None,
+            updated: None,
+            lag_seconds: None,
+            last_error: Some(e),
+        })
+    }));
+    Ok(views)
 }
 
 /// Runs a crawl of every Railway target now (`faultline serve` only).

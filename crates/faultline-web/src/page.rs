@@ -1088,10 +1088,10 @@ async fn sources_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response
         sources: sources
             .into_iter()
             .map(|s| SourceLine {
-                lag: ago(now - s.lag_seconds * 1000, now),
+                lag: s.lag_seconds.map_or_else(|| "never stored".to_owned(), |l| ago(now - l * 1000, now)),
                 source_id: s.source_id,
-                cursor: clip(&s.cursor, 120),
-                updated: s.updated,
+                cursor: s.cursor.map_or_else(String::new, |c| clip(&c, 120)),
+                updated: s.updated.unwrap_or_default(),
                 last_error: s.last_error.map(|e| clip(&e, 500)),
             })
             .collect(),

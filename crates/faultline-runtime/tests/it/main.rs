@@ -1,4 +1,5 @@
 //! The runtime's tests: the whole application booted in-process (`TestApp`), on SQLite.
 
 mod conformance;
+mod sources;
 mod test_app;
