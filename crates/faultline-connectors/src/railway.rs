@@ -178,13 +178,28 @@ where
         };
         crawled.requests += 1;
         let full = logs.len() >= limit as usize;
+        let mut page_ts: Vec<i64> = logs.iter().map(|l| l.ts_ns).collect();
         for log in logs {
             if log.ts_ns >= w.since_ns && log.ts_ns <= w.until_ns && seen.insert(log.key()) {
                 crawled.logs.push(log);
             }
         }
         if full {
-            if w.until_ns > w.since_ns {
+            let tie = tied_nanosecond(&mut page_ts).filter(|_| limit < max_limit);
+            if let Some(t) = tie.filter(|_| w.until_ns > w.since_ns) {
+                // Most of the page shares one nanosecond (inside the window or just outside it,
+                // where a server counting the bounds in sends it too): read it alone and the
+                // time on either side of it at the maximum limit, whose pages hold the tie and
+                // what is beside it, rather than halving the window down to it (dozens of
+                // requests, every crawl).
+                let pieces = [(t.saturating_add(1), w.until_ns), (t, t), (w.since_ns, t.saturating_sub(1))];
+                for (since, until) in pieces {
+                    let (since, until) = (since.max(w.since_ns), until.min(w.until_ns));
+                    if since <= until {
+                        stack.push((Window { since_ns: since, until_ns: until }, max_limit));
+                    }
+                }
+            } else if w.until_ns > w.since_ns {
                 let mid = w.since_ns + (w.until_ns - w.since_ns) / 2;
                 stack.push((Window { since_ns: mid + 1, until_ns: w.until_ns }, limit));
                 stack.push((Window { since_ns: w.since_ns, until_ns: mid }, limit));
@@ -197,6 +212,18 @@ where
     }
     crawled.logs.sort_by(|a, b| (a.ts_ns, &a.timestamp).cmp(&(b.ts_ns, &b.timestamp)));
     Ok(crawled)
+}
+
+/// The nanosecond more than half of a full page's lines share, if one does.
+fn tied_nanosecond(page_ts: &mut [i64]) -> Option<i64> {
+    page_ts.sort_unstable();
+    let mut best = (0, 0);
+    for run in page_ts.chunk_by(|a, b| a == b) {
+        if run.len() > best.1 {
+            best = (run[0], run.len());
+        }
+    }
+    (best.1 * 2 > page_ts.len()).then_some(best.0)
 }
 
 /// The window the next crawl reads: from `overlap` before the cursor (Railway may add a line
@@ -220,16 +247,29 @@ pub fn parse_cursor(cursor: &str) -> Option<i64> {
     cursor.strip_prefix("railway:v1:")?.parse().ok()
 }
 
-/// Requests allowed per rolling hour (Railway's plans: 100, 1,000, 10,000).
+/// Requests allowed per rolling hour (Railway's plans: 100, 1,000, 10,000) and per second
+/// (Hobby 10, Pro 50).
 #[derive(Debug, Clone)]
 pub struct Budget {
     pub per_hour: u32,
+    pub per_second: u32,
     sent: VecDeque<i64>,
+    /// The earliest time the next request may start.
+    next_ms: i64,
 }
 
 impl Budget {
-    pub fn new(per_hour: u32) -> Budget {
-        Budget { per_hour: per_hour.max(1), sent: VecDeque::new() }
+    pub fn new(per_hour: u32, per_second: u32) -> Budget {
+        Budget { per_hour: per_hour.max(1), per_second: per_second.max(1), sent: VecDeque::new(), next_ms: 0 }
+    }
+
+    /// How long to wait before the next request so that requests start `1 / per_second` apart
+    /// (never more than `per_second` in any second); the slot is taken.
+    pub fn pace(&mut self, now_ms: i64) -> Duration {
+        let spacing = (1000 + i64::from(self.per_second) - 1) / i64::from(self.per_second);
+        let at = self.next_ms.max(now_ms);
+        self.next_ms = at + spacing;
+        Duration::from_millis((at - now_ms) as u64)
     }
 
     /// Counts a request at `now_ms`, or says how long until one is allowed.

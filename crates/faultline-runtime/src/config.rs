@@ -46,6 +46,9 @@ pub struct RailwayConfig {
     pub page_size: u32,
     /// Requests per hour the crawler never exceeds (Railway plans: 100, 1000, 10000).
     pub requests_per_hour: u32,
+    /// Requests per second the crawler never exceeds (Railway plans: Hobby 10, Pro 50): they
+    /// are spaced evenly, `1 / requests_per_second` apart.
+    pub requests_per_second: u32,
     /// How far back the first crawl of a target reads.
     #[serde(with = "humantime_serde")]
     pub backfill: Duration,
@@ -81,6 +84,7 @@ impl Default for RailwayConfig {
             poll_interval: Duration::from_secs(300),
             page_size: 1000,
             requests_per_hour: 1000,
+            requests_per_second: 10,
             backfill: Duration::from_secs(3600),
             overlap: Duration::from_secs(120),
             timeout: Duration::from_secs(30),

@@ -125,7 +125,10 @@ impl Crawler {
         Some(Crawler {
             client: Client::with_clock(config.railway.api_url.clone(), token, http, clock),
             settings: config.railway.clone(),
-            budget: Mutex::new(Budget::new(config.railway.requests_per_hour)),
+            budget: Mutex::new(Budget::new(
+                config.railway.requests_per_hour,
+                config.railway.requests_per_second,
+            )),
             services: Mutex::default(),
             stopped: Mutex::default(),
         })
@@ -324,6 +327,10 @@ impl Crawler {
                 }
                 counters.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
                 self.client.clock().sleep(wait).await;
+            }
+            let pace = self.budget.lock().unwrap_or_else(|e| e.into_inner()).pace(self.now_ms());
+            if !pace.is_zero() {
+                self.client.clock().sleep(pace).await;
             }
             self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(self.now_ms())?;
             let result = self.client.environment_logs(environment_id, filter, window, limit).await;
