@@ -808,6 +808,34 @@ environment_id = "env-1"
     }
 
     #[test]
+    fn alerting_across_instances_is_read_with_its_defaults() {
+        let d = load_toml("").expect("defaults");
+        assert_eq!(
+            (
+                &d.public_url,
+                d.alerts.digest_after,
+                d.alerts.sustained_max_gap_minutes,
+                d.railway.requests_per_second
+            ),
+            (&None, Duration::from_secs(600), 1, 10)
+        );
+        let c = load_toml(
+            "[server]\npublic_url = \"https://faultline.example.com/ops/\"\n[alerts]\ndigest_after = \"2m\"\n\
+             sustained_max_gap_minutes = 3\n[railway]\nrequests_per_second = 50\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.public_url.as_deref(), c.alerts.digest_after, c.alerts.sustained_max_gap_minutes),
+            (Some("https://faultline.example.com/ops"), Duration::from_secs(120), 3)
+        );
+        assert_eq!(c.railway.requests_per_second, 50);
+        for bad in ["faultline.example.com", "ftp://x.example.com", "https://x.example.com/?a=1"] {
+            let err = load_toml(&format!("[server]\npublic_url = \"{bad}\"\n")).expect_err(bad);
+            assert!(format!("{err:#}").contains("invalid server.public_url"), "{err:#}");
+        }
+    }
+
+    #[test]
     fn defaults_need_no_file() {
         let c = Config::load(None, Env::prefixed("FAULTLINE_TEST_NONE_")).expect("defaults");
         assert_eq!(
