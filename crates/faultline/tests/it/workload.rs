@@ -14,7 +14,10 @@
 //! The oracle checks that every distinct error is stored exactly once (or, where the client
 //! could not know, at most as often as it was sent), that every stored occurrence is counted
 //! (`occurrence_count`, minute counts), that no valid request got a 5xx other than a 503 with
-//! `Retry-After`, and that the Python client's counts add up.
+//! `Retry-After`, that the Python client's counts add up, and that alerting saw it all: every
+//! committed batch evaluated (the cron runs' too), one task per pattern although the flood
+//! limits (set low) held notifications back, no second alert on a pattern within its cooldown
+//! but one escalation to critical.
 //!
 //! `cargo test` runs a short budget with a fixed seed. The long run, and any seed a failure
 //! printed:
@@ -170,6 +173,8 @@ retention = "1h"
 
 [alerts]
 evaluate_interval = "1s"
+# Low, so that the flood limits hold notifications back (never tasks) within a short run.
+max_per_hour = 5
 
 [notify]
 timeout = "2s"
@@ -678,12 +683,61 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
 
     async fn finish(mut self) -> Oracle {
         self.finish_cron();
-        // Let the tailer take the last traceback, then stop cleanly.
+        // Let the tailer take the last traceback and the evaluator every batch (rows claimed by
+        // a killed process come back after 30 s), then stop cleanly.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        let feed_left = {
+            let conn = rusqlite::Connection::open(&self.db).expect("open");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let left: i64 =
+                    conn.query_row("SELECT count(*) FROM alert_feed", [], |r| r.get(0)).expect("feed");
+                if left == 0 || Instant::now() > deadline {
+                    break left;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
         let service = self.service.take().expect("running");
         stop(service);
         let conn = rusqlite::Connection::open(&self.db).expect("open");
         let mut problems = Vec::new();
+        // Alerting: every committed batch evaluated, whichever process wrote it and whatever
+        // was killed; one task per pattern however many alerts the flood limits held back; no
+        // second alert on a pattern within the cooldown but one escalation to critical.
+        if feed_left > 0 {
+            problems.push(format!("{feed_left} alert-feed rows never evaluated"));
+        }
+        let without_one_task: Vec<(String, i64)> = conn
+            .prepare(
+                "SELECT p.normalized_message, (SELECT count(*) FROM tasks t WHERE t.pattern_id = p.id) AS n
+                 FROM patterns p WHERE n <> 1",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .expect("tasks per pattern");
+        for (template, n) in without_one_task.iter().take(10) {
+            let template: String = template.chars().take(80).collect();
+            problems.push(format!("pattern {template:?} has {n} tasks, not one"));
+        }
+        let repeated: Vec<String> = conn
+            .prepare(
+                "SELECT a.subject || ' ' || a.rule_type || ' then ' || b.rule_type FROM alerts a
+                 JOIN alerts b ON b.subject = a.subject AND b.id > a.id AND b.fired_ms < a.fired_ms + 30 * 60000
+                 WHERE a.subject LIKE 'pattern:%' AND NOT (b.rule_type = 'critical' AND b.reason LIKE 'escalated%')",
+            )
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("repeated alerts");
+        for r in repeated.iter().take(10) {
+            problems.push(format!("two alerts within the cooldown: {r}"));
+        }
+        let (patterns, alerts, held): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM patterns), count(*), coalesce(sum(held), 0) FROM alerts",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("alert counts");
+        println!("alerting: {patterns} patterns, {alerts} alerts ({held} held back by the flood limits)");
         let mut stored: BTreeMap<String, u64> = BTreeMap::new();
         let prefix = format!("wl{}-", self.seed);
         {
