@@ -1012,6 +1012,19 @@ impl Store for SqliteStore {
         until_ms: i64,
         limit: u32,
     ) -> Result<Vec<FeedItem>> {
+        // Most evaluations find nothing new: look with the reader before taking the writer.
+        let waiting = self
+            .read(move |c| {
+                let row = c
+                    .prepare_cached("SELECT 1 FROM alert_feed WHERE claimed_until_ms <= ?1 LIMIT 1")?
+                    .query_row([now_ms], |_| Ok(()))
+                    .optional()?;
+                Ok(row.is_some())
+            })
+            .await?;
+        if !waiting {
+            return Ok(Vec::new());
+        }
         let holder = holder.to_owned();
         self.write(move |tx| sqlite_alerts::claim_feed(tx, &holder, now_ms, until_ms, limit)).await
     }
