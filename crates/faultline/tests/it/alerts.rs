@@ -346,3 +346,53 @@ async fn instances_on_one_database_alert_once_and_share_the_jobs() {
         }
     }
 }
+
+async fn a_flood_makes_every_task_and_one_digest(dir: &Path, database: &str) {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let hook = FakeHttp::start(Reply::new(200, "")).await;
+    let config = write_config(dir, database, &hook.url("/hook"));
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[alerts]\n", "[alerts]\nmax_per_hour = 2\ndigest_after = \"2s\"\n");
+    std::fs::write(&config, text).unwrap();
+    let service = start_with(dir, &config, &[("TEST_SLACK_URL", "http://127.0.0.1:9/unused")]);
+    let areas = ["billing", "search", "uploads", "mailer", "sessions"];
+    let body: String = areas
+        .iter()
+        .enumerate()
+        .map(|(i, area)| {
+            format!("{{\"level\":\"error\",\"message\":\"{area} backend refused the call\",\"source\":\"{area}\",\"id\":\"d{i}\"}}\n")
+        })
+        .collect();
+    post(&service, body).await;
+    // Two alerts are notified; the other three wait for the digest, which names them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let digest = loop {
+        let got = hook.received().into_iter().map(|r| r.json()).find(|p| p["rule"] == "digest");
+        if let Some(d) = got {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no digest:\n{}", service.log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(digest["held_count"], 3, "{digest}");
+    let listed = digest["held"].as_array().unwrap().len();
+    assert_eq!(listed, 3);
+    let notified: Vec<serde_json::Value> =
+        hook.received().into_iter().map(|r| r.json()).filter(|p| p["rule"] == "new_fingerprint").collect();
+    assert_eq!(notified.len(), 2, "past the limit, notifications wait for the digest");
+    stop(service);
+    let store = faultline_store::open(database).await.unwrap();
+    assert_eq!(store.tasks(None, 10).await.unwrap().len(), 5, "every new pattern has its task");
+    let held = store.alerts(0, 100).await.unwrap().into_iter().filter(|a| a.held).count();
+    assert_eq!(held, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_18_a_flood_makes_every_task_and_one_digest() {
+    let db_dir = tempfile::tempdir().expect("tempdir");
+    for database in databases(db_dir.path()).await {
+        let work = tempfile::tempdir().expect("tempdir");
+        a_flood_makes_every_task_and_one_digest(work.path(), &database).await;
+    }
+}
