@@ -119,7 +119,7 @@ pub(crate) async fn ingest_python(
     store(&app, &source_id, events, rejected, now).await
 }
 
-fn read_body(app: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn read_body(app: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
             "request body larger than {} bytes (after gzip is undone): send smaller batches",
@@ -147,10 +147,23 @@ fn request_key(now: TimestampMs) -> String {
 async fn store(
     app: &AppState,
     source_id: &str,
-    mut received: Vec<(LogEvent, Stamp)>,
+    received: Vec<(LogEvent, Stamp)>,
     rejected: Vec<Rejected>,
     now: TimestampMs,
 ) -> Result<Response, ApiError> {
+    let (status, response) = commit(app, source_id, received, rejected, now).await?;
+    Ok((status, Json(response)).into_response())
+}
+
+/// Cuts, checks the times of and stores the accepted records of one request; the answer's
+/// status is 400 when every record was rejected.
+pub(crate) async fn commit(
+    app: &AppState,
+    source_id: &str,
+    mut received: Vec<(LogEvent, Stamp)>,
+    rejected: Vec<Rejected>,
+    now: TimestampMs,
+) -> Result<(StatusCode, IngestResponse), ApiError> {
     key_occurrences(&mut received, &request_key(now));
     let mut cut = 0;
     let events: Vec<LogEvent> = received
@@ -174,7 +187,7 @@ async fn store(
         cut,
         rejected,
     };
-    Ok((status, Json(response)).into_response())
+    Ok((status, response))
 }
 
 fn source_id(caller: &Caller) -> String {
@@ -210,7 +223,7 @@ fn split_records(body: &[u8]) -> Result<Vec<Result<Value, String>>, ApiError> {
         .collect())
 }
 
-fn check_quota(app: &AppState, caller: &Caller, records: usize) -> Result<(), ApiError> {
+pub(crate) fn check_quota(app: &AppState, caller: &Caller, records: usize) -> Result<(), ApiError> {
     let Some(limiter) = &app.quota else { return Ok(()) };
     let Some(n) = NonZeroU32::new(u32::try_from(records).unwrap_or(u32::MAX)) else { return Ok(()) };
     let key = caller.token.clone().unwrap_or_default();

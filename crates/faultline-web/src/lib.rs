@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 mod ingest;
 pub mod page;
+mod sentry;
 mod server;
 pub mod session;
 
@@ -114,6 +115,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/ingest", post(ingest::ingest))
         .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))
+        .route("/api/{project}/envelope/", post(sentry::envelope))
+        .route("/api/{project}/store/", post(sentry::store))
         .layer(axum::middleware::from_fn(refuse_nul_in_path))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestDecompressionLayer::new())

@@ -289,3 +289,52 @@ async fn regression_16_identical_records_are_all_counted_and_a_retry_is_not() {
     assert_eq!((first["stored"].as_u64(), again["duplicates"].as_u64()), (Some(3), Some(3)), "{again}");
     assert_eq!(count(server.store.clone(), "quota exceeded").await, 3);
 }
+
+#[tokio::test]
+async fn sentry_envelopes_need_an_ingest_key_store_events_once_and_count_the_rest() {
+    let server = sqlite_server(tokens(), Settings::default()).await;
+    let event = json!({"event_id": "9ec79c33ec9942ab8353589fcb2e04dc", "level": "error", "timestamp": 1764410400.5,
+        "exception": {"values": [{"type": "RuntimeError", "value": "ledger <b>closed</b>"}]}});
+    let envelope = |dsn_key: &str| {
+        format!(
+            "{{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\",\"dsn\":\"http://{dsn_key}@x/42\"}}\n{{\"type\":\"event\"}}\n{event}\n\
+             {{\"type\":\"session\"}}\n{{\"sid\":\"a\"}}\n{{\"type\":\"event\"}}\n{{\"no\":\"event\"}}\n"
+        )
+    };
+    let url = format!("{}/api/42/envelope/", server.url);
+    let (status, body) = post(&url, None, "application/x-sentry-envelope", envelope("wrong")).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid token")));
+    let (status, body) = post(&url, None, "application/x-sentry-envelope", envelope("s3cret-read")).await;
+    assert_eq!(status, 403, "a read token is not an ingest key: {body}");
+    let (status, body) = post(&url, None, "application/x-sentry-envelope", envelope("s3cret-ingest")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["id"].as_str(), body["stored"].as_u64()),
+        (Some("9ec79c33ec9942ab8353589fcb2e04dc"), Some(1))
+    );
+    assert_eq!(body["not_stored"], json!({"session": 1}));
+    assert_eq!(body["rejected"][0]["index"], 2, "the bad item, by index; the others kept");
+    // The SDK sends again (a lost answer): stored once.
+    let (_, again) = post(&url, None, "application/x-sentry-envelope", envelope("s3cret-ingest")).await;
+    assert_eq!((again["stored"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(1)));
+    let entries = stored(&server.store, "ledger").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        (entries[0].source.as_str(), entries[0].message.as_str()),
+        ("sentry:42", "RuntimeError: ledger <b>closed</b>")
+    );
+    // The older store endpoint, with the key in X-Sentry-Auth; a garbled envelope is a 400.
+    let other = json!({"event_id": "1ec79c33ec9942ab8353589fcb2e04dc", "message": "ledger reopened late", "timestamp": 1764410401});
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/42/store/", server.url))
+        .header("x-sentry-auth", "Sentry sentry_version=7, sentry_key=s3cret-ingest")
+        .body(other.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body) =
+        post(&url, Some("s3cret-ingest"), "application/x-sentry-envelope", "garbage\n").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("malformed envelope"), "{body}");
+}

@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod railway;
 mod repo;
+mod sentry;
 mod serve;
 mod workload;
 

@@ -135,7 +135,7 @@ async fn wait_for_total(
     }
 }
 
-fn python(script: &str, args: &[&str]) -> String {
+pub(crate) fn python(script: &str, args: &[&str]) -> String {
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)

@@ -1,0 +1,86 @@
+//! A real Sentry SDK (Python's `sentry-sdk`) pointed at `faultline serve` with a DSN: its
+//! exceptions and messages are stored, grouped and searchable like every error.
+
+use std::time::Duration;
+
+use crate::databases;
+use crate::serve::{TOKEN, base_config, python, start_with, stop};
+
+const SDK: &str = r#"
+import sys, sentry_sdk
+sentry_sdk.init(dsn=sys.argv[1], release="shop@1.4.2", environment="production",
+                default_integrations=False, server_name="web-1")
+sentry_sdk.set_tag("region", "eu")
+def checkout(cart):
+    return cart["total"] / cart["items"]
+try:
+    checkout({"total": 10, "items": 0})
+except ZeroDivisionError:
+    sentry_sdk.capture_exception()
+with sentry_sdk.new_scope() as scope:
+    scope.fingerprint = ["payment-timeouts"]
+    sentry_sdk.capture_message("payment provider timed out after 30s", level="error")
+    sentry_sdk.capture_message("payment provider timed out after 45s", level="error")
+sentry_sdk.capture_message("cache warmed", level="info")
+sentry_sdk.flush(10)
+print("sent")
+"#;
+
+async fn sentry_sdk_events(dir: &std::path::Path, database: &str) {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let config = dir.join("faultline.toml");
+    std::fs::write(&config, base_config(dir, database)).unwrap();
+    let service = start_with(dir, &config, &[]);
+    let host = service.url.trim_start_matches("http://");
+    let dsn = format!("http://{TOKEN}@{host}/42");
+    assert_eq!(python(SDK, &[&dsn]).trim(), "sent");
+    let store = faultline_store::open(database).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let entries = loop {
+        let q = faultline_store::SearchQuery { limit: 50, ..Default::default() };
+        let page = store.search(&q).await.unwrap();
+        if page.entries.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break page.entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut messages: Vec<&str> = entries.iter().map(|e| e.message.as_str()).collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "ZeroDivisionError: division by zero",
+            "payment provider timed out after 30s",
+            "payment provider timed out after 45s"
+        ],
+        "the info message is below the minimum level"
+    );
+    let crash = entries.iter().find(|e| e.message.starts_with("ZeroDivisionError")).unwrap();
+    assert_eq!(crash.source, "sentry:42");
+    let trace = crash.traceback.as_deref().unwrap_or("");
+    assert!(
+        trace.contains(", in checkout\n") && trace.ends_with("ZeroDivisionError: division by zero\n"),
+        "{trace}"
+    );
+    let meta = &crash.metadata;
+    assert_eq!(
+        (meta["release"].as_str(), meta["environment"].as_str()),
+        (Some("shop@1.4.2"), Some("production"))
+    );
+    assert_eq!(meta["tags"]["region"], "eu");
+    // The custom fingerprint groups both timeouts in one pattern of the client tier.
+    let patterns = store.top_patterns(10, None).await.unwrap();
+    let timeouts: Vec<_> = patterns.iter().filter(|p| p.normalized_message.contains("timed out")).collect();
+    assert_eq!(timeouts.len(), 1, "{patterns:?}");
+    assert_eq!(timeouts[0].occurrence_count, 2);
+    stop(service);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sentry_sdk_needs_only_a_dsn() {
+    let db_dir = tempfile::tempdir().expect("tempdir");
+    for database in databases(db_dir.path()).await {
+        let work = tempfile::tempdir().expect("tempdir");
+        sentry_sdk_events(work.path(), &database).await;
+    }
+}
