@@ -281,6 +281,9 @@ impl Evaluator {
             match self.store.fire_alert(&draft).await? {
                 Some(f) => {
                     fired += 1;
+                    let notification = if f.held { "held" } else { "notified" };
+                    metrics::counter!("faultline_alerts_total", "rule" => d.rule_type, "notification" => notification)
+                        .increment(1);
                     tracing::info!(
                         alert = f.alert_id,
                         rule = d.rule_type,

@@ -53,6 +53,8 @@ impl Application {
         store: Arc<dyn Store>,
         listen: SocketAddr,
     ) -> anyhow::Result<Application> {
+        // Before any source or rule records a metric, so that /metrics shows them all.
+        faultline_web::metrics::prometheus();
         let auth = Auth::new(
             config
                 .tokens
@@ -122,6 +124,7 @@ impl Application {
             quota_per_minute: config.ingest_quota_per_minute,
             max_line_bytes: config.max_line_bytes,
             max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+            metrics_public: config.metrics_public,
             ..Settings::default()
         };
         let mut state = AppState::new(pipeline.clone(), auth, settings);

@@ -256,6 +256,9 @@ pub struct ServerConfig {
     /// The address people reach faultline's pages at (`https://faultline.example.com`), for
     /// links in notifications and tasks; without it they carry none.
     pub public_url: Option<String>,
+    /// `GET /metrics` without a token even when tokens are configured (for a scraper on a
+    /// private network); by default it needs the read scope then.
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -268,6 +271,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             max_connections: 512,
             public_url: None,
+            metrics_public: false,
         }
     }
 }
@@ -440,6 +444,7 @@ pub struct Config {
     pub max_connections: usize,
     /// `server.public_url` without a trailing slash.
     pub public_url: Option<String>,
+    pub metrics_public: bool,
     pub tokens: Vec<Token>,
     pub files: FilesConfig,
     pub files_start_at_end: bool,
@@ -580,6 +585,7 @@ impl Config {
             header_timeout: raw.server.header_timeout.max(Duration::from_millis(100)),
             max_connections: raw.server.max_connections.max(1),
             public_url: public_url(raw.server.public_url.as_deref())?,
+            metrics_public: raw.server.metrics_public,
             tokens: read_tokens(&raw.server.tokens, env)?,
             files_start_at_end: start_at_end("files.start_at", &raw.files.start_at)?,
             files: raw.files,

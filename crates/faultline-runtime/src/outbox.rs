@@ -92,7 +92,16 @@ async fn attempt(notifiers: &[Notifier], job: &DeliveryJob, max_attempts: u32) -
         reference: job.reference.as_deref(),
     };
     let attempt = u32::try_from(job.attempts).unwrap_or(u32::MAX).saturating_add(1);
-    match notifier.send(&notification).await {
+    let outcome = notifier.send(&notification).await;
+    let counted = match &outcome {
+        Outcome::Sent { .. } => "sent",
+        Outcome::Rejected { .. } => "failed",
+        Outcome::Retry { .. } if attempt >= max_attempts => "failed",
+        Outcome::Retry { .. } => "retried",
+    };
+    metrics::counter!("faultline_notifications_total", "channel" => job.notifier.clone(), "outcome" => counted)
+        .increment(1);
+    match outcome {
         Outcome::Sent { reference } => {
             tracing::debug!(notifier = %job.notifier, alert = job.alert_id, attempt, "notification sent");
             DeliveryResult::Sent { reference }

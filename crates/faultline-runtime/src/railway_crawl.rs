@@ -326,6 +326,7 @@ impl Crawler {
                     return Err(RailwayError::RateLimited { retry_after: wait });
                 }
                 counters.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+                metrics::counter!("faultline_railway_rate_limit_waits_total").increment(1);
                 self.client.clock().sleep(wait).await;
             }
             let pace = self.budget.lock().unwrap_or_else(|e| e.into_inner()).pace(self.now_ms());
@@ -335,9 +336,13 @@ impl Crawler {
             self.budget.lock().unwrap_or_else(|e| e.into_inner()).take(self.now_ms())?;
             let result = self.client.environment_logs(environment_id, filter, window, limit).await;
             let error = match result {
-                Ok(logs) => return Ok(logs),
+                Ok(logs) => {
+                    metrics::counter!("faultline_railway_requests_total", "outcome" => "ok").increment(1);
+                    return Ok(logs);
+                }
                 Err(e) => e,
             };
+            metrics::counter!("faultline_railway_requests_total", "outcome" => "error").increment(1);
             counters.lock().unwrap_or_else(|e| e.into_inner()).0 += 1;
             if attempt >= ATTEMPTS || !error.is_transient() {
                 return Err(error);

@@ -136,11 +136,15 @@ pub async fn run_once(job: &Job, store: &dyn Store, instance: &str) {
             ("failed", json!({ "error": format!("{e:#}") }))
         }
     };
+    let finished_ms = now_ms();
+    metrics::counter!("faultline_job_runs_total", "job" => job.name, "outcome" => outcome).increment(1);
+    metrics::histogram!("faultline_job_duration_seconds", "job" => job.name)
+        .record((finished_ms - started_ms).max(0) as f64 / 1000.0);
     let run = JobRun {
         job: job.name.to_owned(),
         instance: instance.to_owned(),
         started_ms,
-        finished_ms: now_ms(),
+        finished_ms,
         outcome: outcome.to_owned(),
         detail,
     };

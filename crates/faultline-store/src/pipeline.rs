@@ -25,6 +25,19 @@ pub enum SourceKind {
     Command,
 }
 
+impl SourceKind {
+    /// The name in counters, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Files => "files",
+            SourceKind::Journald => "journald",
+            SourceKind::Railway => "railway",
+            SourceKind::Http => "http",
+            SourceKind::Command => "command",
+        }
+    }
+}
+
 /// What the pipeline decides for every source alike.
 #[derive(Debug, Clone, Copy)]
 pub struct PipelineSettings {
@@ -122,13 +135,29 @@ impl Pipeline {
     /// reader thread, so that reading and storing run on both cores).
     pub async fn commit(&self, kind: SourceKind, batch: IngestBatch, cut_lines: u64) -> Result<Committed> {
         let below_level = batch.below_level();
+        let received = batch.events.len() as u64 + below_level;
         let outcome = if batch.events.is_empty() && batch.skipped.is_empty() && batch.cursor.is_none() {
             IngestOutcome::default()
         } else {
             // A failed commit is the caller's to report: the file and journald sources count it
             // through `failed` with their own words, HTTP answers 503, a crawl records its run.
-            self.store.ingest(batch).await?
+            let started = std::time::Instant::now();
+            let result = self.store.ingest(batch).await;
+            metrics::histogram!("faultline_db_ingest_seconds").record(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                metrics::counter!("faultline_ingest_failed_batches_total", "source" => kind.as_str())
+                    .increment(1);
+            }
+            result?
         };
+        let source = kind.as_str();
+        metrics::counter!("faultline_events_received_total", "source" => source).increment(received);
+        metrics::counter!("faultline_events_stored_total", "source" => source).increment(outcome.stored);
+        metrics::counter!("faultline_events_duplicate_total", "source" => source)
+            .increment(outcome.duplicates);
+        metrics::counter!("faultline_events_capped_total", "source" => source).increment(outcome.capped);
+        metrics::counter!("faultline_events_below_level_total", "source" => source).increment(below_level);
+        metrics::counter!("faultline_patterns_new_total").increment(outcome.new_patterns);
         {
             let mut all = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             let c = all.entry(kind).or_default();

@@ -175,6 +175,15 @@ pub(crate) async fn commit(
         })
         .collect();
     let accepted = events.len();
+    let protocol = if source_id.starts_with("sentry:") {
+        "sentry"
+    } else if source_id.ends_with(":python") {
+        "python"
+    } else {
+        "json"
+    };
+    metrics::counter!("faultline_events_rejected_total", "protocol" => protocol)
+        .increment(rejected.len() as u64);
     let submission =
         Submission { source_id: source_id.to_owned(), cursor: None, events, cut_lines: cut, now_ms: now };
     let Committed { outcome, below_level } = app.pipeline.submit(SourceKind::Http, submission).await?;

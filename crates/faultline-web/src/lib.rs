@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 mod ingest;
+pub mod metrics;
 pub mod page;
 mod sentry;
 mod server;
@@ -47,6 +48,8 @@ pub struct Settings {
     pub max_line_bytes: usize,
     /// A sent time further ahead of the arrival time than this is replaced by the arrival time.
     pub max_clock_skew_ms: i64,
+    /// `GET /metrics` without a token even when tokens are configured (`server.metrics_public`).
+    pub metrics_public: bool,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             page_refresh_secs: 30,
             max_line_bytes: 64 * 1024,
             max_clock_skew_ms: DAY_MS,
+            metrics_public: false,
         }
     }
 }
@@ -106,6 +110,8 @@ impl AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
+    // Metrics recorded from here on (by the server, the pipeline, the rules…) show in /metrics.
+    metrics::prometheus();
     let max_body = state.settings.max_body_bytes;
     let state = Arc::new(state);
     let (api, _) = api::routes();
@@ -117,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))
         .route("/api/{project}/envelope/", post(sentry::envelope))
         .route("/api/{project}/store/", post(sentry::store))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(axum::middleware::from_fn(metrics::record_http))
         .layer(axum::middleware::from_fn(refuse_nul_in_path))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(RequestDecompressionLayer::new())

@@ -338,3 +338,27 @@ async fn sentry_envelopes_need_an_ingest_key_store_events_once_and_count_the_res
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("malformed envelope"), "{body}");
 }
+
+#[tokio::test]
+async fn metrics_need_a_read_token_when_tokens_are_configured() {
+    let server = sqlite_server(tokens(), Settings::default()).await;
+    let (status, _) = post(
+        &format!("{}/api/ingest", server.url),
+        Some("s3cret-ingest"),
+        "application/json",
+        r#"{"message":"boom"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let client = reqwest::Client::new();
+    let url = format!("{}/metrics", server.url);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(client.get(&url).bearer_auth("s3cret-ingest").send().await.unwrap().status(), 403);
+    let response = client.get(&url).bearer_auth("s3cret-read").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    assert!(text.contains("faultline_http_requests_total{route=\"/api/ingest\""), "{text}");
+    let open = sqlite_server(tokens(), Settings { metrics_public: true, ..Settings::default() }).await;
+    assert_eq!(client.get(format!("{}/metrics", open.url)).send().await.unwrap().status(), 200);
+}

@@ -1,5 +1,6 @@
 //! A real Sentry SDK (Python's `sentry-sdk`) pointed at `faultline serve` with a DSN: its
-//! exceptions and messages are stored, grouped and searchable like every error.
+//! exceptions and messages are stored, grouped and searchable like every error; and what
+//! `/metrics` then says, read by Prometheus' own Python parser.
 
 use std::time::Duration;
 
@@ -26,10 +27,24 @@ sentry_sdk.flush(10)
 print("sent")
 "#;
 
+/// Reads `/metrics` with `prometheus_client`'s parser (it refuses what Prometheus would) and
+/// prints the samples as JSON: name → [[labels, value]…].
+const METRICS: &str = r#"
+import sys, json, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1]).read().decode()
+out = {}
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        out.setdefault(s.name, []).append([s.labels, s.value])
+print(json.dumps(out))
+"#;
+
 async fn sentry_sdk_events(dir: &std::path::Path, database: &str) {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let config = dir.join("faultline.toml");
-    std::fs::write(&config, base_config(dir, database)).unwrap();
+    let text = base_config(dir, database).replace("[server]\n", "[server]\nmetrics_public = true\n");
+    std::fs::write(&config, text).unwrap();
     let service = start_with(dir, &config, &[]);
     let host = service.url.trim_start_matches("http://");
     let dsn = format!("http://{TOKEN}@{host}/42");
@@ -73,6 +88,27 @@ async fn sentry_sdk_events(dir: &std::path::Path, database: &str) {
     let timeouts: Vec<_> = patterns.iter().filter(|p| p.normalized_message.contains("timed out")).collect();
     assert_eq!(timeouts.len(), 1, "{patterns:?}");
     assert_eq!(timeouts[0].occurrence_count, 2);
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(python(METRICS, &[&format!("{}/metrics", service.url)]).trim()).expect("parsed");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        metrics[name]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| labels.iter().all(|(k, v)| s[0][*k] == *v))
+            .map(|s| s[1].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(value("faultline_events_stored_total", &[("source", "http")]), 3.0, "{metrics}");
+    assert_eq!(value("faultline_events_below_level_total", &[("source", "http")]), 1.0);
+    assert_eq!(value("faultline_patterns_new_total", &[]), 2.0);
+    let envelopes = [("route", "/api/{project}/envelope/"), ("status", "200")];
+    assert_eq!(value("faultline_http_requests_total", &envelopes), 4.0, "one envelope per event");
+    assert!(
+        value("faultline_http_request_duration_seconds_count", &[("route", "/api/{project}/envelope/")])
+            >= 4.0
+    );
     stop(service);
 }
 
