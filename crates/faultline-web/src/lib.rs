@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 mod ingest;
 pub mod metrics;
+mod otlp;
 pub mod page;
 mod sentry;
 mod server;
@@ -123,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ingest/python", post(ingest::ingest_python).get(ingest::ingest_python))
         .route("/api/{project}/envelope/", post(sentry::envelope))
         .route("/api/{project}/store/", post(sentry::store))
+        .route("/v1/logs", post(otlp::logs))
         .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn(metrics::record_http))
         .layer(axum::middleware::from_fn(refuse_nul_in_path))

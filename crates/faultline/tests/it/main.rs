@@ -4,6 +4,7 @@
 mod alerts;
 mod cli;
 mod crash;
+mod otlp;
 mod railway;
 mod repo;
 mod sentry;

@@ -1,0 +1,200 @@
+//! OpenTelemetry logs over HTTP: `POST /v1/logs` with an `ExportLogsServiceRequest` in protobuf
+//! (`application/x-protobuf`) or OTLP's JSON (`application/json`), gzip accepted; the message
+//! types are `opentelemetry-proto`'s. Each log record becomes an event: its severity the level,
+//! its body the message, `service.name` the source, the semantic conventions
+//! `exception.type` / `exception.message` / `exception.stacktrace` the exception, attributes
+//! and resource attributes metadata, trace and span ids kept. Records below the minimum level
+//! are counted like any; records that cannot be read are answered in `partial_success`.
+//! OTLP/gRPC is not served.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use faultline_core::{Level, LogEvent, Origin, Stamp, TimestampMs};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message;
+use serde_json::{Value, json};
+
+use crate::auth::Scope;
+use crate::error::ApiError;
+use crate::ingest::{Rejected, check_quota, commit, read_body};
+use crate::{AppState, now_ms};
+
+pub(crate) async fn logs(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = app.auth.check(&headers, Scope::Ingest)?;
+    let body = read_body(&app, body)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json_encoding = match media.as_str() {
+        "application/json" => true,
+        "application/x-protobuf" | "application/protobuf" => false,
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported content type {other:?}: send application/x-protobuf or application/json"
+            )));
+        }
+    };
+    let request: ExportLogsServiceRequest = if json_encoding {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("not an OTLP logs request: {e}")))?
+    } else {
+        ExportLogsServiceRequest::decode(body.as_ref())
+            .map_err(|e| ApiError::BadRequest(format!("not an OTLP logs request: {e}")))?
+    };
+    let now = now_ms();
+    let source_id = match &caller.token {
+        Some(name) => format!("otlp:{name}"),
+        None => "otlp".to_owned(),
+    };
+    let (mut events, mut rejected) = (Vec::new(), Vec::new());
+    let mut index = 0;
+    for resource_logs in &request.resource_logs {
+        let resource = resource_logs.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
+        for scope_logs in &resource_logs.scope_logs {
+            for record in &scope_logs.log_records {
+                match event_from_record(record, resource, &source_id, now) {
+                    Ok(received) => events.push(received),
+                    Err(error) => rejected.push(Rejected { index, error }),
+                }
+                index += 1;
+            }
+        }
+    }
+    check_quota(&app, &caller, events.len())?;
+    let error_message =
+        rejected.iter().map(|r| format!("record {}: {}", r.index, r.error)).collect::<Vec<_>>();
+    let rejected_count = rejected.len() as i64;
+    let (status, _) = commit(&app, &source_id, events, rejected, now).await?;
+    let partial_success = (rejected_count > 0).then(|| ExportLogsPartialSuccess {
+        rejected_log_records: rejected_count,
+        error_message: error_message.join("; "),
+    });
+    let answer = ExportLogsServiceResponse { partial_success };
+    // OTLP answers 200 with partial_success for rejected records; only a request with nothing
+    // readable is a 400.
+    let status = if status == StatusCode::BAD_REQUEST { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok(if json_encoding {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&answer).unwrap_or_default(),
+        )
+            .into_response()
+    } else {
+        (status, [(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response()
+    })
+}
+
+/// One log record, read in its resource's context.
+fn event_from_record(
+    record: &LogRecord,
+    resource: &[KeyValue],
+    source_id: &str,
+    now: TimestampMs,
+) -> Result<(LogEvent, Stamp), String> {
+    let attributes: BTreeMap<&str, Value> =
+        record.attributes.iter().map(|kv| (kv.key.as_str(), any_json(kv.value.as_ref()))).collect();
+    let text = |key: &str| attributes.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let body = match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(_) => any_json(record.body.as_ref()).to_string(),
+        None => String::new(),
+    };
+    let exception = match (text("exception.type"), text("exception.message")) {
+        (Some(t), Some(m)) => Some(format!("{t}: {m}")),
+        (Some(t), None) => Some(t.to_owned()),
+        (None, Some(m)) => Some(m.to_owned()),
+        (None, None) => None,
+    };
+    let message = match (body.trim().is_empty(), &exception) {
+        (false, _) => body.clone(),
+        (true, Some(e)) => e.clone(),
+        (true, None) => return Err("the record has neither a body nor an exception".to_owned()),
+    };
+    let level = level_of(record.severity_number, &record.severity_text);
+    let time = [record.time_unix_nano, record.observed_time_unix_nano].into_iter().find(|t| *t > 0);
+    let stamp = if record.time_unix_nano > 0 { Stamp::Sent } else { Stamp::Arrival };
+    let resource_attributes: BTreeMap<&str, Value> =
+        resource.iter().map(|kv| (kv.key.as_str(), any_json(kv.value.as_ref()))).collect();
+    let service = resource_attributes.get("service.name").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let mut metadata: serde_json::Map<String, Value> = attributes
+        .iter()
+        .filter(|(k, _)| !k.starts_with("exception."))
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    if !resource_attributes.is_empty() {
+        metadata.insert("resource".to_owned(), json!(resource_attributes));
+    }
+    if !record.trace_id.is_empty() {
+        metadata.insert("trace_id".to_owned(), json!(hex::encode(&record.trace_id)));
+    }
+    if !record.span_id.is_empty() {
+        metadata.insert("span_id".to_owned(), json!(hex::encode(&record.span_id)));
+    }
+    if exception.is_some() && !body.trim().is_empty() {
+        metadata.insert("exception".to_owned(), json!(exception));
+    }
+    let event = LogEvent {
+        timestamp_ms: time.map_or(now, |ns| (ns / 1_000_000) as TimestampMs),
+        level,
+        source: service.map_or_else(|| source_id.to_owned(), str::to_owned),
+        message,
+        traceback: text("exception.stacktrace").map(str::to_owned),
+        request_path: text("url.path").or(text("http.target")).map(str::to_owned),
+        request_method: text("http.request.method").or(text("http.method")).map(str::to_owned),
+        metadata: metadata.into_iter().collect(),
+        raw: body,
+        origin: Origin { source_id: source_id.to_owned(), external_id: None },
+    };
+    Ok((event, stamp))
+}
+
+/// OpenTelemetry's severity numbers (1–4 trace … 21–24 fatal), else its text.
+fn level_of(number: i32, text: &str) -> Level {
+    match number {
+        1..=4 => Level::Trace,
+        5..=8 => Level::Debug,
+        9..=12 => Level::Info,
+        13..=16 => Level::Warning,
+        17..=20 => Level::Error,
+        21..=24 => Level::Critical,
+        _ => Level::parse(text).unwrap_or(Level::Info),
+    }
+}
+
+fn any_json(value: Option<&AnyValue>) -> Value {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => json!(s),
+        Some(any_value::Value::BoolValue(b)) => json!(b),
+        Some(any_value::Value::IntValue(i)) => json!(i),
+        Some(any_value::Value::DoubleValue(d)) => json!(d),
+        Some(any_value::Value::ArrayValue(a)) => {
+            Value::Array(a.values.iter().map(|v| any_json(Some(v))).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            Value::Object(kv.values.iter().map(|kv| (kv.key.clone(), any_json(kv.value.as_ref()))).collect())
+        }
+        Some(any_value::Value::BytesValue(b)) => json!(hex::encode(b)),
+        Some(any_value::Value::StringValueStrindex(_)) | None => Value::Null,
+    }
+}
