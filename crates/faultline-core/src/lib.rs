@@ -11,6 +11,7 @@ pub mod mine;
 pub mod model;
 pub mod parse;
 pub mod record;
+pub mod scrub;
 pub mod sentry;
 pub mod status;
 pub mod timestamp;

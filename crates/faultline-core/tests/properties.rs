@@ -43,6 +43,17 @@ proptest! {
         let _ = mask(&text);
         let _ = fingerprint(&event(&text, Some(&text)));
         Miner::default().add(&mask(&text));
+        let _ = faultline_core::scrub::scrub_text(&text);
+    }
+
+    #[test]
+    fn scrubbing_is_idempotent_and_never_panics(
+        words in prop::collection::vec("(password=|Bearer |token: |4111 1111 1111 1111|\\PC{0,6}|[a-z0-9_.-]{1,12}| )", 0..12),
+    ) {
+        let text = words.concat();
+        if let Some((once, _)) = faultline_core::scrub::scrub_text(&text) {
+            prop_assert!(faultline_core::scrub::scrub_text(&once).is_none(), "scrubbing {:?} gave {:?}", text, once);
+        }
     }
 
     #[test]

@@ -12,10 +12,14 @@ pub struct GroupedEvent {
 }
 
 impl GroupedEvent {
-    /// Fingerprints an event as every source's events are: NULs replaced first, so that what
-    /// the fingerprint keeps (template, client parts) is clean.
+    /// Fingerprints an event as every source's events are: NULs replaced and secrets scrubbed
+    /// (`faultline_core::scrub`) first, so that nothing stored or fingerprinted holds them.
     pub fn of(mut event: LogEvent) -> GroupedEvent {
         replace_nul(&mut event);
+        let scrubbed = faultline_core::scrub::scrub_event(&mut event);
+        if scrubbed > 0 {
+            metrics::counter!("faultline_scrubbed_values_total").increment(scrubbed as u64);
+        }
         let grouping = fingerprint(&event);
         GroupedEvent { event, grouping }
     }

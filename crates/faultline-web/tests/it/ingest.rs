@@ -362,3 +362,49 @@ async fn metrics_need_a_read_token_when_tokens_are_configured() {
     let open = sqlite_server(tokens(), Settings { metrics_public: true, ..Settings::default() }).await;
     assert_eq!(client.get(format!("{}/metrics", open.url)).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn secrets_planted_in_every_field_never_reach_the_database_file() {
+    let server = sqlite_server(tokens(), Settings::default()).await;
+    let secrets = [
+        "hunter2-pw",
+        "sk_live_51Hsecret",
+        "eyJhbGciOi.JIUzI1NiJ9.sig",
+        "4111 1111 1111 1111",
+        "s3ss10n-c00kie",
+    ];
+    let record = json!({
+        "level": "error",
+        "message": "login failed: password=hunter2-pw for bob",
+        "traceback": "Traceback (most recent call last):\n  File \"a.py\", line 1, in f\nValueError: api_key=sk_live_51Hsecret",
+        "headers": {"Authorization": "Bearer eyJhbGciOi.JIUzI1NiJ9.sig", "Cookie": "sid=s3ss10n-c00kie"},
+        "card": "paid with 4111 1111 1111 1111",
+    });
+    let (status, body) = post(
+        &format!("{}/api/ingest", server.url),
+        Some("s3cret-ingest"),
+        "application/json",
+        record.to_string(),
+    )
+    .await;
+    assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
+    let event = json!({"event_id": "5ec79c33ec9942ab8353589fcb2e04dc", "level": "error", "timestamp": 1764410400,
+        "message": "charge failed for card 4111 1111 1111 1111", "tags": {"session_token": "s3ss10n-c00kie"}});
+    let envelope = format!("{{}}\n{{\"type\":\"event\"}}\n{event}\n");
+    let url = format!("{}/api/9/envelope/?sentry_key=s3cret-ingest", server.url);
+    let (status, body) = post(&url, None, "application/x-sentry-envelope", envelope).await;
+    assert_eq!((status, body["stored"].as_u64()), (200, Some(1)), "{body}");
+    let entries = stored(&server.store, "Filtered").await;
+    assert_eq!(entries.len(), 2, "both kept, with [Filtered] in place of the secrets");
+    // What is on disk: the database and its write-ahead log, byte for byte.
+    let dir = server._dir.as_ref().unwrap().path();
+    let mut bytes = Vec::new();
+    for file in std::fs::read_dir(dir).unwrap().flatten() {
+        bytes.extend(std::fs::read(file.path()).unwrap_or_default());
+    }
+    let on_disk = String::from_utf8_lossy(&bytes);
+    assert!(on_disk.contains("[Filtered]"));
+    for secret in secrets {
+        assert!(!on_disk.contains(secret), "{secret} reached the database file");
+    }
+}
