@@ -124,11 +124,35 @@ pub fn scrub_text(text: &str) -> Option<(String, usize)> {
     Some((out, n))
 }
 
-/// A cheap look for anything worth scanning: a secret key's word, a scheme, or 13 digits.
+/// A cheap look, without allocating, for anything worth scanning: a secret key's word, a
+/// scheme, or a run of 13 digits (spaces or dashes between groups, as card numbers are written;
+/// a timestamp's run stops at its colons).
 fn might_hold_secrets(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    SECRET_KEYS.iter().chain(SCHEMES.iter()).any(|k| lower.contains(k))
-        || text.as_bytes().iter().filter(|c| c.is_ascii_digit()).count() >= 13
+    let b = text.as_bytes();
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 13 {
+                return true;
+            }
+            continue;
+        }
+        if !(matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            run = 0;
+        }
+        if matches!(c | 0x20, b'p' | b's' | b't' | b'a' | b'c' | b'b') {
+            let rest = &b[i..];
+            if SECRET_KEYS
+                .iter()
+                .chain(SCHEMES.iter())
+                .any(|k| rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// At the start of a key naming a secret, followed by `=`, `:` (spaces, quotes around): the
