@@ -826,7 +826,7 @@ environment_id = "env-1"
             (&None, Duration::from_secs(600), 1, 10)
         );
         let c = load_toml(
-            "[server]\npublic_url = \"https://faultline.example.com/ops/\"\n[alerts]\ndigest_after = \"2m\"\n\
+            "[server]\npublic_url = \"https://faultline.example.com/ops/\"\nmetrics_public = true\n[alerts]\ndigest_after = \"2m\"\n\
              sustained_max_gap_minutes = 3\n[railway]\nrequests_per_second = 50\n",
         )
         .expect("valid");
@@ -834,7 +834,7 @@ environment_id = "env-1"
             (c.public_url.as_deref(), c.alerts.digest_after, c.alerts.sustained_max_gap_minutes),
             (Some("https://faultline.example.com/ops"), Duration::from_secs(120), 3)
         );
-        assert_eq!(c.railway.requests_per_second, 50);
+        assert_eq!((c.railway.requests_per_second, c.metrics_public, d.metrics_public), (50, true, false));
         for bad in ["faultline.example.com", "ftp://x.example.com", "https://x.example.com/?a=1"] {
             let err = load_toml(&format!("[server]\npublic_url = \"{bad}\"\n")).expect_err(bad);
             assert!(format!("{err:#}").contains("invalid server.public_url"), "{err:#}");

@@ -56,8 +56,7 @@ pub(crate) async fn ingest(
 ) -> Result<Response, ApiError> {
     let caller = app.auth.check(&headers, Scope::Ingest)?;
     let body = read_body(&app, body)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let media = media_type(&headers);
     if !matches!(
         media.as_str(),
         "" | "application/json"
@@ -117,6 +116,12 @@ pub(crate) async fn ingest_python(
         Err(e) => (Vec::new(), vec![Rejected { index: 0, error: e.to_string() }]),
     };
     store(&app, &source_id, events, rejected, now).await
+}
+
+/// The request's media type, lower-case, without parameters (`""` when none is given).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 pub(crate) fn read_body(app: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use faultline_core::{Level, LogEvent, Origin, Stamp, TimestampMs};
 use opentelemetry_proto::tonic::collector::logs::v1::{
@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Scope;
 use crate::error::ApiError;
-use crate::ingest::{Rejected, check_quota, commit, read_body};
+use crate::ingest::{Rejected, check_quota, commit, media_type, read_body};
 use crate::{AppState, now_ms};
 
 pub(crate) async fn logs(
@@ -36,15 +36,7 @@ pub(crate) async fn logs(
 ) -> Result<Response, ApiError> {
     let caller = app.auth.check(&headers, Scope::Ingest)?;
     let body = read_body(&app, body)?;
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let media = media_type(&headers);
     let json_encoding = match media.as_str() {
         "application/json" => true,
         "application/x-protobuf" | "application/protobuf" => false,
@@ -90,9 +82,8 @@ pub(crate) async fn logs(
         error_message: error_message.join("; "),
     });
     let answer = ExportLogsServiceResponse { partial_success };
-    // OTLP answers 200 with partial_success for rejected records; only a request with nothing
-    // readable is a 400.
-    let status = if status == StatusCode::BAD_REQUEST { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    // OTLP answers 200 with partial_success for rejected records; `commit` makes a request with
+    // nothing readable a 400.
     Ok(if json_encoding {
         (
             status,

@@ -364,8 +364,16 @@ secret_env = "TEST_WEBHOOK_SECRET"
             if self.rng.chance(3) {
                 // Hostile records (issue 16): a NUL, a record past the line limit, a clock years
                 // ahead. What is stored is the NUL as U+FFFD, the cut text, the arrival time.
+                // Issues 18 and 19: secrets beside multi-byte characters in a record naming no
+                // logger, stored scrubbed (the scrubber once panicked on such text).
                 let id = format!("{token}-id");
-                let (record, stored) = match self.rng.below(3) {
+                let (record, stored) = match self.rng.below(4) {
+                    3 => (
+                        serde_json::json!({"id": id, "message": format!("{token} login failed password=hunter2 for \u{202e}bob\u{202c} Bearer eyJ.abc-123")}),
+                        format!(
+                            "{token} login failed password=[Filtered] for \u{202e}bob\u{202c} Bearer [Filtered]"
+                        ),
+                    ),
                     0 => (
                         serde_json::json!({"id": id, "message": format!("{token} nul\u{0}byte")}),
                         format!("{token} nul\u{FFFD}byte"),
@@ -791,6 +799,10 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
         }
         let one = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
         let entries = one("SELECT count(*) FROM entries");
+        let nameless = one("SELECT count(*) FROM entries WHERE source = ''");
+        if nameless > 0 {
+            problems.push(format!("{nameless} entries stored with an empty source"));
+        }
         let counted = one("SELECT coalesce(sum(occurrence_count), 0) FROM patterns");
         let minutes = one("SELECT coalesce(sum(count), 0) FROM minute_counts");
         let quarters = one("SELECT coalesce(sum(count), 0) FROM quarter_counts");
