@@ -156,7 +156,8 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
 
     let trace = event.traceback.as_deref().unwrap_or("");
     let (error_types, value) = exception_chain(message, trace);
-    let all_frames = frames(trace);
+    let mut all_frames = frames(trace);
+    sdk_in_app(event, &mut all_frames);
     let error_type = error_types.first().cloned();
 
     let mut previous = None;
@@ -376,6 +377,21 @@ fn exception_chain<'a>(message: &'a str, trace: &'a str) -> (Vec<String>, Option
         types.push("panic".to_owned());
     }
     (types, value)
+}
+
+/// An SDK that knows which frames are the application's (Sentry's `in_app`) says so per frame
+/// in the metadata's `in_app` list, in the traceback's order; its word wins over the paths'.
+/// Recursion is collapsed in both lists alike, so a list that does not match is ignored.
+fn sdk_in_app(event: &LogEvent, frames: &mut [StackFrame]) {
+    let Some(flags) = event.metadata.get("in_app").and_then(|v| v.as_array()) else { return };
+    if flags.len() != frames.len() {
+        return;
+    }
+    for (frame, flag) in frames.iter_mut().zip(flags) {
+        if let Some(flag) = flag.as_bool() {
+            frame.in_app = flag;
+        }
+    }
 }
 
 /// Stack frames found in a traceback, in the order printed, recursion collapsed.

@@ -6,7 +6,14 @@
 //! `Cookie: …`), the credential after `Bearer`/`Basic`/`Token`, and card numbers (13 to 19
 //! digits, spaces or dashes between, that pass the Luhn check). In metadata, the whole value of
 //! a key naming a secret, and secrets inside string values.
+//!
+//! [`Rules`] adds to the defaults what a deployment configures (`[scrub]`): more key names,
+//! safe fields that are never filtered, patterns of its own and, optionally, IP addresses. The
+//! process's rules are installed once at start-up ([`install`]); until then the defaults hold.
 
+use std::sync::OnceLock;
+
+use regex::Regex;
 use serde_json::Value;
 
 use crate::model::LogEvent;
@@ -36,92 +43,153 @@ const SECRET_KEYS: [&str; 15] = [
 /// Authorisation schemes whose following word is a credential.
 const SCHEMES: [&str; 3] = ["bearer", "basic", "token"];
 
-/// Whether a key names a secret.
-pub fn secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|s| key.contains(s))
+/// What is scrubbed beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// More parts of key names whose values are secret (lower-case).
+    keys: Vec<String>,
+    /// Key names (lower-case, whole) never filtered, though they name a secret's word.
+    safe_fields: Vec<String>,
+    /// Text matching any of these (IP addresses among them, when asked) is filtered.
+    patterns: Vec<Regex>,
 }
 
-/// Scrubs an event in place; returns how many values were filtered.
-pub fn scrub_event(event: &mut LogEvent) -> usize {
-    let mut n = scrub_string(&mut event.message) + scrub_string(&mut event.raw);
-    if let Some(t) = event.traceback.as_mut() {
-        n += scrub_string(t);
-    }
-    for (key, value) in event.metadata.iter_mut() {
-        n += scrub_value(key, value);
-    }
-    n
-}
-
-fn scrub_string(s: &mut String) -> usize {
-    match scrub_text(s) {
-        Some((clean, n)) => {
-            *s = clean;
-            n
+impl Rules {
+    /// Rules from configuration; an invalid pattern is an error naming it.
+    pub fn new(
+        keys: &[String],
+        safe_fields: &[String],
+        patterns: &[String],
+        ip_addresses: bool,
+    ) -> Result<Rules, String> {
+        let lower = |v: &[String]| -> Vec<String> {
+            v.iter().map(|k| k.trim().to_ascii_lowercase()).filter(|k| !k.is_empty()).collect()
+        };
+        let mut compiled = Vec::with_capacity(patterns.len() + 1);
+        for p in patterns {
+            compiled.push(Regex::new(p).map_err(|e| format!("invalid scrub pattern {p:?}: {e}"))?);
         }
-        None => 0,
-    }
-}
-
-fn scrub_value(key: &str, value: &mut Value) -> usize {
-    if secret_key(key) && !value.is_null() && *value != Value::String(FILTERED.to_owned()) {
-        *value = Value::String(FILTERED.to_owned());
-        return 1;
-    }
-    match value {
-        Value::String(s) => scrub_string(s),
-        Value::Array(items) => items.iter_mut().map(|v| scrub_value("", v)).sum(),
-        Value::Object(map) => map.iter_mut().map(|(k, v)| scrub_value(k, v)).sum(),
-        _ => 0,
-    }
-}
-
-/// The text with secrets filtered and how many, or `None` when there was nothing to filter.
-pub fn scrub_text(text: &str) -> Option<(String, usize)> {
-    if !might_hold_secrets(text) {
-        return None;
-    }
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let (mut i, mut copied, mut n) = (0, 0, 0);
-    while i < b.len() {
-        if let Some((start, end)) = secret_value_at(text, i).or_else(|| credential_at(text, i)) {
-            out.push_str(&text[copied..start]);
-            out.push_str(FILTERED);
-            copied = end;
-            i = end;
-            n += 1;
-            continue;
+        if ip_addresses {
+            compiled.push(Regex::new(IP_ADDRESS).expect("a valid pattern"));
         }
-        if let Some((end, card)) = digit_run(b, i) {
-            if card {
-                out.push_str(&text[copied..i]);
+        Ok(Rules { keys: lower(keys), safe_fields: lower(safe_fields), patterns: compiled })
+    }
+
+    /// Whether a key names a secret.
+    pub fn secret_key(&self, key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        if self.safe_fields.contains(&key) {
+            return false;
+        }
+        SECRET_KEYS.iter().any(|s| key.contains(s)) || self.keys.iter().any(|s| key.contains(s.as_str()))
+    }
+
+    /// Scrubs an event in place; returns how many values were filtered.
+    pub fn scrub_event(&self, event: &mut LogEvent) -> usize {
+        let mut n = self.scrub_string(&mut event.message) + self.scrub_string(&mut event.raw);
+        if let Some(t) = event.traceback.as_mut() {
+            n += self.scrub_string(t);
+        }
+        for (key, value) in event.metadata.iter_mut() {
+            n += self.scrub_value(key, value);
+        }
+        n
+    }
+
+    fn scrub_string(&self, s: &mut String) -> usize {
+        match self.scrub_text(s) {
+            Some((clean, n)) => {
+                *s = clean;
+                n
+            }
+            None => 0,
+        }
+    }
+
+    fn scrub_value(&self, key: &str, value: &mut Value) -> usize {
+        if self.secret_key(key) && !value.is_null() && *value != Value::String(FILTERED.to_owned()) {
+            *value = Value::String(FILTERED.to_owned());
+            return 1;
+        }
+        match value {
+            Value::String(s) => self.scrub_string(s),
+            Value::Array(items) => items.iter_mut().map(|v| self.scrub_value("", v)).sum(),
+            Value::Object(map) => map.iter_mut().map(|(k, v)| self.scrub_value(k, v)).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The text with secrets filtered and how many, or `None` when there was nothing to filter.
+    pub fn scrub_text(&self, text: &str) -> Option<(String, usize)> {
+        let scanned = if self.keys.is_empty() && self.safe_fields.is_empty() && !might_hold_secrets(text) {
+            None
+        } else {
+            self.scan(text)
+        };
+        if self.patterns.is_empty() {
+            return scanned;
+        }
+        let (mut out, mut n) = scanned.unwrap_or_else(|| (text.to_owned(), 0));
+        for pattern in &self.patterns {
+            let mut found = 0;
+            let replaced = pattern.replace_all(&out, |c: &regex::Captures| {
+                if &c[0] == FILTERED || c[0].is_empty() {
+                    c[0].to_owned()
+                } else {
+                    found += 1;
+                    FILTERED.to_owned()
+                }
+            });
+            if found > 0 {
+                out = replaced.into_owned();
+                n += found;
+            }
+        }
+        (n > 0).then_some((out, n))
+    }
+
+    fn scan(&self, text: &str) -> Option<(String, usize)> {
+        let b = text.as_bytes();
+        let mut out = String::with_capacity(text.len());
+        let (mut i, mut copied, mut n) = (0, 0, 0);
+        while i < b.len() {
+            if let Some((start, end)) = secret_value_at(self, text, i).or_else(|| credential_at(text, i)) {
+                out.push_str(&text[copied..start]);
                 out.push_str(FILTERED);
                 copied = end;
+                i = end;
                 n += 1;
+                continue;
             }
-            // A run of digits is a card or not as a whole, never from one of its groups on.
-            i = end;
-            continue;
-        }
-        // Next word or digit run.
-        let c = b[i];
-        i += 1;
-        if c.is_ascii_alphanumeric() || c == b'_' {
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            if let Some((end, card)) = digit_run(b, i) {
+                if card {
+                    out.push_str(&text[copied..i]);
+                    out.push_str(FILTERED);
+                    copied = end;
+                    n += 1;
+                }
+                // A run of digits is a card or not as a whole, never from one of its groups on.
+                i = end;
+                continue;
+            }
+            // Next word or digit run.
+            let c = b[i];
+            i += 1;
+            if c.is_ascii_alphanumeric() || c == b'_' {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+            }
+            while i < b.len() && !text.is_char_boundary(i) {
                 i += 1;
             }
         }
-        while i < b.len() && !text.is_char_boundary(i) {
-            i += 1;
+        if n == 0 {
+            return None;
         }
+        out.push_str(&text[copied..]);
+        Some((out, n))
     }
-    if n == 0 {
-        return None;
-    }
-    out.push_str(&text[copied..]);
-    Some((out, n))
 }
 
 /// A cheap look, without allocating, for anything worth scanning: a secret key's word, a
@@ -157,7 +225,7 @@ fn might_hold_secrets(text: &str) -> bool {
 
 /// At the start of a key naming a secret, followed by `=`, `:` (spaces, quotes around): the
 /// value's byte range.
-fn secret_value_at(text: &str, i: usize) -> Option<(usize, usize)> {
+fn secret_value_at(rules: &Rules, text: &str, i: usize) -> Option<(usize, usize)> {
     let b = text.as_bytes();
     if !(b[i].is_ascii_alphanumeric() || b[i] == b'_')
         || i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')
@@ -166,7 +234,7 @@ fn secret_value_at(text: &str, i: usize) -> Option<(usize, usize)> {
     }
     let key_end =
         i + b[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-')).count();
-    if key_end == i || !secret_key(&text[i..key_end]) {
+    if key_end == i || !rules.secret_key(&text[i..key_end]) {
         return None;
     }
     let mut j = key_end;
@@ -207,6 +275,42 @@ fn secret_value_at(text: &str, i: usize) -> Option<(usize, usize)> {
         }
     };
     (end > start && &text[start..end] != FILTERED).then_some((start, end))
+}
+
+/// An IPv4 address, or an IPv6 address written in full or with `::` after at least one group
+/// (`2001:db8::7`, `fe80::1`); not `12:30:45`, not `Cache::add`.
+const IP_ADDRESS: &str = concat!(
+    r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
+    r"|\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b",
+    r"|\b(?:[0-9A-Fa-f]{1,4}:){1,6}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*\b)?",
+);
+
+static RULES: OnceLock<Rules> = OnceLock::new();
+
+/// Makes `rules` the process's rules, once; `false` if rules were installed before.
+pub fn install(rules: Rules) -> bool {
+    RULES.set(rules).is_ok()
+}
+
+fn rules() -> &'static Rules {
+    static DEFAULT: OnceLock<Rules> = OnceLock::new();
+    RULES.get().unwrap_or_else(|| DEFAULT.get_or_init(Rules::default))
+}
+
+/// Whether a key names a secret, under the process's rules.
+pub fn secret_key(key: &str) -> bool {
+    rules().secret_key(key)
+}
+
+/// Scrubs an event in place under the process's rules; returns how many values were filtered.
+pub fn scrub_event(event: &mut LogEvent) -> usize {
+    rules().scrub_event(event)
+}
+
+/// The text with secrets filtered under the process's rules, and how many; `None` when there
+/// was nothing to filter.
+pub fn scrub_text(text: &str) -> Option<(String, usize)> {
+    rules().scrub_text(text)
 }
 
 /// At `Bearer`/`Basic`/`Token` followed by a space and a credential: the credential's range.
@@ -347,5 +451,35 @@ mod tests {
         assert_eq!(event.metadata["note"], serde_json::json!(["paid with [Filtered]"]));
         assert_eq!(event.traceback.as_deref(), Some("ValueError: password=[Filtered]"));
         assert_eq!(event.raw, "boom token=[Filtered]");
+    }
+
+    #[test]
+    fn configured_keys_safe_fields_patterns_and_addresses() {
+        let rules = Rules::new(
+            &["IBAN".to_owned()],
+            &["session_id".to_owned()],
+            &[r"\bACCT-\d{6}\b".to_owned()],
+            true,
+        )
+        .unwrap();
+        let clean = |t: &str| rules.scrub_text(t).map_or_else(|| t.to_owned(), |(s, _)| s);
+        assert_eq!(clean("refund to iban=DE89370400440532013000 failed"), "refund to iban=[Filtered] failed");
+        assert_eq!(clean("session_id=42 expired"), "session_id=42 expired", "a safe field");
+        assert_eq!(clean("sessionid=42 expired"), "sessionid=[Filtered] expired", "only the named field");
+        assert_eq!(clean("account ACCT-123456 locked"), "account [Filtered] locked");
+        assert_eq!(
+            clean("from 203.0.113.9 and 2001:db8::7 via fe80::1"),
+            "from [Filtered] and [Filtered] via [Filtered]"
+        );
+        assert_eq!(
+            clean("version 1.2.3 at 12:30:45 in Cache::add"),
+            "version 1.2.3 at 12:30:45 in Cache::add"
+        );
+        assert_eq!(rules.scrub_text("from [Filtered]"), None, "idempotent");
+        assert!(
+            Rules::new(&[], &[], &["(".to_owned()], false).unwrap_err().contains("invalid scrub pattern")
+        );
+        // The defaults keep addresses: they are what an operator reads a connection error for.
+        assert_eq!(Rules::default().scrub_text("refused by 10.0.0.7"), None);
     }
 }

@@ -117,7 +117,7 @@ pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> R
         (None, Some(text)) if !text.trim().is_empty() => text.clone(),
         _ => return Err("the event has neither an exception nor a message".to_owned()),
     };
-    let traceback = (!chain.is_empty()).then(|| render_chain(&chain));
+    let (traceback, in_app) = if chain.is_empty() { (None, Vec::new()) } else { render_chain(&chain) };
     let timestamp_ms = event
         .timestamp
         .duration_since(std::time::UNIX_EPOCH)
@@ -156,6 +156,9 @@ pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> R
     let crumbs = &event.breadcrumbs.values;
     let latest = &crumbs[crumbs.len().saturating_sub(BREADCRUMBS_KEPT)..];
     put("breadcrumbs", serde_json::to_value(latest).unwrap_or(Value::Null));
+    if in_app.iter().any(Option::is_some) {
+        put("in_app", json!(in_app));
+    }
     put("mechanism", json!(main.and_then(|e| e.mechanism.as_ref()).map(|m| &m.ty)));
     put("sdk", json!(event.sdk.as_ref().map(|s| format!("{} {}", s.name, s.version))));
     if let Some(logged) = logged.filter(|_| main.is_some()) {
@@ -210,9 +213,12 @@ fn format_logentry(entry: &v7::LogEntry) -> String {
 }
 
 /// The chain as a Python-style traceback (the layout faultline reads frames from), oldest
-/// exception first.
-fn render_chain(chain: &[&v7::Exception]) -> String {
+/// exception first, and the SDK's `in_app` flag of each frame written. A frame repeating the
+/// one before it (recursion) is written once, as the fingerprint reads it.
+fn render_chain(chain: &[&v7::Exception]) -> (Option<String>, Vec<Option<bool>>) {
     let mut out = String::new();
+    let mut in_app = Vec::new();
+    let mut previous: Option<(&str, &str)> = None;
     for (i, e) in chain.iter().enumerate() {
         if i > 0 {
             out.push_str("\nDuring handling of the above exception, another exception occurred:\n\n");
@@ -224,6 +230,11 @@ fn render_chain(chain: &[&v7::Exception]) -> String {
                 let file =
                     f.abs_path.as_deref().or(f.filename.as_deref()).or(f.module.as_deref()).unwrap_or("?");
                 let function = f.function.as_deref().unwrap_or("?");
+                if previous == Some((file, function)) {
+                    continue;
+                }
+                previous = Some((file, function));
+                in_app.push(f.in_app);
                 out.push_str(&format!("  File \"{file}\", line {}, in {function}\n", f.lineno.unwrap_or(0)));
                 if let Some(code) = f.context_line.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
                     out.push_str(&format!("    {code}\n"));
@@ -235,7 +246,7 @@ fn render_chain(chain: &[&v7::Exception]) -> String {
             None => out.push_str(&format!("{}\n", e.ty)),
         }
     }
-    out
+    (Some(out), in_app)
 }
 
 #[cfg(test)]

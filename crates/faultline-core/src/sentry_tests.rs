@@ -123,3 +123,29 @@ fn one_bad_item_does_not_lose_the_ones_before_it() {
     assert!(split_envelope(b"garbage\n").unwrap_err().contains("not JSON"));
     assert_eq!(split_envelope(b"{}").unwrap().items, []);
 }
+
+#[test]
+fn the_sdks_in_app_flags_decide_the_stack_tier() {
+    // A vendored library under the application's own directory: only the SDK knows it is not
+    // the application's code. The same error through two library paths is one pattern.
+    let java = |vendor_function: &str, id: char| {
+        format!(
+            r#"{{"event_id":"{id}f6b1c2d3e4f45a6b7c8d9e0f1a2b3c4","level":"error","platform":"java","timestamp":1764410400,
+              "exception":{{"values":[{{"type":"IllegalStateException","value":"pool closed","stacktrace":{{"frames":[
+                {{"module":"com.acme.Billing","function":"charge","filename":"Billing.java","abs_path":"/app/Billing.java","lineno":88,"in_app":true}},
+                {{"module":"com.vendor.pool.Pool","function":"{vendor_function}","filename":"Pool.java","abs_path":"/app/thirdparty/pool/Pool.java","lineno":12,"in_app":false}},
+                {{"module":"com.vendor.pool.Pool","function":"{vendor_function}","filename":"Pool.java","abs_path":"/app/thirdparty/pool/Pool.java","lineno":12,"in_app":false}}]}}}}]}}}}"#
+        )
+    };
+    let a = event_from_sentry(java("borrow", 'a').as_bytes(), "sentry:7", NOW).unwrap();
+    let b = event_from_sentry(java("borrowAsync", 'b').as_bytes(), "sentry:7", NOW).unwrap();
+    assert_eq!(a.metadata["in_app"], json!([true, false]), "recursion written once");
+    let (ga, gb) = (fingerprint(&a), fingerprint(&b));
+    assert_eq!(ga.tier, Tier::Stack);
+    assert_eq!(ga.frames.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(), ["charge"]);
+    assert_eq!(ga.fingerprint, gb.fingerprint);
+    // Without the SDK's word, the paths decide: both frames are the application's.
+    let mut unflagged = a.clone();
+    unflagged.metadata.remove("in_app");
+    assert_eq!(fingerprint(&unflagged).frames.len(), 2);
+}

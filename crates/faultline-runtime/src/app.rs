@@ -55,6 +55,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // Before any source or rule records a metric, so that /metrics shows them all.
         faultline_web::metrics::prometheus();
+        config.install_scrub_rules();
         let auth = Auth::new(
             config
                 .tokens
@@ -125,6 +126,7 @@ impl Application {
             max_line_bytes: config.max_line_bytes,
             max_clock_skew_ms: i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
             metrics_public: config.metrics_public,
+            sentry_projects: config.sentry_projects.clone(),
             ..Settings::default()
         };
         let mut state = AppState::new(pipeline.clone(), auth, settings);

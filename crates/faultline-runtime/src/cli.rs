@@ -21,12 +21,13 @@ pub struct Globals {
 
 impl Globals {
     /// The configuration these flags name (the file, then `FAULTLINE_SECTION__KEY` variables),
-    /// with `--database` over it.
+    /// with `--database` over it; its scrub rules become the process's.
     pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref(), Env::prefixed("FAULTLINE_"))?;
         if let Some(url) = &self.database {
             config.database_url.clone_from(url);
         }
+        config.install_scrub_rules();
         Ok(config)
     }
 }

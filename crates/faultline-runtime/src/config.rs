@@ -27,6 +27,32 @@ pub struct RawConfig {
     pub alerts: AlertsConfig,
     pub notify: NotifyConfig,
     pub railway: RailwayConfig,
+    pub sentry: SentryConfig,
+    pub scrub: ScrubConfig,
+}
+
+/// Sentry SDKs sending to `/api/<project>/envelope/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentryConfig {
+    /// Project id (the DSN's last part) → the source name its events are stored under; a
+    /// project not named here is the source `sentry:<project>`.
+    pub projects: std::collections::BTreeMap<String, String>,
+}
+
+/// What is filtered before storage beyond the defaults (keys naming passwords, secrets,
+/// tokens, cookies…; bearer credentials; card numbers).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScrubConfig {
+    /// More key names (parts of them, case-insensitive) whose values are filtered: `["iban"]`.
+    pub keys: Vec<String>,
+    /// Key names never filtered though they look secret: `["session_id"]`.
+    pub safe_fields: Vec<String>,
+    /// Regular expressions whose matches are filtered: `['\bACCT-\d{6}\b']`.
+    pub patterns: Vec<String>,
+    /// Filter IPv4 and IPv6 addresses (of users) too.
+    pub ip_addresses: bool,
 }
 
 /// The Railway crawler. The token comes from `RAILWAY_API_TOKEN` (account or workspace token,
@@ -459,6 +485,10 @@ pub struct Config {
     pub railway: RailwayConfig,
     /// Read from the environment only when targets are configured.
     pub railway_token: Option<faultline_connectors::railway::Token>,
+    /// Sentry project id → source name.
+    pub sentry_projects: std::collections::BTreeMap<String, String>,
+    /// What is scrubbed before storage, installed for the process by [`Config::install_scrub_rules`].
+    pub scrub: faultline_core::scrub::Rules,
 }
 
 /// A configured API token, its secret read from the environment.
@@ -598,8 +628,35 @@ impl Config {
             railway_token: railway_token(&raw.railway, env)?,
             railway: raw.railway,
             alerts: raw.alerts,
+            sentry_projects: sentry_projects(raw.sentry.projects)?,
+            scrub: faultline_core::scrub::Rules::new(
+                &raw.scrub.keys,
+                &raw.scrub.safe_fields,
+                &raw.scrub.patterns,
+                raw.scrub.ip_addresses,
+            )
+            .map_err(|e| anyhow::anyhow!("scrub.patterns: {e}"))?,
         })
     }
+
+    /// Makes this configuration's scrub rules the process's (once: the first call wins).
+    pub fn install_scrub_rules(&self) {
+        faultline_core::scrub::install(self.scrub.clone());
+    }
+}
+
+fn sentry_projects(
+    projects: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    for (id, name) in &projects {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            bail!("invalid sentry.projects key {id:?}: use the DSN's project id (letters, digits, -)");
+        }
+        if name.trim().is_empty() {
+            bail!("invalid sentry.projects.{id}: the source name is empty");
+        }
+    }
+    Ok(projects.into_iter().map(|(id, name)| (id, name.trim().to_owned())).collect())
 }
 
 /// Builds the configured notifiers, reading their secrets from the environment.

@@ -170,6 +170,8 @@ pub trait Store: Send + Sync {
     async fn finish_delivery(&self, job: &DeliveryJob, result: &DeliveryResult, now_ms: i64) -> Result<()>;
     /// Deliveries, newest first, optionally of one alert.
     async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>>;
+    /// How big the store is now: its size on disk, patterns, the outbox's waiting deliveries.
+    async fn gauges(&self) -> Result<StoreGauges>;
 }
 
 /// Opens the store named by `url`: `postgres://…` / `postgresql://…`, or `sqlite://PATH` or a

@@ -900,4 +900,14 @@ impl Store for PgStore {
     async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
         postgres_alerts::deliveries(&self.pool, alert_id, limit).await
     }
+
+    async fn gauges(&self) -> Result<StoreGauges> {
+        let (database_bytes, patterns, outbox_pending): (i64, i64, i64) = sqlx::query_as(
+            "SELECT pg_database_size(current_database()), (SELECT count(*) FROM patterns),
+                    (SELECT count(*) FROM deliveries WHERE status = 'pending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreGauges { database_bytes, patterns, outbox_pending })
+    }
 }

@@ -1097,6 +1097,20 @@ impl Store for SqliteStore {
     async fn deliveries(&self, alert_id: Option<i64>, limit: u32) -> Result<Vec<DeliveryRow>> {
         self.read(move |c| sqlite_alerts::deliveries(c, alert_id, limit)).await
     }
+
+    async fn gauges(&self) -> Result<StoreGauges> {
+        self.read(|c| {
+            let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let page_size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let (patterns, outbox_pending) = c.query_row(
+                "SELECT (SELECT count(*) FROM patterns), (SELECT count(*) FROM deliveries WHERE status = 'pending')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(StoreGauges { database_bytes: pages * page_size, patterns, outbox_pending })
+        })
+        .await
+    }
 }
 
 /// Measures the ceiling for the ingest benchmark: inserting the given rows into a bare

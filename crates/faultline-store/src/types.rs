@@ -479,6 +479,16 @@ pub struct JobRun {
     pub detail: serde_json::Value,
 }
 
+/// The store's size, read when `/metrics` is scraped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreGauges {
+    /// Bytes the database takes: SQLite's file (pages in use and free), PostgreSQL's database.
+    pub database_bytes: i64,
+    pub patterns: i64,
+    /// Deliveries not yet sent nor given up.
+    pub outbox_pending: i64,
+}
+
 /// A stored job run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRunRow {

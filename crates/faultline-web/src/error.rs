@@ -24,6 +24,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{message}")]
     TooManyRequests { message: String, retry_after_secs: u64 },
+    /// Over quota on a Sentry endpoint: 429 with Relay's `X-Sentry-Rate-Limits` header too.
+    #[error("{message}")]
+    SentryRateLimited { message: String, retry_after_secs: u64, limits: String },
     /// A passing condition (the database busy with another writer): try again after a moment.
     #[error("{message}")]
     Unavailable { message: String, retry_after_secs: u64 },
@@ -55,7 +58,9 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::SentryRateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(cause) => {
                 tracing::error!(error = %cause, "request failed");
@@ -70,6 +75,12 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests { retry_after_secs, .. }
             | ApiError::Unavailable { retry_after_secs, .. } => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::SentryRateLimited { retry_after_secs, limits, .. } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+                if let Ok(limits) = HeaderValue::from_str(limits) {
+                    response.headers_mut().insert("x-sentry-rate-limits", limits);
+                }
             }
             _ => {}
         }

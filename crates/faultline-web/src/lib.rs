@@ -51,6 +51,8 @@ pub struct Settings {
     pub max_clock_skew_ms: i64,
     /// `GET /metrics` without a token even when tokens are configured (`server.metrics_public`).
     pub metrics_public: bool,
+    /// Sentry project id → the source name its events are stored under (`sentry.projects`).
+    pub sentry_projects: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             max_line_bytes: 64 * 1024,
             max_clock_skew_ms: DAY_MS,
             metrics_public: false,
+            sentry_projects: Default::default(),
         }
     }
 }

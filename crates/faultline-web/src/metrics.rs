@@ -5,7 +5,8 @@
 //! pipeline (events received, stored, duplicate, capped, below the level, new patterns, ingest
 //! transaction time), the ingest handlers (records rejected), the alert evaluator, the outbox,
 //! the scheduler and the Railway crawler. Labels are bounded: source kinds, rule types,
-//! notifier names, job names, route templates, status codes.
+//! notifier names, job names, route templates, status codes. The store's size (database bytes,
+//! patterns, deliveries waiting in the outbox) is read at each scrape.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -49,6 +50,15 @@ pub(crate) async fn metrics(
 ) -> Result<Response, ApiError> {
     if !app.settings.metrics_public {
         app.auth.check(&headers, Scope::Read)?;
+    }
+    // The store's size is read now, at the scrape, rather than kept up to date.
+    match app.store.gauges().await {
+        Ok(g) => {
+            metrics::gauge!("faultline_database_size_bytes").set(g.database_bytes as f64);
+            metrics::gauge!("faultline_patterns").set(g.patterns as f64);
+            metrics::gauge!("faultline_outbox_pending").set(g.outbox_pending as f64);
+        }
+        Err(e) => tracing::warn!(error = %e, "/metrics: cannot read the store's size"),
     }
     let handle = prometheus();
     handle.run_upkeep();

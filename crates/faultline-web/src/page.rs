@@ -382,6 +382,28 @@ struct HealthPage {
     quiet: Vec<PatternLine>,
     trending: Vec<TrendLine>,
     state: HealthState,
+    /// While nothing was ever stored: set-ups for sending errors to this server.
+    send_errors: Option<SendErrors>,
+}
+
+/// This server's address as the set-ups on the empty page write it.
+struct SendErrors {
+    /// `http://host:port`
+    base: String,
+    /// A DSN for project 1 with `TOKEN` as its key.
+    dsn: String,
+    /// `host:port`, for a scrape target.
+    target: String,
+}
+
+impl SendErrors {
+    fn new(host: &str) -> SendErrors {
+        SendErrors {
+            base: format!("http://{host}"),
+            dsn: format!("http://TOKEN@{host}/1"),
+            target: host.to_owned(),
+        }
+    }
 }
 
 /// The service's health as the `error_rate_check` job last judged it: pass, degraded or fail,
@@ -442,6 +464,10 @@ async fn health(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
     match health_data(&app, &range, now).await {
         Ok(Some(mut page)) => {
             page.chrome = chrome(&app, "health", viewer, "System health");
+            if page.top.is_empty() && app.store.gauges().await.is_ok_and(|g| g.patterns == 0) {
+                let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+                page.send_errors = Some(SendErrors::new(host.unwrap_or("127.0.0.1:8080")));
+            }
             render(StatusCode::OK, &page, &page.chrome.viewer)
         }
         Ok(None) => message(&app, viewer, StatusCode::BAD_REQUEST, "Unknown range", "Use 24h, 7d or all."),
@@ -521,6 +547,7 @@ async fn health_data(
         quiet,
         trending,
         state,
+        send_errors: None,
     }))
 }
 
@@ -534,6 +561,52 @@ pub struct EntryLine {
     pub traceback: Option<String>,
     pub request: Option<String>,
     pub pattern_href: String,
+    /// Metadata fields but the breadcrumbs, each value as text (JSON for lists and objects).
+    pub context: Vec<(String, String)>,
+    /// What led up to the error (an SDK's breadcrumbs), oldest first.
+    pub breadcrumbs: Vec<Breadcrumb>,
+}
+
+/// One breadcrumb: time, category and text.
+pub struct Breadcrumb {
+    pub time: String,
+    pub category: String,
+    pub message: String,
+}
+
+/// Metadata kept for the fingerprint, not for reading.
+const HIDDEN_METADATA: [&str; 2] = ["in_app", "breadcrumbs"];
+
+impl Breadcrumb {
+    fn list(metadata: &serde_json::Value) -> Vec<Breadcrumb> {
+        let Some(crumbs) = metadata.get("breadcrumbs").and_then(|b| b.as_array()) else { return Vec::new() };
+        crumbs
+            .iter()
+            .map(|c| {
+                let text = |key: &str| c.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                let time = match c.get("timestamp") {
+                    Some(serde_json::Value::Number(n)) => n
+                        .as_f64()
+                        .and_then(|secs| chrono::DateTime::from_timestamp_millis((secs * 1000.0) as i64))
+                        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+                        .unwrap_or_default(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    _ => String::new(),
+                };
+                let mut message = text("message");
+                if message.is_empty()
+                    && let Some(data) = c.get("data").filter(|d| !d.is_null())
+                {
+                    message = clip(&data.to_string(), 500);
+                }
+                let category = [text("category"), text("level")]
+                    .into_iter()
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>();
+                Breadcrumb { time, category: category.join(" · "), message: clip(&message, 2000) }
+            })
+            .collect()
+    }
 }
 
 impl EntryLine {
@@ -555,6 +628,21 @@ impl EntryLine {
             traceback: e.traceback.as_deref().map(|t| clip(t, 20_000)),
             request,
             pattern_href: format!("/patterns/{}", segment(&e.fingerprint)),
+            context: e
+                .metadata
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| !HIDDEN_METADATA.contains(&key.as_str()))
+                .map(|(key, value)| {
+                    let text = match value {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (clip(key, 200), clip(&text, 4000))
+                })
+                .collect(),
+            breadcrumbs: Breadcrumb::list(&e.metadata),
         }
     }
 }

@@ -46,13 +46,13 @@ pub(crate) async fn envelope(
         split_envelope(&body).map_err(|e| ApiError::BadRequest(format!("malformed envelope: {e}")))?;
     let key = sentry_key(&headers, query.as_deref()).or_else(|| envelope.dsn_key());
     let caller = authorize(&app, key.as_deref())?;
-    let source_id = source_id(&project);
+    let (source_id, name) = source_of(&app.settings, &project);
     let now = now_ms();
     let (mut events, mut rejected, mut not_stored) = (Vec::new(), Vec::new(), BTreeMap::new());
     for (index, item) in envelope.items.iter().enumerate() {
         if item.kind == "event" {
             match event_from_sentry(&item.payload, &source_id, now) {
-                Ok(event) => events.push((event, Stamp::Sent)),
+                Ok(event) => events.push((named(event, name), Stamp::Sent)),
                 Err(error) => rejected.push(Rejected { index, error }),
             }
         } else {
@@ -75,8 +75,9 @@ pub(crate) async fn store(
 ) -> Result<Response, ApiError> {
     let body = read_body(&app, body)?;
     let caller = authorize(&app, sentry_key(&headers, query.as_deref()).as_deref())?;
-    let source_id = source_id(&project);
+    let (source_id, name) = source_of(&app.settings, &project);
     let event = event_from_sentry(&body, &source_id, now_ms()).map_err(ApiError::BadRequest)?;
+    let event = named(event, name);
     let id = event.metadata.get("event_id").and_then(|v| v.as_str()).map(str::to_owned);
     answer(&app, &caller, &source_id, vec![(event, Stamp::Sent)], Vec::new(), BTreeMap::new(), id).await
 }
@@ -90,16 +91,43 @@ async fn answer(
     not_stored: BTreeMap<String, u64>,
     id: Option<String>,
 ) -> Result<Response, ApiError> {
-    check_quota(app, caller, events.len())?;
+    check_quota(app, caller, events.len()).map_err(rate_limited)?;
     let (status, ingest) = commit(app, source_id, events, rejected, now_ms()).await?;
     Ok((status, Json(SentryResponse { id, ingest, not_stored })).into_response())
 }
 
-/// Events of a Sentry project are stored as the source `sentry:<project>`.
-fn source_id(project: &str) -> String {
+/// Events of a Sentry project come from the source `sentry:<project>`; their source name is
+/// the one `sentry.projects` gives the project, if any.
+fn source_of<'a>(settings: &'a crate::Settings, project: &str) -> (String, Option<&'a str>) {
     let project: String =
         project.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(64).collect();
-    format!("sentry:{project}")
+    let name = settings.sentry_projects.get(&project).map(String::as_str);
+    (format!("sentry:{project}"), name)
+}
+
+/// A configured project name is the event's source; the SDK's logger is kept in metadata.
+fn named(mut event: LogEvent, name: Option<&str>) -> LogEvent {
+    if let Some(name) = name {
+        let logger = std::mem::replace(&mut event.source, name.to_owned());
+        if logger != event.origin.source_id {
+            event.metadata.insert("logger".to_owned(), logger.into());
+        }
+    }
+    event
+}
+
+/// Over quota, a Sentry endpoint answers as Relay does: 429 with `Retry-After` and
+/// `X-Sentry-Rate-Limits` (`<seconds>:<categories>:<scope>:<reason>`), which the SDKs honour by
+/// not sending events of those categories until then.
+fn rate_limited(error: ApiError) -> ApiError {
+    match error {
+        ApiError::TooManyRequests { message, retry_after_secs } => ApiError::SentryRateLimited {
+            message,
+            retry_after_secs,
+            limits: format!("{retry_after_secs}:error;default;security:key:ingest_quota"),
+        },
+        other => other,
+    }
 }
 
 fn authorize(app: &AppState, key: Option<&str>) -> Result<Caller, ApiError> {
@@ -144,7 +172,15 @@ mod tests {
             Some("k9")
         );
         assert_eq!(sentry_key(&HeaderMap::new(), Some("sentry_key=")), None);
-        assert_eq!(source_id("42"), "sentry:42");
-        assert_eq!(source_id("4/../<b>"), "sentry:4b");
+        let app = |projects: &[(&str, &str)]| crate::Settings {
+            sentry_projects: projects.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        let plain = app(&[]);
+        let named = app(&[("42", "checkout")]);
+        assert_eq!(source_of(&plain, "42"), ("sentry:42".to_owned(), None));
+        assert_eq!(source_of(&plain, "4/../<b>").0, "sentry:4b");
+        assert_eq!(source_of(&named, "42"), ("sentry:42".to_owned(), Some("checkout")));
+        assert_eq!(source_of(&named, "43").1, None);
     }
 }

@@ -234,3 +234,58 @@ async fn the_health_state_is_the_last_checks_verdict(store: Arc<dyn Store>, dir:
     );
 }
 both!(the_health_state_is_the_last_checks_verdict);
+
+/// A server with nothing stored shows how to send errors, addressed to itself; once a Sentry
+/// event arrives, its occurrence shows the event's context and breadcrumbs, escaped.
+async fn empty_state_then_context_and_breadcrumbs(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) {
+    let server = start(store, Auth::default(), dir).await;
+    let client = browser();
+    let host = server.url.trim_start_matches("http://");
+    let (_, _, html) = get(&client, &server.url).await;
+    let section = &html[html.find("id=\"send-errors\"").expect("the Send errors section")..];
+    for snippet in [
+        format!("sentry_sdk.init(dsn=\"http://TOKEN@{host}/1\")"),
+        format!("Sentry.init({{ dsn: \"http://TOKEN@{host}/1\" }})"),
+        format!("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={}/v1/logs", server.url),
+        format!("FaultlineHandler(\"{}\", token=\"TOKEN\")", server.url),
+        format!("curl -s {}/api/ingest", server.url),
+        format!("targets: [\"{host}\"]"),
+    ] {
+        assert!(section.contains(&snippet), "{snippet} in {section}");
+    }
+
+    let event = serde_json::json!({
+        "event_id": "5d1e0f9a8b7c4d3e2f1a0b9c8d7e6f5a", "level": "error", "platform": "python",
+        "message": "checkout failed", "release": "shop@<b>1.4.2</b>", "tags": {"region": "eu"},
+        "contexts": {"runtime": {"name": "CPython", "version": "3.11.7"}},
+        "breadcrumbs": {"values": [
+            {"timestamp": 1764410399.5, "category": "query", "message": "SELECT <script>1</script>"},
+            {"timestamp": 1764410399.75, "category": "http", "data": {"url": "/pay", "status_code": 502}}
+        ]}
+    });
+    let body = format!("{{}}\n{{\"type\":\"event\"}}\n{event}\n");
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/1/envelope/", server.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, _, html) = get(&client, &server.url).await;
+    assert!(!html.contains("id=\"send-errors\""), "gone once something is stored");
+    let fp = top_fingerprint(&server.url).await;
+    let (_, _, detail) = get(&client, &format!("{}/patterns/{fp}", server.url)).await;
+    let context = &detail[detail.find("class=\"context\"").expect("the context")..];
+    assert!(context.contains("<dt>release</dt><dd><code>shop@&lt;b&gt;1.4.2&lt;/b&gt;</code>"), "{context}");
+    assert!(
+        context.contains("<dt>tags</dt><dd><code>{&quot;region&quot;:&quot;eu&quot;}</code>"),
+        "{context}"
+    );
+    assert!(context.contains("CPython"));
+    let crumbs = &detail[detail.find("class=\"breadcrumbs\"").expect("the breadcrumbs")..];
+    assert!(crumbs.contains("Breadcrumbs (2)"), "{crumbs}");
+    assert!(crumbs.contains("<time>09:59:59.500</time> <span class=\"category\">query</span> SELECT &lt;script&gt;1&lt;/script&gt;"), "{crumbs}");
+    assert!(crumbs.contains("status_code"), "a breadcrumb without a message shows its data");
+    assert!(!detail.contains("<script>1"));
+}
+both!(empty_state_then_context_and_breadcrumbs);

@@ -103,6 +103,9 @@ async fn sentry_sdk_events(dir: &std::path::Path, database: &str) {
     assert_eq!(value("faultline_events_stored_total", &[("source", "http")]), 3.0, "{metrics}");
     assert_eq!(value("faultline_events_below_level_total", &[("source", "http")]), 1.0);
     assert_eq!(value("faultline_patterns_new_total", &[]), 2.0);
+    assert_eq!(value("faultline_patterns", &[]), 2.0, "read from the store at the scrape");
+    assert_eq!(value("faultline_outbox_pending", &[]), 0.0, "no notifier configured");
+    assert!(value("faultline_database_size_bytes", &[]) > 10_000.0, "{metrics}");
     let envelopes = [("route", "/api/{project}/envelope/"), ("status", "200")];
     assert_eq!(value("faultline_http_requests_total", &envelopes), 4.0, "one envelope per event");
     assert!(
@@ -119,4 +122,69 @@ async fn a_sentry_sdk_needs_only_a_dsn() {
         let work = tempfile::tempdir().expect("tempdir");
         sentry_sdk_events(work.path(), &database).await;
     }
+}
+
+/// Three messages, each flushed before the next: the second is over the quota, and the SDK,
+/// told so by `X-Sentry-Rate-Limits`, does not send the third at all.
+const RATE_LIMITED: &str = r#"
+import sys, sentry_sdk
+sentry_sdk.init(dsn=sys.argv[1], default_integrations=False, send_client_reports=False)
+for text in ["first: stored", "second: over the quota", "third: held back by the SDK"]:
+    sentry_sdk.capture_message(text, level="error")
+    sentry_sdk.flush(10)
+print("sent")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sdk_over_quota_is_told_to_wait_and_waits_and_projects_have_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let database = dir.join("faultline.db").display().to_string();
+    let config = dir.join("faultline.toml");
+    let text = base_config(dir, &database)
+        .replace("[server]\n", "[server]\nmetrics_public = true\ningest_quota_per_minute = 1\n")
+        + "\n[sentry.projects]\n\"7\" = \"checkout\"\n";
+    std::fs::write(&config, text).unwrap();
+    let service = start_with(dir, &config, &[]);
+    let host = service.url.trim_start_matches("http://");
+    assert_eq!(python(RATE_LIMITED, &[&format!("http://{TOKEN}@{host}/7")]).trim(), "sent");
+
+    // What the server saw: one envelope stored, one refused, and no third request.
+    let metrics: serde_json::Value =
+        serde_json::from_str(python(METRICS, &[&format!("{}/metrics", service.url)]).trim()).expect("parsed");
+    let requests = |status: &str| -> f64 {
+        metrics["faultline_http_requests_total"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s[0]["route"] == "/api/{project}/envelope/" && s[0]["status"] == status)
+            .map(|s| s[1].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!((requests("200"), requests("429")), (1.0, 1.0), "{metrics}");
+    let store = faultline_store::open(&database).await.unwrap();
+    let page = store.search(&faultline_store::SearchQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let stored: Vec<(&str, &str)> =
+        page.entries.iter().map(|e| (e.message.as_str(), e.source.as_str())).collect();
+    assert_eq!(stored, [("first: stored", "checkout")], "the project's configured name is the source");
+
+    // The answer itself, as Relay gives it.
+    let envelope = "{}\n{\"type\":\"event\"}\n{\"message\":\"fourth\",\"level\":\"error\"}\n";
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/7/envelope/?sentry_key={TOKEN}", service.url))
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let header =
+        |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let retry_after: u64 = header("retry-after").parse().expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        header("x-sentry-rate-limits"),
+        format!("{retry_after}:error;default;security:key:ingest_quota")
+    );
+    stop(service);
 }
