@@ -103,20 +103,25 @@ const BREADCRUMBS_KEPT: usize = 20;
 /// Reads one event payload (an envelope's `event` item, or the body of the older `store`
 /// endpoint) into a log event. `source_id` names where it came from (`sentry:<project>`).
 pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> Result<LogEvent, String> {
+    let mut value: Value = serde_json::from_slice(payload).map_err(|e| format!("not a Sentry event: {e}"))?;
+    // Sentry takes an exception with a value and no type (the JavaScript SDK's captureMessage
+    // with a synthetic stack sends one); sentry-types wants the type.
+    if let Some(values) = value.pointer_mut("/exception/values").and_then(Value::as_array_mut) {
+        for exception in values.iter_mut().filter_map(Value::as_object_mut) {
+            exception.entry("type").or_insert_with(|| json!(""));
+        }
+    }
     let event: v7::Event<'static> =
-        serde_json::from_slice(payload).map_err(|e| format!("not a Sentry event: {e}"))?;
+        serde_json::from_value(value).map_err(|e| format!("not a Sentry event: {e}"))?;
     let chain: Vec<&v7::Exception> = event.exception.values.iter().collect();
     // The SDKs list a chain oldest first: the last exception is the one the program saw.
     let main = chain.last();
     let logged = event.logentry.as_ref().map(format_logentry).or_else(|| event.message.clone());
-    let message = match (main, &logged) {
-        (Some(e), _) => match e.value.as_deref().filter(|v| !v.is_empty()) {
-            Some(value) => format!("{}: {value}", e.ty),
-            None => e.ty.clone(),
-        },
-        (None, Some(text)) if !text.trim().is_empty() => text.clone(),
-        _ => return Err("the event has neither an exception nor a message".to_owned()),
-    };
+    let message = main
+        .map(|e| exception_line(e))
+        .or_else(|| logged.clone())
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| "the event has neither an exception nor a message".to_owned())?;
     let (traceback, in_app) = if chain.is_empty() { (None, Vec::new()) } else { render_chain(&chain) };
     let timestamp_ms = event
         .timestamp
@@ -212,6 +217,15 @@ fn format_logentry(entry: &v7::LogEntry) -> String {
     out
 }
 
+/// `Type: value`, or the one of them given.
+fn exception_line(e: &v7::Exception) -> String {
+    match (e.ty.as_str(), e.value.as_deref().filter(|v| !v.is_empty())) {
+        ("", Some(value)) => value.to_owned(),
+        (ty, Some(value)) => format!("{ty}: {value}"),
+        (ty, None) => ty.to_owned(),
+    }
+}
+
 /// The chain as a Python-style traceback (the layout faultline reads frames from), oldest
 /// exception first, and the SDK's `in_app` flag of each frame written. A frame repeating the
 /// one before it (recursion) is written once, as the fingerprint reads it.
@@ -241,10 +255,8 @@ fn render_chain(chain: &[&v7::Exception]) -> (Option<String>, Vec<Option<bool>>)
                 }
             }
         }
-        match e.value.as_deref().filter(|v| !v.is_empty()) {
-            Some(value) => out.push_str(&format!("{}: {value}\n", e.ty)),
-            None => out.push_str(&format!("{}\n", e.ty)),
-        }
+        out.push_str(&exception_line(e));
+        out.push('\n');
     }
     (Some(out), in_app)
 }

@@ -149,3 +149,16 @@ fn the_sdks_in_app_flags_decide_the_stack_tier() {
     unflagged.metadata.remove("in_app");
     assert_eq!(fingerprint(&unflagged).frames.len(), 2);
 }
+
+#[test]
+fn regression_19_a_javascript_message_with_a_synthetic_stack_is_stored() {
+    // @sentry/node 11's captureMessage sends the message as an exception with a value, no type.
+    let js = r#"{"event_id":"3ee6d2fd44c247c783301310867403b8","level":"error","platform":"node","timestamp":1795985115.148,
+      "message":"queue orders is 5000 items behind","fingerprint":["queue-lag"],
+      "exception":{"values":[{"value":"queue orders is 5000 items behind","mechanism":{"type":"generic","handled":true,"synthetic":true},
+        "stacktrace":{"frames":[{"filename":"/srv/app/queue.js","module":"queue","function":"check","lineno":3,"in_app":true}]}}]}}"#;
+    let event = event_from_sentry(js.as_bytes(), "sentry:9", NOW).expect("stored, not refused");
+    assert_eq!(event.message, "queue orders is 5000 items behind");
+    assert!(event.traceback.as_deref().unwrap().ends_with("\nqueue orders is 5000 items behind\n"));
+    assert_eq!(fingerprint(&event).tier, Tier::Client);
+}

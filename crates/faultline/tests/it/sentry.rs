@@ -125,11 +125,13 @@ async fn a_sentry_sdk_needs_only_a_dsn() {
 }
 
 /// Three messages, each flushed before the next: the second is over the quota, and the SDK,
-/// told so by `X-Sentry-Rate-Limits`, does not send the third at all.
+/// told so by `X-Sentry-Rate-Limits`, does not send the third at all. The first carries what
+/// the configured scrub rules filter (an IBAN, an IP address).
 const RATE_LIMITED: &str = r#"
 import sys, sentry_sdk
 sentry_sdk.init(dsn=sys.argv[1], default_integrations=False, send_client_reports=False)
-for text in ["first: stored", "second: over the quota", "third: held back by the SDK"]:
+for text in ["first: refund to iban=DE89370400440532013000 from 203.0.113.9 failed",
+             "second: over the quota", "third: held back by the SDK"]:
     sentry_sdk.capture_message(text, level="error")
     sentry_sdk.flush(10)
 print("sent")
@@ -144,7 +146,7 @@ async fn an_sdk_over_quota_is_told_to_wait_and_waits_and_projects_have_names() {
     let config = dir.join("faultline.toml");
     let text = base_config(dir, &database)
         .replace("[server]\n", "[server]\nmetrics_public = true\ningest_quota_per_minute = 1\n")
-        + "\n[sentry.projects]\n\"7\" = \"checkout\"\n";
+        + "\n[sentry.projects]\n\"7\" = \"checkout\"\n[scrub]\nkeys = [\"iban\"]\nip_addresses = true\n";
     std::fs::write(&config, text).unwrap();
     let service = start_with(dir, &config, &[]);
     let host = service.url.trim_start_matches("http://");
@@ -167,7 +169,11 @@ async fn an_sdk_over_quota_is_told_to_wait_and_waits_and_projects_have_names() {
     let page = store.search(&faultline_store::SearchQuery { limit: 10, ..Default::default() }).await.unwrap();
     let stored: Vec<(&str, &str)> =
         page.entries.iter().map(|e| (e.message.as_str(), e.source.as_str())).collect();
-    assert_eq!(stored, [("first: stored", "checkout")], "the project's configured name is the source");
+    assert_eq!(
+        stored,
+        [("first: refund to iban=[Filtered] from [Filtered] failed", "checkout")],
+        "the project's configured name is the source; the configured scrub rules applied"
+    );
 
     // The answer itself, as Relay gives it.
     let envelope = "{}\n{\"type\":\"event\"}\n{\"message\":\"fourth\",\"level\":\"error\"}\n";
@@ -186,5 +192,83 @@ async fn an_sdk_over_quota_is_told_to_wait_and_waits_and_projects_have_names() {
         header("x-sentry-rate-limits"),
         format!("{retry_after}:error;default;security:key:ingest_quota")
     );
+    stop(service);
+}
+
+/// `@sentry/node` (installed by `npm ci --prefix crates/faultline/tests/node`): an exception
+/// and a message with a custom fingerprint, sent with a DSN.
+const NODE_SDK: &str = r#"
+const Sentry = require("@sentry/node");
+Sentry.init({ dsn: process.argv[2], release: "web@2.0.0", environment: "staging", defaultIntegrations: false });
+function pay(order) { return order.card.number; }
+try { pay({}); } catch (e) { Sentry.captureException(e); }
+Sentry.withScope((scope) => {
+  scope.setFingerprint(["queue-lag"]);
+  Sentry.captureMessage("queue orders is 5000 items behind", "error");
+});
+Sentry.flush(10000).then((ok) => console.log(ok ? "sent" : "not flushed"));
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_javascript_sdk_needs_only_a_dsn_too() {
+    let modules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules");
+    assert!(
+        modules.join("@sentry/node").exists(),
+        "run `npm ci --prefix crates/faultline/tests/node` first (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let database = dir.join("faultline.db").display().to_string();
+    let config = dir.join("faultline.toml");
+    // The JavaScript SDK reads a DSN's key as letters, digits and underscores only.
+    let token = "jsingest0123456789abcdef";
+    let text = base_config(dir, &database).replace(
+        "[files]",
+        "[[server.tokens]]\nname = \"js\"\nenv = \"TEST_JS_TOKEN\"\nscopes = [\"ingest\"]\n\n[files]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let service = start_with(dir, &config, &[("TEST_JS_TOKEN", token)]);
+    let host = service.url.trim_start_matches("http://");
+    let script = dir.join("app.js");
+    std::fs::write(&script, NODE_SDK).unwrap();
+    let output = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{token}@{host}/9"))
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("node runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "sent",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let store = faultline_store::open(&database).await.unwrap();
+    let page = store.search(&faultline_store::SearchQuery { limit: 10, ..Default::default() }).await.unwrap();
+    let mut messages: Vec<&str> = page.entries.iter().map(|e| e.message.as_str()).collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "TypeError: Cannot read properties of undefined (reading 'number')",
+            "queue orders is 5000 items behind"
+        ]
+    );
+    let crash = page.entries.iter().find(|e| e.message.starts_with("TypeError")).unwrap();
+    assert!(crash.traceback.as_deref().unwrap_or("").contains(", in pay\n"), "{:?}", crash.traceback);
+    assert_eq!(crash.metadata["release"], "web@2.0.0");
+    // The SDK marks node's own frames as not the application's: the signature is the app's frames.
+    let patterns = store.top_patterns(10, None).await.unwrap();
+    let crash_pattern = patterns.iter().find(|p| p.normalized_message.starts_with("TypeError")).unwrap();
+    assert_eq!(crash_pattern.tier, "stack");
+    assert!(
+        crash_pattern.frames.iter().all(|f| !f.contains("node:internal") && !f.contains("loader")),
+        "{:?}",
+        crash_pattern.frames
+    );
+    let lag = patterns.iter().find(|p| p.normalized_message.contains("items behind")).unwrap();
+    assert_eq!(lag.tier, "client", "the custom fingerprint");
     stop(service);
 }
