@@ -77,11 +77,12 @@ impl Rules {
 
     /// Whether a key names a secret.
     pub fn secret_key(&self, key: &str) -> bool {
-        let key = key.to_ascii_lowercase();
-        if self.safe_fields.contains(&key) {
+        let key = key.as_bytes();
+        if self.safe_fields.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(key)) {
             return false;
         }
-        SECRET_KEYS.iter().any(|s| key.contains(s)) || self.keys.iter().any(|s| key.contains(s.as_str()))
+        SECRET_KEYS.iter().any(|s| contains_ignoring_case(key, s.as_bytes()))
+            || self.keys.iter().any(|s| contains_ignoring_case(key, s.as_bytes()))
     }
 
     /// Scrubs an event in place; returns how many values were filtered.
@@ -234,9 +235,6 @@ fn secret_value_at(rules: &Rules, text: &str, i: usize) -> Option<(usize, usize)
     }
     let key_end =
         i + b[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-')).count();
-    if key_end == i || !rules.secret_key(&text[i..key_end]) {
-        return None;
-    }
     let mut j = key_end;
     if b.get(j) == Some(&b'"') || b.get(j) == Some(&b'\'') {
         j += 1;
@@ -244,7 +242,8 @@ fn secret_value_at(rules: &Rules, text: &str, i: usize) -> Option<(usize, usize)
     while b.get(j) == Some(&b' ') {
         j += 1;
     }
-    if !matches!(b.get(j), Some(b'=' | b':')) {
+    // The cheap test first: most words are not followed by `=` or `:`.
+    if !matches!(b.get(j), Some(b'=' | b':')) || key_end == i || !rules.secret_key(&text[i..key_end]) {
         return None;
     }
     j += 1;
@@ -275,6 +274,11 @@ fn secret_value_at(rules: &Rules, text: &str, i: usize) -> Option<(usize, usize)
         }
     };
     (end > start && &text[start..end] != FILTERED).then_some((start, end))
+}
+
+/// Whether `needle` (lower-case) occurs in `haystack`, ignoring ASCII case.
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// An IPv4 address, or an IPv6 address written in full or with `::` after at least one group

@@ -138,13 +138,13 @@ pub(crate) fn fill_buckets(
 /// How a batch's transaction ends, on either backend: once it committed, a miner state saved
 /// with it is noted; when it failed (or its commit did), the pattern ids cached during it are
 /// forgotten, as they were rolled back with it.
-pub(crate) fn settle_batch(
-    committed: Result<IngestOutcome>,
+pub(crate) fn settle_batch<T>(
+    committed: Result<T>,
     saved_state: bool,
     now_ms: i64,
     mining: &mut Mining,
     pattern_ids: &mut HashMap<String, i64>,
-) -> Result<IngestOutcome> {
+) -> Result<T> {
     match committed {
         Ok(outcome) => {
             if saved_state {

@@ -22,7 +22,15 @@ use crate::{Result, Store, StoreError};
 pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     reader: Arc<Mutex<Connection>>,
+    /// Batches waiting for the writer, each with where its outcome goes: whoever holds the
+    /// writer next commits all of them in one transaction (see [`SqliteStore::ingest`]).
+    queued: Arc<Mutex<Vec<Queued>>>,
 }
+
+type Queued = (IngestBatch, tokio::sync::oneshot::Sender<Result<IngestOutcome>>);
+
+/// Batches committed together at most, however many wait.
+const GROUP_BATCHES: usize = 64;
 
 struct Writer {
     conn: Connection,
@@ -89,7 +97,11 @@ impl SqliteStore {
             )?;
             let writer =
                 Writer { conn, pattern_ids: HashMap::new(), mining: Mining::load(saved), old_versions };
-            Ok(SqliteStore { writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+            Ok(SqliteStore {
+                writer: Arc::new(Mutex::new(writer)),
+                reader: Arc::new(Mutex::new(reader)),
+                queued: Arc::default(),
+            })
         })
         .await
     }
@@ -190,28 +202,74 @@ const UPSERT_STATE: &str = "INSERT INTO grouper_state (version, state, updated_m
     ON CONFLICT (version) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms";
 
 impl Writer {
-    fn ingest(&mut self, batch: &mut IngestBatch) -> Result<IngestOutcome> {
-        let state = self.mining.mine(batch);
-        let tx = self.conn.transaction()?;
-        let result = ingest_tx(&tx, &mut self.pattern_ids, self.old_versions, batch).and_then(|outcome| {
+    /// Commits batches that arrived together in one transaction (group commit: the commit and
+    /// the trigram index are paid once for all of them), each with its own outcome. If that
+    /// transaction fails, each batch is tried again in a transaction of its own, so one batch's
+    /// failure stays its own.
+    fn ingest_group(&mut self, batches: &mut [IngestBatch]) -> Vec<Result<IngestOutcome>> {
+        let mut state = None;
+        for batch in batches.iter_mut() {
+            if let Some(s) = self.mining.mine(batch) {
+                state = Some(s);
+            }
+        }
+        let now_ms = batches.iter().map(|b| b.now_ms).max().unwrap_or_default();
+        if let [batch] = batches {
+            return vec![self.commit_mined(batch, state)];
+        }
+        let committed = (|| -> Result<Vec<IngestOutcome>> {
+            let tx = self.conn.transaction()?;
+            let mut inserted = Vec::new();
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in batches.iter() {
+                outcomes.push(ingest_tx(
+                    &tx,
+                    &mut self.pattern_ids,
+                    self.old_versions,
+                    batch,
+                    &mut inserted,
+                )?);
+            }
+            index_chunks(&tx, &inserted)?;
+            if let Some(state) = &state {
+                tx.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, now_ms])?;
+            }
+            drop(inserted);
+            tx.commit()?;
+            Ok(outcomes)
+        })();
+        match settle_batch(committed, state.is_some(), now_ms, &mut self.mining, &mut self.pattern_ids) {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(_) => batches.iter().map(|batch| self.commit_mined(batch, None)).collect(),
+        }
+    }
+
+    /// Commits a batch already mined, with the grouper's state when it is due.
+    fn commit_mined(&mut self, batch: &IngestBatch, state: Option<String>) -> Result<IngestOutcome> {
+        let committed = (|| -> Result<IngestOutcome> {
+            let tx = self.conn.transaction()?;
+            let mut inserted = Vec::new();
+            let outcome = ingest_tx(&tx, &mut self.pattern_ids, self.old_versions, batch, &mut inserted)?;
+            index_chunks(&tx, &inserted)?;
             if let Some(state) = &state {
                 tx.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, batch.now_ms])?;
             }
-            Ok(outcome)
-        });
-        let committed = result.and_then(|outcome| {
+            drop(inserted);
             tx.commit()?;
             Ok(outcome)
-        });
+        })();
         settle_batch(committed, state.is_some(), batch.now_ms, &mut self.mining, &mut self.pattern_ids)
     }
 }
 
-fn ingest_tx(
+/// Stores one batch in `tx`; the entries it inserted are added to `inserted` for the trigram
+/// index, which the caller fills once per transaction.
+fn ingest_tx<'b>(
     tx: &Transaction<'_>,
     pattern_ids: &mut HashMap<String, i64>,
     old_versions: bool,
-    batch: &IngestBatch,
+    batch: &'b IngestBatch,
+    inserted: &mut Vec<(i64, &'b faultline_core::LogEvent)>,
 ) -> Result<IngestOutcome> {
     let mut outcome = IngestOutcome::default();
     let mut totals = BatchTotals::default();
@@ -221,7 +279,7 @@ fn ingest_tx(
         let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
         let ids = resolve_patterns(tx, pattern_ids, old_versions, batch, &mut outcome, &mut new_ids)?;
         let mut stored = stored_in_batch_minutes(tx, batch)?;
-        let mut inserted: Vec<(i64, &faultline_core::LogEvent)> = Vec::with_capacity(batch.events.len());
+        inserted.reserve(batch.events.len());
         for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
             let event = &ge.event;
             let stored_so_far = stored.entry((pattern_id, minute_of(event.timestamp_ms))).or_insert(0);
@@ -256,7 +314,6 @@ fn ingest_tx(
             outcome.stored += 1;
             totals.add(pattern_id, ge, Some(id));
         }
-        index_chunks(tx, &inserted)?;
     }
     outcome.touched = write_totals(tx, &totals, batch, &new_ids)?;
     Ok(outcome)
@@ -590,17 +647,36 @@ fn search_sql((from, text): (&str, &str), count: bool) -> String {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    /// Batches that arrive while another commits wait in a queue; whoever takes the writer next
+    /// commits up to [`GROUP_BATCHES`] of them in one transaction and hands each its outcome.
+    /// Every queued batch has a caller about to take the writer, so none is left behind.
     async fn ingest(&self, mut batch: IngestBatch) -> Result<IngestOutcome> {
-        let writer = self.writer.clone();
+        // SQLite's LIKE and FTS5 stop reading text at a NUL: stored as U+FFFD, as in
+        // PostgreSQL, so everything after it stays searchable.
+        for ge in &mut batch.events {
+            replace_nul(&mut ge.event);
+        }
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((batch, reply));
+        let (writer, queued) = (self.writer.clone(), self.queued.clone());
         blocking(move || {
-            // SQLite's LIKE and FTS5 stop reading text at a NUL: stored as U+FFFD, as in
-            // PostgreSQL, so everything after it stays searchable.
-            for ge in &mut batch.events {
-                replace_nul(&mut ge.event);
+            let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let group: Vec<Queued> = {
+                let mut queued = queued.lock().unwrap_or_else(|e| e.into_inner());
+                let n = queued.len().min(GROUP_BATCHES);
+                queued.drain(..n).collect()
+            };
+            if group.is_empty() {
+                return Ok(());
             }
-            writer.lock().unwrap_or_else(|e| e.into_inner()).ingest(&mut batch)
+            let (mut batches, replies): (Vec<IngestBatch>, Vec<_>) = group.into_iter().unzip();
+            for (reply, result) in replies.into_iter().zip(writer.ingest_group(&mut batches)) {
+                let _ = reply.send(result);
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        outcome.await.unwrap_or_else(|_| Err(StoreError::Busy("the writer stopped before committing".into())))
     }
 
     async fn save_grouping(&self, now_ms: i64) -> Result<()> {

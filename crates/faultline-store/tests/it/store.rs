@@ -654,3 +654,50 @@ async fn an_index_of_the_old_form_is_rebuilt_on_upgrade() {
         assert_eq!(store.search(&q).await.unwrap().total, 1, "{needle}");
     }
 }
+
+/// Batches sent at once are committed together (SQLite commits what waits for the writer in
+/// one transaction): each caller still gets its own batch's outcome, an event sent twice is
+/// stored once, and every stored entry is searchable.
+async fn batches_sent_at_once_each_get_their_own_outcome(store: Arc<dyn Store>) {
+    let events = |i: usize| -> Vec<_> {
+        let n = i % 30 % 4 + 1;
+        (0..n)
+            .map(|k| {
+                let id = format!("c{}-{k}", i % 30);
+                event(
+                    &id,
+                    T0 + k as i64,
+                    Level::Error,
+                    "svc",
+                    &format!("conc worker {} failed step {k}", i % 30),
+                )
+            })
+            .collect()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60usize {
+        let store = store.clone();
+        let batch = batch(events(i));
+        tasks.spawn(async move { (i, store.ingest(batch).await.unwrap()) });
+    }
+    let mut outcomes = std::collections::BTreeMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (i, outcome) = done.unwrap();
+        outcomes.insert(i, outcome);
+    }
+    for i in 0..30 {
+        let n = events(i).len() as u64;
+        let (a, b) = (&outcomes[&i], &outcomes[&(i + 30)]);
+        assert_eq!((a.stored + a.duplicates, b.stored + b.duplicates), (n, n), "batch {i}");
+        assert_eq!((a.stored + b.stored, a.duplicates + b.duplicates), (n, n), "batch {i} and its repeat");
+    }
+    let q = SearchQuery { text: Some("conc worker".into()), limit: 1, ..Default::default() };
+    let expected: u64 = (0..30).map(|i| events(i).len() as u64).sum();
+    assert_eq!(store.search(&q).await.unwrap().total, expected);
+    for i in [0, 13, 29] {
+        let q =
+            SearchQuery { text: Some(format!("worker {i} failed step 0")), limit: 5, ..Default::default() };
+        assert_eq!(store.search(&q).await.unwrap().total, 1, "worker {i}");
+    }
+}
+both!(batches_sent_at_once_each_get_their_own_outcome);
