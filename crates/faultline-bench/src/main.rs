@@ -8,6 +8,7 @@ mod ingest_http;
 mod memory_bench;
 mod page_bench;
 mod seed;
+mod sentry_bench;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -105,6 +106,25 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Sentry envelopes (5–50 KB events with stack traces) posted to a fresh `faultline serve`
+    /// and, when installed (`pip install bugsink`), to Bugsink beside it, in alternating rounds:
+    /// events stored per second and peak memory of each.
+    Sentry {
+        /// Events sent to faultline per round.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Events sent to Bugsink per round (the first of the same envelopes).
+        #[arg(long, default_value_t = 2_000)]
+        bugsink_events: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Measure faultline only.
+        #[arg(long)]
+        no_bugsink: bool,
+    },
     /// Fill the database with generated errors (benchmark or demo data): spread over the last
     /// days, skewed towards recent errors and a few busy patterns.
     Seed {
@@ -139,6 +159,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Http { records, batch, concurrency, large_every, large_bytes, dir } => {
             let large = (large_every > 0).then_some((large_every, large_bytes));
             ingest_http::http(records, batch.max(1), concurrency.max(1), large, dir, &config).await
+        }
+        Command::Sentry { events, bugsink_events, concurrency, rounds, no_bugsink } => {
+            sentry_bench::run(
+                events.max(1),
+                bugsink_events.max(1),
+                concurrency.max(1),
+                rounds.max(1),
+                !no_bugsink,
+            )
+            .await
         }
         Command::Alerts { rounds, dir } => alert_latency::run(rounds.max(1), dir).await,
         Command::Grouping { dir, out, rounds } => grouping_bench::run(&dir, &out, rounds.max(1)),

@@ -354,11 +354,16 @@ fn digit_run(b: &[u8], i: usize) -> Option<(usize, bool)> {
     {
         return None;
     }
-    let mut digits = Vec::with_capacity(19);
+    // Up to 20 digits are kept: a longer run is not a card number, whatever it holds.
+    let mut digits = [0u8; 20];
+    let mut count = 0;
     let (mut j, mut end) = (i, i);
     while j < b.len() {
         if b[j].is_ascii_digit() {
-            digits.push(b[j] - b'0');
+            if count < digits.len() {
+                digits[count] = b[j] - b'0';
+            }
+            count += 1;
             j += 1;
             end = j;
         } else if matches!(b[j], b' ' | b'-') && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
@@ -368,7 +373,7 @@ fn digit_run(b: &[u8], i: usize) -> Option<(usize, bool)> {
         }
     }
     let longer = b.get(end).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
-    Some((end, (13..=19).contains(&digits.len()) && !longer && luhn(&digits)))
+    Some((end, (13..=19).contains(&count) && !longer && luhn(&digits[..count])))
 }
 
 fn luhn(digits: &[u8]) -> bool {

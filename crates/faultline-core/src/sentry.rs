@@ -103,16 +103,7 @@ const BREADCRUMBS_KEPT: usize = 20;
 /// Reads one event payload (an envelope's `event` item, or the body of the older `store`
 /// endpoint) into a log event. `source_id` names where it came from (`sentry:<project>`).
 pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> Result<LogEvent, String> {
-    let mut value: Value = serde_json::from_slice(payload).map_err(|e| format!("not a Sentry event: {e}"))?;
-    // Sentry takes an exception with a value and no type (the JavaScript SDK's captureMessage
-    // with a synthetic stack sends one); sentry-types wants the type.
-    if let Some(values) = value.pointer_mut("/exception/values").and_then(Value::as_array_mut) {
-        for exception in values.iter_mut().filter_map(Value::as_object_mut) {
-            exception.entry("type").or_insert_with(|| json!(""));
-        }
-    }
-    let event: v7::Event<'static> =
-        serde_json::from_value(value).map_err(|e| format!("not a Sentry event: {e}"))?;
+    let event = parse_event(payload)?;
     let chain: Vec<&v7::Exception> = event.exception.values.iter().collect();
     // The SDKs list a chain oldest first: the last exception is the one the program saw.
     let main = chain.last();
@@ -185,6 +176,30 @@ pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> R
             external_id: Some(format!("sentry:{}", event.event_id.simple())),
         },
     })
+}
+
+/// The event as `sentry-types` reads it. Sentry takes an exception with a value and no type
+/// (the JavaScript SDK's captureMessage with a synthetic stack sends one), which sentry-types
+/// refuses: such a payload is read again with an empty type filled in.
+fn parse_event(payload: &[u8]) -> Result<v7::Event<'static>, String> {
+    let first = match serde_json::from_slice::<v7::Event<'static>>(payload) {
+        Ok(event) => return Ok(event),
+        Err(e) => e,
+    };
+    let mut value: Value = serde_json::from_slice(payload).map_err(|e| format!("not a Sentry event: {e}"))?;
+    let mut filled = false;
+    if let Some(values) = value.pointer_mut("/exception/values").and_then(Value::as_array_mut) {
+        for exception in values.iter_mut().filter_map(Value::as_object_mut) {
+            if !exception.contains_key("type") {
+                exception.insert("type".to_owned(), json!(""));
+                filled = true;
+            }
+        }
+    }
+    if !filled {
+        return Err(format!("not a Sentry event: {first}"));
+    }
+    serde_json::from_value(value).map_err(|e| format!("not a Sentry event: {e}"))
 }
 
 /// `logentry.message` with its `%s`-style params filled in, or as given when it has none.

@@ -29,6 +29,9 @@ pub struct SqliteStore {
 
 type Queued = (IngestBatch, tokio::sync::oneshot::Sender<Result<IngestOutcome>>);
 
+/// Batches of at most this many events look up what is stored per pattern-minute one by one.
+const POINT_LOOKUPS: usize = 32;
+
 /// Batches committed together at most, however many wait.
 const GROUP_BATCHES: usize = 64;
 
@@ -278,7 +281,7 @@ fn ingest_tx<'b>(
     {
         let mut insert_entry = tx.prepare_cached(INSERT_ENTRY)?;
         let ids = resolve_patterns(tx, pattern_ids, old_versions, batch, &mut outcome, &mut new_ids)?;
-        let mut stored = stored_in_batch_minutes(tx, batch)?;
+        let mut stored = stored_in_batch_minutes(tx, batch, &ids)?;
         inserted.reserve(batch.events.len());
         for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
             let event = &ge.event;
@@ -477,7 +480,33 @@ fn resolve_patterns(
 
 /// Raw entries already stored per (pattern, minute) within the batch's time span, read once
 /// per batch inside its transaction (so other writers' rows count too).
-fn stored_in_batch_minutes(tx: &Transaction<'_>, batch: &IngestBatch) -> Result<HashMap<(i64, i64), i64>> {
+/// Entries already stored per (pattern, minute) the batch touches. A batch touching few of them
+/// (a request of one event, a Sentry envelope) looks each up; a larger one reads its minutes
+/// whole, which costs as much however many patterns those minutes hold.
+fn stored_in_batch_minutes(
+    tx: &Transaction<'_>,
+    batch: &IngestBatch,
+    pattern_ids: &[i64],
+) -> Result<HashMap<(i64, i64), i64>> {
+    let pairs: std::collections::HashSet<(i64, i64)> = pattern_ids
+        .iter()
+        .zip(&batch.events)
+        .map(|(&id, ge)| (id, minute_of(ge.event.timestamp_ms)))
+        .take(POINT_LOOKUPS + 1)
+        .collect();
+    if pairs.len() <= POINT_LOOKUPS && pattern_ids.len() <= POINT_LOOKUPS {
+        let mut stmt = tx.prepare_cached(
+            "SELECT coalesce(sum(stored), 0) FROM minute_counts WHERE minute_ms = ?1 AND pattern_id = ?2",
+        )?;
+        let mut stored = HashMap::with_capacity(pairs.len());
+        for (pattern_id, minute) in pairs {
+            let n: i64 = stmt.query_row(params![minute, pattern_id], |r| r.get(0))?;
+            if n > 0 {
+                stored.insert((pattern_id, minute), n);
+            }
+        }
+        return Ok(stored);
+    }
     let Some((first, last)) = batch_minute_span(batch) else { return Ok(HashMap::new()) };
     let mut stmt = tx.prepare_cached(
         "SELECT pattern_id, minute_ms, sum(stored) FROM minute_counts
