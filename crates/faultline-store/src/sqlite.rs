@@ -29,6 +29,9 @@ pub struct SqliteStore {
 
 type Queued = (IngestBatch, tokio::sync::oneshot::Sender<Result<IngestOutcome>>);
 
+/// The writer's page cache, in KiB as `PRAGMA cache_size` takes it (negative).
+const WRITER_CACHE_KIB: i64 = -16 * 1024;
+
 /// Batches of at most this many events look up what is stored per pattern-minute one by one.
 const POINT_LOOKUPS: usize = 32;
 
@@ -85,6 +88,9 @@ impl SqliteStore {
             // Must precede the first table so deleted pages can be handed back by cleanup.
             conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
             configure(&conn)?;
+            // The writer mostly appends: its cache needs the indexes' hot pages, not the rows it
+            // wrote, which the reader's larger cache holds when they are read.
+            conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
             migrations().to_latest(&mut conn).map_err(|e| StoreError::Migration(e.to_string()))?;
             let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
             configure(&reader)?;
