@@ -289,3 +289,81 @@ async fn empty_state_then_context_and_breadcrumbs(store: Arc<dyn Store>, dir: Op
     assert!(!detail.contains("<script>1"));
 }
 both!(empty_state_then_context_and_breadcrumbs);
+
+/// Every form refuses a POST without the CSRF value its page set (another site's form): sign
+/// in, a task's state, Create task and sign out; each also works with the value, so the
+/// refusals are the CSRF check's.
+async fn every_form_refuses_a_post_without_its_csrf_value(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+) {
+    seed(&store).await;
+    let auth = Auth::new(vec![ApiToken::new("admin", "admin-secret", vec![Scope::Read, Scope::Write])]);
+    let server = start(store, auth, dir).await;
+    let u = |path: &str| format!("{}{path}", server.url);
+    let client = browser();
+    let forged = "0".repeat(64);
+    let (_, _, login) = get(&client, &u("/login")).await;
+    let token = csrf(&login);
+
+    let (s, _, _) = post(&client, &u("/login"), &[("csrf", &forged), ("token", "admin-secret")]).await;
+    assert_eq!(s, 403, "sign-in");
+    assert_eq!(get(&client, &u("/")).await.0, 303, "not signed in");
+    let response = client
+        .post(u("/login"))
+        .form(&[("csrf", token.as_str()), ("token", "admin-secret")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let session = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+
+    let fp = top_fingerprint(&server.url).await;
+    let (s, _, _) = post(&client, &u(&format!("/patterns/{fp}/task")), &[("csrf", &forged)]).await;
+    assert_eq!(s, 403, "Create task");
+    let (_, tasks) = call("GET", &u("/api/tasks"), Some("admin-secret"), None).await;
+    assert_eq!(tasks["tasks"].as_array().map(Vec::len), Some(0));
+    let (s, _, _) = post(&client, &u(&format!("/patterns/{fp}/task")), &[("csrf", &token)]).await;
+    assert_eq!(s, 303);
+    let (_, tasks) = call("GET", &u("/api/tasks"), Some("admin-secret"), None).await;
+    let id = tasks["tasks"][0]["id"].as_i64().expect("the task");
+    let state = |id: i64| {
+        let url = u(&format!("/api/tasks/{id}"));
+        async move { call("GET", &url, Some("admin-secret"), None).await.1["task"]["status"].clone() }
+    };
+    let path = format!("/tasks/{id}/status");
+    let (s, _, _) = post(&client, &u(&path), &[("csrf", &forged), ("status", "done")]).await;
+    assert_eq!((s, state(id).await), (403, Value::from("open")), "a task's state");
+    let (s, _, _) = post(&client, &u(&path), &[("csrf", &token), ("status", "done")]).await;
+    assert_eq!((s, state(id).await), (303, Value::from("done")));
+
+    // Sign-out without the value leaves the session open (only this browser's cookie is
+    // cleared); with it, the session ends.
+    let with_session = |path: &str| {
+        reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .unwrap()
+            .get(u(path))
+            .header("cookie", session.clone())
+            .send()
+    };
+    post(&client, &u("/logout"), &[("csrf", &forged)]).await;
+    assert_eq!(with_session("/").await.unwrap().status().as_u16(), 200, "still signed in");
+    let (_, _, login) = get(&client, &u("/login")).await;
+    let token = csrf(&login);
+    let cookies = format!("{session}; faultline_csrf={token}");
+    let response = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+        .post(u("/logout"))
+        .header("cookie", cookies)
+        .form(&[("csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(with_session("/").await.unwrap().status().as_u16(), 303, "signed out");
+}
+both!(every_form_refuses_a_post_without_its_csrf_value);
