@@ -804,6 +804,27 @@ mod tests {
     }
 
     #[test]
+    fn scrub_rules_and_sentry_projects_are_read_and_checked() {
+        let c = load_toml(
+            "[scrub]\nkeys = [\"iban\"]\nsafe_fields = [\"session_id\"]\npatterns = ['\\bACCT-\\d{6}\\b']\n\
+             ip_addresses = true\n[sentry.projects]\n\"7\" = \" checkout \"\n",
+        )
+        .expect("valid");
+        let clean = |t: &str| c.scrub.scrub_text(t).map_or_else(|| t.to_owned(), |(s, _)| s);
+        assert_eq!(
+            clean("iban=DE89 session_id=42 ACCT-123456 from 10.0.0.7"),
+            "iban=[Filtered] session_id=42 [Filtered] from [Filtered]"
+        );
+        assert_eq!(c.sentry_projects.get("7").map(String::as_str), Some("checkout"));
+        let err = load_toml("[scrub]\npatterns = [\"(\"]\n").unwrap_err().to_string();
+        assert!(err.contains("scrub.patterns") && err.contains("\"(\""), "{err}");
+        let err = load_toml("[sentry.projects]\n\"a/b\" = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("invalid sentry.projects key \"a/b\""), "{err}");
+        let err = load_toml("[sentry.projects]\n\"7\" = \" \"\n").unwrap_err().to_string();
+        assert!(err.contains("sentry.projects.7"), "{err}");
+    }
+
+    #[test]
     fn no_secret_shows_in_the_configs_debug_output() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("faultline.toml");

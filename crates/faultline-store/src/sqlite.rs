@@ -494,13 +494,12 @@ fn stored_in_batch_minutes(
     batch: &IngestBatch,
     pattern_ids: &[i64],
 ) -> Result<HashMap<(i64, i64), i64>> {
-    let pairs: std::collections::HashSet<(i64, i64)> = pattern_ids
-        .iter()
-        .zip(&batch.events)
-        .map(|(&id, ge)| (id, minute_of(ge.event.timestamp_ms)))
-        .take(POINT_LOOKUPS + 1)
-        .collect();
-    if pairs.len() <= POINT_LOOKUPS && pattern_ids.len() <= POINT_LOOKUPS {
+    if pattern_ids.len() <= POINT_LOOKUPS {
+        let pairs: std::collections::HashSet<(i64, i64)> = pattern_ids
+            .iter()
+            .zip(&batch.events)
+            .map(|(&id, ge)| (id, minute_of(ge.event.timestamp_ms)))
+            .collect();
         let mut stmt = tx.prepare_cached(
             "SELECT coalesce(sum(stored), 0) FROM minute_counts WHERE minute_ms = ?1 AND pattern_id = ?2",
         )?;

@@ -274,7 +274,8 @@ secret_env = "TEST_WEBHOOK_SECRET"
         match self.rng.below(100) {
             0..=24 => self.append_lines(),
             25..=29 => self.rotate(),
-            30..=54 => self.post_http().await,
+            30..=49 => self.post_http().await,
+            50..=54 => self.post_sentry().await,
             55..=61 => self.python_stdlib(),
             62..=68 => self.python_client(),
             69..=76 => self.journal(),
@@ -437,6 +438,48 @@ secret_env = "TEST_WEBHOOK_SECRET"
             lines.len(),
             if lost_answer { ", retried" } else { "" }
         ));
+    }
+
+    /// A Sentry envelope of one to three events, as SDKs send them: a Python message with its
+    /// params, or the JavaScript SDK's captureMessage (an exception with a value and no type, once refused with
+    /// a 400). Each carries its event id, so a retry after a lost answer stores nothing twice.
+    async fn post_sentry(&mut self) {
+        let n = 1 + self.rng.below(3);
+        let mut body = String::from("{}\n");
+        let mut sent = Vec::new();
+        for _ in 0..n {
+            let token = self.token("sentry");
+            let event_id = format!("{:016x}{:016x}", self.rng.next(), self.rng.next());
+            let (event, stored) = if self.rng.chance(50) {
+                let value = format!("{token} queue is behind");
+                let event = serde_json::json!({"event_id": event_id, "level": "error", "platform": "node",
+                    "exception": {"values": [{"value": value, "mechanism": {"type": "generic", "synthetic": true}}]}});
+                (event, value)
+            } else {
+                let message = format!("{token} cart has no price");
+                let event = serde_json::json!({"event_id": event_id, "level": "error", "platform": "python",
+                    "logentry": {"message": format!("{token} cart has no %s"), "params": ["price"]}});
+                (event, message)
+            };
+            body.push_str(&format!("{{\"type\":\"event\"}}\n{event}\n"));
+            sent.push(stored);
+        }
+        let path = format!("/api/7/envelope/?sentry_key={TOKEN}");
+        let mut retried = false;
+        for attempt in 0.. {
+            match self.post(&path, body.clone()).await {
+                Some(200) => break,
+                Some(_) | None if attempt < 40 => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => panic!("seed {}: the envelope was never taken: {other:?}", self.seed),
+            }
+        }
+        for message in sent {
+            self.oracle.exactly(message, 1);
+        }
+        self.oracle.note(format!("sentry envelope of {n} events{}", if retried { ", retried" } else { "" }));
     }
 
     /// Posts and records the answer; `None` when no answer came (the server was down).
