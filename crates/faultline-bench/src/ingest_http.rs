@@ -20,9 +20,24 @@ struct Round {
     ceiling_rows_per_sec: f64,
     rare_ms: f64,
     common_ms: f64,
+    /// The same on PostgreSQL, when asked for.
+    pg: Option<PgRound>,
 }
 
-pub async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Config) -> anyhow::Result<()> {
+struct PgRound {
+    ingest_secs: f64,
+    ceiling_rows_per_sec: f64,
+    rare_ms: f64,
+    common_ms: f64,
+}
+
+pub async fn ingest(
+    lines: u64,
+    dir: Option<PathBuf>,
+    rounds: u32,
+    postgres: Option<&str>,
+    config: &Config,
+) -> anyhow::Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = dir.unwrap_or_else(|| temp.path().to_owned());
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -52,30 +67,30 @@ pub async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Conf
     let mut results: Vec<Round> = Vec::new();
     let mut last = None;
     for round in 1..=rounds {
-        let (r, counts) = one_round(&dir, &log, &options, settings).await?;
-        eprintln!(
-            "round {round}: parse {:.2}s, ingest {:.2}s, ceiling {:.0} rows/s",
+        let (r, counts) = one_round(&dir, &log, &options, settings, postgres).await?;
+        eprint!(
+            "round {round}: parse {:.2}s, SQLite ingest {:.2}s, ceiling {:.0} rows/s",
             r.parse_secs, r.ingest_secs, r.ceiling_rows_per_sec
         );
+        if let Some(pg) = &r.pg {
+            eprint!(
+                "; PostgreSQL ingest {:.2}s, COPY ceiling {:.0} rows/s",
+                pg.ingest_secs, pg.ceiling_rows_per_sec
+            );
+        }
+        eprintln!();
         results.push(r);
         last = Some(counts);
     }
     let (n_lines, n_rows, n_patterns, rare_hits, common_hits) = last.context("no round ran")?;
-    let median = |f: fn(&Round) -> f64| {
+    let median = |f: &dyn Fn(&Round) -> f64| {
         let mut v: Vec<f64> = results.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2], v[0], v[v.len() - 1])
     };
     let lines_f = n_lines as f64;
     let rows = n_rows.max(1) as f64;
-    let (parse, parse_lo, parse_hi) = median(|r| r.parse_secs);
-    let (ingest, ingest_lo, ingest_hi) = median(|r| r.ingest_secs);
-    let (ceiling, ceiling_lo, ceiling_hi) = median(|r| r.ceiling_rows_per_sec);
-    let (rare_ms, _, _) = median(|r| r.rare_ms);
-    let (common_ms, _, _) = median(|r| r.common_ms);
-    // The ceiling in lines/s: the same rows stored at the bare-insert rate, per line read.
-    let ceiling_lines = ceiling * lines_f / rows;
-    let ingest_rate = lines_f / ingest;
+    let (parse, parse_lo, parse_hi) = median(&|r| r.parse_secs);
     let mut report = String::new();
     let _ = writeln!(
         report,
@@ -88,28 +103,65 @@ pub async fn ingest(lines: u64, dir: Option<PathBuf>, rounds: u32, config: &Conf
         lines_f / parse_hi,
         lines_f / parse_lo
     );
-    let _ = writeln!(
-        report,
-        "end-to-end ingest (SQLite):  {:>9.0} lines/s  ({:.0}–{:.0}; {:.0} rows/s)",
-        ingest_rate,
-        lines_f / ingest_hi,
-        lines_f / ingest_lo,
-        rows / ingest
+    let backend = |report: &mut String,
+                   name: &str,
+                   ingest: (f64, f64, f64),
+                   ceiling: (f64, f64, f64),
+                   ceiling_name: &str,
+                   search: (f64, f64)| {
+        let (ingest, ingest_lo, ingest_hi) = ingest;
+        let (ceiling, ceiling_lo, ceiling_hi) = ceiling;
+        // The ceiling in lines/s: the same rows stored at the bare-insert rate, per line read.
+        let ceiling_lines = ceiling * lines_f / rows;
+        let ingest_rate = lines_f / ingest;
+        let _ = writeln!(
+            report,
+            "{:<29}{:>9.0} lines/s  ({:.0}–{:.0}; {:.0} rows/s)",
+            format!("end-to-end ingest ({name}):"),
+            ingest_rate,
+            lines_f / ingest_hi,
+            lines_f / ingest_lo,
+            rows / ingest
+        );
+        let _ = writeln!(
+            report,
+            "{:<29}{:>9.0} lines/s  ({:.0}–{:.0}; {:.0} rows/s)",
+            format!("ceiling ({ceiling_name}):"),
+            ceiling_lines,
+            ceiling_lo * lines_f / rows,
+            ceiling_hi * lines_f / rows,
+            ceiling
+        );
+        let _ =
+            writeln!(report, "end-to-end / ceiling:        {:>9.1}%", 100.0 * ingest_rate / ceiling_lines);
+        let _ = writeln!(report, "search, rare needle:         {:>9.1} ms ({rare_hits} hits)", search.0);
+        let _ = writeln!(
+            report,
+            "search, common needle:       {:>9.1} ms ({common_hits} hits; first 50 rows + total)",
+            search.1
+        );
+        ingest_rate
+    };
+    let sqlite_rate = backend(
+        &mut report,
+        "SQLite",
+        median(&|r| r.ingest_secs),
+        median(&|r| r.ceiling_rows_per_sec),
+        "bare insert",
+        (median(&|r| r.rare_ms).0, median(&|r| r.common_ms).0),
     );
-    let _ = writeln!(
-        report,
-        "ceiling (bare insert):       {:>9.0} lines/s  ({:.0}–{:.0}; {:.0} rows/s)",
-        ceiling_lines,
-        ceiling_lo * lines_f / rows,
-        ceiling_hi * lines_f / rows,
-        ceiling
-    );
-    let _ = writeln!(report, "end-to-end / ceiling:        {:>9.1}%", 100.0 * ingest_rate / ceiling_lines);
-    let _ = writeln!(report, "search, rare needle:         {rare_ms:>9.1} ms ({rare_hits} hits)");
-    let _ = writeln!(
-        report,
-        "search, common needle:       {common_ms:>9.1} ms ({common_hits} hits; first 50 rows + total)"
-    );
+    if postgres.is_some() {
+        let pg = |f: fn(&PgRound) -> f64| move |r: &Round| r.pg.as_ref().map_or(f64::NAN, f);
+        let pg_rate = backend(
+            &mut report,
+            "PostgreSQL",
+            median(&pg(|p| p.ingest_secs)),
+            median(&pg(|p| p.ceiling_rows_per_sec)),
+            "PostgreSQL COPY",
+            (median(&pg(|p| p.rare_ms)).0, median(&pg(|p| p.common_ms)).0),
+        );
+        let _ = writeln!(report, "PostgreSQL / SQLite:         {:>9.2}", pg_rate / sqlite_rate);
+    }
     print!("{report}");
     Ok(())
 }
@@ -122,8 +174,9 @@ async fn one_round(
     log: &Path,
     options: &IngestOptions,
     settings: PipelineSettings,
+    postgres: Option<&str>,
 ) -> anyhow::Result<(Round, RoundCounts)> {
-    // 1. Parse + fingerprint alone, keeping the grouped events for the ceiling run.
+    // 1. Parse + fingerprint alone, keeping the grouped events for the ceiling runs.
     let mut opened = OpenedFile::open(log, None, options.max_line_bytes)?;
     let mut kept: Vec<GroupedEvent> = Vec::new();
     let started = Instant::now();
@@ -138,11 +191,70 @@ async fn one_round(
     // 2. End to end into a fresh SQLite file (search index included).
     let db = dir.join("bench.db");
     remove_db(&db);
-    let store = faultline_store::open(db.to_str().context("non-UTF-8 path")?).await?;
+    let measured = end_to_end(db.to_str().context("non-UTF-8 path")?, log, options, settings).await?;
+
+    // 3. The ceiling: the same rows, bare inserts, B-tree indexes only.
+    let bare = dir.join("bare.db");
+    remove_db(&bare);
+    let kept = std::sync::Arc::new(kept);
+    let rows = kept.clone();
+    let ceiling_rows_per_sec =
+        tokio::task::spawn_blocking(move || faultline_store::bench_bare_insert(&bare, &rows))
+            .await
+            .context("bare insert thread")??;
+
+    // 4. The same on PostgreSQL: end to end into a fresh database, then COPY into a bare table.
+    let pg = match postgres {
+        None => None,
+        Some(url) => {
+            let fresh = fresh_database(url, "faultline_bench_ingest").await?;
+            let on_pg = end_to_end(&fresh, log, options, settings).await?;
+            anyhow::ensure!(
+                on_pg.stored == measured.stored,
+                "PostgreSQL stored {} errors where SQLite stored {}",
+                on_pg.stored,
+                measured.stored
+            );
+            let ceiling_rows_per_sec = faultline_store::bench_copy_ceiling(&fresh, &kept).await?;
+            Some(PgRound {
+                ingest_secs: on_pg.secs,
+                ceiling_rows_per_sec,
+                rare_ms: on_pg.rare_ms,
+                common_ms: on_pg.common_ms,
+            })
+        }
+    };
+    let round = Round {
+        parse_secs,
+        ingest_secs: measured.secs,
+        ceiling_rows_per_sec,
+        rare_ms: measured.rare_ms,
+        common_ms: measured.common_ms,
+        pg,
+    };
+    Ok((round, (summary.lines_read, measured.stored, n_patterns, measured.rare_hits, measured.common_hits)))
+}
+
+/// One end-to-end ingest of the log into the (empty) database at `url`, and two searches.
+struct EndToEnd {
+    secs: f64,
+    stored: u64,
+    rare_ms: f64,
+    rare_hits: u64,
+    common_ms: f64,
+    common_hits: u64,
+}
+
+async fn end_to_end(
+    url: &str,
+    log: &Path,
+    options: &IngestOptions,
+    settings: PipelineSettings,
+) -> anyhow::Result<EndToEnd> {
+    let store = faultline_store::open(url).await?;
     let started = Instant::now();
     let ingested = ingest_file(&Pipeline::new(store.clone(), settings), log, options, |_, _| {}).await?;
-    let ingest_secs = started.elapsed().as_secs_f64();
-
+    let secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let rare = store
         .search(&SearchQuery { text: Some("zebra-lantern".into()), limit: 50, ..Default::default() })
@@ -153,17 +265,31 @@ async fn one_round(
         .search(&SearchQuery { text: Some("disk quota exceeded".into()), limit: 50, ..Default::default() })
         .await?;
     let common_ms = started.elapsed().as_secs_f64() * 1000.0;
-    drop(store);
+    Ok(EndToEnd {
+        secs,
+        stored: ingested.store.stored,
+        rare_ms,
+        rare_hits: rare.total,
+        common_ms,
+        common_hits: common.total,
+    })
+}
 
-    // 3. The ceiling: the same rows, bare inserts, B-tree indexes only.
-    let bare = dir.join("bare.db");
-    remove_db(&bare);
-    let ceiling_rows_per_sec =
-        tokio::task::spawn_blocking(move || faultline_store::bench_bare_insert(&bare, &kept))
+/// Drops and creates database `name` on the server of `url`; returns the URL naming it.
+async fn fresh_database(url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
+    // Two statements: neither may run inside a transaction, which one multi-statement
+    // query would be.
+    for sql in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
             .await
-            .context("bare insert thread")??;
-    let round = Round { parse_secs, ingest_secs, ceiling_rows_per_sec, rare_ms, common_ms };
-    Ok((round, (summary.lines_read, ingested.store.stored, n_patterns, rare.total, common.total)))
+            .with_context(|| format!("creating database {name}"))?;
+    }
+    let mut fresh = reqwest::Url::parse(url).context("parsing the PostgreSQL URL")?;
+    fresh.set_path(&format!("/{name}"));
+    Ok(fresh.to_string())
 }
 
 fn remove_db(path: &Path) {
@@ -398,7 +524,12 @@ pub async fn http(
     let bodies = Arc::new(ndjson_bodies(records, batch, large));
     let bytes: usize = bodies.iter().map(String::len).sum();
     let largest = bodies.iter().map(String::len).max().unwrap_or(0);
-    let store = faultline_store::open(&db.display().to_string()).await?;
+    // A fresh SQLite file, or a fresh database on the PostgreSQL server `--database` names.
+    let url = match faultline_store::sqlite_path(&config.database_url) {
+        Some(_) => db.display().to_string(),
+        None => fresh_database(&config.database_url, "faultline_bench_http").await?,
+    };
+    let store = faultline_store::open(&url).await?;
     let settings = faultline_web::Settings {
         max_body_bytes: config.max_body_bytes.max(bytes / bodies.len().max(1) * 2).max(largest + 1),
         max_line_bytes: config.max_line_bytes,

@@ -31,7 +31,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a log and measure parse+fingerprint, end-to-end SQLite ingest and the bare-insert ceiling.
+    /// Generate a log and measure parse+fingerprint, end-to-end SQLite ingest and the bare-insert
+    /// ceiling; with `--database postgres://…`, also end-to-end PostgreSQL ingest (into a fresh
+    /// database `faultline_bench_ingest` on that server) and its ceiling, a `COPY` of the same rows.
     Ingest {
         /// Lines in the generated log.
         #[arg(long, default_value_t = 1_000_000)]
@@ -43,8 +45,9 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
-    /// Start the HTTP server on loopback with a fresh SQLite database and post NDJSON batches of
-    /// error records to /api/ingest: accepted errors/s and request latency.
+    /// Start the HTTP server on loopback with a fresh SQLite database (or, with `--database
+    /// postgres://…`, a fresh database `faultline_bench_http` on that server) and post NDJSON
+    /// batches of error records to /api/ingest: accepted errors/s and request latency.
     Http {
         /// Error records to send.
         #[arg(long, default_value_t = 500_000)]
@@ -154,7 +157,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.globals.config()?;
     match cli.command {
         Command::Ingest { lines, dir, rounds } => {
-            ingest_http::ingest(lines, dir, rounds.max(1), &config).await
+            let postgres = faultline_store::sqlite_path(&config.database_url).is_none();
+            let postgres = postgres.then_some(config.database_url.as_str());
+            ingest_http::ingest(lines, dir, rounds.max(1), postgres, &config).await
         }
         Command::Http { records, batch, concurrency, large_every, large_bytes, dir } => {
             let large = (large_every > 0).then_some((large_every, large_bytes));

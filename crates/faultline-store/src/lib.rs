@@ -22,6 +22,8 @@ use faultline_core::{PatternStatus, TaskStatus};
 pub use ids::{FingerprintLookup, MIN_ID_PREFIX, SHORT_ID_CHARS, find_fingerprint, short_id};
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
+#[cfg(feature = "bench")]
+pub use postgres::bench_copy_ceiling;
 pub use sqlite::SqliteStore;
 #[cfg(feature = "bench")]
 pub use sqlite::bench_bare_insert;

@@ -4,7 +4,7 @@
 //! so NULs in log content are stored as U+FFFD (the one place the two backends differ).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use faultline_core::{FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -95,33 +95,53 @@ fn pg_opt(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(pg_text)
 }
 
-const INSERT_PATTERN: &str =
-    "INSERT INTO patterns (fingerprint, fingerprint_version, tier, normalized_message,
-    error_type, frames, first_seen_ms, last_seen_ms, occurrence_count, stack_trace, source, severity,
-    created_ms, updated_ms)
-    VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $7, 0, $8, $9, $10, $11, $11)
-    ON CONFLICT (fingerprint) DO NOTHING RETURNING id";
+// The batch's rows go in as one array per column (`UNNEST`): one statement per table.
 
-const INSERT_ENTRY: &str = "INSERT INTO entries (source_id, external_id, timestamp_ms, level, source,
+/// New patterns; returns the (fingerprint, id) of those inserted.
+const INSERT_PATTERNS: &str = "INSERT INTO patterns (fingerprint, fingerprint_version, tier,
+    normalized_message, error_type, frames, first_seen_ms, last_seen_ms, occurrence_count, stack_trace,
+    source, severity, created_ms, updated_ms)
+    SELECT f, $2, tier, template, error_type, frames::jsonb, ts, ts, 0, traceback, source, level, $11, $11
+    FROM UNNEST($1::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[],
+        $9::text[], $10::text[])
+        AS n(f, tier, template, error_type, frames, ts, traceback, source, level)
+    ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint, id";
+
+/// Entries with distinct keys; returns (id, source id, key) of those not stored before.
+const INSERT_ENTRIES: &str = "INSERT INTO entries (source_id, external_id, timestamp_ms, level, source,
     message, traceback, request_path, request_method, metadata, pattern_id, raw)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
-    ON CONFLICT (source_id, external_id) DO NOTHING RETURNING id";
+    SELECT source_id, external_id, ts, level, source, message, traceback, path, method, metadata::jsonb,
+        pattern_id, raw
+    FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])
+        AS n(source_id, external_id, ts, level, source, message, traceback, path, method, metadata,
+            pattern_id, raw)
+    ON CONFLICT (source_id, external_id) DO NOTHING RETURNING id, source_id, external_id";
 
-const UPDATE_PATTERN: &str = "UPDATE patterns SET
-    occurrence_count = occurrence_count + $1,
-    first_seen_ms = LEAST(first_seen_ms, $2),
-    last_seen_ms = GREATEST(last_seen_ms, $3),
-    severity = CASE WHEN $4 = 'CRITICAL' OR severity = 'CRITICAL' THEN 'CRITICAL'
-                    WHEN $4 = 'ERROR' OR severity = 'ERROR' THEN 'ERROR'
-                    ELSE $4 END,
-    sample_entry_id = coalesce(sample_entry_id, $5),
-    sample_message = coalesce(sample_message, $8),
-    normalized_message = coalesce($9, normalized_message),
-    updated_ms = $6
-    WHERE id = $7 RETURNING status";
+/// The batch's occurrences added to its patterns (rows locked first); returns each one's status.
+const UPDATE_PATTERNS: &str = "UPDATE patterns p SET
+    occurrence_count = p.occurrence_count + d.count,
+    first_seen_ms = LEAST(p.first_seen_ms, d.first_ms),
+    last_seen_ms = GREATEST(p.last_seen_ms, d.last_ms),
+    severity = CASE WHEN d.level = 'CRITICAL' OR p.severity = 'CRITICAL' THEN 'CRITICAL'
+                    WHEN d.level = 'ERROR' OR p.severity = 'ERROR' THEN 'ERROR'
+                    ELSE d.level END,
+    sample_entry_id = coalesce(p.sample_entry_id, d.sample),
+    sample_message = coalesce(p.sample_message, d.sample_message),
+    normalized_message = coalesce(d.template, p.normalized_message),
+    updated_ms = $1
+    FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[],
+        $8::text[], $9::text[]) AS d(id, count, first_ms, last_ms, level, sample, sample_message, template)
+    WHERE p.id = d.id RETURNING p.id, p.status";
 
-const UPSERT_QUARTER: &str = "INSERT INTO quarter_counts (quarter_ms, pattern_id, source, level, count)
-    VALUES ($1, $2, $3, $4, $5)
+/// One alert-feed row per pattern the batch touched.
+const INSERT_FEEDS: &str = "INSERT INTO alert_feed (pattern_id, new, regressed, level, status, committed_ms)
+    SELECT pattern_id, new, regressed, level, status, $6
+    FROM UNNEST($1::bigint[], $2::boolean[], $3::boolean[], $4::text[], $5::text[])
+        AS n(pattern_id, new, regressed, level, status)";
+
+const UPSERT_QUARTERS: &str = "INSERT INTO quarter_counts (quarter_ms, pattern_id, source, level, count)
+    SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
     ON CONFLICT (quarter_ms, pattern_id, source, level) DO UPDATE SET count = quarter_counts.count + excluded.count";
 
 /// The counts of a window `[$1, $2)`: whole quarters `[$3, $4)` from `quarter_counts`, the edges
@@ -133,15 +153,17 @@ const WINDOW_COUNTS: &str = "(SELECT quarter_ms AS t, pattern_id, source, level,
     UNION ALL SELECT minute_ms, pattern_id, source, level, count FROM minute_counts
         WHERE minute_ms >= GREATEST($4, $1) AND minute_ms < $2) w";
 
-const UPSERT_MINUTE: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored,
-    first_ms, last_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+const UPSERT_MINUTES: &str = "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored,
+    first_ms, last_ms)
+    SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+        $7::bigint[], $8::bigint[])
     ON CONFLICT (minute_ms, pattern_id, source, level)
     DO UPDATE SET count = minute_counts.count + excluded.count, stored = minute_counts.stored + excluded.stored,
     first_ms = least(minute_counts.first_ms, excluded.first_ms),
     last_ms = greatest(minute_counts.last_ms, excluded.last_ms)";
 
-const UPSERT_LINES: &str =
-    "INSERT INTO line_counts (minute_ms, source_id, level, count) VALUES ($1, $2, $3, $4)
+const UPSERT_LINES: &str = "INSERT INTO line_counts (minute_ms, source_id, level, count)
+    SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[])
     ON CONFLICT (minute_ms, source_id, level) DO UPDATE SET count = line_counts.count + excluded.count";
 
 const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, updated_ms) VALUES ($1, $2, $3)
@@ -160,178 +182,442 @@ async fn save_state(tx: &mut Transaction<'_, Postgres>, state: &str, now_ms: i64
     Ok(())
 }
 
+/// Stores one batch in `tx` with a fixed number of statements, whatever its size: each table
+/// gets its rows as arrays (`UNNEST`), one round trip per table.
 async fn ingest_tx(
     tx: &mut Transaction<'_, Postgres>,
     caches: &mut Caches,
     batch: &IngestBatch,
 ) -> Result<IngestOutcome> {
     let mut outcome = IngestOutcome::default();
+    let mut new_ids = HashSet::new();
+    let ids = resolve_patterns(tx, caches, batch, &mut outcome, &mut new_ids).await?;
+    let stored = stored_in_batch_minutes(tx, batch).await?;
+    let fates = insert_entries(tx, batch, &ids, stored).await?;
     let mut totals = BatchTotals::default();
-    let cap = i64::from(batch.max_stored_per_pattern_minute);
-    let mut stored = stored_in_batch_minutes(tx, batch).await?;
-    let mut new_ids = std::collections::HashSet::new();
-    for ge in &batch.events {
-        let (event, g) = (&ge.event, &ge.grouping);
-        let pattern_id = match caches.pattern_ids.get(g.fingerprint.as_str()) {
-            Some(id) => *id,
-            None => {
-                let mut found: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM patterns WHERE fingerprint = $1")
-                        .bind(g.fingerprint.as_str())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if found.is_none()
-                    && caches.old_versions
-                    && let Some(previous) = &g.previous
-                {
-                    found = sqlx::query_scalar(
-                        "SELECT id FROM patterns
-                         WHERE fingerprint = $1 AND fingerprint_version < $2 AND last_seen_ms >= $3",
-                    )
-                    .bind(previous.as_str())
-                    .bind(FINGERPRINT_VERSION)
-                    .bind(batch.now_ms - mining::TRANSITION_WINDOW_MS)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                }
-                let inserted: Option<i64> = match found {
-                    Some(_) => None,
-                    None => {
-                        sqlx::query_scalar(INSERT_PATTERN)
-                            .bind(g.fingerprint.as_str())
-                            .bind(FINGERPRINT_VERSION)
-                            .bind(g.tier.as_str())
-                            .bind(pg_text(&g.template))
-                            .bind(pg_opt(&g.error_type))
-                            .bind(pg_text(&frames_json(g)))
-                            .bind(event.timestamp_ms)
-                            .bind(pg_opt(&event.traceback))
-                            .bind(pg_text(&event.source))
-                            .bind(event.level.as_str())
-                            .bind(batch.now_ms)
-                            .fetch_optional(&mut **tx)
-                            .await?
-                    }
-                };
-                let id = match (found, inserted) {
-                    (Some(id), _) => id,
-                    (None, Some(id)) => {
-                        outcome.new_patterns += 1;
-                        new_ids.insert(id);
-                        id
-                    }
-                    (None, None) => {
-                        sqlx::query_scalar("SELECT id FROM patterns WHERE fingerprint = $1")
-                            .bind(g.fingerprint.as_str())
-                            .fetch_one(&mut **tx)
-                            .await?
-                    }
-                };
-                caches.pattern_ids.insert(g.fingerprint.as_str().to_owned(), id);
-                id
+    let mut stored = Vec::new();
+    for ((ge, &pattern_id), fate) in batch.events.iter().zip(&ids).zip(&fates) {
+        match fate {
+            Fate::Stored(id) => {
+                outcome.stored += 1;
+                totals.add(pattern_id, ge, Some(*id));
+                stored.push((*id, &ge.event));
             }
-        };
-        let minute = minute_of(event.timestamp_ms);
-        let stored_so_far = stored.entry((pattern_id, minute)).or_insert(0);
-        if *stored_so_far >= cap {
-            outcome.capped += 1;
-            totals.add(pattern_id, ge, None);
-            continue;
+            Fate::Capped => {
+                outcome.capped += 1;
+                totals.add(pattern_id, ge, None);
+            }
+            Fate::Duplicate => outcome.duplicates += 1,
+            Fate::Pending | Fate::Trying => unreachable!("every entry is decided"),
         }
-        // `from_events` took the NULs out of the metadata before it was serialised.
-        let metadata =
-            (!event.metadata.is_empty()).then(|| serde_json::to_string(&event.metadata).unwrap_or_default());
-        let id: Option<i64> = sqlx::query_scalar(INSERT_ENTRY)
-            .bind(pg_text(&event.origin.source_id))
-            .bind(pg_text(&event.idempotency_key()))
-            .bind(event.timestamp_ms)
-            .bind(event.level.as_str())
-            .bind(pg_text(&event.source))
-            .bind(pg_text(&event.message))
-            .bind(pg_opt(&event.traceback))
-            .bind(pg_opt(&event.request_path))
-            .bind(pg_opt(&event.request_method))
-            .bind(metadata)
-            .bind(pattern_id)
-            .bind(pg_text(&event.raw))
-            .fetch_optional(&mut **tx)
-            .await?;
-        let Some(id) = id else {
-            outcome.duplicates += 1;
-            continue;
-        };
-        *stored_so_far += 1;
-        outcome.stored += 1;
-        totals.add(pattern_id, ge, Some(id));
     }
-    for (pattern_id, d) in &totals.patterns {
-        let regressed = sqlx::query(REGRESS_PATTERN)
+    if !stored.is_empty() {
+        let (firsts, lasts, docs) = chunks(stored);
+        sqlx::query(
+            "INSERT INTO entry_chunks (first_id, last_id, doc)
+             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])",
+        )
+        .bind(firsts)
+        .bind(lasts)
+        .bind(docs)
+        .execute(&mut **tx)
+        .await?;
+    }
+    outcome.touched = write_totals(tx, &totals, batch, &new_ids).await?;
+    Ok(outcome)
+}
+
+/// The pattern id of every event of the batch, inserting the patterns not stored yet: one
+/// lookup and one insert for all fingerprints not in the cache.
+async fn resolve_patterns(
+    tx: &mut Transaction<'_, Postgres>,
+    caches: &mut Caches,
+    batch: &IngestBatch,
+    outcome: &mut IngestOutcome,
+    new_ids: &mut HashSet<i64>,
+) -> Result<Vec<i64>> {
+    // The first event of each fingerprint not cached, in order of appearance.
+    let mut unknown: Vec<&GroupedEvent> = Vec::new();
+    let mut seen = HashSet::new();
+    for ge in &batch.events {
+        let fingerprint = ge.grouping.fingerprint.as_str();
+        if !caches.pattern_ids.contains_key(fingerprint) && seen.insert(fingerprint) {
+            unknown.push(ge);
+        }
+    }
+    if !unknown.is_empty() {
+        let mut found = find_patterns(tx, unknown.iter().map(|ge| ge.grouping.fingerprint.as_str())).await?;
+        let mut missing = Vec::new();
+        for ge in unknown {
+            let fingerprint = ge.grouping.fingerprint.as_str();
+            if found.contains_key(fingerprint) {
+                continue;
+            }
+            // Within the transition window, a pattern of the previous fingerprint version
+            // takes the event (rare: only after an upgrade that changed fingerprints).
+            if caches.old_versions
+                && let Some(previous) = &ge.grouping.previous
+            {
+                let old: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM patterns
+                     WHERE fingerprint = $1 AND fingerprint_version < $2 AND last_seen_ms >= $3",
+                )
+                .bind(previous.as_str())
+                .bind(FINGERPRINT_VERSION)
+                .bind(batch.now_ms - mining::TRANSITION_WINDOW_MS)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(id) = old {
+                    found.insert(fingerprint.to_owned(), id);
+                    continue;
+                }
+            }
+            missing.push(ge);
+        }
+        if !missing.is_empty() {
+            for (fingerprint, id) in insert_patterns(tx, &missing, batch.now_ms).await? {
+                outcome.new_patterns += 1;
+                new_ids.insert(id);
+                found.insert(fingerprint, id);
+            }
+            // Patterns another instance inserted since the lookup above.
+            let raced: Vec<&str> = missing
+                .iter()
+                .map(|ge| ge.grouping.fingerprint.as_str())
+                .filter(|f| !found.contains_key(*f))
+                .collect();
+            if !raced.is_empty() {
+                found.extend(find_patterns(tx, raced.into_iter()).await?);
+            }
+        }
+        caches.pattern_ids.extend(found);
+    }
+    batch
+        .events
+        .iter()
+        .map(|ge| {
+            let fingerprint = ge.grouping.fingerprint.as_str();
+            caches.pattern_ids.get(fingerprint).copied().ok_or_else(|| {
+                StoreError::InvalidQuery(format!("pattern {fingerprint} was neither found nor inserted"))
+            })
+        })
+        .collect()
+}
+
+async fn find_patterns<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    fingerprints: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, i64>> {
+    let fingerprints: Vec<&str> = fingerprints.collect();
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT fingerprint, id FROM patterns WHERE fingerprint = ANY($1)")
+            .bind(&fingerprints)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Inserts the patterns of these events (each the first of its fingerprint); returns the ones
+/// this transaction inserted (not those another instance inserted first).
+async fn insert_patterns(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[&GroupedEvent],
+    now_ms: i64,
+) -> Result<Vec<(String, i64)>> {
+    let mut c = PatternColumns::default();
+    for ge in events {
+        let (e, g) = (&ge.event, &ge.grouping);
+        c.fingerprint.push(g.fingerprint.as_str());
+        c.tier.push(g.tier.as_str());
+        c.template.push(pg_text(&g.template));
+        c.error_type.push(pg_opt(&g.error_type));
+        c.frames.push(frames_json(g).replace('\0', "\u{FFFD}"));
+        c.timestamp.push(e.timestamp_ms);
+        c.traceback.push(e.traceback.as_deref());
+        c.source.push(&e.source);
+        c.level.push(e.level.as_str());
+    }
+    Ok(sqlx::query_as(INSERT_PATTERNS)
+        .bind(c.fingerprint)
+        .bind(FINGERPRINT_VERSION)
+        .bind(c.tier)
+        .bind(c.template)
+        .bind(c.error_type)
+        .bind(c.frames)
+        .bind(c.timestamp)
+        .bind(c.traceback)
+        .bind(c.source)
+        .bind(c.level)
+        .bind(now_ms)
+        .fetch_all(&mut **tx)
+        .await?)
+}
+
+#[derive(Default)]
+struct PatternColumns<'a> {
+    fingerprint: Vec<&'a str>,
+    tier: Vec<&'a str>,
+    template: Vec<Cow<'a, str>>,
+    error_type: Vec<Option<Cow<'a, str>>>,
+    frames: Vec<String>,
+    timestamp: Vec<i64>,
+    traceback: Vec<Option<&'a str>>,
+    source: Vec<&'a str>,
+    level: Vec<&'a str>,
+}
+
+/// What became of an event's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Not decided yet.
+    Pending,
+    /// In the insert being sent.
+    Trying,
+    Stored(i64),
+    /// Over the pattern's stored entries per minute: counted, not stored.
+    Capped,
+    /// Its key is stored already (or earlier in the batch).
+    Duplicate,
+}
+
+/// Inserts the batch's entries in one statement, keeping at most the cap per (pattern, minute)
+/// stored, and says what became of each event, exactly as inserting them one by one in order
+/// would: events are tried in order while their minute has room; when some turn out to be
+/// stored already, the room they leave goes to the next events of that minute in another
+/// insert (rare: a batch sent again over a full minute).
+async fn insert_entries(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &IngestBatch,
+    ids: &[i64],
+    mut stored: HashMap<(i64, i64), i64>,
+) -> Result<Vec<Fate>> {
+    let cap = i64::from(batch.max_stored_per_pattern_minute);
+    let keys: Vec<Cow<'_, str>> = batch.events.iter().map(|ge| ge.event.idempotency_key()).collect();
+    let slot = |i: usize| (ids[i], minute_of(batch.events[i].event.timestamp_ms));
+    let mut fates = vec![Fate::Pending; batch.events.len()];
+    let mut claimed: HashSet<(&str, &str)> = HashSet::new();
+    loop {
+        let mut trying = Vec::new();
+        for i in 0..fates.len() {
+            if fates[i] != Fate::Pending {
+                continue;
+            }
+            let taken = stored.entry(slot(i)).or_insert(0);
+            if *taken >= cap {
+                fates[i] = Fate::Capped;
+            } else if !claimed.insert((&batch.events[i].event.origin.source_id, &keys[i])) {
+                fates[i] = Fate::Duplicate;
+            } else {
+                *taken += 1;
+                fates[i] = Fate::Trying;
+                trying.push(i);
+            }
+        }
+        if trying.is_empty() {
+            return Ok(fates);
+        }
+        let inserted = insert_entry_rows(tx, batch, ids, &keys, &trying).await?;
+        let mut freed = HashSet::new();
+        for i in trying {
+            fates[i] = match inserted.get(&i) {
+                Some(&id) => Fate::Stored(id),
+                None => {
+                    *stored.entry(slot(i)).or_insert(0) -= 1;
+                    freed.insert(slot(i));
+                    Fate::Duplicate
+                }
+            };
+        }
+        if freed.is_empty() {
+            return Ok(fates);
+        }
+        for i in 0..fates.len() {
+            if fates[i] == Fate::Capped && freed.contains(&slot(i)) {
+                fates[i] = Fate::Pending;
+            }
+        }
+    }
+}
+
+/// Inserts the entries of events `which` (their keys are distinct); returns the id of each one
+/// inserted, by event index.
+async fn insert_entry_rows<'b>(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &'b IngestBatch,
+    ids: &[i64],
+    keys: &'b [Cow<'b, str>],
+    which: &[usize],
+) -> Result<HashMap<usize, i64>> {
+    let mut c = EntryColumns::with_capacity(which.len());
+    for &i in which {
+        let e = &batch.events[i].event;
+        c.source_id.push(&e.origin.source_id);
+        c.external_id.push(&keys[i]);
+        c.timestamp.push(e.timestamp_ms);
+        c.level.push(e.level.as_str());
+        c.source.push(&e.source);
+        c.message.push(&e.message);
+        c.traceback.push(e.traceback.as_deref());
+        c.request_path.push(e.request_path.as_deref());
+        c.request_method.push(e.request_method.as_deref());
+        // `replace_nul` took the NULs out of the metadata before it is serialised.
+        c.metadata
+            .push((!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).unwrap_or_default()));
+        c.pattern_id.push(ids[i]);
+        c.raw.push(&e.raw);
+    }
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(INSERT_ENTRIES)
+        .bind(c.source_id)
+        .bind(c.external_id)
+        .bind(c.timestamp)
+        .bind(c.level)
+        .bind(c.source)
+        .bind(c.message)
+        .bind(c.traceback)
+        .bind(c.request_path)
+        .bind(c.request_method)
+        .bind(c.metadata)
+        .bind(c.pattern_id)
+        .bind(c.raw)
+        .fetch_all(&mut **tx)
+        .await?;
+    let by_key: HashMap<(&str, &str), usize> = which
+        .iter()
+        .map(|&i| ((batch.events[i].event.origin.source_id.as_str(), keys[i].as_ref()), i))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, source_id, key)| by_key.get(&(source_id.as_str(), key.as_str())).map(|&i| (i, id)))
+        .collect())
+}
+
+struct EntryColumns<'a> {
+    source_id: Vec<&'a str>,
+    external_id: Vec<&'a str>,
+    timestamp: Vec<i64>,
+    level: Vec<&'a str>,
+    source: Vec<&'a str>,
+    message: Vec<&'a str>,
+    traceback: Vec<Option<&'a str>>,
+    request_path: Vec<Option<&'a str>>,
+    request_method: Vec<Option<&'a str>>,
+    metadata: Vec<Option<String>>,
+    pattern_id: Vec<i64>,
+    raw: Vec<&'a str>,
+}
+
+impl EntryColumns<'_> {
+    fn with_capacity(n: usize) -> Self {
+        EntryColumns {
+            source_id: Vec::with_capacity(n),
+            external_id: Vec::with_capacity(n),
+            timestamp: Vec::with_capacity(n),
+            level: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            message: Vec::with_capacity(n),
+            traceback: Vec::with_capacity(n),
+            request_path: Vec::with_capacity(n),
+            request_method: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            pattern_id: Vec::with_capacity(n),
+            raw: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// The batch's totals: patterns (regressed ones back to `new`), minute and quarter counts, the
+/// alert feed, the lines below the level and the cursor, each table in one statement.
+async fn write_totals(
+    tx: &mut Transaction<'_, Postgres>,
+    totals: &BatchTotals,
+    batch: &IngestBatch,
+    new_ids: &HashSet<i64>,
+) -> Result<Vec<TouchedPattern>> {
+    let mut touched = Vec::with_capacity(totals.patterns.len());
+    if !totals.patterns.is_empty() {
+        let pattern_ids: Vec<i64> = totals.patterns.keys().copied().collect();
+        // Rows locked in id order, so instances writing the same patterns never deadlock.
+        sqlx::query("SELECT id FROM patterns WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&pattern_ids)
+            .execute(&mut **tx)
+            .await?;
+        let regressed: HashSet<i64> = sqlx::query_scalar(
+            "UPDATE patterns SET status = 'new', updated_ms = $1
+             WHERE id = ANY($2) AND status = 'resolved' RETURNING id",
+        )
+        .bind(batch.now_ms)
+        .bind(&pattern_ids)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+        let d = || totals.patterns.values();
+        let rows: Vec<(i64, String)> = sqlx::query_as(UPDATE_PATTERNS)
             .bind(batch.now_ms)
-            .bind(pattern_id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected()
-            == 1;
-        let status: String = sqlx::query_scalar(UPDATE_PATTERN)
-            .bind(d.count)
-            .bind(d.first_ms)
-            .bind(d.last_ms)
-            .bind(d.level.as_str())
-            .bind(d.sample)
-            .bind(batch.now_ms)
-            .bind(pattern_id)
-            .bind(d.sample_message.as_deref().map(pg_text))
-            .bind(d.template.as_deref().map(pg_text))
-            .fetch_one(&mut **tx)
+            .bind(&pattern_ids)
+            .bind(d().map(|d| d.count).collect::<Vec<_>>())
+            .bind(d().map(|d| d.first_ms).collect::<Vec<_>>())
+            .bind(d().map(|d| d.last_ms).collect::<Vec<_>>())
+            .bind(d().map(|d| d.level.as_str()).collect::<Vec<_>>())
+            .bind(d().map(|d| d.sample).collect::<Vec<_>>())
+            .bind(d().map(|d| d.sample_message.as_deref().map(pg_text)).collect::<Vec<_>>())
+            .bind(d().map(|d| d.template.as_deref().map(pg_text)).collect::<Vec<_>>())
+            .fetch_all(&mut **tx)
             .await?;
-        outcome.touched.push(TouchedPattern {
-            pattern_id: *pattern_id,
-            new: new_ids.contains(pattern_id),
-            regressed,
-            status: status.parse().map_err(|e: UnknownState| sqlx::Error::Decode(Box::new(e)))?,
-            highest_level: d.level,
-        });
-    }
-    for ((minute_ms, pattern_id, source, level), m) in &totals.minutes {
-        sqlx::query(UPSERT_MINUTE)
-            .bind(minute_ms)
-            .bind(pattern_id)
-            .bind(pg_text(source))
-            .bind(*level)
-            .bind(m.count)
-            .bind(m.stored)
-            .bind(m.first_ms)
-            .bind(m.last_ms)
-            .execute(&mut **tx)
-            .await?;
-    }
-    for t in &outcome.touched {
-        sqlx::query(INSERT_FEED)
-            .bind(t.pattern_id)
-            .bind(t.new)
-            .bind(t.regressed)
-            .bind(t.highest_level.as_str())
-            .bind(t.status.as_str())
+        let status: HashMap<i64, String> = rows.into_iter().collect();
+        for (pattern_id, d) in &totals.patterns {
+            let state = status.get(pattern_id).ok_or_else(|| {
+                StoreError::InvalidQuery(format!("pattern {pattern_id} vanished during the batch"))
+            })?;
+            touched.push(TouchedPattern {
+                pattern_id: *pattern_id,
+                new: new_ids.contains(pattern_id),
+                regressed: regressed.contains(pattern_id),
+                status: state.parse().map_err(|e: UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+                highest_level: d.level,
+            });
+        }
+        sqlx::query(INSERT_FEEDS)
+            .bind(touched.iter().map(|t| t.pattern_id).collect::<Vec<_>>())
+            .bind(touched.iter().map(|t| t.new).collect::<Vec<_>>())
+            .bind(touched.iter().map(|t| t.regressed).collect::<Vec<_>>())
+            .bind(touched.iter().map(|t| t.highest_level.as_str()).collect::<Vec<_>>())
+            .bind(touched.iter().map(|t| t.status.as_str()).collect::<Vec<_>>())
             .bind(batch.now_ms)
             .execute(&mut **tx)
             .await?;
     }
-    for ((quarter_ms, pattern_id, source, level), count) in quarter_totals(&totals.minutes) {
-        sqlx::query(UPSERT_QUARTER)
-            .bind(quarter_ms)
-            .bind(pattern_id)
-            .bind(pg_text(source))
-            .bind(level)
-            .bind(count)
+    if !totals.minutes.is_empty() {
+        let m = || totals.minutes.iter();
+        sqlx::query(UPSERT_MINUTES)
+            .bind(m().map(|(k, _)| k.0).collect::<Vec<_>>())
+            .bind(m().map(|(k, _)| k.1).collect::<Vec<_>>())
+            .bind(m().map(|(k, _)| pg_text(&k.2)).collect::<Vec<_>>())
+            .bind(m().map(|(k, _)| k.3).collect::<Vec<_>>())
+            .bind(m().map(|(_, v)| v.count).collect::<Vec<_>>())
+            .bind(m().map(|(_, v)| v.stored).collect::<Vec<_>>())
+            .bind(m().map(|(_, v)| v.first_ms).collect::<Vec<_>>())
+            .bind(m().map(|(_, v)| v.last_ms).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
+        let quarters = quarter_totals(&totals.minutes);
+        let q = || quarters.iter();
+        sqlx::query(UPSERT_QUARTERS)
+            .bind(q().map(|(k, _)| k.0).collect::<Vec<_>>())
+            .bind(q().map(|(k, _)| k.1).collect::<Vec<_>>())
+            .bind(q().map(|(k, _)| pg_text(k.2)).collect::<Vec<_>>())
+            .bind(q().map(|(k, _)| k.3).collect::<Vec<_>>())
+            .bind(q().map(|(_, n)| *n).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }
-    for c in &batch.skipped {
+    if !batch.skipped.is_empty() {
+        let s = || batch.skipped.iter();
         sqlx::query(UPSERT_LINES)
-            .bind(c.minute)
-            .bind(pg_text(&c.source_id))
-            .bind(c.level.as_str())
-            .bind(c.count as i64)
+            .bind(s().map(|c| c.minute).collect::<Vec<_>>())
+            .bind(s().map(|c| pg_text(&c.source_id)).collect::<Vec<_>>())
+            .bind(s().map(|c| c.level.as_str()).collect::<Vec<_>>())
+            .bind(s().map(|c| c.count as i64).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }
@@ -343,7 +629,7 @@ async fn ingest_tx(
             .execute(&mut **tx)
             .await?;
     }
-    Ok(outcome)
+    Ok(touched)
 }
 
 /// Raw entries already stored per (pattern, minute) within the batch's time span.
@@ -416,19 +702,92 @@ const SEARCH_FILTERS: &str = "($1::text IS NULL OR e.level = $1)
     AND ($3::text IS NULL OR e.source LIKE $3)
     AND ($4::bigint IS NULL OR e.timestamp_ms >= $4)
     AND ($5::bigint IS NULL OR e.timestamp_ms < $5)";
-/// The same expression the trigram GIN index is built on, so the planner can use it.
+/// The exact test of a needle on an entry's text.
 const TEXT_FILTER: &str = "(e.message || E'\\n' || coalesce(e.traceback, '')) ILIKE $6";
-const NO_TEXT: &str = "$6::text IS NULL";
 
-fn search_sql(text: &str, count: bool) -> String {
+/// Needles with a run of three letters or digits find candidate chunks through the trigram
+/// index on `entry_chunks.doc` (the distinct lines of up to [`CHUNK`] consecutive entries); the
+/// exact ILIKE re-checks each entry of those chunks.
+const INDEXED: (&str, &str) = (
+    "(SELECT first_id, last_id FROM entry_chunks WHERE doc ILIKE $6) c
+     JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id",
+    TEXT_FILTER,
+);
+/// The count of an indexed needle: the newest `$8` candidate chunks only.
+const INDEXED_COUNT: (&str, &str) = (
+    "(SELECT first_id, last_id FROM entry_chunks WHERE doc ILIKE $6 ORDER BY first_id DESC LIMIT $8) c
+     JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id",
+    TEXT_FILTER,
+);
+/// Candidate chunks a capped count reads at most.
+const CHUNK_BUDGET: i64 = 128;
+/// Needles without three letters or digits in a row (which the trigram index cannot narrow
+/// down), and common needles, whose newest matches the planner finds by reading entries newest
+/// first: each entry checked with ILIKE.
+const SCANNED: (&str, &str) = ("entries e", TEXT_FILTER);
+const NO_TEXT: (&str, &str) = ("entries e", "$6::text IS NULL");
+
+fn search_sql((from, text): (&str, &str), count: bool) -> String {
     if count {
-        format!("SELECT count(*) FROM (SELECT 1 FROM entries e WHERE {SEARCH_FILTERS} AND {text} LIMIT $7) c")
+        format!("SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {SEARCH_FILTERS} AND {text} LIMIT $7) n")
     } else {
         format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries e JOIN patterns p ON p.id = e.pattern_id
+            "SELECT {ENTRY_COLUMNS} FROM {from} JOIN patterns p ON p.id = e.pattern_id
              WHERE {SEARCH_FILTERS} AND {text} ORDER BY e.timestamp_ms DESC, e.id DESC LIMIT $7 OFFSET $8"
         )
     }
+}
+
+/// Whether the trigram index narrows a needle down: it holds trigrams of words (runs of letters
+/// and digits), and a needle spanning lines may match across the lines a chunk's text keeps
+/// apart.
+fn indexable(needle: &str) -> bool {
+    let mut run = 0;
+    let has_trigram = needle.chars().any(|c| {
+        run = if c.is_alphanumeric() { run + 1 } else { 0 };
+        run >= 3
+    });
+    has_trigram && !needle.contains('\n')
+}
+
+/// Entries per row of the trigram index.
+const CHUNK: usize = 256;
+
+/// The trigram index's rows for the entries a batch stored: runs of up to [`CHUNK`] entries with
+/// consecutive ids (a gap, where another instance's entries or a duplicate's skipped id fall,
+/// ends a run, so no chunk covers entries it does not hold), each with the distinct lines of
+/// their text. The trigram index costs per distinct trigram per row: lines that repeat across
+/// a chunk's entries (stack frames, fixed words) are indexed once.
+fn chunks<'a>(mut stored: Vec<(i64, &'a faultline_core::LogEvent)>) -> (Vec<i64>, Vec<i64>, Vec<String>) {
+    stored.sort_unstable_by_key(|(id, _)| *id);
+    let (mut firsts, mut lasts, mut docs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut lines: HashSet<&'a str> = HashSet::new();
+    let mut doc = String::new();
+    let mut run = 0;
+    for (i, &(id, event)) in stored.iter().enumerate() {
+        if i > 0 && (run == CHUNK || id != stored[i - 1].0 + 1) {
+            firsts.push(stored[i - run].0);
+            lasts.push(stored[i - 1].0);
+            docs.push(std::mem::take(&mut doc));
+            lines.clear();
+            run = 0;
+        }
+        run += 1;
+        for line in event.message.split('\n').chain(event.traceback.iter().flat_map(|t| t.split('\n'))) {
+            if lines.insert(line) {
+                if !doc.is_empty() {
+                    doc.push('\n');
+                }
+                doc.push_str(line);
+            }
+        }
+    }
+    if run > 0 {
+        firsts.push(stored[stored.len() - run].0);
+        lasts.push(stored[stored.len() - 1].0);
+        docs.push(doc);
+    }
+    (firsts, lasts, docs)
 }
 
 #[async_trait::async_trait]
@@ -487,26 +846,50 @@ impl Store for PgStore {
     }
 
     async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
-        let text = q.text.as_deref().filter(|t| !t.is_empty()).map(|t| like_pattern(&pg_text(t)));
-        let variant = if text.is_some() { TEXT_FILTER } else { NO_TEXT };
+        let needle = q.text.as_deref().filter(|t| !t.is_empty()).map(pg_text);
+        let text = needle.as_deref().map(like_pattern);
+        let variant = match needle.as_deref() {
+            Some(n) if indexable(n) => INDEXED,
+            Some(_) => SCANNED,
+            None => NO_TEXT,
+        };
         let (exact, prefix) = match &q.source {
             Some(SourceFilter::Exact(s)) => (Some(s.clone()), None),
             Some(SourceFilter::Prefix(p)) => (None, Some(like_prefix(p))),
             None => (None, None),
         };
         let level = q.level.map(Level::as_str);
-        let count_sql = search_sql(variant, true);
         let cap = q.count_cap.map_or(i64::MAX - 1, |c| c.min(i64::MAX as u64 - 1) as i64);
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
-            .bind(level)
-            .bind(&exact)
-            .bind(&prefix)
-            .bind(q.since_ms)
-            .bind(q.until_ms)
+        let count = |variant| {
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(search_sql(variant, true)))
+                .bind(level)
+                .bind(exact.clone())
+                .bind(prefix.clone())
+                .bind(q.since_ms)
+                .bind(q.until_ms)
+                .bind(text.clone())
+                .bind(cap + 1)
+        };
+        let (total, total_capped) = if variant == INDEXED {
+            // A capped count reads at most CHUNK_BUDGET candidate chunks, newest first; more
+            // candidates than that make the count a lower bound.
+            let budget = if q.count_cap.is_some() { CHUNK_BUDGET } else { i64::MAX - 1 };
+            let candidates: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM entry_chunks WHERE doc ILIKE $1 LIMIT $2) n",
+            )
             .bind(&text)
-            .bind(cap + 1)
+            .bind(budget + 1)
             .fetch_one(&self.pool)
             .await?;
+            let total = count(INDEXED_COUNT).bind(budget).fetch_one(&self.pool).await?;
+            (total, total > cap || candidates > budget)
+        } else {
+            let total = count(variant).fetch_one(&self.pool).await?;
+            (total, total > cap)
+        };
+        // A needle with more matches than the cap is common: reading entries newest first
+        // finds a page of them sooner than sorting every candidate the index gives.
+        let variant = if total_capped && variant == INDEXED { SCANNED } else { variant };
         let rows = sqlx::query(sqlx::AssertSqlSafe(search_sql(variant, false)))
             .bind(level)
             .bind(&exact)
@@ -519,7 +902,6 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await?;
         let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
-        let total_capped = total > cap;
         Ok(SearchPage { total: total.min(cap) as u64, total_capped, entries })
     }
 
@@ -735,6 +1117,13 @@ impl Store for PgStore {
             }
         }
         let mut tx = self.pool.begin().await?;
+        // Index rows whose entries are all gone.
+        sqlx::query(
+            "DELETE FROM entry_chunks c WHERE first_id < (SELECT coalesce(max(id), 0) FROM entries)
+             AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.id BETWEEN c.first_id AND c.last_id)",
+        )
+        .execute(&mut *tx)
+        .await?;
         report.minute_rows_deleted = sqlx::query("DELETE FROM minute_counts WHERE minute_ms < $1")
             .bind(minute_of(before_ms))
             .execute(&mut *tx)
@@ -756,7 +1145,9 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        sqlx::query("VACUUM (ANALYZE) entries").execute(&self.pool).await?;
+        for table in ["VACUUM (ANALYZE) entries", "VACUUM (ANALYZE) entry_chunks"] {
+            sqlx::query(table).execute(&self.pool).await?;
+        }
         Ok(report)
     }
 
@@ -909,5 +1300,91 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(StoreGauges { database_bytes, patterns, outbox_pending })
+    }
+}
+
+/// Measures the PostgreSQL ceiling for the ingest benchmark: `COPY … FROM STDIN` of the given
+/// rows into a bare `entries`-shaped table (same columns, B-tree indexes only, no trigram
+/// index, no patterns) in one transaction, in the database at `url`. Returns rows per second.
+#[cfg(feature = "bench")]
+pub async fn bench_copy_ceiling(url: &str, rows: &[GroupedEvent]) -> Result<f64> {
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::raw_sql(
+        "DROP TABLE IF EXISTS bare_entries;
+         CREATE TABLE bare_entries (id BIGSERIAL PRIMARY KEY, source_id TEXT NOT NULL,
+            external_id TEXT NOT NULL, timestamp_ms BIGINT NOT NULL, level TEXT NOT NULL,
+            source TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT, request_path TEXT,
+            request_method TEXT, metadata JSONB, pattern_id BIGINT NOT NULL, raw TEXT NOT NULL);
+         CREATE UNIQUE INDEX bare_entries_origin ON bare_entries (source_id, external_id);
+         CREATE INDEX bare_entries_ts ON bare_entries (timestamp_ms);
+         CREATE INDEX bare_entries_pattern_ts ON bare_entries (pattern_id, timestamp_ms);",
+    )
+    .execute(&mut conn)
+    .await?;
+    let mut ids: HashMap<&str, i64> = HashMap::new();
+    let started = std::time::Instant::now();
+    let mut tx = conn.begin().await?;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY bare_entries (source_id, external_id, timestamp_ms, level, source, message, traceback,
+             request_path, request_method, metadata, pattern_id, raw) FROM STDIN",
+        )
+        .await?;
+    let mut buf = String::with_capacity(1 << 20);
+    for ge in rows {
+        let next = ids.len() as i64 + 1;
+        let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
+        let e = &ge.event;
+        let metadata =
+            (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).unwrap_or_default());
+        let key = e.idempotency_key();
+        let fields = [
+            Some(pg_text(&e.origin.source_id)),
+            Some(pg_text(&key)),
+            Some(Cow::Owned(e.timestamp_ms.to_string())),
+            Some(Cow::Borrowed(e.level.as_str())),
+            Some(pg_text(&e.source)),
+            Some(pg_text(&e.message)),
+            pg_opt(&e.traceback),
+            pg_opt(&e.request_path),
+            pg_opt(&e.request_method),
+            metadata.map(Cow::Owned),
+            Some(Cow::Owned(pattern_id.to_string())),
+            Some(pg_text(&e.raw)),
+        ];
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                buf.push('\t');
+            }
+            match field {
+                None => buf.push_str("\\N"),
+                Some(text) => copy_text_field(&mut buf, text),
+            }
+        }
+        buf.push('\n');
+        if buf.len() >= 1 << 20 {
+            copy.send(std::mem::take(&mut buf).into_bytes()).await?;
+            buf.reserve(1 << 20);
+        }
+    }
+    copy.send(buf.into_bytes()).await?;
+    copy.finish().await?;
+    tx.commit().await?;
+    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    sqlx::query("DROP TABLE bare_entries").execute(&mut conn).await?;
+    Ok(rate)
+}
+
+/// One field of `COPY`'s text format: backslash, tab, newline and carriage return escaped.
+#[cfg(feature = "bench")]
+fn copy_text_field(buf: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
     }
 }
