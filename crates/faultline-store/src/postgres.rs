@@ -275,6 +275,16 @@ async fn resolve_patterns(
             missing.push(ge);
         }
         if !missing.is_empty() {
+            // Instances inserting the same new patterns in other orders would wait for each
+            // other both ways: each first takes a lock per new fingerprint, in one order.
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock($1, k)
+                 FROM (SELECT DISTINCT hashtext(f) AS k FROM UNNEST($2::text[]) f ORDER BY k) s",
+            )
+            .bind(NEW_PATTERN_LOCKS)
+            .bind(missing.iter().map(|ge| ge.grouping.fingerprint.as_str()).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
             for (fingerprint, id) in insert_patterns(tx, &missing, batch.now_ms).await? {
                 outcome.new_patterns += 1;
                 new_ids.insert(id);
@@ -303,6 +313,10 @@ async fn resolve_patterns(
         })
         .collect()
 }
+
+/// The key space of the advisory locks taken on new fingerprints (the two-key form, apart from
+/// the alert recording lock).
+const NEW_PATTERN_LOCKS: i32 = 0x6661_756c; // "faul"
 
 async fn find_patterns<'a>(
     tx: &mut Transaction<'_, Postgres>,
@@ -431,9 +445,9 @@ async fn insert_entries(
         if freed.is_empty() {
             return Ok(fates);
         }
-        for i in 0..fates.len() {
-            if fates[i] == Fate::Capped && freed.contains(&slot(i)) {
-                fates[i] = Fate::Pending;
+        for (i, fate) in fates.iter_mut().enumerate() {
+            if *fate == Fate::Capped && freed.contains(&slot(i)) {
+                *fate = Fate::Pending;
             }
         }
     }
@@ -536,8 +550,10 @@ async fn write_totals(
     let mut touched = Vec::with_capacity(totals.patterns.len());
     if !totals.patterns.is_empty() {
         let pattern_ids: Vec<i64> = totals.patterns.keys().copied().collect();
-        // Rows locked in id order, so instances writing the same patterns never deadlock.
-        sqlx::query("SELECT id FROM patterns WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        // Rows locked in id order, so instances writing the same patterns never deadlock; the
+        // lock an UPDATE of non-key columns takes (FOR UPDATE would also wait for the key-share
+        // locks other instances' entries hold on their patterns, and deadlock with them).
+        sqlx::query("SELECT id FROM patterns WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&pattern_ids)
             .execute(&mut **tx)
             .await?;

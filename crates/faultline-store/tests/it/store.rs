@@ -765,3 +765,37 @@ async fn postgres_entries_stored_before_chunked_search_are_found_after_the_upgra
     let q = SearchQuery { text: Some("failed".into()), limit: 10, ..Default::default() };
     assert_eq!(store.search(&q).await.unwrap().total, 601);
 }
+
+/// Three instances on one PostgreSQL database store batches of the same patterns at once, in
+/// different orders: none fails (each batch's entries hold key-share locks on their patterns
+/// while the counts are added, which an exclusive row lock would deadlock with), and the counts
+/// are exact.
+#[tokio::test]
+async fn regression_20_instances_storing_the_same_patterns_at_once_never_deadlock() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(faultline_store::open(&url).await.unwrap());
+    }
+    let messages = ["disk full on db-1", "token expired for user 7", "queue stalled after 30s"];
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..20 {
+        for (k, store) in stores.iter().enumerate() {
+            let store = store.clone();
+            let events: Vec<_> = (0..messages.len())
+                .map(|j| {
+                    let m = messages[(j + k) % messages.len()];
+                    event(&format!("{round}-{k}-{j}"), T0 + round, Level::Error, "svc", m)
+                })
+                .collect();
+            tasks.spawn(async move { store.ingest(batch(events)).await });
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.unwrap().expect("no batch fails");
+        assert_eq!(outcome.stored, 3);
+    }
+    let top = stores[0].top_patterns(10, None).await.unwrap();
+    let counts: Vec<i64> = top.iter().map(|p| p.occurrence_count).collect();
+    assert_eq!(counts, [60, 60, 60]);
+}
