@@ -729,13 +729,7 @@ const INDEXED: (&str, &str) = (
      JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id",
     TEXT_FILTER,
 );
-/// The count of an indexed needle: the newest `$8` candidate chunks only.
-const INDEXED_COUNT: (&str, &str) = (
-    "(SELECT first_id, last_id FROM entry_chunks WHERE doc ILIKE $6 ORDER BY first_id DESC LIMIT $8) c
-     JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id",
-    TEXT_FILTER,
-);
-/// Candidate chunks a capped count reads at most.
+/// Candidate chunks past which a needle is common.
 const CHUNK_BUDGET: i64 = 128;
 /// Needles without three letters or digits in a row (which the trigram index cannot narrow
 /// down), and common needles, whose newest matches the planner finds by reading entries newest
@@ -764,6 +758,13 @@ fn indexable(needle: &str) -> bool {
         run >= 3
     });
     has_trigram && !needle.contains('\n')
+}
+
+/// Lets the planner scan tables whole or not, for the rest of the transaction.
+async fn seqscan(tx: &mut Transaction<'_, Postgres>, on: bool) -> Result<()> {
+    let sql = if on { "SET LOCAL enable_seqscan = on" } else { "SET LOCAL enable_seqscan = off" };
+    sqlx::query(sql).execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Entries per row of the trigram index.
@@ -886,26 +887,34 @@ impl Store for PgStore {
                 .bind(text.clone())
                 .bind(cap + 1)
         };
-        let (total, total_capped) = if variant == INDEXED {
-            // A capped count reads at most CHUNK_BUDGET candidate chunks, newest first; more
-            // candidates than that make the count a lower bound.
-            let budget = if q.count_cap.is_some() { CHUNK_BUDGET } else { i64::MAX - 1 };
+        let mut tx = self.pool.begin().await?;
+        let (total, total_capped, variant) = if variant == INDEXED {
+            // The planner prices a scan of `entry_chunks` by its few heap pages and not the
+            // chunk text kept out of line, which every row's ILIKE reads: told to take the
+            // trigram index instead.
+            seqscan(&mut tx, false).await?;
             let candidates: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM (SELECT 1 FROM entry_chunks WHERE doc ILIKE $1 LIMIT $2) n",
             )
             .bind(&text)
-            .bind(budget + 1)
-            .fetch_one(&self.pool)
+            .bind(CHUNK_BUDGET + 1)
+            .fetch_one(&mut *tx)
             .await?;
-            let total = count(INDEXED_COUNT).bind(budget).fetch_one(&self.pool).await?;
-            (total, total > cap || candidates > budget)
+            if candidates > CHUNK_BUDGET {
+                // A common needle (at least one match per candidate chunk): counted (up to the
+                // cap) straight from the entries, and its page read newest first, sooner than
+                // re-checking every candidate chunk and sorting what they hold.
+                seqscan(&mut tx, true).await?;
+                let total = count(SCANNED).fetch_one(&mut *tx).await?;
+                (total, total > cap, SCANNED)
+            } else {
+                let total = count(INDEXED).fetch_one(&mut *tx).await?;
+                (total, total > cap, INDEXED)
+            }
         } else {
-            let total = count(variant).fetch_one(&self.pool).await?;
-            (total, total > cap)
+            let total = count(variant).fetch_one(&mut *tx).await?;
+            (total, total > cap, variant)
         };
-        // A needle with more matches than the cap is common: reading entries newest first
-        // finds a page of them sooner than sorting every candidate the index gives.
-        let variant = if total_capped && variant == INDEXED { SCANNED } else { variant };
         let rows = sqlx::query(sqlx::AssertSqlSafe(search_sql(variant, false)))
             .bind(level)
             .bind(&exact)
@@ -915,8 +924,9 @@ impl Store for PgStore {
             .bind(&text)
             .bind(i64::from(q.limit))
             .bind(i64::from(q.offset))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
+        tx.commit().await?;
         let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
         Ok(SearchPage { total: total.min(cap) as u64, total_capped, entries })
     }
