@@ -475,8 +475,7 @@ async fn insert_entry_rows<'b>(
         c.request_path.push(e.request_path.as_deref());
         c.request_method.push(e.request_method.as_deref());
         // `replace_nul` took the NULs out of the metadata before it is serialised.
-        c.metadata
-            .push((!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).unwrap_or_default()));
+        c.metadata.push(metadata_json(e));
         c.pattern_id.push(ids[i]);
         c.raw.push(&e.raw);
     }
@@ -1145,8 +1144,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // Index rows whose entries are all gone.
         sqlx::query(
-            "DELETE FROM entry_chunks c WHERE first_id < (SELECT coalesce(max(id), 0) FROM entries)
-             AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.id BETWEEN c.first_id AND c.last_id)",
+            "DELETE FROM entry_chunks c
+             WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id BETWEEN c.first_id AND c.last_id)",
         )
         .execute(&mut *tx)
         .await?;
@@ -1361,8 +1360,7 @@ pub async fn bench_copy_ceiling(url: &str, rows: &[GroupedEvent]) -> Result<f64>
         let next = ids.len() as i64 + 1;
         let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
         let e = &ge.event;
-        let metadata =
-            (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).unwrap_or_default());
+        let metadata = metadata_json(e);
         let key = e.idempotency_key();
         let fields = [
             Some(pg_text(&e.origin.source_id)),

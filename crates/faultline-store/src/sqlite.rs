@@ -297,8 +297,7 @@ fn ingest_tx<'b>(
                 totals.add(pattern_id, ge, None);
                 continue;
             }
-            let metadata = (!event.metadata.is_empty())
-                .then(|| serde_json::to_string(&event.metadata).unwrap_or_default());
+            let metadata = metadata_json(event);
             let n = insert_entry.execute(params![
                 event.origin.source_id,
                 event.idempotency_key(),
@@ -484,9 +483,8 @@ fn resolve_patterns(
     Ok(ids)
 }
 
-/// Raw entries already stored per (pattern, minute) within the batch's time span, read once
-/// per batch inside its transaction (so other writers' rows count too).
-/// Entries already stored per (pattern, minute) the batch touches. A batch touching few of them
+/// Entries already stored per (pattern, minute) the batch touches, read inside its transaction
+/// (so other writers' rows count too). A batch touching few of them
 /// (a request of one event, a Sentry envelope) looks each up; a larger one reads its minutes
 /// whole, which costs as much however many patterns those minutes hold.
 fn stored_in_batch_minutes(
@@ -1248,8 +1246,7 @@ pub fn bench_bare_insert(path: &Path, rows: &[GroupedEvent]) -> Result<f64> {
             let next = ids.len() as i64 + 1;
             let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
             let e = &ge.event;
-            let metadata =
-                (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).unwrap_or_default());
+            let metadata = metadata_json(e);
             stmt.execute(params![
                 e.origin.source_id,
                 e.idempotency_key(),

@@ -499,6 +499,11 @@ pub struct JobRunRow {
 /// Replaces NUL characters in every text of an event, metadata and ids included, with U+FFFD:
 /// PostgreSQL cannot store them (not even escaped in JSON), and SQLite's LIKE and FTS5 stop
 /// reading at one.
+/// An event's metadata as the JSON text the `metadata` column holds; `None` when it has none.
+pub(crate) fn metadata_json(event: &LogEvent) -> Option<String> {
+    (!event.metadata.is_empty()).then(|| serde_json::to_string(&event.metadata).unwrap_or_default())
+}
+
 pub(crate) fn replace_nul(event: &mut LogEvent) {
     fix_nul(&mut event.message);
     fix_nul(&mut event.source);
