@@ -195,6 +195,56 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
     grouping
 }
 
+/// What a person reads as an event's name: `ExceptionType: value` when it carries an exception
+/// (the type without its module or package path, as Sentry shows it), otherwise the message's
+/// first line.
+pub fn headline(message: &str, traceback: Option<&str>) -> String {
+    let message = cut(message, MAX_GROUPED_BYTES);
+    let (types, value) = exception_chain(message, traceback.unwrap_or(""));
+    match (types.first(), value) {
+        (Some(t), Some(v)) => {
+            let short = t.rsplit(['.', '$']).next().filter(|s| !s.is_empty()).unwrap_or(t);
+            let v = v.lines().next().unwrap_or("").trim();
+            if v.is_empty() { short.to_owned() } else { format!("{short}: {v}") }
+        }
+        _ => message.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned(),
+    }
+}
+
+/// A group's title from the headlines of two of its occurrences (its first and its latest): a
+/// word both write alike is kept as written, a word that differs is masked (`<NUM>`, `<IP>`…,
+/// `<*>` when no mask fits), so a value shows unless it is seen to vary. Headlines of different
+/// lengths give the latest one masked whole.
+pub fn title(first: &str, latest: &str) -> String {
+    if first == latest {
+        return latest.to_owned();
+    }
+    let (a, b): (Vec<&str>, Vec<&str>) =
+        (first.split_whitespace().collect(), latest.split_whitespace().collect());
+    if a.len() != b.len() {
+        return mask_title(latest);
+    }
+    let words: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| {
+            if x == y {
+                (*y).to_owned()
+            } else {
+                let masked = crate::mask::mask(y);
+                if masked == *y { "<*>".to_owned() } else { masked }
+            }
+        })
+        .collect();
+    words.join(" ")
+}
+
+fn mask_title(text: &str) -> String {
+    let mut masked = String::with_capacity(text.len());
+    mask_into(text, &mut masked);
+    masked
+}
+
 /// The client's `fingerprint` list: strings only, at most [`MAX_CLIENT_PARTS`] of at most
 /// [`MAX_CLIENT_PART_BYTES`]; anything else is not a fingerprint and is ignored.
 fn client_parts(event: &LogEvent) -> Option<Vec<String>> {
@@ -556,6 +606,47 @@ mod tests {
     }
 
     const PY: &str = "Traceback (most recent call last):\n  File \"/srv/app/api.py\", line 9, in view\n    return get(k)\n  File \"/srv/app/db.py\", line 3, in get\n    raise KeyError(k)\nKeyError: 'user'";
+
+    #[test]
+    fn a_headline_names_the_exception_and_its_value_or_else_the_message() {
+        let java = "java.lang.IllegalStateException: pool exhausted after 30s\n\tat com.shop.Pool.take(Pool.java:88)";
+        let cases = [
+            ("lookup failed for 42", Some(PY), "KeyError: 'user'"),
+            ("Request failed", Some(java), "IllegalStateException: pool exhausted after 30s"),
+            ("LookupError: user 42 missing", None, "LookupError: user 42 missing"),
+            ("ValueError", None, "ValueError"),
+            ("\n  disk full on /var\nsecond line", None, "disk full on /var"),
+            (
+                "panic: runtime error: index out of range [3]",
+                None,
+                "panic: runtime error: index out of range [3]",
+            ),
+        ];
+        for (message, traceback, want) in cases {
+            assert_eq!(headline(message, traceback), want, "{message:?}");
+        }
+    }
+
+    #[test]
+    fn a_title_keeps_the_values_that_do_not_vary() {
+        let cases = [
+            ("LookupError: user 42 missing", "LookupError: user 42 missing", "LookupError: user 42 missing"),
+            (
+                "LookupError: user 42 missing",
+                "LookupError: user 57 missing",
+                "LookupError: user <NUM> missing",
+            ),
+            (
+                "timeout calling 10.0.0.7 for alice",
+                "timeout calling 10.0.0.9 for bob",
+                "timeout calling <IP> for <*>",
+            ),
+            ("disk full", "disk full on /var/lib", "disk full on <PATH>"),
+        ];
+        for (first, latest, want) in cases {
+            assert_eq!(title(first, latest), want, "{first:?} / {latest:?}");
+        }
+    }
 
     #[test]
     fn same_stack_different_values_and_lines_group_together() {

@@ -267,7 +267,7 @@ impl Evaluator {
             })
             .collect();
         let totals = if rates {
-            let buckets = self.store.counts_by_interval(since, this_minute + MINUTE_MS, 1).await?;
+            let buckets = self.store.counts_by_interval(since, this_minute + MINUTE_MS, 1, None).await?;
             Some(buckets.into_iter().map(|b| (b.start_ms, b.count)).collect())
         } else {
             None

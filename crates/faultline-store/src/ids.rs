@@ -1,7 +1,8 @@
-//! Pattern ids as people type them: any unique prefix of a fingerprint, at least
-//! [`MIN_ID_PREFIX`] hex characters long (the CLI shows 16), is as good as the whole one.
+//! Patterns as people name them: any unique prefix of a fingerprint, at least
+//! [`MIN_ID_PREFIX`] hex characters long (the CLI shows 16), is as good as the whole one; and a
+//! pattern's title.
 
-use crate::{Result, Store};
+use crate::{PatternRow, Result, Store};
 
 /// The shortest prefix taken: 8 hex characters (4 billion values; an ambiguous one says so).
 pub const MIN_ID_PREFIX: usize = 8;
@@ -54,6 +55,36 @@ pub async fn find_fingerprint(store: &dyn Store, typed: &str) -> Result<Fingerpr
         )));
     }
     Ok(lookup_of(store.fingerprints_with_prefix(&id, 11).await?))
+}
+
+/// Each pattern's title (fingerprint → title): the headline of its first occurrence (the sample
+/// kept on the pattern) against those of its oldest and newest stored ones, see
+/// [`faultline_core::title`]: a value shows as written unless these differ in it.
+pub async fn pattern_titles<'a>(
+    store: &dyn Store,
+    patterns: impl IntoIterator<Item = &'a PatternRow>,
+) -> Result<std::collections::HashMap<String, String>> {
+    let patterns: Vec<&PatternRow> = patterns.into_iter().collect();
+    let fingerprints: Vec<String> = patterns.iter().map(|p| p.fingerprint.clone()).collect();
+    let mut stored: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for e in store.oldest_and_newest(&fingerprints).await? {
+        stored
+            .entry(e.fingerprint)
+            .or_default()
+            .push(faultline_core::headline(&e.message, e.traceback.as_deref()));
+    }
+    Ok(patterns
+        .into_iter()
+        .map(|p| {
+            let first = match &p.sample_message {
+                Some(m) => faultline_core::headline(m, p.stack_trace.as_deref()),
+                None => p.normalized_message.clone(),
+            };
+            let others = stored.get(&p.fingerprint).map(Vec::as_slice).unwrap_or_default();
+            let title = others.iter().fold(first, |title, other| faultline_core::title(&title, other));
+            (p.fingerprint.clone(), title)
+        })
+        .collect())
 }
 
 /// The answer for the fingerprints a prefix matched.

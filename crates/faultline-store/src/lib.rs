@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use faultline_core::{PatternStatus, TaskStatus};
 
-pub use ids::{FingerprintLookup, MIN_ID_PREFIX, SHORT_ID_CHARS, find_fingerprint, short_id};
+pub use ids::{FingerprintLookup, MIN_ID_PREFIX, SHORT_ID_CHARS, find_fingerprint, pattern_titles, short_id};
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
 #[cfg(feature = "bench")]
@@ -98,10 +98,13 @@ pub trait Store: Send + Sync {
     /// A page of patterns, filtered and ordered.
     async fn list_patterns(&self, query: &PatternQuery) -> Result<PatternPage>;
     /// The patterns with the most occurrences in `[since, until)` (from the minute counts), most
-    /// first.
+    /// first; ignored patterns are left out.
     async fn busiest_patterns(&self, since_ms: i64, until_ms: i64, limit: u32) -> Result<Vec<PatternCount>>;
     /// A pattern's stored occurrences, newest first (`None`: no such pattern).
     async fn occurrences(&self, fingerprint: &str, limit: u32, offset: u32) -> Result<Option<SearchPage>>;
+    /// The oldest and the newest stored occurrence of each of these patterns (one row when they
+    /// are the same entry, none when its entries are all gone), in no particular order.
+    async fn oldest_and_newest(&self, fingerprints: &[String]) -> Result<Vec<EntryRow>>;
     /// One pattern by fingerprint.
     async fn pattern(&self, fingerprint: &str) -> Result<Option<PatternRow>>;
     /// Fingerprints that start with `prefix` (lowercase hex only), in order, at most `limit`; see
@@ -109,12 +112,14 @@ pub trait Store: Send + Sync {
     async fn fingerprints_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>>;
     /// Error counts in `[since, until)`: total, per minute, by source and by level.
     async fn error_rate(&self, since_ms: i64, until_ms: i64) -> Result<ErrorRate>;
-    /// Counts per time bucket in `[since, until)`, every bucket present (zeros included).
+    /// Counts per time bucket in `[since, until)`, every bucket present (zeros included), of
+    /// every pattern or of the one with this fingerprint.
     async fn counts_by_interval(
         &self,
         since_ms: i64,
         until_ms: i64,
         interval_minutes: u32,
+        fingerprint: Option<&str>,
     ) -> Result<Vec<Bucket>>;
     /// Deletes entries older than `before_ms` in batches and reclaims space.
     async fn cleanup(&self, before_ms: i64, batch_size: u32) -> Result<CleanupReport>;

@@ -935,7 +935,12 @@ impl Store for PgStore {
         let status = q.status.map(PatternStatus::as_str);
         let filters = "($1::text IS NULL OR p.status = $1) AND ($2::text IS NULL OR p.source = $2)
             AND ($3::text IS NULL OR p.severity = $3) AND ($4::bigint IS NULL OR p.last_seen_ms >= $4)
-            AND ($5::bigint IS NULL OR p.last_seen_ms < $5)";
+            AND ($5::bigint IS NULL OR p.last_seen_ms < $5)
+            AND ($6::text IS NULL OR p.normalized_message ILIKE $6 OR p.error_type ILIKE $6
+                OR p.sample_message ILIKE $6 OR p.stack_trace ILIKE $6)
+            AND (NOT $7 OR p.status <> 'ignored')";
+        let text = q.text.as_deref().map(like_pattern);
+        let hide_ignored = q.hide_ignored && q.status.is_none();
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM patterns p WHERE {filters}"
         )))
@@ -944,10 +949,12 @@ impl Store for PgStore {
         .bind(level)
         .bind(q.seen_since_ms)
         .bind(q.quiet_since_ms)
+        .bind(&text)
+        .bind(hide_ignored)
         .fetch_one(&self.pool)
         .await?;
         let sql = format!(
-            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT $6 OFFSET $7",
+            "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT $8 OFFSET $9",
             q.order.sql()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -956,6 +963,8 @@ impl Store for PgStore {
             .bind(level)
             .bind(q.seen_since_ms)
             .bind(q.quiet_since_ms)
+            .bind(&text)
+            .bind(hide_ignored)
             .bind(i64::from(q.limit))
             .bind(i64::from(q.offset))
             .fetch_all(&self.pool)
@@ -989,6 +998,18 @@ impl Store for PgStore {
         Ok(Some(SearchPage { total: total as u64, total_capped: false, entries }))
     }
 
+    async fn oldest_and_newest(&self, fingerprints: &[String]) -> Result<Vec<EntryRow>> {
+        let sql = format!(
+            "SELECT DISTINCT ON (e.id) {ENTRY_COLUMNS} FROM patterns p CROSS JOIN LATERAL (
+                (SELECT * FROM entries WHERE pattern_id = p.id ORDER BY timestamp_ms, id LIMIT 1)
+                UNION ALL
+                (SELECT * FROM entries WHERE pattern_id = p.id ORDER BY timestamp_ms DESC, id DESC LIMIT 1)) e
+             WHERE p.fingerprint = ANY($1)"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(fingerprints).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?)
+    }
+
     async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {
         let sql = format!(
             "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE ($1::bigint IS NULL OR p.last_seen_ms >= $1)
@@ -1006,6 +1027,7 @@ impl Store for PgStore {
         let sql = format!(
             "SELECT {PATTERN_COLUMNS}, t.n FROM (
                 SELECT pattern_id, sum(count)::bigint AS n FROM {WINDOW_COUNTS}
+                WHERE pattern_id NOT IN (SELECT id FROM patterns WHERE status = 'ignored')
                 GROUP BY pattern_id ORDER BY n DESC LIMIT $5
              ) t JOIN patterns p ON p.id = t.pattern_id ORDER BY t.n DESC, p.id"
         );
@@ -1104,10 +1126,13 @@ impl Store for PgStore {
         since_ms: i64,
         until_ms: i64,
         interval_minutes: u32,
+        fingerprint: Option<&str>,
     ) -> Result<Vec<Bucket>> {
         let width = bucket_width(interval_minutes)?;
         let sql = format!(
-            "SELECT (t - $1) / $5 AS bucket, level, sum(count)::bigint FROM {WINDOW_COUNTS} GROUP BY bucket, level"
+            "SELECT (t - $1) / $5 AS bucket, level, sum(count)::bigint FROM {WINDOW_COUNTS}
+             WHERE $6::text IS NULL OR pattern_id = (SELECT id FROM patterns WHERE fingerprint = $6)
+             GROUP BY bucket, level"
         );
         let (first, end) = bucket_quarters(since_ms, until_ms, width);
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -1116,6 +1141,7 @@ impl Store for PgStore {
             .bind(first)
             .bind(end)
             .bind(width)
+            .bind(fingerprint)
             .fetch_all(&self.pool)
             .await?;
         let found = rows

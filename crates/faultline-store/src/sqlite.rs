@@ -808,19 +808,33 @@ impl Store for SqliteStore {
             let status = q.status.map(PatternStatus::as_str);
             let filters = "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
                 AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)
-                AND (?5 IS NULL OR p.last_seen_ms < ?5)";
-            let total: i64 =
-                c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?
-                    .query_row(params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms], |r| {
-                        r.get(0)
-                    })?;
+                AND (?5 IS NULL OR p.last_seen_ms < ?5)
+                AND (?6 IS NULL OR p.normalized_message LIKE ?6 ESCAPE '\\' OR p.error_type LIKE ?6 ESCAPE '\\'
+                    OR p.sample_message LIKE ?6 ESCAPE '\\' OR p.stack_trace LIKE ?6 ESCAPE '\\')
+                AND (?7 = 0 OR p.status <> 'ignored')";
+            let text = q.text.as_deref().map(like_pattern);
+            let hide_ignored = q.hide_ignored && q.status.is_none();
+            let total: i64 = c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?.query_row(
+                params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms, text, hide_ignored],
+                |r| r.get(0),
+            )?;
             let sql = format!(
-                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?6 OFFSET ?7",
+                "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?8 OFFSET ?9",
                 q.order.sql()
             );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms, q.limit, q.offset],
+                params![
+                    status,
+                    q.source,
+                    level,
+                    q.seen_since_ms,
+                    q.quiet_since_ms,
+                    text,
+                    hide_ignored,
+                    q.limit,
+                    q.offset
+                ],
                 pattern_row,
             )?;
             Ok(PatternPage { total: total as u64, patterns: rows.collect::<rusqlite::Result<Vec<_>>>()? })
@@ -854,6 +868,26 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn oldest_and_newest(&self, fingerprints: &[String]) -> Result<Vec<EntryRow>> {
+        let fingerprints = fingerprints.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM patterns p JOIN entries e ON e.id IN (
+                    (SELECT id FROM entries WHERE pattern_id = p.id ORDER BY timestamp_ms, id LIMIT 1),
+                    (SELECT id FROM entries WHERE pattern_id = p.id ORDER BY timestamp_ms DESC, id DESC LIMIT 1))
+                 WHERE p.fingerprint = ?1"
+            ))?;
+            let mut found = Vec::with_capacity(2 * fingerprints.len());
+            for f in &fingerprints {
+                for row in stmt.query_map([f], entry_row)? {
+                    found.push(row?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn top_patterns(&self, limit: u32, seen_since_ms: Option<i64>) -> Result<Vec<PatternRow>> {
         self.read(move |c| {
             let sql = format!(
@@ -872,6 +906,7 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {PATTERN_COLUMNS}, t.n FROM (
                     SELECT pattern_id, sum(count) AS n FROM {WINDOW_COUNTS}
+                    WHERE pattern_id NOT IN (SELECT id FROM patterns WHERE status = 'ignored')
                     GROUP BY pattern_id ORDER BY n DESC LIMIT ?5
                  ) t JOIN patterns p ON p.id = t.pattern_id ORDER BY t.n DESC, p.id"
             );
@@ -961,14 +996,18 @@ impl Store for SqliteStore {
         since_ms: i64,
         until_ms: i64,
         interval_minutes: u32,
+        fingerprint: Option<&str>,
     ) -> Result<Vec<Bucket>> {
         let width = bucket_width(interval_minutes)?;
+        let fingerprint = fingerprint.map(str::to_owned);
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT (t - ?1) / ?5 AS bucket, level, sum(count) FROM {WINDOW_COUNTS} GROUP BY bucket, level"
+                "SELECT (t - ?1) / ?5 AS bucket, level, sum(count) FROM {WINDOW_COUNTS}
+                 WHERE ?6 IS NULL OR pattern_id = (SELECT id FROM patterns WHERE fingerprint = ?6)
+                 GROUP BY bucket, level"
             ))?;
             let (first, end) = bucket_quarters(since_ms, until_ms, width);
-            let rows = stmt.query_map(params![since_ms, until_ms, first, end, width], |r| {
+            let rows = stmt.query_map(params![since_ms, until_ms, first, end, width, fingerprint], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
             let found = rows.collect::<rusqlite::Result<Vec<(i64, String, i64)>>>()?;

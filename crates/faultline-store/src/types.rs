@@ -279,6 +279,11 @@ pub struct PatternQuery {
     pub seen_since_ms: Option<i64>,
     /// Only patterns not seen since this time (quiet ones).
     pub quiet_since_ms: Option<i64>,
+    /// Only patterns whose template, exception type, sample message or stack trace holds this text
+    /// (any case).
+    pub text: Option<String>,
+    /// Leaves out ignored patterns (unless `status` asks for them).
+    pub hide_ignored: bool,
     pub limit: u32,
     pub offset: u32,
 }

@@ -165,13 +165,13 @@ async fn rates_and_buckets_come_from_minute_counts(store: Arc<dyn Store>) {
     assert!((rate.errors_per_minute - 5.0 / 3.0).abs() < 1e-9);
     assert_eq!(rate.by_source.get("api"), Some(&3));
     assert_eq!(rate.by_level.get("CRITICAL"), Some(&1));
-    let buckets = store.counts_by_interval(T0, T0 + 180_000, 1).await.unwrap();
+    let buckets = store.counts_by_interval(T0, T0 + 180_000, 1, None).await.unwrap();
     let counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
     assert_eq!(counts, [2, 2, 1]);
     assert_eq!(buckets[1].start_ms, T0 + 60_000);
     let by_level: Vec<(&str, u64)> = buckets[1].by_level.iter().map(|(l, n)| (l.as_str(), *n)).collect();
     assert_eq!(by_level, [("CRITICAL", 1), ("WARNING", 1)]);
-    let empty = store.counts_by_interval(T0 - 3_600_000, T0, 30).await.unwrap();
+    let empty = store.counts_by_interval(T0 - 3_600_000, T0, 30, None).await.unwrap();
     assert_eq!(empty.iter().map(|b| b.count).collect::<Vec<_>>(), [0, 0]);
 }
 both!(rates_and_buckets_come_from_minute_counts);
@@ -220,7 +220,7 @@ async fn window_counts_match_the_entries(store: Arc<dyn Store>) {
         let width = i64::from(minutes) * 60_000;
         for since in [start, start + 60_000] {
             let until = since + 5 * 60 * 60_000;
-            let buckets = store.counts_by_interval(since, until, minutes).await.unwrap();
+            let buckets = store.counts_by_interval(since, until, minutes, None).await.unwrap();
             for b in &buckets {
                 assert_eq!(
                     b.count,
@@ -524,6 +524,75 @@ async fn patterns_page_filters_orders_and_occurrences_page(store: Arc<dyn Store>
     assert_eq!(store.occurrences("no-such-fingerprint", 10, 0).await.unwrap(), None);
 }
 both!(patterns_page_filters_orders_and_occurrences_page);
+
+/// What the error list (`/errors`, `GET /api/logs/errors`) and an error's page read: a text
+/// filter (any case, `%` and `_` taken literally), ignored patterns hidden unless asked for (also
+/// from the busiest), one pattern's chart, and each pattern's newest occurrence for its title.
+async fn error_list_text_ignored_chart_and_newest_occurrence(store: Arc<dyn Store>) {
+    use faultline_core::PatternStatus;
+    use faultline_store::{PatternQuery, pattern_titles};
+    store.ingest(batch(sample())).await.unwrap();
+    let list = |text: Option<&str>, status: Option<PatternStatus>, hide_ignored: bool| {
+        let q = PatternQuery {
+            text: text.map(str::to_owned),
+            status,
+            hide_ignored,
+            limit: 10,
+            ..Default::default()
+        };
+        let store = store.clone();
+        async move {
+            let page = store.list_patterns(&q).await.unwrap();
+            let found: Vec<String> = page.patterns.iter().map(|p| p.normalized_message.clone()).collect();
+            (page.total, found)
+        }
+    };
+    assert_eq!(list(Some("REFUSED"), None, false).await, (1, vec!["connection refused to <IP>".to_owned()]));
+    assert_eq!(list(Some("order 17"), None, false).await.0, 1, "the sample message is searched too");
+    assert_eq!(list(Some("100%"), None, false).await.0, 0, "% is a character, not a wildcard");
+    assert_eq!(list(Some("'; DROP TABLE patterns; --"), None, false).await.0, 0);
+
+    let card_q = PatternQuery { text: Some("card".into()), limit: 1, ..Default::default() };
+    let card = store.list_patterns(&card_q).await.unwrap().patterns.remove(0);
+    assert!(store.set_pattern_status(&card.fingerprint, PatternStatus::Ignored, T0 + 200_000).await.unwrap());
+    assert_eq!(list(None, None, false).await.0, 3, "every pattern");
+    assert_eq!(list(None, None, true).await.0, 2, "ignored hidden");
+    assert_eq!(list(None, Some(PatternStatus::Ignored), true).await.0, 1, "unless asked for");
+    let busiest = store.busiest_patterns(T0, T0 + 180_000, 10).await.unwrap();
+    assert!(
+        busiest.iter().all(|b| b.pattern.fingerprint != card.fingerprint),
+        "ignored: not among the busiest"
+    );
+
+    let refused_q = PatternQuery { text: Some("refused".into()), limit: 1, ..Default::default() };
+    let refused = store.list_patterns(&refused_q).await.unwrap().patterns.remove(0);
+    let buckets = store.counts_by_interval(T0, T0 + 180_000, 1, Some(&refused.fingerprint)).await.unwrap();
+    assert_eq!(buckets.iter().map(|b| b.count).collect::<Vec<_>>(), [2, 0, 1], "only that pattern's");
+    let none = store.counts_by_interval(T0, T0 + 180_000, 1, Some("no-such-fingerprint")).await.unwrap();
+    assert_eq!(none.iter().map(|b| b.count).sum::<u64>(), 0);
+
+    let wanted =
+        vec![refused.fingerprint.clone(), card.fingerprint.clone(), "no-such-fingerprint".to_owned()];
+    let mut edges: Vec<(String, String)> = store
+        .oldest_and_newest(&wanted)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.fingerprint, e.message))
+        .collect();
+    edges.sort();
+    let mut expected = vec![
+        (refused.fingerprint.clone(), "connection refused to 10.0.0.1:5432".to_owned()),
+        (refused.fingerprint.clone(), "connection refused to 10.0.0.3:5432".to_owned()),
+        (card.fingerprint.clone(), "card 4242 declined for order 17".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(edges, expected, "oldest and newest; one row for a pattern seen once");
+    let titles = pattern_titles(&*store, [&refused, &card]).await.unwrap();
+    assert_eq!(titles[&refused.fingerprint], "connection refused to <IP>", "the address varies");
+    assert_eq!(titles[&card.fingerprint], "card 4242 declined for order 17", "seen once: as written");
+}
+both!(error_list_text_ignored_chart_and_newest_occurrence);
 
 #[tokio::test]
 async fn regression_16_another_writer_holding_sqlite_is_a_transient_error_not_a_failure() {
