@@ -14,7 +14,7 @@ use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus, UnknownState};
 use faultline_store::{
     AlertRuleRow, EntryRow, FingerprintLookup, NewRule, PatternOrder, PatternQuery, PatternRow, RuleSaved,
-    SavedCursor, SearchQuery, SourceFilter, TaskRow, find_fingerprint,
+    SavedCursor, SearchQuery, SourceFilter, TaskRow, find_fingerprint, pattern_titles,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -155,6 +155,9 @@ pub struct PatternView {
     pub fingerprint_version: i32,
     /// What grouped the lines: `stack`, `exception` or `message`.
     pub tier: String,
+    /// What a person reads: `ExceptionType: value` or the message, a value masked only where
+    /// the first, the oldest stored and the newest occurrence differ.
+    pub title: String,
     /// The message with variable parts masked (`<NUM>`, `<IP>`…).
     pub template: String,
     pub error_type: Option<String>,
@@ -172,10 +175,11 @@ pub struct PatternView {
     pub last_seen: String,
 }
 
-impl From<PatternRow> for PatternView {
-    fn from(p: PatternRow) -> PatternView {
+impl PatternView {
+    fn new(p: PatternRow, title: String) -> PatternView {
         PatternView {
             id: p.fingerprint.clone(),
+            title,
             fingerprint: p.fingerprint,
             fingerprint_version: p.fingerprint_version,
             tier: p.tier,
@@ -191,6 +195,18 @@ impl From<PatternRow> for PatternView {
             first_seen: rfc3339(p.first_seen_ms),
             last_seen: rfc3339(p.last_seen_ms),
         }
+    }
+
+    /// Views of these patterns, each with its title.
+    async fn list(app: &AppState, patterns: Vec<PatternRow>) -> Result<Vec<PatternView>, ApiError> {
+        let mut titles = pattern_titles(&*app.store, &patterns).await?;
+        Ok(patterns
+            .into_iter()
+            .map(|p| {
+                let title = titles.remove(&p.fingerprint).unwrap_or_default();
+                PatternView::new(p, title)
+            })
+            .collect())
     }
 }
 
@@ -232,15 +248,51 @@ impl From<EntryRow> for LogView {
 pub struct ErrorsQuery {
     /// `count` (default), `last_seen` or `first_seen`.
     pub sort: Option<String>,
-    /// new, known, resolved or ignored.
+    /// new, known, resolved, ignored, or `all`; without it every pattern but the ignored ones.
     pub status: Option<String>,
     pub source: Option<String>,
     pub level: Option<String>,
+    /// Only patterns whose template, exception type, sample message or stack trace holds this text
+    /// (any case).
+    pub query: Option<String>,
     /// Only patterns seen within this many hours.
     pub hours: Option<u32>,
     /// 1 to 1000 (default 50).
     pub limit: Option<u32>,
     pub offset: Option<u32>,
+}
+
+/// The error list's filters as the API and the page take them (the page passes its form's
+/// text); limit and offset are left to the caller.
+pub(crate) fn errors_filter(q: &ErrorsQuery, now: i64) -> Result<PatternQuery, ApiError> {
+    let order = match q.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("count") {
+        "count" => PatternOrder::Count,
+        "last_seen" => PatternOrder::LastSeen,
+        "first_seen" => PatternOrder::FirstSeen,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid query parameter sort: {other:?}; use count, last_seen or first_seen"
+            )));
+        }
+    };
+    let (status, hide_ignored) = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        None => (None, true),
+        Some("all") => (None, false),
+        Some(s) => (Some(parse_state::<PatternStatus>(s)?), false),
+    };
+    let hours = q.hours.map(|h| check_range("hours", h, 1, 24 * 366)).transpose()?;
+    Ok(PatternQuery {
+        order,
+        status,
+        source: q.source.clone().filter(|s| !s.is_empty()),
+        level: parse_level(q.level.as_deref())?,
+        seen_since_ms: hours.map(|h| now - i64::from(h) * HOUR_MS),
+        quiet_since_ms: None,
+        text: q.query.clone().filter(|t| !t.trim().is_empty()),
+        hide_ignored,
+        limit: 0,
+        offset: 0,
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -260,36 +312,15 @@ async fn list_errors(
     Params(q): Params<ErrorsQuery>,
 ) -> Result<Json<ErrorsPage>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
-    let order = match q.sort.as_deref().unwrap_or("count") {
-        "count" => PatternOrder::Count,
-        "last_seen" => PatternOrder::LastSeen,
-        "first_seen" => PatternOrder::FirstSeen,
-        other => {
-            return Err(ApiError::BadRequest(format!(
-                "invalid query parameter sort: {other:?}; use count, last_seen or first_seen"
-            )));
-        }
-    };
-    let status = q.status.as_deref().map(parse_state::<PatternStatus>).transpose()?;
     let limit = check_range("limit", q.limit.unwrap_or(50), 1, 1000)?;
     let offset = q.offset.unwrap_or(0);
-    let hours = q.hours.map(|h| check_range("hours", h, 1, 24 * 366)).transpose()?;
-    let query = PatternQuery {
-        order,
-        status,
-        source: q.source.filter(|s| !s.is_empty()),
-        level: parse_level(q.level.as_deref())?,
-        seen_since_ms: hours.map(|h| now_ms() - i64::from(h) * HOUR_MS),
-        quiet_since_ms: None,
-        limit,
-        offset,
-    };
+    let query = PatternQuery { limit, offset, ..errors_filter(&q, now_ms())? };
     let page = app.store.list_patterns(&query).await?;
     Ok(Json(ErrorsPage {
         total: page.total,
         limit,
         offset,
-        errors: page.patterns.into_iter().map(Into::into).collect(),
+        errors: PatternView::list(&app, page.patterns).await?,
     }))
 }
 
@@ -305,7 +336,7 @@ async fn get_error(
     app.auth.check(&headers, Scope::Read)?;
     let fingerprint = pattern_id(&app, &typed).await?;
     let pattern = app.store.pattern(&fingerprint).await?.ok_or_else(|| not_found("pattern"))?;
-    Ok(Json(pattern.into()))
+    Ok(Json(PatternView::list(&app, vec![pattern]).await?.remove(0)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -513,7 +544,7 @@ pub async fn error_rate(app: &AppState, hours: u32, now: i64) -> Result<Rate, Ap
     let until = (now / step + 1) * step;
     let since = until - i64::from(hours) * HOUR_MS;
     let rate = app.store.error_rate(now - i64::from(hours) * HOUR_MS, now).await?;
-    let buckets = app.store.counts_by_interval(since, until, interval).await?;
+    let buckets = app.store.counts_by_interval(since, until, interval, None).await?;
     Ok(Rate {
         period_hours: hours,
         total_errors: rate.total_errors,
@@ -556,7 +587,7 @@ async fn patterns(
     let new = app.store.new_patterns(now - DAY_MS, 10_000).await?.len() as u64;
     let trending = app.store.trending_patterns(now, HOUR_MS, 10_000).await?.len() as u64;
     Ok(Json(PatternsReport {
-        patterns: page.patterns.into_iter().map(Into::into).collect(),
+        patterns: PatternView::list(&app, page.patterns).await?,
         new_patterns_24h: new,
         trending_patterns: trending,
     }))

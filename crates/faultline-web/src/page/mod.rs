@@ -1,12 +1,17 @@
 //! The System Health page: server-rendered HTML (askama templates in `templates/`, escaped by
 //! default) with a little JavaScript for the 30-second refresh, served by the same binary.
 //!
-//! Pages: `/` (top errors, the 24-hour chart by level, new today, resolved and quiet, trending),
-//! `/patterns/{fingerprint}` (why grouped, sample, stack, occurrences, status and task buttons),
+//! Pages: `/` (health state, top errors, the 24-hour chart by level, new today, resolved and
+//! quiet, trending), `/errors` (every pattern, filtered and paged, with bulk status changes; see
+//! `errors`), `/patterns/{fingerprint}` (title, occurrence chart, why grouped, sample, stack,
+//! occurrences, status and task buttons),
 //! `/logs` (search), `/tasks`, `/sources` (sources and job runs), `/login`. State changes are
 //! HTML forms that carry a CSRF value (see `session`). Every answer has a strict
 //! Content-Security-Policy: scripts and styles come only from `/static/`.
 
+mod errors;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -21,7 +26,7 @@ use faultline_core::{DAY_MS, HOUR_MS, MINUTE_MS};
 use faultline_core::{Level, PatternStatus, TaskStatus};
 use faultline_store::{
     EntryRow, FingerprintLookup, PatternOrder, PatternQuery, PatternRow, SearchQuery, SourceFilter, TaskRow,
-    find_fingerprint,
+    find_fingerprint, pattern_titles,
 };
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -42,6 +47,8 @@ pub fn routes() -> Router<Arc<AppState>> {
     };
     Router::new()
         .route("/", get(health))
+        .route("/errors", get(errors::errors_page))
+        .route("/errors/status", post(errors::errors_status))
         .route("/patterns/{fingerprint}", get(pattern_page))
         .route("/patterns/{fingerprint}/status", post(pattern_status))
         .route("/patterns/{fingerprint}/task", post(pattern_task))
@@ -61,15 +68,15 @@ pub fn routes() -> Router<Arc<AppState>> {
 }
 
 async fn css() -> Response {
-    static_file("text/css; charset=utf-8", include_str!("../static/app.css"))
+    static_file("text/css; charset=utf-8", include_str!("../../static/app.css"))
 }
 
 async fn js() -> Response {
-    static_file("text/javascript; charset=utf-8", include_str!("../static/app.js"))
+    static_file("text/javascript; charset=utf-8", include_str!("../../static/app.js"))
 }
 
 async fn favicon() -> Response {
-    static_file("image/svg+xml", include_str!("../static/favicon.svg"))
+    static_file("image/svg+xml", include_str!("../../static/favicon.svg"))
 }
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
@@ -258,6 +265,9 @@ fn segment(s: &str) -> String {
 /// One pattern in a list.
 pub struct PatternLine {
     pub href: String,
+    /// The fingerprint, for forms that act on several patterns.
+    pub fingerprint: String,
+    pub title: String,
     pub template: String,
     pub count: String,
     pub source: String,
@@ -270,9 +280,12 @@ pub struct PatternLine {
 }
 
 impl PatternLine {
-    fn new(p: &PatternRow, count: u64, now: i64) -> PatternLine {
+    fn new(p: &PatternRow, count: u64, now: i64, titles: &HashMap<String, String>) -> PatternLine {
+        let title = titles.get(&p.fingerprint).unwrap_or(&p.normalized_message);
         PatternLine {
             href: format!("/patterns/{}", segment(&p.fingerprint)),
+            fingerprint: p.fingerprint.clone(),
+            title: clip(title, 240),
             template: clip(&p.normalized_message, 240),
             count: count.to_string(),
             source: clip(&p.source, 80),
@@ -301,16 +314,31 @@ pub struct Bar {
     pub segments: Vec<Segment>,
 }
 
+/// A time on the chart's x axis: written in UTC here, in the viewer's time zone by `app.js`
+/// (`data-ms`, `data-format`), with UTC kept on hover.
 pub struct AxisLabel {
     pub x: String,
     pub text: String,
+    pub ms: i64,
+    /// `time` (hours and minutes) or `day` (weekday and date).
+    pub format: &'static str,
 }
 
-/// The 24-hour error-rate chart: one stacked bar per hour, by level, drawn as SVG.
+/// A count on the chart's y axis and its grid line.
+pub struct YTick {
+    pub y: String,
+    pub text: String,
+}
+
+/// An error-rate chart: one stacked bar per bucket, by level, drawn as SVG, with a y axis whose
+/// top is a round number at or above the highest bar.
 pub struct Chart {
     pub bars: Vec<Bar>,
     pub labels: Vec<AxisLabel>,
+    pub y_ticks: Vec<YTick>,
     pub max: u64,
+    /// Where the plot starts, after the y axis' labels.
+    pub left: u32,
     pub width: u32,
     pub height: u32,
     pub plot_height: u32,
@@ -318,16 +346,40 @@ pub struct Chart {
 
 const CHART_LEVELS: [&str; 4] = ["CRITICAL", "ERROR", "WARNING", "other"];
 
-fn chart(buckets: &[faultline_store::Bucket]) -> Chart {
-    let (width, plot_height) = (720u32, 150u32);
+/// The smallest of 1, 2, 5, 10, 20, 50… at or above `n`.
+fn round_up(n: u64) -> u64 {
+    let mut step = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            if m * step >= n {
+                return m * step;
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+}
+
+/// How a chart labels its x axis: every `every`-th bucket, as a time of day or as a day.
+#[derive(Clone, Copy)]
+struct XLabels {
+    every: usize,
+    format: &'static str,
+}
+
+const HOURLY: XLabels = XLabels { every: 6, format: "time" };
+const DAILY: XLabels = XLabels { every: 4, format: "day" };
+
+fn chart(buckets: &[faultline_store::Bucket], x: XLabels) -> Chart {
+    let (left, width, plot_height) = (40u32, 760u32, 150u32);
     let max = buckets.iter().map(|b| b.count).max().unwrap_or(0);
-    let slot = f64::from(width) / buckets.len().max(1) as f64;
-    let scale = if max == 0 { 0.0 } else { f64::from(plot_height) / max as f64 };
+    let top = round_up(max.max(1));
+    let slot = f64::from(width - left) / buckets.len().max(1) as f64;
+    let scale = f64::from(plot_height) / top as f64;
     let mut bars = Vec::new();
     let mut labels = Vec::new();
     for (i, b) in buckets.iter().enumerate() {
-        let x = i as f64 * slot;
-        let mut top = f64::from(plot_height);
+        let bar_x = f64::from(left) + i as f64 * slot;
+        let mut y = f64::from(plot_height);
         let mut segments = Vec::new();
         for level in CHART_LEVELS {
             let n = if level == "other" {
@@ -339,26 +391,38 @@ fn chart(buckets: &[faultline_store::Bucket]) -> Chart {
                 continue;
             }
             let h = (n as f64 * scale).max(1.0);
-            top -= h;
+            y -= h;
             segments.push(Segment {
-                y: format!("{top:.1}"),
+                y: format!("{y:.1}"),
                 height: format!("{h:.1}"),
                 class: level_class(level),
-                title: format!("{} {}: {n}", clock(b.start_ms), level),
+                title: format!("{} UTC, {}: {n}", clock(b.start_ms), level),
             });
         }
-        if i % 6 == 0 {
-            let hour = chrono::DateTime::from_timestamp_millis(b.start_ms).unwrap_or_default();
-            labels.push(AxisLabel { x: format!("{:.1}", x + 2.0), text: hour.format("%H:%M").to_string() });
+        if i % x.every == 0 {
+            let at = chrono::DateTime::from_timestamp_millis(b.start_ms).unwrap_or_default();
+            let text = if x.format == "day" { at.format("%a %d") } else { at.format("%H:%M") };
+            labels.push(AxisLabel {
+                x: format!("{:.1}", bar_x + 2.0),
+                text: text.to_string(),
+                ms: b.start_ms,
+                format: x.format,
+            });
         }
         bars.push(Bar {
-            x: format!("{:.1}", x + 2.0),
-            width: format!("{:.1}", slot - 4.0),
+            x: format!("{:.1}", bar_x + 2.0),
+            width: format!("{:.1}", (slot - 4.0).max(1.0)),
             total: b.count,
             segments,
         });
     }
-    Chart { bars, labels, max, width, height: plot_height + 20, plot_height }
+    let mut y_ticks = vec![YTick { y: format!("{plot_height}"), text: "0".into() }];
+    if top >= 2 {
+        y_ticks
+            .push(YTick { y: format!("{:.1}", f64::from(plot_height) / 2.0), text: (top / 2).to_string() });
+    }
+    y_ticks.push(YTick { y: "0".into(), text: top.to_string() });
+    Chart { bars, labels, y_ticks, max, left, width, height: plot_height + 20, plot_height }
 }
 
 pub struct TrendLine {
@@ -481,54 +545,67 @@ async fn health_data(
     now: i64,
 ) -> Result<Option<HealthPage>, faultline_store::StoreError> {
     let store = &app.store;
-    let top = match range {
+    let top: Vec<(PatternRow, u64)> = match range {
         "24h" | "7d" => {
             let since = now - if range == "24h" { DAY_MS } else { 7 * DAY_MS };
             let busiest = store.busiest_patterns(since, now + MINUTE_MS, 10).await?;
-            busiest.iter().map(|b| PatternLine::new(&b.pattern, b.count, now)).collect()
+            busiest.into_iter().map(|b| (b.pattern, b.count)).collect()
         }
         "all" => {
-            let q = PatternQuery { order: PatternOrder::Count, limit: 10, ..PatternQuery::default() };
+            let q = PatternQuery {
+                order: PatternOrder::Count,
+                limit: 10,
+                hide_ignored: true,
+                ..PatternQuery::default()
+            };
             let page = store.list_patterns(&q).await?;
-            page.patterns.iter().map(|p| PatternLine::new(p, p.occurrence_count as u64, now)).collect()
+            page.patterns.into_iter().map(|p| (p.clone(), p.occurrence_count as u64)).collect()
         }
         _ => return Ok(None),
     };
     let until = (now / HOUR_MS + 1) * HOUR_MS;
-    let buckets = store.counts_by_interval(until - DAY_MS, until, 60).await?;
+    let buckets = store.counts_by_interval(until - DAY_MS, until, 60, None).await?;
     let rate = store.error_rate(now - DAY_MS, now).await?;
     let midnight = now.div_euclid(DAY_MS) * DAY_MS;
-    let line = |p: &PatternRow| PatternLine::new(p, p.occurrence_count as u64, now);
-    let new_today = store.new_patterns(midnight, 10).await?.iter().map(line).collect();
+    let new_today: Vec<PatternRow> = store
+        .new_patterns(midnight, 10)
+        .await?
+        .into_iter()
+        .filter(|p| p.status != PatternStatus::Ignored)
+        .collect();
     let resolved_q = PatternQuery {
         order: PatternOrder::LastSeen,
         status: Some(PatternStatus::Resolved),
         limit: 10,
         ..PatternQuery::default()
     };
-    let resolved = store.list_patterns(&resolved_q).await?.patterns.iter().map(line).collect();
+    let resolved = store.list_patterns(&resolved_q).await?.patterns;
     let quiet_q = PatternQuery {
         order: PatternOrder::LastSeen,
         seen_since_ms: Some(now - 7 * DAY_MS),
         quiet_since_ms: Some(now - DAY_MS),
+        hide_ignored: true,
         limit: 10,
         ..PatternQuery::default()
     };
-    let quiet = store
+    let quiet: Vec<PatternRow> = store
         .list_patterns(&quiet_q)
         .await?
         .patterns
-        .iter()
+        .into_iter()
         .filter(|p| p.status != PatternStatus::Resolved)
-        .map(line)
         .collect();
     let state = HealthState::of(&store.job_runs(Some("error_rate_check"), 500).await?, now);
-    let trending = store
-        .trending_patterns(now, HOUR_MS, 10)
-        .await?
+    let trending = store.trending_patterns(now, HOUR_MS, 10).await?;
+    let every = top
         .iter()
-        .map(|t| TrendLine { pattern: line(&t.pattern), recent: t.recent, previous: t.previous })
-        .collect();
+        .map(|(p, _)| p)
+        .chain(&new_today)
+        .chain(&resolved)
+        .chain(&quiet)
+        .chain(trending.iter().map(|t| &t.pattern));
+    let titles = pattern_titles(&**store, every).await?;
+    let line = |p: &PatternRow| PatternLine::new(p, p.occurrence_count as u64, now, &titles);
     Ok(Some(HealthPage {
         chrome: Chrome {
             active: "health",
@@ -537,15 +614,18 @@ async fn health_data(
             title: String::new(),
         },
         range: range.to_owned(),
-        top,
-        chart: chart(&buckets),
+        top: top.iter().map(|(p, n)| PatternLine::new(p, *n, now, &titles)).collect(),
+        chart: chart(&buckets, HOURLY),
         errors_24h: rate.total_errors,
         per_minute: format!("{:.2}", rate.errors_per_minute),
         by_level: rate.by_level.into_iter().collect(),
-        new_today,
-        resolved,
-        quiet,
-        trending,
+        new_today: new_today.iter().map(line).collect(),
+        resolved: resolved.iter().map(line).collect(),
+        quiet: quiet.iter().map(line).collect(),
+        trending: trending
+            .iter()
+            .map(|t| TrendLine { pattern: line(&t.pattern), recent: t.recent, previous: t.previous })
+            .collect(),
         state,
         send_errors: None,
     }))
@@ -693,7 +773,13 @@ struct PatternPageView {
     fingerprint: String,
     action_base: String,
     pattern: PatternLine,
+    full_title: String,
     full_template: String,
+    /// Occurrences per hour over 24 hours, or per 6 hours over 7 days.
+    chart: Chart,
+    chart_label: &'static str,
+    /// `24h` or `7d`.
+    chart_range: String,
     tier: String,
     tier_explained: &'static str,
     version: i32,
@@ -710,8 +796,10 @@ struct PatternPageView {
 }
 
 #[derive(Deserialize, Default)]
-struct PageParam {
+struct PatternParams {
     page: Option<u32>,
+    /// The chart's range: `24h` (the default) or `7d`.
+    chart: Option<String>,
 }
 
 const PER_PAGE: u32 = 25;
@@ -725,7 +813,9 @@ async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed)
         Ok(found) => found,
         Err(page) => return *page,
     };
-    let page = params::<PageParam>(&uri).page.unwrap_or(1).clamp(1, 100_000);
+    let asked = params::<PatternParams>(&uri);
+    let page = asked.page.unwrap_or(1).clamp(1, 100_000);
+    let chart_range = if asked.chart.as_deref() == Some("7d") { "7d" } else { "24h" };
     let now = now_ms();
     let pattern = match app.store.pattern(&fingerprint).await {
         Ok(Some(p)) => p,
@@ -748,13 +838,40 @@ async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed)
         Ok(task) => task.map(|t| TaskLine::new(&t, now, None)),
         Err(e) => return failed(&app, viewer, e),
     };
+    let (chart_label, buckets) = if chart_range == "7d" {
+        let until = (now / DAY_MS + 1) * DAY_MS;
+        (
+            "Occurrences per 6 hours over the last 7 days, by level",
+            app.store.counts_by_interval(until - 7 * DAY_MS, until, 360, Some(&fingerprint)).await,
+        )
+    } else {
+        let until = (now / HOUR_MS + 1) * HOUR_MS;
+        (
+            "Occurrences per hour over the last 24 hours, by level",
+            app.store.counts_by_interval(until - DAY_MS, until, 60, Some(&fingerprint)).await,
+        )
+    };
+    let buckets = match buckets {
+        Ok(b) => b,
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let titles = match pattern_titles(&*app.store, [&pattern]).await {
+        Ok(t) => t,
+        Err(e) => return failed(&app, viewer, e),
+    };
+    let line = PatternLine::new(&pattern, pattern.occurrence_count as u64, now, &titles);
+    let title = titles.get(&fingerprint).cloned().unwrap_or_default();
     let base = format!("/patterns/{}", segment(&fingerprint));
     let view = PatternPageView {
-        chrome: chrome(&app, "health", viewer, &clip(&pattern.normalized_message, 80)),
+        chrome: chrome(&app, "health", viewer, &clip(&title, 80)),
         fingerprint: pattern.fingerprint.clone(),
         action_base: base.clone(),
-        pattern: PatternLine::new(&pattern, pattern.occurrence_count as u64, now),
+        pattern: line,
+        full_title: clip(&title, 2_000),
         full_template: clip(&pattern.normalized_message, 20_000),
+        chart: chart(&buckets, if chart_range == "7d" { DAILY } else { HOURLY }),
+        chart_label,
+        chart_range: chart_range.to_owned(),
         tier: pattern.tier.clone(),
         tier_explained: tier_explained(&pattern.tier),
         version: pattern.fingerprint_version,
@@ -764,7 +881,7 @@ async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed)
         stack_trace: pattern.stack_trace.as_deref().map(|s| clip(s, 50_000)),
         occurrences: occurrences.entries.iter().map(EntryLine::new).collect(),
         total: occurrences.total,
-        links: page_links(&base, &[], page, PER_PAGE, occurrences.total),
+        links: page_links(&base, &[("chart", chart_range.to_owned())], page, PER_PAGE, occurrences.total),
         statuses: [
             (PatternStatus::Known, "Mark known"),
             (PatternStatus::Resolved, "Resolve"),
@@ -1306,10 +1423,12 @@ mod tests {
         by_level.insert("CRITICAL".to_owned(), 10);
         let full = faultline_store::Bucket { start_ms: 0, count: 40, by_level };
         let empty = faultline_store::Bucket { start_ms: HOUR_MS, count: 0, by_level: Default::default() };
-        let c = chart(&[full, empty]);
+        let c = chart(&[full, empty], HOURLY);
         assert_eq!((c.max, c.bars.len(), c.bars[1].segments.len()), (40, 2, 0));
         let heights: Vec<&str> = c.bars[0].segments.iter().map(|s| s.height.as_str()).collect();
-        assert_eq!(heights, ["37.5", "112.5"], "CRITICAL first, then ERROR, filling 150 px");
-        assert_eq!(c.bars[0].segments[1].y, "0.0");
+        assert_eq!(heights, ["30.0", "90.0"], "CRITICAL first, then ERROR, on a scale up to 50");
+        let ticks: Vec<&str> = c.y_ticks.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(ticks, ["0", "25", "50"]);
+        assert_eq!(c.bars[0].segments[1].y, "30.0");
     }
 }

@@ -181,7 +181,7 @@ async fn top_error_to_details_to_task_and_hostile_text_stays_text() {
     assert_eq!(bars.len(), 24, "one bar per hour");
     let drawn = c.find_all(Locator::Css("#error-rate rect")).await.unwrap();
     assert!(drawn.len() >= 2, "the hours with errors have bars");
-    let top = browser.text("#top-errors tbody tr:first-child .template").await;
+    let top = browser.text("#top-errors tbody tr:first-child .title").await;
     assert_eq!(top, "connection refused to <IP>");
     browser.screenshot("health").await;
     browser.assert_no_console_errors("/").await;

@@ -367,3 +367,156 @@ async fn every_form_refuses_a_post_without_its_csrf_value(
     assert_eq!(with_session("/").await.unwrap().status().as_u16(), 303, "signed out");
 }
 both!(every_form_refuses_a_post_without_its_csrf_value);
+
+/// Signs a new browser in with a token.
+async fn signed_in(url: &str, token: &str) -> (reqwest::Client, String) {
+    let client = browser();
+    let (_, _, login) = get(&client, &format!("{url}/login")).await;
+    let csrf_value = csrf(&login);
+    let (s, _, _) =
+        post(&client, &format!("{url}/login"), &[("csrf", &csrf_value), ("token", token), ("next", "/")])
+            .await;
+    assert_eq!(s, 303, "signed in");
+    (client, csrf_value)
+}
+
+/// The rows' titles of an error list page, in order.
+fn titles(html: &str) -> Vec<String> {
+    html.split("<span class=\"title\">").skip(1).map(|s| s[..s.find("</span>").unwrap()].to_owned()).collect()
+}
+
+fn result_count(html: &str) -> String {
+    let at = html.find("id=\"result-count\">").expect("a result count") + 18;
+    html[at..at + html[at..].find('<').unwrap()].to_owned()
+}
+
+/// `/errors` lists every pattern (ignored ones only when asked), filters by text, level, source,
+/// period and status with the API's names, pages by 50, changes the status of the ticked rows,
+/// and titles each error `Type: value` or by its message, masked only where it varies.
+async fn the_error_list_filters_pages_and_changes_many(
+    store: Arc<dyn Store>,
+    dir: Option<tempfile::TempDir>,
+) {
+    seed(&store).await;
+    let mut many = Vec::new();
+    for i in 0..60 {
+        let ago = 10 * 60_000 + i * 1_000;
+        many.push(crate::common::event(
+            &format!("kind-{i}"),
+            ago,
+            faultline_core::Level::Error,
+            "jobs",
+            &format!("Kind{i}Error: job {i} gave up"),
+            None,
+        ));
+    }
+    let batch = faultline_store::IngestBatch::from_events(
+        "test-many",
+        None,
+        many,
+        faultline_core::Level::Error,
+        1000,
+        crate::common::now_ms(),
+    );
+    store.ingest(batch).await.unwrap();
+    let auth = Auth::new(vec![
+        ApiToken::new("viewer", "read-secret", vec![Scope::Read]),
+        ApiToken::new("admin", "admin-secret", vec![Scope::Read, Scope::Write]),
+    ]);
+    let server = start(store, auth, dir).await;
+    let u = |path: &str| format!("{}{path}", server.url);
+    let (client, token) = signed_in(&server.url, "admin-secret").await;
+
+    let (s, _, all) = get(&client, &u("/errors")).await;
+    assert_eq!((s, result_count(&all).as_str()), (200, "64 errors"));
+    assert_eq!(titles(&all).len(), 50, "a page of 50");
+    assert_eq!(
+        titles(&all)[0],
+        "connection refused to &lt;IP&gt;",
+        "most occurrences first; the address varies"
+    );
+    assert!(all.contains("rel=\"next\" href=\"/errors?page=2\""), "a link to the next page");
+    let (_, _, second) = get(&client, &u("/errors?page=2")).await;
+    assert_eq!(titles(&second).len(), 14);
+
+    let (_, _, found) = get(&client, &u("/errors?query=BAD")).await;
+    assert_eq!(titles(&found), ["ValueError: &lt;b&gt;bad&lt;/b&gt;"], "by the exception, escaped");
+    let (_, _, found) = get(&client, &u("/errors?level=CRITICAL")).await;
+    assert_eq!(titles(&found), ["card 4242 declined"], "seen once: the value as written");
+    let (_, _, found) = get(&client, &u("/errors?source=cron")).await;
+    assert_eq!(titles(&found), ["nightly export failed after 3 tries"]);
+    let (_, _, found) = get(&client, &u("/errors?hours=24&query=nightly")).await;
+    assert_eq!(result_count(&found), "0 errors", "three days old");
+    let (_, _, found) = get(&client, &u("/errors?sort=first_seen&query=Kind5")).await;
+    let newest_first: Vec<String> = [5, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59]
+        .iter()
+        .map(|k| format!("Kind{k}Error: job {k} gave up"))
+        .collect();
+    assert_eq!(titles(&found), newest_first);
+    for (bad, says) in
+        [("hours=abc", "hours must be"), ("status=gone", "new, known, resolved"), ("sort=size", "use count")]
+    {
+        let (s, _, page) = get(&client, &u(&format!("/errors?{bad}"))).await;
+        assert!(s == 400 && page.contains("class=\"problem\"") && page.contains(says), "{bad}: {s}");
+    }
+
+    // Tick two rows and ignore them: the list comes back with its filters, says what changed,
+    // and hides them; asked for, they are there.
+    let (_, errors) =
+        call("GET", &u("/api/logs/errors?query=Kind1&sort=first_seen&limit=2"), Some("read-secret"), None)
+            .await;
+    let picked: Vec<String> =
+        errors["errors"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(errors["errors"][0]["title"], "Kind1Error: job 1 gave up", "the API gives the same title");
+    let form = [
+        ("csrf", token.as_str()),
+        ("back", "/errors?query=Kind1&page=1"),
+        ("fingerprint", picked[0].as_str()),
+        ("fingerprint", picked[1].as_str()),
+        ("status", "ignored"),
+    ];
+    let (s, location, _) = post(
+        &client,
+        &u("/errors/status"),
+        &[("csrf", "0".repeat(64).as_str()), ("fingerprint", picked[0].as_str()), ("status", "ignored")],
+    )
+    .await;
+    assert_eq!((s, location.as_str()), (403, ""), "a forged form changes nothing");
+    let (s, location, _) = post(&client, &u("/errors/status"), &form).await;
+    assert_eq!((s, location.as_str()), (303, "/errors?query=Kind1&page=1&changed=2&to=ignored"));
+    let (_, _, after) = get(&client, &u(&location)).await;
+    assert!(after.contains("2 errors marked ignored."), "{after}");
+    assert_eq!(result_count(&after), "9 errors", "Kind1 and Kind10…19 but the two ignored");
+    let (_, _, ignored) = get(&client, &u("/errors?status=ignored&sort=first_seen")).await;
+    assert_eq!(titles(&ignored), ["Kind1Error: job 1 gave up", "Kind10Error: job 10 gave up"]);
+    let (_, _, every) = get(&client, &u("/errors?status=all")).await;
+    assert_eq!(result_count(&every), "64 errors");
+    let (_, api) = call("GET", &u("/api/logs/errors?limit=1"), Some("read-secret"), None).await;
+    assert_eq!(api["total"], 62, "the API hides ignored ones too unless asked (status=all)");
+
+    // An error's page: its title, its template, its own chart over 24 hours or 7 days.
+    let refused = top_fingerprint(&server.url).await;
+    let (_, _, detail) = get(&client, &u(&format!("/patterns/{refused}"))).await;
+    assert!(detail.contains("<span id=\"title\">connection refused to &lt;IP&gt;</span>"));
+    let chart = &detail[detail.find("id=\"pattern-chart\"").expect("the error's chart")..];
+    assert_eq!(chart.matches("<g class=\"bar\"").count(), 24);
+    let hourly: u64 =
+        chart.split("data-total=\"").skip(1).map(|s| s[..s.find('"').unwrap()].parse::<u64>().unwrap()).sum();
+    assert_eq!(hourly, 30, "its 30 occurrences, not the others'");
+    let (_, _, weekly) = get(&client, &u(&format!("/patterns/{refused}?chart=7d"))).await;
+    let chart = &weekly[weekly.find("id=\"pattern-chart\"").unwrap()..];
+    assert_eq!(chart.matches("<g class=\"bar\"").count(), 28, "7 days of 6 hours");
+
+    // A read-only viewer sees the list without the boxes, and may not post.
+    let (reader, reader_csrf) = signed_in(&server.url, "read-secret").await;
+    let (_, _, list) = get(&reader, &u("/errors")).await;
+    assert!(!list.contains("name=\"fingerprint\"") && titles(&list).len() == 50);
+    let (s, _, _) = post(
+        &reader,
+        &u("/errors/status"),
+        &[("csrf", &reader_csrf), ("fingerprint", &refused), ("status", "resolved")],
+    )
+    .await;
+    assert_eq!(s, 403);
+}
+both!(the_error_list_filters_pages_and_changes_many);
