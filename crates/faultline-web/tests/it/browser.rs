@@ -1,8 +1,9 @@
 //! The System Health page in a real headless Chromium (Debian's `chromium` and `chromium-driver`,
 //! driven over WebDriver): click from the top error to its details, create a task, find it in
 //! the task list; a stored `<script>`/`<img onerror>` payload shows as text and runs nothing; the
-//! page fits a phone's width; the 30-second refresh keeps filters and scroll. No JavaScript
-//! console errors (a CSP violation is one). Screenshots go to `target/browser/`.
+//! page fits a phone's width; the 30-second refresh keeps filters and scroll; the error list's
+//! keyboard filter and bulk change; chart times in the viewer's zone. No JavaScript console
+//! errors (a CSP violation is one). Screenshots go to `target/browser/`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -41,6 +42,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     async fn start() -> Option<Browser> {
+        Browser::start_in(None).await
+    }
+
+    /// A browser whose clock reads in this time zone (`TZ`), or the machine's.
+    async fn start_in(time_zone: Option<&str>) -> Option<Browser> {
         if !std::path::Path::new(CHROMEDRIVER).exists() {
             assert!(
                 std::env::var_os("FAULTLINE_SKIP_BROWSER").is_some(),
@@ -50,7 +56,11 @@ impl Browser {
             return None;
         }
         let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
+        let mut driver = Command::new(CHROMEDRIVER);
+        if let Some(zone) = time_zone {
+            driver.env("TZ", zone);
+        }
+        let driver = driver
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -283,5 +293,120 @@ async fn fits_a_phone_and_refreshes_keeping_filters_and_scroll() {
     let after: Value = c.execute("return window.scrollY;", vec![]).await.unwrap();
     assert_eq!(after, before, "scroll kept");
     browser.assert_no_console_errors("refreshing /logs").await;
+    browser.close().await;
+}
+
+/// The error list in a browser in another time zone: `/` jumps to the text filter, a ticked row
+/// is resolved with the bulk buttons, titles read `Type: value`; the chart's times are the
+/// viewer's (UTC on hover), and the list and an error's page fit a phone.
+#[tokio::test]
+async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
+    let Some(browser) = Browser::start_in(Some("Asia/Kabul")).await else { return };
+    let (server, _store) = serve(0).await;
+    let c = &browser.client;
+
+    c.goto(&format!("{}/", server.url)).await.unwrap();
+    assert!(browser.text("#health-state").await.starts_with("Not checked yet"));
+    assert_eq!(browser.text("#error-rate .zone").await, "Asia/Kabul");
+    let tick = c.find(Locator::Css("#error-rate text.x-tick")).await.unwrap();
+    let ms: i64 = tick.attr("data-ms").await.unwrap().unwrap().parse().unwrap();
+    let kolkata =
+        chrono::DateTime::from_timestamp_millis(ms + 270 * 60_000).unwrap().format("%H:%M").to_string();
+    assert_eq!(tick.text().await.unwrap(), kolkata, "UTC+04:30, not the server's UTC");
+    let utc = chrono::DateTime::from_timestamp_millis(ms).unwrap().format("%H:%M UTC").to_string();
+    let hover: Value = c
+        .execute("return document.querySelector('#error-rate text.x-tick title').textContent;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(hover, json!(utc));
+    let ticks: Value = c
+        .execute(
+            "return [...document.querySelectorAll('#error-rate .y-tick')].map(t => t.textContent);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let busiest: Value = c
+        .execute(
+            "return Math.max(...[...document.querySelectorAll('#error-rate g.bar')].map(b => +b.dataset.total));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let busiest = busiest.as_u64().unwrap();
+    let top = [1u64, 2, 5, 10, 20, 50, 100].into_iter().find(|t| *t >= busiest).unwrap();
+    assert_eq!(
+        ticks,
+        json!(["0", (top / 2).to_string(), top.to_string()]),
+        "a y axis up to the busiest hour, rounded"
+    );
+
+    c.find(Locator::Id("all-errors")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.text("#result-count").await, "3 errors", "the last 24 hours: not the 3-day-old one");
+    c.goto(&format!("{}/errors", server.url)).await.unwrap();
+    assert_eq!(browser.text("#result-count").await, "4 errors");
+    let titles: Value = c
+        .execute("return [...document.querySelectorAll('#errors .title')].map(t => t.textContent);", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        titles,
+        json!([
+            "connection refused to <IP>",
+            "card 4242 declined",
+            "ValueError: <b>bad</b>",
+            "nightly export failed after 3 tries"
+        ])
+    );
+    c.find(Locator::Css("body")).await.unwrap().send_keys("/").await.unwrap();
+    let focused: Value = c.execute("return document.activeElement.id;", vec![]).await.unwrap();
+    assert_eq!(focused, json!("errors-query"), "/ jumps to the filter");
+    c.active_element().await.unwrap().send_keys("card\u{E007}").await.unwrap();
+    assert_eq!(browser.text_becomes("#result-count", "1 error").await, "1 error");
+    assert_eq!(c.current_url().await.unwrap().query().map(|q| q.starts_with("query=card")), Some(true));
+
+    c.find(Locator::Id("select-all")).await.unwrap().click().await.unwrap();
+    let ticked: Value = c
+        .execute("return document.querySelectorAll('input[name=fingerprint]:checked').length;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(ticked, json!(1));
+    c.find(Locator::Css("button[data-status='resolved']")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.text_becomes("#done", "1 error marked resolved.").await, "1 error marked resolved.");
+    assert_eq!(browser.text("#errors tbody .status").await, "resolved");
+    let kept = c.find(Locator::Css("input[name='query']")).await.unwrap();
+    assert_eq!(kept.prop("value").await.unwrap().as_deref(), Some("card"), "back on the same filtered list");
+    browser.screenshot("errors").await;
+    browser.assert_no_console_errors("/errors").await;
+
+    c.set_window_size(390, 844).await.unwrap();
+    for (path, name) in [("/errors", "errors-phone"), ("/errors?query=refused", "")] {
+        c.goto(&format!("{}{path}", server.url)).await.unwrap();
+        browser.text("#result-count").await;
+        let overflow: Value = c
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(overflow.as_i64().unwrap() <= 0, "{path} scrolls sideways on a phone by {overflow} px");
+        if !name.is_empty() {
+            browser.screenshot(name).await;
+        }
+    }
+    c.find(Locator::Css("#errors a.pattern-link")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.text("#title").await, "connection refused to <IP>");
+    assert_eq!(c.find_all(Locator::Css("#pattern-chart g.bar")).await.unwrap().len(), 24);
+    let overflow: Value = c
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(overflow.as_i64().unwrap() <= 0, "an error's page scrolls sideways on a phone by {overflow} px");
+    browser.screenshot("details-phone").await;
+    browser.assert_no_console_errors("an error's page").await;
     browser.close().await;
 }
