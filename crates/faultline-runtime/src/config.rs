@@ -774,22 +774,71 @@ pub fn parse_listen(value: &str) -> anyhow::Result<SocketAddr> {
     })
 }
 
-/// One line per problem, naming the key and where it came from.
+/// One line per problem, naming the key, what is wrong with it and where it came from: the
+/// file and line for a config file, the variable for the environment.
 fn describe(error: figment::Error) -> String {
     error
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let from = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
-            let what = e.kind.to_string();
+            let (problem, what) = match &e.kind {
+                figment::error::Kind::UnknownField(_, expected) => {
+                    ("unknown config key", format!("expected one of {}", expected.join(", ")))
+                }
+                other => ("bad config value for", other.to_string()),
+            };
+            let file = e.metadata.as_ref().and_then(|m| match &m.source {
+                Some(figment::Source::File(path)) => Some(path.clone()),
+                _ => None,
+            });
+            let from = match (&file, &e.metadata) {
+                (Some(path), _) => {
+                    let line = std::fs::read_to_string(path).ok().and_then(|text| line_of(&text, &e.path));
+                    match line {
+                        Some(n) => format!("{} line {n}", path.display()),
+                        None => path.display().to_string(),
+                    }
+                }
+                (None, Some(m)) => m.name.to_string(),
+                (None, None) => String::new(),
+            };
             match (key.is_empty(), from.is_empty()) {
-                (true, _) => format!("bad config: {what}"),
-                (false, true) => format!("bad config key {key}: {what}"),
-                (false, false) => format!("bad config key {key} ({from}): {what}"),
+                (true, true) => format!("bad config: {what}"),
+                (true, false) => format!("bad config in {from}: {what}"),
+                (false, true) => format!("{problem} {key}: {what}"),
+                (false, false) => format!("{problem} {key} ({from}): {what}"),
             }
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The line of a TOML file where the key at `path` is (or the deepest table of it that is);
+/// a number in the path picks a table of an array of tables (`[[railway.targets]]`).
+fn line_of(text: &str, path: &[String]) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    let mut keys = path.iter();
+    while let Some(key) = keys.next() {
+        let Some((k, item)) = table.get_key_value(key) else { break };
+        span = k.span().or_else(|| item.span()).or(span);
+        if let Some(array) = item.as_array_of_tables() {
+            let Some(element) = keys.next().and_then(|i| i.parse().ok()).and_then(|i: usize| array.get(i))
+            else {
+                break;
+            };
+            span = element.span().or(span);
+            table = element;
+            continue;
+        }
+        match item.as_table_like() {
+            Some(inner) => table = inner,
+            None => break,
+        }
+    }
+    let at = span?.start;
+    Some(text[..at].matches('\n').count() + 1)
 }
 
 #[cfg(test)]
@@ -801,6 +850,41 @@ mod tests {
         let path = dir.path().join("faultline.toml");
         std::fs::write(&path, text).expect("write");
         Config::load(Some(&path), Env::prefixed("FAULTLINE_TEST_NONE_"))
+    }
+
+    /// A config error names the key, says whether the key is unknown or its value wrong, and
+    /// points at the file and line.
+    #[test]
+    fn config_errors_name_the_key_the_problem_and_the_line() {
+        let cases = [
+            (
+                "# mine\n[ingest]\nbatch_size = 10\n\n[server]\nlisten = 5\n",
+                "bad config value for server.listen (",
+                " line 6): invalid type: found signed int `5`, expected a string",
+            ),
+            (
+                "[server]\nlistn = \"127.0.0.1:1\"\n",
+                "unknown config key server.listn (",
+                " line 2): expected one of listen, ",
+            ),
+            (
+                "[alerts]\n\ncooldown = \"soon\"\n",
+                "bad config value for alerts.cooldown (",
+                " line 3): invalid value string \"soon\", expected a duration",
+            ),
+            (
+                "[[railway.targets]]\nenvironment_id = \"e\"\nproject = 7\n",
+                "unknown config key railway.targets.0.project (",
+                " line 3): expected one of project_id, ",
+            ),
+        ];
+        for (text, starts, ends) in cases {
+            let err = load_toml(text).expect_err(text).to_string();
+            assert!(
+                err.starts_with(starts) && err.contains("faultline.toml") && err.contains(ends),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub enum StoreError {
     Busy(String),
     #[error("sqlite: {0}")]
     Sqlite(rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_says(.0))]
     Postgres(#[from] sqlx::Error),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
@@ -60,6 +60,18 @@ impl From<rusqlite::Error> for StoreError {
             }
             _ => StoreError::Sqlite(e),
         }
+    }
+}
+
+/// What PostgreSQL said, without the server's source location that sqlx appends ("… at line
+/// 948" is a line of PostgreSQL's C code, of no use to the reader).
+pub(crate) fn postgres_says(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -45,14 +45,17 @@ impl PgStore {
                     target: redact(url),
                     detail: "timed out after 10s".into(),
                 })?
-                .map_err(|e| StoreError::Unreachable { target: redact(url), detail: e.to_string() })?;
+                .map_err(|e| StoreError::Unreachable {
+                    target: redact(url),
+                    detail: crate::postgres_says(&e),
+                })?;
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect(url)
             .await
-            .map_err(|e| StoreError::Unreachable { target: redact(url), detail: e.to_string() })?;
+            .map_err(|e| StoreError::Unreachable { target: redact(url), detail: crate::postgres_says(&e) })?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let saved: Option<String> = sqlx::query_scalar("SELECT state FROM grouper_state WHERE version = $1")
             .bind(mining::VERSION)
