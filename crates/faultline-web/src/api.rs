@@ -224,6 +224,10 @@ pub struct LogView {
     pub request_method: Option<String>,
     /// The pattern this entry belongs to.
     pub fingerprint: String,
+    /// What the source sent besides the message: an SDK's tags, context and breadcrumbs, a
+    /// record's extra fields.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
 }
 
 impl From<EntryRow> for LogView {
@@ -238,6 +242,7 @@ impl From<EntryRow> for LogView {
             request_path: e.request_path,
             request_method: e.request_method,
             fingerprint: e.fingerprint,
+            metadata: e.metadata,
         }
     }
 }
@@ -696,6 +701,12 @@ pub struct TaskEventView {
     pub detail: String,
 }
 
+impl From<faultline_store::TaskEvent> for TaskEventView {
+    fn from(e: faultline_store::TaskEvent) -> TaskEventView {
+        TaskEventView { at: rfc3339(e.at_ms), kind: e.kind, detail: e.detail }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct TaskDetail {
     pub task: TaskView,
@@ -712,13 +723,7 @@ async fn get_task(
 ) -> Result<Json<TaskDetail>, ApiError> {
     app.auth.check(&headers, Scope::Read)?;
     let (task, events) = app.store.task(id).await?.ok_or_else(|| not_found("task"))?;
-    Ok(Json(TaskDetail {
-        task: task.into(),
-        events: events
-            .into_iter()
-            .map(|e| TaskEventView { at: rfc3339(e.at_ms), kind: e.kind, detail: e.detail })
-            .collect(),
-    }))
+    Ok(Json(TaskDetail { task: task.into(), events: events.into_iter().map(Into::into).collect() }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -29,7 +29,8 @@ pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-use faultline_store::{EntryRow, ErrorRate, PatternRow, SearchPage, SearchQuery};
+use faultline_store::{ErrorRate, PatternRow, SearchPage, SearchQuery};
+use faultline_web::api::LogView;
 use serde_json::{Value, json};
 
 use faultline_runtime::ingest::IngestSummary;
@@ -121,28 +122,14 @@ pub fn search_table(q: &SearchQuery, page: &SearchPage) -> String {
     out
 }
 
-fn entry_json(e: &EntryRow) -> Value {
-    json!({
-        "id": e.id,
-        "timestamp": time(e.timestamp_ms),
-        "timestamp_ms": e.timestamp_ms,
-        "level": e.level,
-        "source": e.source,
-        "message": e.message,
-        "traceback": e.traceback,
-        "request_path": e.request_path,
-        "request_method": e.request_method,
-        "metadata": e.metadata,
-        "fingerprint": e.fingerprint,
-    })
-}
-
+/// The API's page of logs (`GET /api/monitoring/logs`), by the same names.
 pub fn search_json(q: &SearchQuery, page: &SearchPage) -> Value {
     json!({
         "total": page.total,
+        "total_capped": page.total_capped,
         "limit": q.limit,
         "offset": q.offset,
-        "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "logs": page.entries.iter().cloned().map(LogView::from).collect::<Vec<_>>(),
     })
 }
 
@@ -214,9 +201,10 @@ pub fn rate_table(hours: u32, r: &ErrorRate) -> String {
     out
 }
 
+/// The API's rate report (`GET /api/monitoring/logs/rate`) by the same names, without its trend.
 pub fn rate_json(hours: u32, r: &ErrorRate) -> Value {
     json!({
-        "hours": hours,
+        "period_hours": hours,
         "total_errors": r.total_errors,
         "errors_per_minute": r.errors_per_minute,
         "by_source": r.by_source,

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use faultline_core::{HOUR_MS, PatternStatus, TaskStatus};
 use faultline_runtime::clock::now_ms;
 use faultline_store::{FingerprintLookup, Store, TaskEvent, TaskRow, find_fingerprint};
+use faultline_web::api::{TaskDetail, TaskList, TaskView};
 use serde_json::{Value, json};
 
 use crate::output::{terminal_safe, time};
@@ -53,10 +54,8 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
         TasksCommand::List { status, limit, json } => {
             let tasks = store.tasks(status, limit).await?;
             if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&tasks.iter().map(task_json).collect::<Vec<_>>())?
-                )?;
+                let list = TaskList { tasks: tasks.into_iter().map(TaskView::from).collect() };
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else {
                 out!("{}", table(&tasks))?;
             }
@@ -64,10 +63,11 @@ pub async fn run(store: Arc<dyn Store>, command: TasksCommand) -> anyhow::Result
         TasksCommand::Show { id, json } => {
             let (task, events) = store.task(id).await?.with_context(|| format!("no task {id}"))?;
             if json {
-                let mut value = task_json(&task);
-                value["description"] = Value::String(task.description.clone());
-                value["events"] = events.iter().map(event_json).collect();
-                outln!("{}", serde_json::to_string_pretty(&value)?)?;
+                let detail = TaskDetail {
+                    task: TaskView::from(task.clone()),
+                    events: events.iter().cloned().map(Into::into).collect(),
+                };
+                outln!("{}", serde_json::to_string_pretty(&detail)?)?;
             } else {
                 out!("{}", details(&task, &events))?;
             }
@@ -172,25 +172,6 @@ async fn pattern_id(store: &dyn Store, typed: &str) -> anyhow::Result<String> {
         FingerprintLookup::Found(fingerprint) => Ok(fingerprint),
         other => bail!("{}", other.explain(typed)),
     }
-}
-
-fn task_json(t: &TaskRow) -> Value {
-    json!({
-        "id": t.id,
-        "title": t.title,
-        "type": t.task_type,
-        "priority": t.priority,
-        "status": t.status,
-        "fingerprint": t.fingerprint,
-        "alert_count": t.alert_count,
-        "metadata": t.metadata,
-        "created": time(t.created_ms),
-        "updated": time(t.updated_ms),
-    })
-}
-
-fn event_json(e: &TaskEvent) -> Value {
-    json!({ "at": time(e.at_ms), "kind": e.kind, "detail": e.detail })
 }
 
 fn table(tasks: &[TaskRow]) -> String {

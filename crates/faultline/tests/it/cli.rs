@@ -51,20 +51,20 @@ async fn patterns_search_and_stats_answer_what_a_user_asks() {
         // Two Java traces with different skus and one Python KeyError twice: one pattern each.
         let java = json(&faultline(dir.path(), &db, &["search", "sku", "--json"]));
         let fingerprints: Vec<&str> =
-            java["entries"].as_array().unwrap().iter().map(|e| e["fingerprint"].as_str().unwrap()).collect();
+            java["logs"].as_array().unwrap().iter().map(|e| e["fingerprint"].as_str().unwrap()).collect();
         assert_eq!(fingerprints.len(), 2);
         assert_eq!(fingerprints[0], fingerprints[1]);
 
         let crit = json(&faultline(dir.path(), &db, &["search", "--level", "crit", "--json"]));
         assert_eq!(crit["total"], 3);
         let billing = json(&faultline(dir.path(), &db, &["search", "--source", "billing.*", "--json"]));
-        let billing = &billing["entries"][0];
+        let billing = &billing["logs"][0];
         assert_eq!(billing["request_path"], "/api/pay");
         assert_eq!(billing["metadata"]["request_id"], "a1b2c3d4-0000-4e1a-9f00-2c4b6d8e0a12");
 
         let traced = json(&faultline(dir.path(), &db, &["search", "KeyError", "--json"]));
         assert_eq!(traced["total"], 2, "tracebacks are searched too");
-        assert!(traced["entries"][0]["traceback"].as_str().unwrap().ends_with("KeyError: 'c_90001'"));
+        assert!(traced["logs"][0]["traceback"].as_str().unwrap().ends_with("KeyError: 'c_90001'"));
 
         // The sample log is from 2024: nothing in the last hour, all of it in a long window.
         let recent = json(&faultline(dir.path(), &db, &["stats", "--hours", "1", "--json"]));
@@ -89,7 +89,7 @@ async fn hostile_text_is_printed_escaped_to_a_terminal() {
     assert!(!table.contains('\x1b') && !table.contains('\x07'), "{table:?}");
     assert!(table.contains("clear \\u{1b}[2J\\u{1b}]0;pwned\\u{7} done \u{FFFD}"), "{table}");
     let raw = json(&faultline(dir.path(), &db, &["search", "clear", "--json"]));
-    assert_eq!(raw["entries"][0]["message"], "clear \u{1b}[2J\u{1b}]0;pwned\u{7} done \u{FFFD}");
+    assert_eq!(raw["logs"][0]["message"], "clear \u{1b}[2J\u{1b}]0;pwned\u{7} done \u{FFFD}");
 }
 
 #[test]
@@ -250,4 +250,41 @@ fn a_bad_file_does_not_stop_the_others_and_a_file_can_be_read_again() {
     let low = faultline(dir.path(), &db, &["ingest", "--min-level", "info", log]);
     assert_eq!(low.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&low.stderr).contains("use WARNING, ERROR or CRITICAL"));
+}
+
+/// `--json` speaks the API's vocabulary: every field a command prints is named as in the
+/// schema of the API's answer for the same thing (its OpenAPI document), and the lists are
+/// wrapped alike (`logs`, `tasks`).
+#[tokio::test]
+async fn json_output_uses_the_api_field_names() {
+    let (_, doc) = faultline_web::api::routes();
+    let doc = serde_json::to_value(&doc).unwrap();
+    let fields = |schema: &str| -> std::collections::BTreeSet<String> {
+        let properties = doc["components"]["schemas"][schema]["properties"].as_object();
+        properties.unwrap_or_else(|| panic!("schema {schema}")).keys().cloned().collect()
+    };
+    let keys = |value: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        value.as_object().expect("an object").keys().cloned().collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("f.db").display().to_string();
+    stdout(&faultline(dir.path(), &db, &["ingest", example_log().to_str().unwrap()]));
+    let top = json(&faultline(dir.path(), &db, &["patterns", "--top", "1", "--json"]));
+    let id = top[0]["id"].as_str().unwrap().to_owned();
+    stdout(&faultline(dir.path(), &db, &["tasks", "create", &id[..16]]));
+
+    let search = json(&faultline(dir.path(), &db, &["search", "refused", "--json"]));
+    assert_eq!(keys(&search), fields("LogsPage"));
+    assert_eq!(keys(&search["logs"][0]), fields("LogView"));
+    let stats = json(&faultline(dir.path(), &db, &["stats", "--hours", "100000", "--json"]));
+    assert!(keys(&stats).is_subset(&fields("Rate")), "{:?} beside {:?}", keys(&stats), fields("Rate"));
+    assert!(keys(&top[0]).is_subset(&fields("PatternView")), "{:?}", keys(&top[0]));
+    let tasks = json(&faultline(dir.path(), &db, &["tasks", "list", "--json"]));
+    assert_eq!(keys(&tasks), fields("TaskList"));
+    assert_eq!(keys(&tasks["tasks"][0]), fields("TaskView"));
+    let task_id = tasks["tasks"][0]["id"].as_i64().unwrap().to_string();
+    let task = json(&faultline(dir.path(), &db, &["tasks", "show", &task_id, "--json"]));
+    assert_eq!(keys(&task), fields("TaskDetail"));
+    assert_eq!(keys(&task["task"]), fields("TaskView"));
+    assert_eq!(task["task"]["fingerprint"], id.as_str());
 }
