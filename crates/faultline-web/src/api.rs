@@ -225,7 +225,7 @@ pub struct LogView {
     /// The pattern this entry belongs to.
     pub fingerprint: String,
     /// What the source sent besides the message: an SDK's tags, context and breadcrumbs, a
-    /// record's extra fields.
+    /// record's extra fields (`{}` when nothing).
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
 }
@@ -242,7 +242,10 @@ impl From<EntryRow> for LogView {
             request_path: e.request_path,
             request_method: e.request_method,
             fingerprint: e.fingerprint,
-            metadata: e.metadata,
+            metadata: match e.metadata {
+                serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+                other => other,
+            },
         }
     }
 }

@@ -863,7 +863,7 @@ async fn pattern_page(State(app): App, headers: HeaderMap, uri: Uri, Path(typed)
     let title = titles.get(&fingerprint).cloned().unwrap_or_default();
     let base = format!("/patterns/{}", segment(&fingerprint));
     let view = PatternPageView {
-        chrome: chrome(&app, "health", viewer, &clip(&title, 80)),
+        chrome: chrome(&app, "errors", viewer, &clip(&title, 80)),
         fingerprint: pattern.fingerprint.clone(),
         action_base: base.clone(),
         pattern: line,

@@ -380,9 +380,14 @@ async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
     browser.assert_no_console_errors("/errors").await;
 
     c.set_window_size(390, 844).await.unwrap();
-    for (path, name) in [("/errors", "errors-phone"), ("/errors?query=refused", "")] {
+    for (path, name) in [
+        ("/errors", "errors-phone"),
+        ("/logs?query=refused", "logs-phone"),
+        ("/tasks", "tasks-phone"),
+        ("/sources", "sources-phone"),
+    ] {
         c.goto(&format!("{}{path}", server.url)).await.unwrap();
-        browser.text("#result-count").await;
+        browser.text("main h1").await;
         let overflow: Value = c
             .execute(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
@@ -395,6 +400,7 @@ async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
             browser.screenshot(name).await;
         }
     }
+    c.goto(&format!("{}/errors?query=refused", server.url)).await.unwrap();
     c.find(Locator::Css("#errors a.pattern-link")).await.unwrap().click().await.unwrap();
     assert_eq!(browser.text("#title").await, "connection refused to <IP>");
     assert_eq!(c.find_all(Locator::Css("#pattern-chart g.bar")).await.unwrap().len(), 24);

@@ -176,7 +176,7 @@ async fn alerts_end_to_end(dir: &Path, database: &str) {
     let fingerprint = tasks[0].fingerprint.clone().unwrap();
     crate::stdout(&crate::faultline(dir, database, &["pattern-status", &fingerprint, "resolved"]));
     let listed = crate::json(&crate::faultline(dir, database, &["tasks", "list", "--json"]));
-    let states: Vec<(&str, &str)> = listed
+    let states: Vec<(&str, &str)> = listed["tasks"]
         .as_array()
         .unwrap()
         .iter()
