@@ -134,10 +134,8 @@ pub fn search_json(q: &SearchQuery, page: &SearchPage) -> Value {
 }
 
 pub fn patterns_table(rows: &[PatternRow]) -> String {
-    let mut out = format!(
-        "{:>8}  {:<8}  {:<16}  {:<24}  {}\n",
-        "COUNT", "SEVERITY", "FINGERPRINT", "LAST SEEN", "PATTERN"
-    );
+    let mut out =
+        format!("{:>8}  {:<8}  {:<16}  {:<24}  {}\n", "COUNT", "LEVEL", "ID", "LAST SEEN", "PATTERN");
     for p in rows {
         let what = match &p.error_type {
             Some(t) if !p.normalized_message.starts_with(t.as_str()) => {

@@ -176,10 +176,10 @@ async fn pattern_id(store: &dyn Store, typed: &str) -> anyhow::Result<String> {
 
 fn table(tasks: &[TaskRow]) -> String {
     let mut out =
-        format!("{:>5}  {:<11}  {:<6}  {:>6}  {:<20}  TITLE\n", "ID", "STATUS", "PRIO", "ALERTS", "UPDATED");
+        format!("{:>5}  {:<11}  {:<6}  {:>6}  {:<24}  TITLE\n", "ID", "STATUS", "PRIO", "ALERTS", "UPDATED");
     for t in tasks {
         out.push_str(&format!(
-            "{:>5}  {:<11}  {:<6}  {:>6}  {:<20}  {}\n",
+            "{:>5}  {:<11}  {:<6}  {:>6}  {:<24}  {}\n",
             t.id,
             t.status,
             t.priority,
@@ -213,4 +213,37 @@ fn details(t: &TaskRow, events: &[TaskEvent]) -> String {
         out.push_str(&format!("  {}  {:<8}  {}\n", time(e.at_ms), e.kind, terminal_safe(&e.detail, 300)));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_task_table_columns_line_up() {
+        let task = TaskRow {
+            id: 12,
+            subject: "pattern:1".into(),
+            pattern_id: Some(1),
+            fingerprint: Some("ab".repeat(32)),
+            task_type: "error_pattern".into(),
+            title: "Investigate error: disk full".into(),
+            description: String::new(),
+            priority: "medium".into(),
+            status: TaskStatus::InProgress,
+            metadata: serde_json::Value::Null,
+            alert_count: 3,
+            created_ms: 1_764_460_800_000,
+            updated_ms: 1_764_460_800_123,
+        };
+        let text = table(&[task]);
+        let lines: Vec<&str> = text.lines().collect();
+        for (heading, cell) in [("UPDATED", "2025-"), ("TITLE", "Investigate"), ("ALERTS", "3")] {
+            let column = lines[0].find(heading).unwrap();
+            let at = lines[1].find(cell).unwrap();
+            let (start, end) =
+                if heading == "ALERTS" { (column + heading.len() - 1, at) } else { (column, at) };
+            assert_eq!(start, end, "{heading}:\n{text}");
+        }
+    }
 }
