@@ -8,18 +8,27 @@
 # volume, listens on $PORT (default 8080; Railway sets it), answers /healthz for the health
 # check, and stores what it read and its cursors on SIGTERM (docker stop).
 
-FROM docker.io/library/rust:1-bookworm AS build
+# The images can be swapped (`--build-arg`): `deploy/check-container.sh` builds the final stage
+# from a Debian base made with mmdebstrap and a binary built outside (BINARY names an image
+# holding /faultline), so it needs no registry.
+ARG BUILD_IMAGE=docker.io/library/rust:1-bookworm
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+ARG BINARY=build
+
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin faultline \
     && install -m 0755 target/release/faultline /faultline
 
-FROM docker.io/library/debian:bookworm-slim
+FROM ${BINARY} AS binary
+
+FROM ${BASE_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/faultline --create-home faultline
-COPY --from=build /faultline /usr/local/bin/faultline
+COPY --from=binary /faultline /usr/local/bin/faultline
 COPY deploy/container.toml /etc/faultline/faultline.toml
 ENV FAULTLINE_CONFIG=/etc/faultline/faultline.toml
 USER faultline
