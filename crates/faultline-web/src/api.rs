@@ -830,24 +830,25 @@ async fn list_alerts(
     let limit = check_range("limit", q.limit.unwrap_or(100), 1, 1000)?;
     let hours = check_range("hours", q.hours.unwrap_or(24), 1, 720)?;
     let alerts = app.store.alerts(now_ms() - i64::from(hours) * HOUR_MS, limit).await?;
-    Ok(Json(AlertList {
-        alerts: alerts
-            .into_iter()
-            .map(|a| AlertView {
-                id: a.id,
-                fingerprint: a.payload["pattern"]["fingerprint"].as_str().map(str::to_owned),
-                rule: a.rule_type,
-                subject: a.subject,
-                fired: rfc3339(a.fired_ms),
-                priority: a.priority,
-                summary: a.summary,
-                reason: a.reason,
-                task_id: a.task_id,
-                held: a.held,
-                digest_id: a.digest_id,
-            })
-            .collect(),
-    }))
+    Ok(Json(AlertList { alerts: alerts.into_iter().map(Into::into).collect() }))
+}
+
+impl From<faultline_store::AlertRow> for AlertView {
+    fn from(a: faultline_store::AlertRow) -> AlertView {
+        AlertView {
+            id: a.id,
+            fingerprint: a.payload["pattern"]["fingerprint"].as_str().map(str::to_owned),
+            rule: a.rule_type,
+            subject: a.subject,
+            fired: rfc3339(a.fired_ms),
+            priority: a.priority,
+            summary: a.summary,
+            reason: a.reason,
+            task_id: a.task_id,
+            held: a.held,
+            digest_id: a.digest_id,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use faultline_core::{HOUR_MS, PatternStatus, TaskStatus};
 use faultline_runtime::clock::now_ms;
 use faultline_store::{FingerprintLookup, Store, TaskEvent, TaskRow, find_fingerprint};
-use faultline_web::api::{TaskDetail, TaskList, TaskView};
+use faultline_web::api::{AlertView, TaskDetail, TaskList, TaskView};
 use serde_json::{Value, json};
 
 use crate::output::{terminal_safe, time};
@@ -100,29 +100,27 @@ pub async fn alerts(store: Arc<dyn Store>, hours: u32, limit: u32, json_out: boo
         rows.push((a, deliveries));
     }
     if json_out {
-        let value: Vec<Value> = rows
+        // The API's alert list (`GET /api/alerts`), each alert with its deliveries besides.
+        let alerts: Vec<Value> = rows
             .iter()
             .map(|(a, ds)| {
-                json!({
-                    "id": a.id,
-                    "fired": time(a.fired_ms),
-                    "rule": a.rule_type,
-                    "subject": a.subject,
-                    "priority": a.priority,
-                    "summary": a.summary,
-                    "reason": a.reason,
-                    "task_id": a.task_id,
-                    "deliveries": ds.iter().map(|d| json!({
-                        "notifier": d.notifier,
-                        "status": d.status,
-                        "attempts": d.attempts,
-                        "last_error": d.last_error,
-                        "next_attempt": time(d.next_attempt_ms),
-                    })).collect::<Vec<_>>(),
-                })
+                let mut value = serde_json::to_value(AlertView::from((*a).clone())).unwrap_or_default();
+                value["deliveries"] = ds
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "notifier": d.notifier,
+                            "status": d.status,
+                            "attempts": d.attempts,
+                            "last_error": d.last_error,
+                            "next_attempt": time(d.next_attempt_ms),
+                        })
+                    })
+                    .collect();
+                value
             })
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        outln!("{}", serde_json::to_string_pretty(&json!({ "alerts": alerts }))?)?;
         return Ok(());
     }
     for (a, ds) in &rows {

@@ -186,7 +186,7 @@ async fn alerts_end_to_end(dir: &Path, database: &str) {
     let shown = crate::stdout(&crate::faultline(dir, database, &["tasks", "show", &tasks[2].id.to_string()]));
     assert!(shown.contains("Error fingerprint: ") && shown.contains("History:"), "{shown}");
     let alerts = crate::json(&crate::faultline(dir, database, &["alerts", "--json"]));
-    let delivered: Vec<(&str, &str, i64)> = alerts[0]["deliveries"]
+    let delivered: Vec<(&str, &str, i64)> = alerts["alerts"][0]["deliveries"]
         .as_array()
         .unwrap()
         .iter()
