@@ -118,10 +118,17 @@ pub async fn run(
         if shutdown.is_cancelled() || out.is_closed() {
             return;
         }
-        let message = match outcome {
+        let mut message = match outcome {
             Ok(()) => "journalctl exited".to_owned(),
             Err(e) => e,
         };
+        // journalctl refuses a cursor it cannot parse (another machine's, a damaged value); one
+        // whose entry is gone it seeks past by itself. Starting again with a refused cursor
+        // would fail forever: start where the config says instead, and say so.
+        if message.contains("Failed to seek to cursor") && cursor.take().is_some() {
+            let from = if config.start_at_end { "new entries only" } else { "the whole journal" };
+            message = format!("journalctl refused the saved cursor ({message}); reading {from} instead");
+        }
         // A journalctl that ran longer than the longest wait was healthy: start the waits over.
         failures = if started.elapsed() > config.restart_max { 1 } else { failures + 1 };
         let wait = restarts.wait(failures);

@@ -120,6 +120,34 @@ async fn reads_entries_and_resumes_after_the_stored_cursor() {
     r.task.await.expect("source stops");
 }
 
+/// A saved cursor whose entry was vacuumed away resumes after it (journalctl seeks to the
+/// nearest entry); one journalctl cannot parse is dropped with a clear status, and reading
+/// starts where the config says, instead of restarting with it forever.
+#[tokio::test]
+async fn regression_23_a_vanished_cursor_resumes_and_a_refused_one_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = dir.path().join("journal.json");
+    // Entry 3 was vacuumed; the cursor stored for it is still well-formed.
+    let kept = [1, 2, 4, 5].map(|i| entry(i, 3, json!(format!("error {i}"))));
+    std::fs::write(&journal, kept.concat()).expect("write");
+    let vanished = "s=8f2c;i=3;b=77;m=3;t=3;x=3".to_owned();
+    let mut r = start(&journal, Some(vanished), None);
+    let (events, _) = receive(&mut r, 2).await;
+    assert_eq!(events.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["error 4", "error 5"]);
+    r.shutdown.cancel();
+    r.task.await.expect("source stops");
+
+    let mut r = start(&journal, Some("not a cursor".to_owned()), None);
+    let (events, cursor) = receive(&mut r, 4).await;
+    assert_eq!(events.len(), 4, "the whole journal, as start_at_end = false says");
+    assert!(cursor.contains("i=5;"), "{cursor}");
+    let args = std::fs::read_to_string(dir.path().join("journal.json.args")).expect("args");
+    let refused = args.lines().filter(|l| l.contains("--after-cursor=not a cursor")).count();
+    assert_eq!(refused, 1, "the refused cursor is not tried again: {args}");
+    r.shutdown.cancel();
+    r.task.await.expect("source stops");
+}
+
 #[tokio::test]
 async fn restarts_journalctl_after_it_exits_and_after_a_failed_store() {
     let dir = tempfile::tempdir().expect("tempdir");
