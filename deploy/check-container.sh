@@ -57,10 +57,20 @@ PY
 health=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["Docker"]["config"]["Healthcheck"]["Test"]; assert t[:3]==["CMD","bash","-c"], t; print(t[3])' "$work/image.json")
 echo "image: user faultline, /var/lib/faultline volume, /healthz check, command: $cmd"
 
-container=$("${buildah[@]}" from localhost/faultline:check)
-cleanup() { "${buildah[@]}" rm "$container" >/dev/null 2>&1 || true; }
+container=$("${buildah[@]}" from --name "faultline-check-$$" localhost/faultline:check)
+runner=
+cleanup() {
+    # A failed check leaves nothing running behind it.
+    [ -z "$runner" ] || pkill -TERM -f "faultline serve --listen 0.0.0.0:$port" 2>/dev/null || true
+    [ -z "$runner" ] || wait "$runner" 2>/dev/null || true
+    "${buildah[@]}" rm "$container" >/dev/null 2>&1 || true
+    # Working containers the build's stages leave behind hold a copy of their files each (vfs).
+    "${buildah[@]}" containers --format '{{.ContainerName}}' | grep '^faultline-' \
+        | xargs -r "${buildah[@]}" rm >/dev/null 2>&1 || true
+    "${buildah[@]}" rmi --prune >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
-port=18089
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=check-token-$$-$RANDOM
 # The image's own command (sh -c 'exec … --listen 0.0.0.0:${PORT:-8080}'), as its user.
 "${buildah[@]}" run --isolation chroot --network host --user faultline \
@@ -90,5 +100,6 @@ user=$(ps -o user= -p "$pid" | tr -d ' ')
 [ "$user" = 10001 ] || [ "$user" = faultline ] || { echo "runs as $user, not the faultline user" >&2; exit 1; }
 kill -TERM "$pid"
 wait "$runner" && status=0 || status=$?
+runner=
 [ "$status" = 0 ] || { cat "$work/serve.log"; echo "SIGTERM: exit status $status" >&2; exit 1; }
 echo "container check passed: user $user, /healthz 200 and the HEALTHCHECK passes, ingest 401 without the token and 200 with it, SIGTERM reaches faultline and it exits cleanly"
