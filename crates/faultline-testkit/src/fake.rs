@@ -40,11 +40,13 @@ pub struct Reply {
     pub body: String,
     /// Wait this long before answering (to make clients time out).
     pub delay: Duration,
+    /// Never answer: the request is received and the client waits until it gives up or dies.
+    pub withheld: bool,
 }
 
 impl Reply {
     pub fn new(status: u16, body: &str) -> Reply {
-        Reply { status, headers: Vec::new(), body: body.to_owned(), delay: Duration::ZERO }
+        Reply { status, headers: Vec::new(), body: body.to_owned(), delay: Duration::ZERO, withheld: false }
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -54,6 +56,12 @@ impl Reply {
 
     pub fn delayed(mut self, delay: Duration) -> Reply {
         self.delay = delay;
+        self
+    }
+
+    /// Receives the request and never answers it.
+    pub fn withheld(mut self) -> Reply {
+        self.withheld = true;
         self
     }
 }
@@ -106,6 +114,9 @@ impl FakeHttp {
                         s.received.push(received);
                         reply.unwrap_or(default)
                     };
+                    if reply.withheld {
+                        std::future::pending::<()>().await;
+                    }
                     tokio::time::sleep(reply.delay).await;
                     let mut response: Response =
                         (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();

@@ -146,27 +146,38 @@ async fn crawl_once_stores_each_error_once_and_explains_refusals() {
     }
 }
 
-/// Adds error number `round` to the fake server and returns how long until it is stored;
-/// fails (with the service's log) past `limit`.
+/// Log queries the fake Railway answered so far.
+fn log_queries(fake: &FakeRailway) -> usize {
+    fake.http
+        .received()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("environmentLogs"))
+        .count()
+}
+
+/// Adds error number `round` to the fake server, waits until it is stored (failing, with the
+/// service's log, if it never is), and returns how many log queries faultline made meanwhile
+/// and how long it took (printed, not asserted: timing belongs to benchmarks).
 async fn detect(
     fake: &FakeRailway,
     store: &std::sync::Arc<dyn faultline_store::Store>,
     service: &crate::serve::Service,
     round: u32,
-    limit: Duration,
-) -> Duration {
+) -> (usize, Duration) {
+    let queries = log_queries(fake);
     let added = Instant::now();
     fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
     let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
     while store.search(&q).await.unwrap().total != 1 {
-        assert!(added.elapsed() < limit, "not stored within {limit:?}:\n{}", service.log.lock().unwrap());
+        // Only a hang guard: a healthy service stores it in one interval.
+        assert!(added.elapsed() < Duration::from_secs(60), "never stored:\n{}", service.log.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    added.elapsed()
+    (log_queries(fake) - queries, added.elapsed())
 }
 
-/// Detection within one poll interval: `faultline serve` with a 2 s interval finds a new error
-/// on the fake server within 2 s (plus the crawl itself).
+/// Detection within one poll interval: `faultline serve` polling every 2 s stores a new error
+/// from the first crawl that runs after it appeared, never a later one.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,23 +186,23 @@ async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
     let config = write_config(dir.path(), &database, &fake.url(), "2s");
     let service = start_with(dir.path(), &config, &[("RAILWAY_API_TOKEN", TOKEN)]);
     let store = faultline_store::open(&database).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut worst = Duration::ZERO;
+    let mut took = Vec::new();
     for round in 0..3 {
-        worst = worst.max(detect(&fake, &store, &service, round, Duration::from_secs(10)).await);
+        let (queries, elapsed) = detect(&fake, &store, &service, round).await;
+        assert_eq!(queries, 1, "round {round}: found by the first crawl after it appeared");
+        took.push(elapsed);
     }
     let log = stop(service);
-    assert!(worst < Duration::from_millis(2_000 + 1_000), "worst detection {worst:?}");
     assert!(log.contains("railway: 1 environment(s) every 2s"), "{log}");
     assert!(!log.contains(TOKEN));
-    eprintln!("worst detection over 3 rounds: {worst:?} (poll interval 2 s)");
+    eprintln!("detection over 3 rounds: {took:?} (poll interval 2 s)");
 }
 
 /// Live mode: with a one-hour poll interval, a new error reaches the database through the
-/// subscription within 5 s, also after Railway ends the stream (faultline subscribes again),
-/// and the next crawl does not store it twice.
+/// subscription (no crawl ran meanwhile), also after Railway ends the stream (faultline
+/// subscribes again), and the next crawl does not store it twice.
 #[tokio::test(flavor = "multi_thread")]
-async fn live_mode_stores_a_new_error_within_seconds_and_survives_the_server_ending_the_stream() {
+async fn live_mode_stores_a_new_error_without_a_crawl_and_survives_the_server_ending_the_stream() {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("faultline.db").display().to_string();
     let fake = FakeRailway::start(TOKEN).await;
@@ -206,19 +217,21 @@ async fn live_mode_stores_a_new_error_within_seconds_and_survives_the_server_end
         async move {
             let since = Instant::now();
             while fake.subscriptions.load(std::sync::atomic::Ordering::SeqCst) < n {
-                assert!(since.elapsed() < Duration::from_secs(10), "no live subscription number {n}");
+                assert!(since.elapsed() < Duration::from_secs(60), "no live subscription number {n}");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     };
     wait_for_subscriptions(1).await;
-    let mut worst = Duration::ZERO;
+    let mut took = Vec::new();
     for round in 0..4 {
         if round == 2 {
             fake.end_streams();
             wait_for_subscriptions(2).await;
         }
-        worst = worst.max(detect(&fake, &store, &service, round, Duration::from_secs(5)).await);
+        let (queries, elapsed) = detect(&fake, &store, &service, round).await;
+        assert_eq!(queries, 0, "round {round}: through the subscription, no crawl (it polls hourly)");
+        took.push(elapsed);
     }
     let log = stop(service);
     assert!(log.contains("railway: 1 environment(s) every 1h, live"), "{log}");
@@ -228,5 +241,5 @@ async fn live_mode_stores_a_new_error_within_seconds_and_survives_the_server_end
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let q = SearchQuery { text: Some("out of balance".into()), limit: 10, ..Default::default() };
     assert_eq!(store.search(&q).await.unwrap().total, 4);
-    eprintln!("live mode: worst detection over 4 rounds {worst:?}");
+    eprintln!("live mode: detection over 4 rounds {took:?}");
 }
