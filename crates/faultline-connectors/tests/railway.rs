@@ -20,7 +20,8 @@ fn client(fake: &FakeRailway, token: Token) -> Client {
     Client::new(
         fake.url(),
         token,
-        reqwest::Client::builder().timeout(Duration::from_millis(800)).build().unwrap(),
+        // Generous for answers on a busy machine; the timeout case withholds its answer.
+        reqwest::Client::builder().timeout(Duration::from_secs(3)).build().unwrap(),
     )
 }
 
@@ -97,7 +98,7 @@ async fn failures_are_named_for_what_the_crawler_does() {
         Reply::new(429, "").header("Retry-After", "7"),
         Reply::new(503, "upstream connect error"),
         Reply::new(200, r#"{"data":{"environmentLogs":[{"timestamp":"2026-"#),
-        Reply::new(200, "[]").delayed(Duration::from_secs(2)),
+        Reply::new(200, "[]").withheld(),
         Reply::new(
             200,
             r#"{"data":{"environmentLogs":[{"timestamp":"yesterday","message":"x","attributes":[]}]}}"#,
@@ -157,21 +158,33 @@ async fn a_spent_rate_limit_window_pauses_the_next_request() {
     let c = client(&fake, Token::Account("good-token".into()));
     let w = Window { since_ns: T0, until_ns: T0 };
     assert_eq!(c.paused_for(), None);
+    // The reset, in whole seconds, lies 29 to 30 s after `asked`; the pause counts from the
+    // answer, however long the machine took to get there.
+    let asked = std::time::Instant::now();
     let reset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 30;
     fake.http.script([Reply::new(200, r#"{"data":{"environmentLogs":[]}}"#)
         .header("X-RateLimit-Remaining", "0")
         .header("X-RateLimit-Reset", &reset.to_string())]);
     assert!(c.environment_logs("env-1", "", w, 10).await.unwrap().is_empty(), "the answer itself is good");
     let paused = c.paused_for().expect("paused until the reset");
-    assert!((28..=30).contains(&paused.as_secs()), "{paused:?}");
+    let since = asked.elapsed();
+    assert!(
+        paused <= Duration::from_secs(30) && paused + since >= Duration::from_secs(29),
+        "{paused:?} after {since:?}"
+    );
     // A clone (another target's crawl) sees the same pause.
     assert!(c.clone().paused_for().is_some());
 
     let other = client(&fake, Token::Account("good-token".into()));
     fake.http.script([Reply::new(429, "").header("Retry-After", "20")]);
+    let asked = std::time::Instant::now();
     let refused = other.environment_logs("env-1", "", w, 10).await;
     assert!(matches!(refused, Err(RailwayError::RateLimited { .. })), "{refused:?}");
-    assert!((19..=20).contains(&other.paused_for().unwrap().as_secs()));
+    let (paused, since) = (other.paused_for().unwrap(), asked.elapsed());
+    assert!(
+        paused <= Duration::from_secs(20) && paused + since >= Duration::from_secs(20),
+        "{paused:?} after {since:?}"
+    );
 }
 
 #[test]
