@@ -79,12 +79,15 @@ pub struct RailwayLog {
 }
 
 impl RailwayLog {
-    /// The key two reads of the same line share: timestamp, deployment instance, message.
+    /// The key two reads of the same line share: timestamp, deployment instance, message. The
+    /// timestamp counts as the instant it names, written in the API's nanosecond form, so one
+    /// line read by the crawl and by the live stream is one key even if the two paths write its
+    /// time differently (`….120Z` / `….120000000Z`).
     pub fn key(&self) -> String {
+        let canonical = parse_ns(&self.timestamp).map(format_ns);
+        let timestamp = canonical.as_deref().unwrap_or(&self.timestamp);
         let mut h = Sha256::new();
-        for part in
-            [self.timestamp.as_str(), self.deployment_instance_id.as_deref().unwrap_or(""), &self.message]
-        {
+        for part in [timestamp, self.deployment_instance_id.as_deref().unwrap_or(""), &self.message] {
             h.update(part.as_bytes());
             h.update([0]);
         }

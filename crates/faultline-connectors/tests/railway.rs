@@ -11,7 +11,7 @@ use faultline_connectors::railway::{
 };
 use faultline_connectors::railway_live::{LiveQuery, subscribe, ws_url};
 use faultline_core::Level;
-use faultline_testkit::fake::{FakeRailway, Reply};
+use faultline_testkit::fake::{FakeRailway, LiveOptions, LiveRefusal, Reply};
 use proptest::prelude::*;
 
 const T0: i64 = 1_780_000_000_000_000_000; // 2026-05-28, in ns
@@ -417,4 +417,51 @@ async fn live_mode_names_a_refused_token_and_an_unreachable_server_without_the_t
     assert!(error.is_transient(), "{error:?}");
     assert!(!error.to_string().contains("wrong-secret-token"));
     assert_eq!(ws_url("https://backboard.railway.com/graphql/v2"), "wss://backboard.railway.com/graphql/v2");
+}
+
+/// One line is one key whichever form its time takes on the way in (the crawl's HTTP answers
+/// and the live stream may write one instant with or without trailing zeros), and the key of
+/// the API's own nanosecond form is pinned: stored entries keep their keys across versions.
+#[test]
+fn regression_23_a_line_is_one_key_whatever_form_its_time_takes() {
+    let line = |timestamp: &str| RailwayLog {
+        timestamp: timestamp.to_owned(),
+        ts_ns: parse_ns(timestamp).unwrap(),
+        message: "db timeout".into(),
+        severity: Some("error".into()),
+        attributes: Vec::new(),
+        service_id: Some("svc-api".into()),
+        deployment_id: Some("dep-1".into()),
+        deployment_instance_id: Some("inst-9".into()),
+    };
+    let http = line("2026-06-18T04:41:00.120000000Z");
+    // sha256("2026-06-18T04:41:00.120000000Z\0inst-9\0db timeout\0"), first 16 bytes (computed apart).
+    assert_eq!(http.key(), "rw:605df2df9a3cd2f81957a1b5cf91f276");
+    for other in ["2026-06-18T04:41:00.12Z", "2026-06-18T04:41:00.120Z", "2026-06-18T06:41:00.12+02:00"] {
+        assert_eq!(line(other).key(), http.key(), "{other}");
+    }
+    assert_ne!(line("2026-06-18T04:41:00.120000001Z").key(), http.key());
+}
+
+/// Every way Railway may refuse a live subscription's token (the docs leave it open) is named
+/// as a refused token, not a transient failure to retry forever, and never shows the token.
+#[tokio::test]
+async fn regression_23_live_mode_names_a_refused_token_however_railway_refuses_it() {
+    let fake = FakeRailway::start("good-token").await;
+    let token = Token::Project("wrong-secret-token".into());
+    for refusal in [
+        LiveRefusal::GraphqlError,
+        LiveRefusal::Status(401),
+        LiveRefusal::Status(403),
+        LiveRefusal::Close(4403),
+    ] {
+        fake.set_live_options(LiveOptions { refusal, ..LiveOptions::default() });
+        let error = match subscribe(&fake.ws_url(), &token, &live_query(None), Duration::from_secs(5)).await {
+            Err(e) => e,
+            Ok(mut live) => live.next_batch().await.expect_err("refused"),
+        };
+        assert!(matches!(error, RailwayError::Unauthorized { .. }), "{refusal:?}: {error:?}");
+        assert!(!error.is_transient(), "{refusal:?}");
+        assert!(!format!("{error} {error:?}").contains("wrong-secret-token"), "{refusal:?}");
+    }
 }

@@ -268,8 +268,10 @@ impl FakeSmtp {
 
 /// A fake of Railway's GraphQL API on a [`FakeHttp`]: it holds a timeline of logs and answers
 /// `environmentLogs` (window by `beforeDate`..`anchorDate`, `@level:error` filter, the newest
-/// `beforeLimit + 1` of an over-full window, as the real API's off-by-one) and `project`, with
-/// `Not Authorized` for any token but the one given. Failures are scripted on `http`.
+/// `beforeLimit + 1` of an over-full window, as the real API's off-by-one; a 400 validation
+/// error for variables of the wrong type or a query missing a field the crawl reads) and
+/// `project`, with `Not Authorized` for any token but the one given, and the `X-RateLimit-*`
+/// headers on every answer. Failures are scripted on `http`.
 ///
 /// Its live endpoint ([`FakeRailway::ws_url`]) speaks `graphql-transport-ws`: `connection_init`
 /// → `connection_ack`, then an `environmentLogs` subscription that replays lines after
@@ -283,6 +285,7 @@ pub struct FakeRailway {
     ws_addr: SocketAddr,
     /// Subscriptions opened so far.
     pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    live_options: Arc<Mutex<LiveOptions>>,
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +300,40 @@ struct LiveState {
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
     live: tokio::sync::broadcast::Sender<Live>,
     subscriptions: Arc<std::sync::atomic::AtomicUsize>,
+    options: Arc<Mutex<LiveOptions>>,
+}
+
+/// How the fake's live endpoint refuses a token Railway does not take: its docs leave it open
+/// (the CLI checks the upgrade's status; after the upgrade it is undocumented).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LiveRefusal {
+    /// Upgraded, then an `error` message for the subscription ("Not Authorized").
+    #[default]
+    GraphqlError,
+    /// No upgrade: this HTTP status (401, 403…).
+    Status(u16),
+    /// Upgraded, then closed with this code (4403 is graphql-ws' "Forbidden").
+    Close(u16),
+}
+
+/// The live endpoint's readings of what the docs leave open.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LiveOptions {
+    pub refusal: LiveRefusal,
+    /// Write a line's time without the fraction's trailing zeros (`….12Z` where HTTP answers
+    /// `….120000000Z`): one instant, another string.
+    pub trimmed_timestamps: bool,
+}
+
+/// `….120000000Z` → `….12Z`; `….000000000Z` → `…Z`.
+fn trimmed(timestamp: &str) -> String {
+    match timestamp.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() { format!("{whole}Z") } else { format!("{whole}.{fraction}Z") }
+        }
+        None => timestamp.to_owned(),
+    }
 }
 
 async fn live_upgrade(
@@ -308,7 +345,23 @@ async fn live_upgrade(
     let bearer = header("authorization").map(|v| v.trim_start_matches("Bearer ").to_owned());
     let authorized = bearer.as_deref() == Some(state.token.as_str())
         || header("project-access-token").as_deref() == Some(state.token.as_str());
-    ws.protocols(["graphql-transport-ws"]).on_upgrade(move |socket| live_session(socket, authorized, state))
+    let refusal = state.options.lock().unwrap().refusal;
+    match refusal {
+        LiveRefusal::Status(code) if !authorized => {
+            (StatusCode::from_u16(code).unwrap(), r#"{"errors":[{"message":"Not Authorized"}]}"#)
+                .into_response()
+        }
+        LiveRefusal::Close(code) if !authorized => {
+            ws.protocols(["graphql-transport-ws"]).on_upgrade(move |mut socket| async move {
+                use axum::extract::ws::{CloseFrame, Message};
+                let frame = CloseFrame { code, reason: "Forbidden".into() };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+            })
+        }
+        _ => ws
+            .protocols(["graphql-transport-ws"])
+            .on_upgrade(move |socket| live_session(socket, authorized, state)),
+    }
 }
 
 async fn live_session(mut socket: axum::extract::ws::WebSocket, authorized: bool, state: LiveState) {
@@ -358,7 +411,10 @@ async fn live_session(mut socket: axum::extract::ws::WebSocket, authorized: bool
     loop {
         tokio::select! {
             update = updates.recv() => match update {
-                Ok(Live::Log(log)) if log["severity"] == "error" => {
+                Ok(Live::Log(mut log)) if log["severity"] == "error" => {
+                    if state.options.lock().unwrap().trimmed_timestamps {
+                        log["timestamp"] = serde_json::Value::String(trimmed(log["timestamp"].as_str().unwrap_or("")));
+                    }
                     let next = serde_json::json!({"id": id, "type": "next", "payload": {"data": {"environmentLogs": [log]}}});
                     if socket.send(send(next)).await.is_err() { return }
                 }
@@ -389,57 +445,100 @@ fn nanos(ts: &str) -> i128 {
     whole.parse::<i128>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<i128>().unwrap_or(0)
 }
 
+/// The GraphQL answer of the fake Railway: `Not Authorized` for a wrong token, the window of
+/// `environmentLogs`, `project`, or an unknown-field error.
+fn graphql_answer(r: &Received, token: &str, timeline: &Mutex<Vec<serde_json::Value>>) -> Reply {
+    let bearer = r.header("authorization").map(|v| v.trim_start_matches("Bearer ").to_owned());
+    let project = r.header("project-access-token").map(str::to_owned);
+    if bearer.as_deref() != Some(token) && project.as_deref() != Some(token) {
+        return Reply::new(200, r#"{"data":null,"errors":[{"message":"Not Authorized"}]}"#);
+    }
+    let body = r.json();
+    let (query, vars) = (body["query"].as_str().unwrap_or(""), &body["variables"]);
+    if query.contains("environmentLogs") {
+        // What a GraphQL server checks before it runs anything: the variables' types and the
+        // fields the crawl reads (a 400 with `errors`, as Apollo answers a validation failure).
+        let invalid = |message: String| {
+            Reply::new(
+                400,
+                &serde_json::json!({"errors": [{"message": message,
+                "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]})
+                .to_string(),
+            )
+        };
+        if !vars["environmentId"].is_string() {
+            return invalid(
+                "Variable \"$environmentId\" of required type \"String!\" was not provided.".into(),
+            );
+        }
+        for (name, value) in [("beforeLimit", &vars["beforeLimit"]), ("afterLimit", &vars["afterLimit"])] {
+            if !(value.is_null() || value.is_i64()) {
+                return invalid(format!(
+                    "Variable \"${name}\" got invalid value {value}; Int cannot represent it."
+                ));
+            }
+        }
+        for field in ["timestamp", "message", "severity", "attributes"] {
+            if !query.contains(field) {
+                return invalid(format!("the crawl reads `{field}` but does not ask for it"));
+            }
+        }
+        let since = nanos(vars["beforeDate"].as_str().unwrap_or(""));
+        let until = nanos(vars["anchorDate"].as_str().unwrap_or(""));
+        let limit = vars["beforeLimit"].as_u64().unwrap_or(100) as usize;
+        let errors_only = vars["filter"].as_str().unwrap_or("").contains("@level:error");
+        let mut found: Vec<serde_json::Value> = timeline
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| {
+                let t = nanos(l["timestamp"].as_str().unwrap_or(""));
+                t >= since && t <= until && (!errors_only || l["severity"] == "error")
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|l| nanos(l["timestamp"].as_str().unwrap_or("")));
+        let keep = found.len().min(limit + 1);
+        let newest = found.split_off(found.len() - keep);
+        return Reply::new(200, &serde_json::json!({"data": {"environmentLogs": newest}}).to_string());
+    }
+    if query.contains("project(") {
+        let data = serde_json::json!({"data": {"project": {
+            "id": vars["id"], "name": "shop",
+            "environments": {"edges": [{"node": {"id": "env-1", "name": "production"}}]},
+            "services": {"edges": [{"node": {"id": "svc-api", "name": "api"}}, {"node": {"id": "svc-worker", "name": "worker"}}]},
+        }}});
+        return Reply::new(200, &data.to_string());
+    }
+    Reply::new(200, r#"{"data":null,"errors":[{"message":"Cannot query field"}]}"#)
+}
+
 impl FakeRailway {
     pub async fn start(token: &str) -> FakeRailway {
         let http = FakeHttp::start(Reply::new(404, "not found")).await;
         let logs: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let live_token = token.to_owned();
         let (timeline, token) = (logs.clone(), token.to_owned());
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
         http.route("POST /graphql/v2", move |r| {
-            let bearer = r.header("authorization").map(|v| v.trim_start_matches("Bearer ").to_owned());
-            let project = r.header("project-access-token").map(str::to_owned);
-            if bearer.as_deref() != Some(token.as_str()) && project.as_deref() != Some(token.as_str()) {
-                return Reply::new(200, r#"{"data":null,"errors":[{"message":"Not Authorized"}]}"#);
-            }
-            let body = r.json();
-            let (query, vars) = (body["query"].as_str().unwrap_or(""), &body["variables"]);
-            if query.contains("environmentLogs") {
-                let since = nanos(vars["beforeDate"].as_str().unwrap_or(""));
-                let until = nanos(vars["anchorDate"].as_str().unwrap_or(""));
-                let limit = vars["beforeLimit"].as_u64().unwrap_or(100) as usize;
-                let errors_only = vars["filter"].as_str().unwrap_or("").contains("@level:error");
-                let mut found: Vec<serde_json::Value> = timeline
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|l| {
-                        let t = nanos(l["timestamp"].as_str().unwrap_or(""));
-                        t >= since && t <= until && (!errors_only || l["severity"] == "error")
-                    })
-                    .cloned()
-                    .collect();
-                found.sort_by_key(|l| nanos(l["timestamp"].as_str().unwrap_or("")));
-                let keep = found.len().min(limit + 1);
-                let newest = found.split_off(found.len() - keep);
-                return Reply::new(200, &serde_json::json!({"data": {"environmentLogs": newest}}).to_string());
-            }
-            if query.contains("project(") {
-                let data = serde_json::json!({"data": {"project": {
-                    "id": vars["id"], "name": "shop",
-                    "environments": {"edges": [{"node": {"id": "env-1", "name": "production"}}]},
-                    "services": {"edges": [{"node": {"id": "svc-api", "name": "api"}}, {"node": {"id": "svc-worker", "name": "worker"}}]},
-                }}});
-                return Reply::new(200, &data.to_string());
-            }
-            Reply::new(200, r#"{"data":null,"errors":[{"message":"Cannot query field"}]}"#)
+            // Railway sends its rate-limit headers "with the response on each request".
+            let n = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let reset =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+            graphql_answer(r, &token, &timeline)
+                .header("X-RateLimit-Limit", "1000")
+                .header("X-RateLimit-Remaining", &1000u64.saturating_sub(n + 1).max(1).to_string())
+                .header("X-RateLimit-Reset", &reset.to_string())
         });
         let (live, _) = tokio::sync::broadcast::channel(1024);
         let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let options: Arc<Mutex<LiveOptions>> = Arc::default();
         let state = LiveState {
             token: live_token,
             logs: logs.clone(),
             live: live.clone(),
             subscriptions: subscriptions.clone(),
+            options: options.clone(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake live endpoint");
         let ws_addr = listener.local_addr().expect("fake live address");
@@ -448,12 +547,17 @@ impl FakeRailway {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeRailway { http, logs, live, ws_addr, subscriptions }
+        FakeRailway { http, logs, live, ws_addr, subscriptions, live_options: options }
     }
 
     /// The live (WebSocket) endpoint.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/graphql/v2", self.ws_addr)
+    }
+
+    /// Plays another reading of the live endpoint from now on.
+    pub fn set_live_options(&self, options: LiveOptions) {
+        *self.live_options.lock().unwrap() = options;
     }
 
     /// Ends every open stream with `complete`, as Railway does from time to time.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use faultline_connectors::railway::format_ns;
 use faultline_store::SearchQuery;
-use faultline_testkit::fake::{FakeRailway, Reply};
+use faultline_testkit::fake::{FakeRailway, LiveOptions, Reply};
 
 use crate::databases;
 use crate::serve::{start_with, stop};
@@ -166,7 +166,9 @@ async fn detect(
 ) -> (usize, Duration) {
     let queries = log_queries(fake);
     let added = Instant::now();
-    fake.add(&format_ns(now_ns()), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
+    // Whole milliseconds: the live stream may then write the time shorter than the crawl does.
+    let at = now_ns() / 1_000_000 * 1_000_000;
+    fake.add(&format_ns(at), "error", "svc-api", "i-1", &format!("ledger {round} out of balance"));
     let q = SearchQuery { text: Some(format!("ledger {round} ")), limit: 1, ..Default::default() };
     while store.search(&q).await.unwrap().total != 1 {
         // Only a hang guard: a healthy service stores it in one interval.
@@ -200,7 +202,8 @@ async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
 
 /// Live mode: with a one-hour poll interval, a new error reaches the database through the
 /// subscription (no crawl ran meanwhile), also after Railway ends the stream (faultline
-/// subscribes again), and the next crawl does not store it twice.
+/// subscribes again), and the next crawl, which writes each time differently, does not store it
+/// twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn live_mode_stores_a_new_error_without_a_crawl_and_survives_the_server_ending_the_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -210,6 +213,8 @@ async fn live_mode_stores_a_new_error_without_a_crawl_and_survives_the_server_en
     let text = std::fs::read_to_string(&config).unwrap();
     let live = format!("timeout = \"2s\"\nlive = true\nws_url = \"{}\"\n", fake.ws_url());
     std::fs::write(&config, text.replace("timeout = \"2s\"\n", &live)).unwrap();
+    // The stream writes times without trailing zeros, the crawl with all nine digits.
+    fake.set_live_options(LiveOptions { trimmed_timestamps: true, ..LiveOptions::default() });
     let service = start_with(dir.path(), &config, &[("RAILWAY_API_TOKEN", TOKEN)]);
     let store = faultline_store::open(&database).await.unwrap();
     let wait_for_subscriptions = |n: usize| {
