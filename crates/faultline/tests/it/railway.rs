@@ -206,17 +206,23 @@ async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
 /// twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn live_mode_stores_a_new_error_without_a_crawl_and_survives_the_server_ending_the_stream() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("faultline.db").display().to_string();
+    let db_dir = tempfile::tempdir().unwrap();
+    for database in databases(db_dir.path()).await {
+        let work = tempfile::tempdir().unwrap();
+        live_mode_then_crawl(work.path(), &database).await;
+    }
+}
+
+async fn live_mode_then_crawl(dir: &Path, database: &str) {
     let fake = FakeRailway::start(TOKEN).await;
-    let config = write_config(dir.path(), &database, &fake.url(), "1h");
+    let config = write_config(dir, database, &fake.url(), "1h");
     let text = std::fs::read_to_string(&config).unwrap();
     let live = format!("timeout = \"2s\"\nlive = true\nws_url = \"{}\"\n", fake.ws_url());
     std::fs::write(&config, text.replace("timeout = \"2s\"\n", &live)).unwrap();
     // The stream writes times without trailing zeros, the crawl with all nine digits.
     fake.set_live_options(LiveOptions { trimmed_timestamps: true, ..LiveOptions::default() });
-    let service = start_with(dir.path(), &config, &[("RAILWAY_API_TOKEN", TOKEN)]);
-    let store = faultline_store::open(&database).await.unwrap();
+    let service = start_with(dir, &config, &[("RAILWAY_API_TOKEN", TOKEN)]);
+    let store = faultline_store::open(database).await.unwrap();
     let wait_for_subscriptions = |n: usize| {
         let fake = fake.clone();
         async move {
@@ -242,7 +248,7 @@ async fn live_mode_stores_a_new_error_without_a_crawl_and_survives_the_server_en
     assert!(log.contains("railway: 1 environment(s) every 1h, live"), "{log}");
     assert!(!log.contains(TOKEN));
     // The crawl re-reads what live mode stored: nothing twice.
-    let output = run(dir.path(), &config, TOKEN, &["crawl", "--once", "--json"]);
+    let output = run(dir, &config, TOKEN, &["crawl", "--once", "--json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let q = SearchQuery { text: Some("out of balance".into()), limit: 10, ..Default::default() };
     assert_eq!(store.search(&q).await.unwrap().total, 4);
