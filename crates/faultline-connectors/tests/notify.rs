@@ -235,6 +235,7 @@ async fn email_goes_over_smtp_with_the_key_as_message_id() {
         smtp.addr.port(),
         EmailTls::None,
         None,
+        None,
         "faultline <faultline@example.com>".parse().unwrap(),
         vec!["oncall@example.com".parse().unwrap()],
         Duration::from_secs(5),
@@ -257,4 +258,45 @@ async fn email_goes_over_smtp_with_the_key_as_message_id() {
     smtp.reply_to_next_data("550 5.7.1 relaying denied");
     assert!(matches!(email.send(&notification(&p, None)).await, Outcome::Rejected { .. }));
     assert_eq!(smtp.mails().len(), 1);
+}
+
+/// STARTTLS and AUTH against a relay with a private CA: the mail goes encrypted and
+/// authenticated; a wrong password is refused for good (535), naming authentication; without
+/// the CA the certificate is not trusted and nothing is sent in the clear.
+#[tokio::test]
+async fn email_uses_starttls_and_auth_with_a_private_ca() {
+    let smtp = FakeSmtp::start_secure("alerts", "smtp-secret-0005").await;
+    let ca = smtp.ca_pem().expect("the fake's CA");
+    let email = |ca: Option<&str>, password: &str| {
+        Email::new(
+            "localhost",
+            smtp.addr.port(),
+            EmailTls::StartTls,
+            ca,
+            Some(("alerts".to_owned(), password.to_owned())),
+            "faultline <faultline@example.com>".parse().unwrap(),
+            vec!["oncall@example.com".parse().unwrap()],
+            Duration::from_secs(5),
+        )
+        .unwrap()
+    };
+    let p = payload();
+    let sent = email(Some(&ca), "smtp-secret-0005").send(&notification(&p, None)).await;
+    assert_eq!(sent, Outcome::Sent { reference: None });
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].over_tls, "sent after STARTTLS");
+    assert_eq!(mails[0].user.as_deref(), Some("alerts"));
+
+    let refused = email(Some(&ca), "wrong-password").send(&notification(&p, None)).await;
+    match &refused {
+        Outcome::Rejected { reason } => {
+            assert!(reason.contains("535") || reason.to_lowercase().contains("auth"), "{reason}");
+            assert!(!reason.contains("wrong-password"), "{reason}");
+        }
+        other => panic!("a wrong password is refused for good: {other:?}"),
+    }
+    let untrusted = email(None, "smtp-secret-0005").send(&notification(&p, None)).await;
+    assert!(!matches!(untrusted, Outcome::Sent { .. }), "{untrusted:?}");
+    assert_eq!(smtp.mails().len(), 1, "nothing more arrived");
 }

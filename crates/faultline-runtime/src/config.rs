@@ -252,6 +252,8 @@ pub struct EmailConfig {
     pub username: Option<String>,
     /// Environment variable holding the SMTP password.
     pub password_env: Option<String>,
+    /// PEM file of CA certificates to trust besides the system's (a relay with a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_smtp_port() -> u16 {
@@ -716,8 +718,20 @@ fn build_notifiers(n: &NotifyConfig, env: &dyn Fn(&str) -> Option<String>) -> an
             (None, None) => None,
             _ => bail!("notify.email: give both username and password_env, or neither"),
         };
-        let email = notify::Email::new(&e.host, e.port, tls, credentials, from, to, n.timeout)
-            .map_err(|e| anyhow::anyhow!("notify.email: {e}"))?;
+        let ca_pem = match &e.ca_file {
+            Some(path) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("notify.email.ca_file {}: cannot read it", path.display()))?;
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    bail!("notify.email.ca_file {}: no PEM certificate in it", path.display());
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        let email =
+            notify::Email::new(&e.host, e.port, tls, ca_pem.as_deref(), credentials, from, to, n.timeout)
+                .map_err(|e| anyhow::anyhow!("notify.email: {e}"))?;
         out.push(Notifier::Email(email));
     }
     Ok(out)
@@ -850,6 +864,19 @@ mod tests {
         let path = dir.path().join("faultline.toml");
         std::fs::write(&path, text).expect("write");
         Config::load(Some(&path), Env::prefixed("FAULTLINE_TEST_NONE_"))
+    }
+
+    #[test]
+    fn an_smtp_ca_file_is_read_and_a_missing_or_bad_one_named() {
+        let base =
+            "[notify.email]\nhost = \"localhost\"\nfrom = \"fl@example.com\"\nto = [\"ops@example.com\"]\n";
+        let missing = load_toml(&format!("{base}ca_file = \"/no/such/ca.pem\"\n")).expect_err("missing file");
+        assert!(format!("{missing:#}").contains("notify.email.ca_file /no/such/ca.pem"), "{missing:#}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(&bad, "not a certificate").expect("write");
+        let refused = load_toml(&format!("{base}ca_file = \"{}\"\n", bad.display())).expect_err("bad PEM");
+        assert!(format!("{refused:#}").contains("ca.pem: no PEM certificate in it"), "{refused:#}");
     }
 
     /// A config error names the key, says whether the key is unknown or its value wrong, and

@@ -172,25 +172,75 @@ pub struct Mail {
     pub from: String,
     pub to: Vec<String>,
     pub data: String,
+    /// Sent after STARTTLS.
+    pub over_tls: bool,
+    /// The user it authenticated as (AUTH PLAIN or LOGIN), if it did.
+    pub user: Option<String>,
+}
+
+/// What a [`FakeSmtp`] with security offers: STARTTLS with a certificate for `localhost` made
+/// for the run, and AUTH (PLAIN, LOGIN) for one user, only once the session is encrypted.
+struct Security {
+    acceptor: tokio_rustls::TlsAcceptor,
+    ca_pem: String,
+    user: String,
+    password: String,
 }
 
 /// An SMTP server on 127.0.0.1 speaking enough of RFC 5321 for a client: EHLO, MAIL, RCPT,
-/// DATA, RSET, NOOP, QUIT. Replies to DATA come from a script (default `250`), so tests can
-/// answer 451 (try later) or 550 (refused).
+/// DATA, RSET, NOOP, QUIT, and with [`FakeSmtp::start_secure`] STARTTLS (RFC 3207) and AUTH
+/// PLAIN/LOGIN (RFC 4954: 535 for wrong credentials, 530 for mail before authentication).
+/// Replies to DATA come from a script (default `250`), so tests can answer 451 (try later) or
+/// 550 (refused).
 #[derive(Clone)]
 pub struct FakeSmtp {
     pub addr: SocketAddr,
     mails: Arc<Mutex<Vec<Mail>>>,
     data_replies: Arc<Mutex<VecDeque<String>>>,
+    security: Option<Arc<Security>>,
+}
+
+enum Next {
+    Done,
+    StartTls,
 }
 
 impl FakeSmtp {
     pub async fn start() -> FakeSmtp {
+        FakeSmtp::serve(None).await
+    }
+
+    /// A server that offers STARTTLS (its certificate's CA: [`FakeSmtp::ca_pem`]) and requires
+    /// AUTH as `user` with `password` over TLS before it takes mail.
+    pub async fn start_secure(user: &str, password: &str) -> FakeSmtp {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+        let cert = certified.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server certificate");
+        FakeSmtp::serve(Some(Arc::new(Security {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            ca_pem: certified.cert.pem(),
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })))
+        .await
+    }
+
+    async fn serve(security: Option<Arc<Security>>) -> FakeSmtp {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
         let fake = FakeSmtp {
             addr: listener.local_addr().expect("smtp address"),
             mails: Arc::default(),
             data_replies: Arc::default(),
+            security,
         };
         let server = fake.clone();
         tokio::spawn(async move {
@@ -204,6 +254,11 @@ impl FakeSmtp {
         fake
     }
 
+    /// The PEM certificate a client must trust to talk TLS to a [`FakeSmtp::start_secure`].
+    pub fn ca_pem(&self) -> Option<String> {
+        self.security.as_ref().map(|s| s.ca_pem.clone())
+    }
+
     /// The reply to the next DATA, e.g. "451 4.3.0 try again later".
     pub fn reply_to_next_data(&self, reply: &str) {
         self.data_replies.lock().unwrap().push_back(reply.to_owned());
@@ -214,28 +269,100 @@ impl FakeSmtp {
     }
 
     async fn session(&self, socket: tokio::net::TcpStream) -> std::io::Result<()> {
-        let (read, mut write) = socket.into_split();
-        let mut lines = BufReader::new(read).lines();
-        write.write_all(b"220 fake.smtp ESMTP ready\r\n").await?;
+        let mut plain = BufReader::new(socket);
+        plain.write_all(b"220 fake.smtp ESMTP ready\r\n").await?;
+        if let Next::StartTls = self.converse(&mut plain, false).await? {
+            let security = self.security.as_ref().expect("STARTTLS only when offered");
+            let encrypted = security.acceptor.accept(plain.into_inner()).await?;
+            self.converse(&mut BufReader::new(encrypted), true).await?;
+        }
+        Ok(())
+    }
+
+    /// One SMTP conversation on `stream` until QUIT, the client leaving, or STARTTLS.
+    async fn converse<S>(&self, stream: &mut BufReader<S>, over_tls: bool) -> std::io::Result<Next>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let (mut from, mut to) = (String::new(), Vec::new());
-        while let Some(line) = lines.next_line().await? {
+        let mut user: Option<String> = None;
+        let security = self.security.as_deref();
+        let decode = |text: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stream.read_line(&mut line).await? == 0 {
+                return Ok(Next::Done);
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
             let upper = line.to_ascii_uppercase();
             let reply = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                "250-fake.smtp\r\n250-8BITMIME\r\n250 SMTPUTF8".to_owned()
+                let mut reply = "250-fake.smtp\r\n250-8BITMIME".to_owned();
+                match security {
+                    Some(_) if !over_tls => reply.push_str("\r\n250-STARTTLS"),
+                    Some(_) => reply.push_str("\r\n250-AUTH PLAIN LOGIN"),
+                    None => {}
+                }
+                reply + "\r\n250 SMTPUTF8"
+            } else if upper == "STARTTLS" && security.is_some() && !over_tls {
+                stream.write_all(b"220 2.0.0 ready to start TLS\r\n").await?;
+                return Ok(Next::StartTls);
+            } else if let Some(security) = security.filter(|_| upper.starts_with("AUTH ") && over_tls) {
+                let mut words = line[5..].split_whitespace();
+                let (given_user, given_password) =
+                    match (words.next().map(str::to_ascii_uppercase).as_deref(), words.next()) {
+                        (Some("PLAIN"), Some(initial)) => {
+                            let text = decode(initial).unwrap_or_default();
+                            let mut parts = text.split('\0').skip(1);
+                            (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned())
+                        }
+                        (Some("LOGIN"), _) => {
+                            stream.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
+                            let mut answer = String::new();
+                            stream.read_line(&mut answer).await?;
+                            let given_user = decode(&answer).unwrap_or_default();
+                            stream.write_all(b"334 UGFzc3dvcmQ6\r\n").await?;
+                            answer.clear();
+                            stream.read_line(&mut answer).await?;
+                            (given_user, decode(&answer).unwrap_or_default())
+                        }
+                        _ => (String::new(), String::new()),
+                    };
+                if given_user == security.user && given_password == security.password {
+                    user = Some(given_user);
+                    "235 2.7.0 authentication successful".to_owned()
+                } else {
+                    "535 5.7.8 authentication credentials invalid".to_owned()
+                }
             } else if upper.starts_with("MAIL FROM:") {
-                from = line[10..].trim().to_owned();
-                "250 2.1.0 ok".to_owned()
+                if security.is_some() && user.is_none() {
+                    "530 5.7.0 authentication required".to_owned()
+                } else {
+                    from = line[10..].trim().to_owned();
+                    "250 2.1.0 ok".to_owned()
+                }
             } else if upper.starts_with("RCPT TO:") {
                 to.push(line[8..].trim().to_owned());
                 "250 2.1.5 ok".to_owned()
             } else if upper == "DATA" {
-                write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+                stream.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
                 let mut data = String::new();
-                while let Some(l) = lines.next_line().await? {
-                    if l == "." {
+                let mut l = String::new();
+                loop {
+                    l.clear();
+                    if stream.read_line(&mut l).await? == 0 {
+                        return Ok(Next::Done);
+                    }
+                    let text = l.trim_end_matches(['\r', '\n']);
+                    if text == "." {
                         break;
                     }
-                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                    data.push_str(text.strip_prefix('.').unwrap_or(text));
                     data.push('\n');
                 }
                 let reply = self
@@ -249,20 +376,21 @@ impl FakeSmtp {
                         from: from.clone(),
                         to: std::mem::take(&mut to),
                         data,
+                        over_tls,
+                        user: user.clone(),
                     });
                 }
                 reply
             } else if upper == "QUIT" {
-                write.write_all(b"221 2.0.0 bye\r\n").await?;
-                return Ok(());
+                stream.write_all(b"221 2.0.0 bye\r\n").await?;
+                return Ok(Next::Done);
             } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
                 "250 2.0.0 ok".to_owned()
             } else {
                 "502 5.5.2 command not recognized".to_owned()
             };
-            write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+            stream.write_all(format!("{reply}\r\n").as_bytes()).await?;
         }
-        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Notification, Outcome, plain_text, snippet};
@@ -37,21 +38,32 @@ impl std::fmt::Debug for Email {
 impl Email {
     /// Builds the SMTP transport. `credentials` (user, password) come from the config and the
     /// environment.
+    /// `ca_pem`: certificates (PEM) to trust besides the system's, for a relay with a private CA.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         host: &str,
         port: u16,
         tls: EmailTls,
+        ca_pem: Option<&str>,
         credentials: Option<(String, String)>,
         from: Mailbox,
         to: Vec<Mailbox>,
         timeout: Duration,
     ) -> Result<Email, String> {
+        let parameters = || {
+            let mut parameters = TlsParameters::builder(host.to_owned());
+            if let Some(pem) = ca_pem {
+                let certificate =
+                    Certificate::from_pem(pem.as_bytes()).map_err(|e| format!("the CA certificate: {e}"))?;
+                parameters = parameters.add_root_certificate(certificate);
+            }
+            parameters.build_rustls().map_err(|e| format!("smtp host {host}: {e}"))
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
         let builder = match tls {
-            EmailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            EmailTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| format!("smtp host {host}: {e}"))?,
-            EmailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| format!("smtp host {host}: {e}"))?,
+            EmailTls::None => builder,
+            EmailTls::StartTls => builder.tls(Tls::Required(parameters()?)),
+            EmailTls::Tls => builder.tls(Tls::Wrapper(parameters()?)),
         };
         let mut builder = builder.port(port).timeout(Some(timeout));
         if let Some((user, password)) = credentials {
