@@ -50,8 +50,8 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Groups `contents` with a fresh miner: each line's group id, and the miner.
-fn group(contents: &[&str]) -> (Vec<u64>, Miner) {
-    let mut miner = Miner::default();
+fn group(contents: &[&str], similarity: f64) -> (Vec<u64>, Miner) {
+    let mut miner = Miner::new(similarity);
     let mut masked = String::new();
     let ids = contents
         .iter()
@@ -64,7 +64,8 @@ fn group(contents: &[&str]) -> (Vec<u64>, Miner) {
     (ids, miner)
 }
 
-pub fn run(dir: &Path, out: &Path, rounds: u32) -> anyhow::Result<()> {
+pub fn run(dir: &Path, out: &Path, rounds: u32, similarity: f64) -> anyhow::Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&similarity), "--similarity must be between 0 and 1");
     let formats: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.join("formats.json"))
             .with_context(|| format!("reading {}/formats.json", dir.display()))?,
@@ -97,13 +98,13 @@ pub fn run(dir: &Path, out: &Path, rounds: u32) -> anyhow::Result<()> {
     for _ in 0..rounds {
         let started = Instant::now();
         for lines in &contents {
-            std::hint::black_box(group(lines));
+            std::hint::black_box(group(lines, similarity));
         }
         best = best.min(started.elapsed());
     }
 
     for ((system, _), lines) in systems.iter().zip(&contents) {
-        let (ids, miner) = group(lines);
+        let (ids, miner) = group(lines, similarity);
         let clusters = miner.clusters();
         let templates: std::collections::HashMap<u64, &str> =
             clusters.iter().map(|c| (c.id, c.template.as_str())).collect();

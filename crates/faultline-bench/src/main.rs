@@ -80,6 +80,10 @@ enum Command {
         /// Times every system is grouped afresh; the fastest round is reported.
         #[arg(long, default_value_t = 10)]
         rounds: u32,
+        /// The miner's similarity threshold (the one parameter cross-validation chooses;
+        /// `scripts/grouping_cross_validate.py`).
+        #[arg(long, default_value_t = faultline_core::mine::DEFAULT_SIMILARITY)]
+        similarity: f64,
     },
     /// Stream generated lines from many distinct patterns through the grouping engine and
     /// report resident memory.
@@ -176,7 +180,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Alerts { rounds, dir } => alert_latency::run(rounds.max(1), dir).await,
-        Command::Grouping { dir, out, rounds } => grouping_bench::run(&dir, &out, rounds.max(1)),
+        Command::Grouping { dir, out, rounds, similarity } => {
+            grouping_bench::run(&dir, &out, rounds.max(1), similarity)
+        }
         Command::Memory { lines, patterns, capacity } => {
             memory_bench::run(lines, patterns, capacity).map(|_| ())
         }
