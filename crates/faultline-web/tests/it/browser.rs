@@ -302,7 +302,7 @@ async fn fits_a_phone_and_refreshes_keeping_filters_and_scroll() {
 #[tokio::test]
 async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
     let Some(browser) = Browser::start_in(Some("Asia/Kabul")).await else { return };
-    let (server, _store) = serve(0).await;
+    let (server, store) = serve(0).await;
     let c = &browser.client;
 
     c.goto(&format!("{}/", server.url)).await.unwrap();
@@ -378,6 +378,29 @@ async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
     assert_eq!(kept.prop("value").await.unwrap().as_deref(), Some("card"), "back on the same filtered list");
     browser.screenshot("errors").await;
     browser.assert_no_console_errors("/errors").await;
+
+    // Paging: 60 more errors make two pages of 50; the next page keeps the filter.
+    let more = (0..60)
+        .map(|i| {
+            event(
+                &format!("kind-{i}"),
+                60_000,
+                Level::Error,
+                "jobs",
+                &format!("Kind{i}Error: job gave up"),
+                None,
+            )
+        })
+        .collect();
+    store.ingest(IngestBatch::from_events("more", None, more, Level::Error, 1000, now_ms())).await.unwrap();
+    c.goto(&format!("{}/errors?query=gave+up", server.url)).await.unwrap();
+    assert_eq!(browser.text("#result-count").await, "60 errors");
+    assert_eq!(c.find_all(Locator::Css("#errors tbody tr")).await.unwrap().len(), 50);
+    c.find(Locator::Css("a[rel='next']")).await.unwrap().click().await.unwrap();
+    assert_eq!(browser.text_becomes(".pager span", "page 2 of 2").await, "page 2 of 2");
+    assert_eq!(c.find_all(Locator::Css("#errors tbody tr")).await.unwrap().len(), 10);
+    let field = c.find(Locator::Css("input[name='query']")).await.unwrap();
+    assert_eq!(field.prop("value").await.unwrap().as_deref(), Some("gave up"), "the filter stays");
 
     c.set_window_size(390, 844).await.unwrap();
     for (path, name) in [
