@@ -65,14 +65,10 @@ pub(super) async fn errors_page(State(app): App, headers: HeaderMap, uri: Uri) -
             None
         }
     };
-    let page = match p.page.as_deref().filter(|v| !v.is_empty()).map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(n)) if (1..=100_000).contains(&n) => n,
-        Some(_) => {
-            problem = Some("page must be a whole number from 1".to_owned());
-            1
-        }
-    };
+    let page = page_number(p.page.as_deref()).unwrap_or_else(|e| {
+        problem = Some(e);
+        1
+    });
     let filter = ErrorsQuery {
         sort: p.sort.clone(),
         status: p.status.clone(),

@@ -727,6 +727,15 @@ impl EntryLine {
     }
 }
 
+/// A list's `page` parameter: 1 when absent, else a whole number from 1.
+fn page_number(raw: Option<&str>) -> Result<u32, String> {
+    match raw.filter(|v| !v.is_empty()).map(str::parse::<u32>) {
+        None => Ok(1),
+        Some(Ok(n)) if (1..=100_000).contains(&n) => Ok(n),
+        Some(_) => Err("page must be a whole number from 1".to_owned()),
+    }
+}
+
 /// A link to another page of a list, keeping the other parameters.
 pub struct PageLinks {
     pub previous: Option<String>,
@@ -1031,14 +1040,10 @@ async fn logs_page(State(app): App, headers: HeaderMap, uri: Uri) -> Response {
             24
         }
     };
-    let page = match p.page.as_deref().filter(|v| !v.is_empty()).map(str::parse::<u32>) {
-        None => 1,
-        Some(Ok(n)) if (1..=100_000).contains(&n) => n,
-        Some(_) => {
-            problem = Some("page must be a whole number from 1".to_owned());
-            1
-        }
-    };
+    let page = page_number(p.page.as_deref()).unwrap_or_else(|e| {
+        problem = Some(e);
+        1
+    });
     let parsed_level = if level.is_empty() {
         None
     } else {
