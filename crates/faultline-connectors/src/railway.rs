@@ -150,6 +150,25 @@ impl From<Stopped> for RailwayError {
     }
 }
 
+/// What a finished or stopped crawl leaves to commit with its cursor. A full crawl: all of it.
+/// A crawl stopped for want of requests (the hourly budget, a 429) that drained past the saved
+/// cursor (`previous_ns`): what it drained, with the error to report, so a backlog larger than
+/// one hour's budget is worked off hour by hour instead of being read again each time. Any
+/// other stop: nothing (the run fails; the next one reads the window again).
+pub fn settle(
+    result: Result<Crawled, Stopped>,
+    previous_ns: i64,
+) -> Result<(Crawled, Option<RailwayError>), Stopped> {
+    match result {
+        Ok(crawled) => Ok((crawled, None)),
+        Err(Stopped {
+            error: error @ (RailwayError::BudgetSpent { .. } | RailwayError::RateLimited { .. }),
+            drained,
+        }) if drained.drained_until_ns > previous_ns => Ok((drained, Some(error))),
+        Err(stopped) => Err(stopped),
+    }
+}
+
 /// Reads every log in `window`: a window that comes back with `limit` or more logs (Railway
 /// sometimes sends `limit + 1`) is split in two and both halves are read, whichever end of it
 /// the server chose to send. Lines sharing one nanosecond cannot be split by time: such a window

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use faultline_connectors::railway::{
     Budget, Client, RailwayError, RailwayLog, Token, Window, crawl, cursor_after, dropped_by_rate_limit,
-    format_ns, next_window, parse_cursor, parse_ns, to_event,
+    format_ns, next_window, parse_cursor, parse_ns, settle, to_event,
 };
 use faultline_connectors::railway_live::{LiveQuery, subscribe, ws_url};
 use faultline_core::Level;
@@ -272,15 +272,19 @@ fn log(ts: i64, message: &str) -> RailwayLog {
 }
 
 /// The server in memory (`timeline` sorted by time), with the real API's choices: an
-/// over-full window sends its newest `limit + 1`, bounds are inclusive; a request may fail.
+/// over-full window sends its newest `limit + 1`, bounds are inclusive; a request may fail
+/// (`failure` 0: a 502, 1: a 429, 2: the hourly budget spent; anything else answers).
 fn fetch_from(
     timeline: &[RailwayLog],
     w: Window,
     limit: u32,
-    fail: bool,
+    failure: u8,
 ) -> Result<Vec<RailwayLog>, RailwayError> {
-    if fail {
-        return Err(RailwayError::Unavailable { detail: "HTTP 502".into() });
+    match failure {
+        0 => return Err(RailwayError::Unavailable { detail: "HTTP 502".into() }),
+        1 => return Err(RailwayError::RateLimited { retry_after: Duration::from_secs(7) }),
+        2 => return Err(RailwayError::BudgetSpent { per_hour: 1000, wait: Duration::from_secs(60) }),
+        _ => {}
     }
     let start = timeline.partition_point(|l| l.ts_ns < w.since_ns - 1);
     let end = timeline.partition_point(|l| l.ts_ns <= w.until_ns + 1);
@@ -321,33 +325,27 @@ proptest! {
             let visible: Vec<RailwayLog> = lines.iter().filter(|(v, _)| *v <= now).map(|(_, l)| l.clone()).collect();
             let window = next_window(cursor.as_deref().and_then(parse_cursor), now, overlap, 3_600_000 * MS);
             let result = rt.block_on(crawl(|w, limit| {
-                let fail = failures.next().is_some_and(|f| f == 0);
-                std::future::ready(fetch_from(&visible, w, limit, fail))
+                let failure = failures.next().unwrap_or(9);
+                std::future::ready(fetch_from(&visible, w, limit, failure))
             }, window, limit, 5_000));
-            match result {
-                // Entries and cursor commit together; a failed run stores nothing and keeps the cursor.
-                Ok(crawled) => {
-                    stored.extend(crawled.logs.iter().map(RailwayLog::key));
-                    cursor = Some(cursor_after(window));
+            // What the crawler commits, by its own rule (`settle`): entries and cursor together.
+            // Any other stop stores nothing and keeps the cursor; the next cycle reads again.
+            let previous = cursor.as_deref().and_then(parse_cursor).unwrap_or(window.since_ns - 1);
+            if let Ok((crawled, stopped_by)) = settle(result, previous) {
+                if let Some(error) = &stopped_by {
+                    let for_want_of_requests = matches!(error, RailwayError::BudgetSpent { .. } | RailwayError::RateLimited { .. });
+                    prop_assert!(for_want_of_requests, "kept what a {:?} stop drained", error);
                 }
-                // A stopped crawl may keep what it drained (the crawler does when out of
-                // budget): the cursor moves to where it left off.
-                Err(stopped) => {
-                    prop_assert!(stopped.error.is_transient());
-                    let previous = cursor.as_deref().and_then(parse_cursor).unwrap_or(window.since_ns - 1);
-                    if stopped.drained.drained_until_ns > previous {
-                        prop_assert!(stopped.drained.logs.iter().all(|l| l.ts_ns <= stopped.drained.drained_until_ns));
-                        stored.extend(stopped.drained.logs.iter().map(RailwayLog::key));
-                        cursor = Some(cursor_after(Window { since_ns: window.since_ns, until_ns: stopped.drained.drained_until_ns }));
-                    }
-                }
+                prop_assert!(crawled.logs.iter().all(|l| l.ts_ns <= crawled.drained_until_ns));
+                stored.extend(crawled.logs.iter().map(RailwayLog::key));
+                cursor = Some(cursor_after(Window { since_ns: window.since_ns, until_ns: crawled.drained_until_ns }));
             }
         }
         // The last crawl may itself fail: retry until one succeeds, as the next cycle would.
         loop {
             let visible: Vec<RailwayLog> = lines.iter().map(|(_, l)| l.clone()).collect();
             let window = next_window(cursor.as_deref().and_then(parse_cursor), now, overlap, 3_600_000 * MS);
-            let fetch = |w, limit| std::future::ready(fetch_from(&visible, w, limit, false));
+            let fetch = |w, limit| std::future::ready(fetch_from(&visible, w, limit, 9));
             if let Ok(crawled) = rt.block_on(crawl(fetch, window, limit, 5_000)) {
                 stored.extend(crawled.logs.iter().map(RailwayLog::key));
                 break;

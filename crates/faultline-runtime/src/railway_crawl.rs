@@ -252,14 +252,8 @@ impl Crawler {
         run.api_errors += errors;
         run.rate_limit_waits += waits;
         let previous_ns = cursor.as_deref().and_then(parse_cursor).unwrap_or(window.since_ns - 1);
-        let (crawled, stopped) = match result {
-            Ok(crawled) => (crawled, None),
-            // Out of requests for now: keep what was drained, so that a backlog larger than one
-            // hour's budget is worked off hour by hour instead of being read again each time.
-            Err(railway::Stopped {
-                error: error @ (RailwayError::BudgetSpent { .. } | RailwayError::RateLimited { .. }),
-                drained,
-            }) if drained.drained_until_ns > previous_ns => (drained, Some(error)),
+        let (crawled, stopped) = match railway::settle(result, previous_ns) {
+            Ok(settled) => settled,
             Err(stopped) => {
                 run.api_requests += stopped.drained.requests;
                 return Err(stopped.error);
