@@ -129,6 +129,12 @@ impl Browser {
         assert!(errors.is_empty(), "console errors on {page}: {errors:#?}");
     }
 
+    /// How far the page scrolls sideways, in CSS pixels (0 when it fits the window's width).
+    async fn sideways(&self) -> i64 {
+        let script = "return document.documentElement.scrollWidth - document.documentElement.clientWidth;";
+        self.client.execute(script, vec![]).await.unwrap().as_i64().expect("a number")
+    }
+
     async fn screenshot(&self, name: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser");
         std::fs::create_dir_all(&dir).unwrap();
@@ -252,14 +258,8 @@ async fn fits_a_phone_and_refreshes_keeping_filters_and_scroll() {
     c.set_window_size(390, 844).await.unwrap();
     c.goto(&format!("{}/", server.url)).await.unwrap();
     browser.text("#errors-24h").await;
-    let overflow: Value = c
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "the page scrolls sideways on a phone by {overflow} px");
+    let overflow = browser.sideways().await;
+    assert!(overflow <= 0, "the page scrolls sideways on a phone by {overflow} px");
     browser.screenshot("phone").await;
 
     c.set_window_size(1280, 500).await.unwrap();
@@ -411,14 +411,8 @@ async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
     ] {
         c.goto(&format!("{}{path}", server.url)).await.unwrap();
         browser.text("main h1").await;
-        let overflow: Value = c
-            .execute(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert!(overflow.as_i64().unwrap() <= 0, "{path} scrolls sideways on a phone by {overflow} px");
+        let overflow = browser.sideways().await;
+        assert!(overflow <= 0, "{path} scrolls sideways on a phone by {overflow} px");
         if !name.is_empty() {
             browser.screenshot(name).await;
         }
@@ -427,14 +421,8 @@ async fn the_error_list_by_keyboard_and_bulk_change_with_local_chart_times() {
     c.find(Locator::Css("#errors a.pattern-link")).await.unwrap().click().await.unwrap();
     assert_eq!(browser.text("#title").await, "connection refused to <IP>");
     assert_eq!(c.find_all(Locator::Css("#pattern-chart g.bar")).await.unwrap().len(), 24);
-    let overflow: Value = c
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(overflow.as_i64().unwrap() <= 0, "an error's page scrolls sideways on a phone by {overflow} px");
+    let overflow = browser.sideways().await;
+    assert!(overflow <= 0, "an error's page scrolls sideways on a phone by {overflow} px");
     browser.screenshot("details-phone").await;
     browser.assert_no_console_errors("an error's page").await;
     browser.close().await;
