@@ -107,13 +107,7 @@ pub(super) async fn errors_page(State(app): App, headers: HeaderMap, uri: Uri) -
         ("sort", sort.clone()),
     ];
     let links = page_links("/errors", &params, page, ERRORS_PER_PAGE, found.total);
-    let mut back = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
-        back.append_pair(k, v);
-    }
-    if page > 1 {
-        back.append_pair("page", &page.to_string());
-    }
+    let back = list_url("/errors", &params, (page > 1).then_some(page));
     let done = match (p.changed, p.to.as_deref().and_then(PatternStatus::parse)) {
         (Some(n), Some(to)) => {
             Some(format!("{n} {} marked {}.", if n == 1 { "error" } else { "errors" }, to.as_str()))
@@ -164,7 +158,7 @@ pub(super) async fn errors_page(State(app): App, headers: HeaderMap, uri: Uri) -
         ],
         problem,
         done,
-        back: format!("/errors?{}", back.finish()),
+        back,
     };
     let code = if view.problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     render(code, &view, &view.chrome.viewer)

@@ -744,16 +744,21 @@ pub struct PageLinks {
     pub pages: u32,
 }
 
+/// A list's address with its non-empty parameters, and `page` when given.
+fn list_url(path: &str, params: &[(&str, String)], page: Option<u32>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
+        query.append_pair(k, v);
+    }
+    if let Some(p) = page {
+        query.append_pair("page", &p.to_string());
+    }
+    format!("{path}?{}", query.finish())
+}
+
 fn page_links(path: &str, params: &[(&str, String)], page: u32, per_page: u32, total: u64) -> PageLinks {
     let pages = total.div_ceil(u64::from(per_page)).max(1) as u32;
-    let link = |p: u32| {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in params.iter().filter(|(_, v)| !v.is_empty()) {
-            query.append_pair(k, v);
-        }
-        query.append_pair("page", &p.to_string());
-        format!("{path}?{}", query.finish())
-    };
+    let link = |p: u32| list_url(path, params, Some(p));
     PageLinks {
         previous: (page > 1).then(|| link(page - 1)),
         next: (page < pages).then(|| link(page + 1)),
