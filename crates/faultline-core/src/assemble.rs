@@ -49,10 +49,18 @@ enum Mode {
     Trace,
     /// Inside a Python traceback, before its exception line.
     PyTraceback,
-    /// After a Python exception line: only chaining text or a new traceback continues.
+    /// After a Python exception line: the rest of its message, or chaining text.
     PyAfterException,
+    /// After "During handling of the above exception…": the next traceback of the chain.
+    PyChained,
     /// Go or Rust panic: everything without a header continues.
     Panic,
+    /// Node's report of an uncaught exception (`file:line`, source, caret, error, frames, the
+    /// Node.js version): everything without a header continues.
+    Crash,
+    /// The last line of a report that says where it ends (Rust's `note: …`, `Node.js v…`):
+    /// nothing more continues it.
+    Closed,
 }
 
 #[derive(Debug)]
@@ -64,6 +72,8 @@ struct Pending {
     lines: Vec<String>,
     bytes: usize,
     blank_lines: usize,
+    /// A stack frame line (`at …`, `from …`) has been joined.
+    framed: bool,
     mode: Mode,
     last_push: TimestampMs,
 }
@@ -96,6 +106,8 @@ impl Assembler {
         {
             p.mode = mode;
             p.last_push = now;
+            let t = line.trim_start();
+            p.framed |= t.len() < line.len() && (t.starts_with("at ") || t.starts_with("from "));
             if p.lines.len() >= self.options.max_lines || p.bytes + line.len() > self.options.max_bytes {
                 self.dropped_lines += 1;
                 return None;
@@ -121,6 +133,7 @@ impl Assembler {
             lines: vec![line.to_owned()],
             bytes,
             blank_lines: 0,
+            framed: false,
             mode,
             last_push: now,
         });
@@ -149,7 +162,13 @@ impl Assembler {
         let first = lines.first().map(String::as_str).unwrap_or("");
         let (message, traceback) = if headed {
             let continuation = (lines.len() > 1).then(|| lines[1..].join("\n"));
-            let message = header.message.into_owned();
+            let mut message = header.message.into_owned();
+            if message.trim().is_empty()
+                && let Some(next) = lines[1..].iter().find(|l| !l.trim().is_empty())
+            {
+                // .NET's console logger puts the message on the line after its header.
+                message = next.trim().to_owned();
+            }
             (message, continuation.or(header.traceback))
         } else if lines.len() > 1 {
             (bare_block_message(&lines).to_owned(), Some(raw.clone()))
@@ -158,7 +177,12 @@ impl Assembler {
         };
         let level = match header.level {
             Some(level) => level,
-            None if mode == Mode::Panic || first.starts_with("panic: ") => Level::Critical,
+            None if mode == Mode::Panic
+                || first.starts_with("panic: ")
+                || first.contains("' panicked at") =>
+            {
+                Level::Critical
+            }
             None if traceback.is_some() || parse::states_error(first) => Level::Error,
             None => Level::Unknown,
         };
@@ -181,40 +205,111 @@ impl Assembler {
 fn start_mode(line: &str) -> Mode {
     if line.starts_with("Traceback (most recent call last):") {
         Mode::PyTraceback
-    } else if line.starts_with("panic: ") || (line.starts_with("thread '") && line.contains("' panicked at"))
+    } else if line.starts_with("panic: ")
+        || (line.starts_with("thread '") && line.contains("' panicked at"))
+        || goroutine_header(line)
     {
         Mode::Panic
     } else if line.starts_with("Exception in thread ") {
+        Mode::Trace
+    } else if node_crash_location(line) {
+        Mode::Crash
+    } else if ruby_crash(line) {
         Mode::Trace
     } else {
         Mode::Header
     }
 }
 
+/// `goroutine 42 [running]:`, the head of each goroutine in a Go stack dump.
+fn goroutine_header(line: &str) -> bool {
+    line.strip_prefix("goroutine ").is_some_and(|rest| {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with(" [") && line.ends_with(":")
+    })
+}
+
+/// The first line Node prints for an uncaught exception: the throwing file and line alone
+/// (`/app/src/config.js:8`), followed by the source line, a caret, and the error with its frames.
+fn node_crash_location(line: &str) -> bool {
+    let Some((path, number)) = line.rsplit_once(':') else { return false };
+    let absolute = path.starts_with('/') || path.starts_with("file://") || path.get(1..3) == Some(":\\");
+    absolute && !path.contains(' ') && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Ruby's report of an uncaught exception: `app/x.rb:22:in 'Report#average': divided by 0
+/// (ZeroDivisionError)`, its frames on the `\tfrom …` lines after it.
+fn ruby_crash(line: &str) -> bool {
+    let Some((location, rest)) = line.split_once(":in ") else { return false };
+    let file_line = location.rsplit_once(':').is_some_and(|(file, n)| {
+        !file.is_empty() && !file.contains(' ') && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+    });
+    file_line && (rest.contains("': ") || rest.contains("`: ")) && rest.ends_with(')')
+}
+
 /// Whether `line` (which has no header) continues `p`, and the mode after it.
 fn continues(p: &Pending, line: &str) -> Option<Mode> {
     let indented = line.starts_with([' ', '\t']);
     if line.starts_with("Traceback (most recent call last):") {
-        let open = matches!(p.mode, Mode::Header | Mode::PyAfterException) && p.header.traceback.is_none();
+        // The traceback of the log line before it, or the next one of a chain; right after a
+        // whole traceback, a new error.
+        let open = matches!(p.mode, Mode::Header | Mode::PyChained) && p.header.traceback.is_none();
         return open.then_some(Mode::PyTraceback);
     }
+    if goroutine_header(line) {
+        // The dump after a panic, or after a log line reporting one (net/http's "http: panic
+        // serving …"); a dump with no panic before it is an event of its own.
+        let after_panic = p.mode == Mode::Panic
+            || (p.mode == Mode::Header
+                && (p.lines[0].contains("panic") || p.header.level >= Some(Level::Error)));
+        return after_panic.then_some(Mode::Panic);
+    }
     if start_mode(line) != Mode::Header {
-        return None; // a new panic or "Exception in thread" is a new event
+        return None; // a new panic, crash or "Exception in thread" is a new event
+    }
+    // An event whose own header says it is an error keeps every line without a header: its
+    // exception, stack, chained causes and the lines a message or a driver adds (DETAIL:,
+    // ClientConnectionId:, a response body), however each runtime lays them out. A header
+    // is what starts a record, as log shippers' multi-line rules have it.
+    let headed_error = p.headed && p.header.level >= Some(Level::Warning);
+    if headed_error && p.framed && !indented && parse::exception_name(line).is_some() {
+        // A second error report after the stack of the first (Node's `console.error(err)`).
+        return None;
     }
     match p.mode {
-        Mode::Panic => Some(Mode::Panic),
+        Mode::Closed => None,
+        // Rust ends a panic with a `note:` about backtraces; Node ends its report with its version.
+        Mode::Panic if line.starts_with("note: ") && p.lines[0].starts_with("thread '") => Some(Mode::Closed),
+        Mode::Crash if line.starts_with("Node.js v") => Some(Mode::Closed),
+        Mode::Panic | Mode::Crash => Some(p.mode),
         Mode::PyTraceback if indented => Some(Mode::PyTraceback),
         Mode::PyTraceback => Some(Mode::PyAfterException),
         Mode::PyAfterException => {
+            // Chaining text and the next traceback of the chain; under a log line, also a
+            // message that goes on over several lines (a validation error's fields, a
+            // database's DETAIL:). A bare traceback's output may be followed by anything.
             let chaining = line.starts_with("During handling of the above exception")
                 || line.starts_with("The above exception was the direct cause");
-            (chaining || indented).then_some(Mode::PyAfterException)
+            if chaining {
+                Some(Mode::PyChained)
+            } else {
+                (indented || headed_error).then_some(Mode::PyAfterException)
+            }
         }
+        Mode::PyChained => None,
         Mode::Header | Mode::Trace => {
-            if indented || line.starts_with("Caused by: ") || line.starts_with("Suppressed: ") {
+            // Node prints an error's own properties after its frames, closing them with "}".
+            let closing = p.mode == Mode::Trace && line.starts_with('}');
+            if headed_error
+                || indented
+                || closing
+                || line.starts_with("Caused by:")
+                || line.starts_with("Suppressed: ")
+                || line.starts_with("--- End of ")
+            {
                 Some(Mode::Trace)
             } else if p.mode == Mode::Header && p.blank_lines == 0 && parse::exception_name(line).is_some() {
-                // "ERROR charge failed" followed by "java.lang.IllegalStateException: boom"
+                // "charge failed" followed by "java.lang.IllegalStateException: boom"
                 Some(Mode::Trace)
             } else {
                 None
@@ -224,18 +319,30 @@ fn continues(p: &Pending, line: &str) -> Option<Mode> {
 }
 
 /// The message of an event that is a traceback with no log line before it: the final
-/// exception line for Python, the first line otherwise.
+/// exception line for Python, the error line of Node's uncaught-exception report, the first
+/// line otherwise.
 fn bare_block_message(lines: &[String]) -> &str {
     let first = lines[0].as_str();
+    if node_crash_location(first) {
+        let error =
+            lines.iter().skip(1).find(|l| !l.starts_with([' ', '\t']) && parse::exception_name(l).is_some());
+        return error.map_or(first, String::as_str);
+    }
     if !first.starts_with("Traceback (most recent call last):") {
         return first;
     }
-    lines
-        .iter()
-        .rev()
-        .find(|l| !l.is_empty() && !l.starts_with([' ', '\t']))
-        .map(String::as_str)
-        .unwrap_or(first)
+    // The exception line is the first after each traceback's frames; a chain's last counts.
+    let mut message = first;
+    let mut after_header = false;
+    for line in lines {
+        if line.starts_with("Traceback (most recent call last):") {
+            after_header = true;
+        } else if after_header && !line.is_empty() && !line.starts_with([' ', '\t']) {
+            after_header = false;
+            message = line;
+        }
+    }
+    message
 }
 
 fn into_owned(p: ParsedLine<'_>) -> ParsedLine<'static> {

@@ -17,6 +17,7 @@
 //! what version 1 gave the same event, so the store can keep version-1 patterns matching for a
 //! transition window instead of splitting every issue on upgrade.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use rustc_hash::FxHashMap;
@@ -29,7 +30,7 @@ use crate::model::LogEvent;
 use crate::parse::exception_name;
 
 /// Stored with every pattern so a later algorithm can tell its own patterns apart.
-pub const FINGERPRINT_VERSION: i32 = 2;
+pub const FINGERPRINT_VERSION: i32 = 3;
 
 /// Longest message text that takes part in grouping; longer messages are cut first.
 const MAX_GROUPED_BYTES: usize = 2048;
@@ -155,23 +156,42 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
     mask_into(message, &mut template);
 
     let trace = event.traceback.as_deref().unwrap_or("");
-    let (error_types, value) = exception_chain(message, trace);
+    let (mut error_types, value) = exception_chain(message, trace);
     let mut all_frames = frames(trace);
     sdk_in_app(event, &mut all_frames);
-    let error_type = error_types.first().cloned();
+    let panic = error_types.first().is_some_and(|t| t.starts_with("panic: "));
+    if panic && all_frames.is_empty() {
+        // A Rust panic printed without its backtrace still says where: the file counts as the
+        // one frame (without its line and column, which move between deploys).
+        all_frames.extend(panic_location(message, trace));
+    }
+    // Version 2 hashed these stacks without the panic's message, or with no type at all.
+    let mut legacy_types = error_types.clone();
+    if panic {
+        legacy_types = vec!["panic".to_owned()];
+    }
+    let error_type = legacy_types.first().cloned();
+    if error_types.is_empty() && !all_frames.is_empty() {
+        // An error with a stack but no exception class (a Go error's stack, a logger's own
+        // stack): what it says is its kind, so two errors of one function stay apart.
+        let mut kind = String::from("error: ");
+        kind.push_str(&template);
+        error_types.push(kind);
+    }
 
     let mut previous = None;
     let (tier, fingerprint, frames) = if !all_frames.is_empty() {
         let in_app: Vec<StackFrame> = all_frames.iter().filter(|f| f.in_app).cloned().collect();
-        if in_app.is_empty() || in_app.len() == all_frames.len() {
-            (Tier::Stack, stack_hash(&error_types, &all_frames), all_frames)
-        } else {
-            previous = Some(stack_hash(&error_types, &all_frames));
-            (Tier::Stack, stack_hash(&error_types, &in_app), in_app)
+        let counted = if in_app.is_empty() { all_frames } else { in_app };
+        let fingerprint = stack_hash(&error_types, &counted);
+        let legacy = stack_hash(&legacy_types, &counted);
+        if legacy != fingerprint {
+            previous = Some(legacy);
         }
+        (Tier::Stack, fingerprint, counted)
     } else if let (Some(t), Some(v)) = (&error_type, value) {
         let mut masked = String::with_capacity(v.len());
-        mask_into(cut(v, MAX_GROUPED_BYTES), &mut masked);
+        mask_into(cut(&v, MAX_GROUPED_BYTES), &mut masked);
         let fp = hash(&[b"faultline/1\nexception\n", t.as_bytes(), b"\n", masked.as_bytes()]);
         (Tier::Exception, fp, Vec::new())
     } else {
@@ -201,9 +221,9 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
 pub fn headline(message: &str, traceback: Option<&str>) -> String {
     let message = cut(message, MAX_GROUPED_BYTES);
     let (types, value) = exception_chain(message, traceback.unwrap_or(""));
-    match (types.first(), value) {
+    match (types.first().filter(|t| !t.starts_with("panic: ")), value) {
         (Some(t), Some(v)) => {
-            let short = t.rsplit(['.', '$']).next().filter(|s| !s.is_empty()).unwrap_or(t);
+            let short = t.rsplit(['.', '$', ':', '\\']).next().filter(|s| !s.is_empty()).unwrap_or(t);
             let v = v.lines().next().unwrap_or("").trim();
             if v.is_empty() { short.to_owned() } else { format!("{short}: {v}") }
         }
@@ -390,43 +410,191 @@ fn cut(s: &str, max: usize) -> &str {
 }
 
 /// Exception types found in the message and traceback, outermost first, and the value of the
-/// first one (the text after `Type: `).
-fn exception_chain<'a>(message: &'a str, trace: &'a str) -> (Vec<String>, Option<&'a str>) {
+/// first one (the text after `Type: `). A panic (Go, Rust) has no type: its masked message stands
+/// for one, `panic: <message>`.
+fn exception_chain<'a>(message: &'a str, trace: &'a str) -> (Vec<String>, Option<Cow<'a, str>>) {
     let mut types: Vec<String> = Vec::new();
     let mut value = None;
-    let mut note = |line: &'a str, types: &mut Vec<String>| {
-        let line = line.trim_start();
-        let line = line.strip_prefix("Caused by: ").unwrap_or(line);
-        let line = match line.strip_prefix("Exception in thread \"") {
-            Some(rest) => rest.split_once("\" ").map_or(rest, |(_, r)| r),
-            None => line,
-        };
-        if let Some(name) = exception_name(line) {
+    let mut note = |found: Option<(&'a str, Cow<'a, str>)>, types: &mut Vec<String>| {
+        if let Some((name, v)) = found {
             if value.is_none() {
-                value = Some(line[name.len()..].trim_start_matches(':').trim());
+                value = Some(v);
             }
             if !types.iter().any(|t| t == name) {
                 types.push(name.to_owned());
             }
         }
     };
-    // A Python traceback ends with its exception line, so read Python chains bottom-up.
-    let python = trace.contains("Traceback (most recent call last):");
-    if python {
-        for line in trace.lines().rev().filter(|l| !l.starts_with([' ', '\t']) && !l.starts_with("Traceback"))
-        {
-            note(line, &mut types);
+    if trace.contains("Traceback (most recent call last):") {
+        // A Python traceback ends with its exception line: the first line after the frames,
+        // whatever the class is called. A chain prints the outermost exception last.
+        let mut found = Vec::new();
+        let mut after_header = false;
+        for line in trace.lines() {
+            if line.starts_with("Traceback (most recent call last):") {
+                after_header = true;
+            } else if after_header && !line.is_empty() && !line.starts_with([' ', '\t']) {
+                after_header = false;
+                found.push(exception_line(line, true));
+            }
+        }
+        for f in found.into_iter().rev() {
+            note(f, &mut types);
         }
     } else {
-        note(message, &mut types);
-        for line in trace.lines().filter(|l| !l.starts_with("\tat ") && !l.starts_with("    at ")) {
-            note(line, &mut types);
+        note(exception_line(message, false), &mut types);
+        let lines: Vec<&str> = trace.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if frame_line(line) {
+                continue;
+            }
+            // A line right before a frame is an exception line whatever its class is called.
+            let before_frame = lines.get(i + 1).is_some_and(|next| frame_line(next));
+            note(exception_line(line, before_frame), &mut types);
         }
     }
-    if types.is_empty() && (message.starts_with("panic: ") || message.contains("' panicked at")) {
-        types.push("panic".to_owned());
+    if types.is_empty()
+        && let Some(panic) = panic_message(message, trace)
+    {
+        let mut kind = String::from("panic: ");
+        mask_into(cut(panic, MAX_GROUPED_BYTES), &mut kind);
+        types.push(kind);
     }
     (types, value)
+}
+
+/// The message of a Go or Rust panic.
+fn panic_message<'a>(message: &'a str, trace: &'a str) -> Option<&'a str> {
+    if let Some(rest) = message.strip_prefix("panic: ") {
+        return Some(rest.strip_suffix(" [recovered]").unwrap_or(rest));
+    }
+    let at = message.find("' panicked at ")?;
+    let rest = &message[at + "' panicked at ".len()..];
+    // Before Rust 1.73: panicked at 'message', src/main.rs:3:5
+    if let Some(quoted) = rest.strip_prefix('\'') {
+        return Some(quoted.rsplit_once("', ").map_or(quoted, |(m, _)| m));
+    }
+    // Since: panicked at src/main.rs:3:5:\nmessage
+    let source = if trace.contains("' panicked at ") { trace } else { message };
+    let mut lines = source.lines().skip_while(|l| !l.contains("' panicked at "));
+    lines.next();
+    lines.next().filter(|l| !l.starts_with("note: ") && !l.starts_with("stack backtrace:")).or(Some(""))
+}
+
+/// The file a Rust panic names (`panicked at src/billing/money.rs:40:9:`), as a frame.
+fn panic_location(message: &str, trace: &str) -> Option<StackFrame> {
+    let line = trace.lines().chain(message.lines()).find(|l| l.contains("' panicked at "))?;
+    let rest = &line[line.find("' panicked at ")? + "' panicked at ".len()..];
+    let location = if rest.starts_with('\'') { rest.rsplit_once("', ")?.1 } else { rest };
+    let file = strip_line_numbers(location.trim_end_matches(':'));
+    (!file.is_empty()).then(|| StackFrame { module: file.to_owned(), function: String::new(), in_app: true })
+}
+
+/// A line that is a stack frame of one of the runtimes read here.
+fn frame_line(line: &str) -> bool {
+    let t = line.trim_start();
+    (t.starts_with("at ") && t.len() < line.len())
+        || t.starts_with("from ")
+        || t.starts_with("File \"")
+        || (t.starts_with('#') && t[1..].starts_with(|c: char| c.is_ascii_digit()))
+}
+
+/// The exception a line names, with its value: `Type: value` and `Type` (the class must look
+/// like an exception's unless `anywhere` says the line's place makes it one), after `Caused by:`,
+/// .NET's ` ---> ` and `(0x80131904)`, Node's `[cause]:`, PHP's `Uncaught … in file:line`;
+/// Ruby's `message (Type)` and Rails' `Type (message):`; Laravel's `[object] (Type(code: 0): …`.
+fn exception_line(line: &str, anywhere: bool) -> Option<(&str, Cow<'_, str>)> {
+    let mut t = line.trim_start();
+    for prefix in
+        ["Caused by: ", "Suppressed: ", "---> ", "[cause]: ", "Uncaught ", "PHP Fatal error:  Uncaught "]
+    {
+        if let Some(rest) = t.strip_prefix(prefix) {
+            t = rest.trim_start();
+        }
+    }
+    if let Some(rest) = t.strip_prefix("Exception in thread \"") {
+        t = rest.split_once("\" ").map_or(rest, |(_, r)| r);
+    }
+    if let Some(at) = t.find("[object] (") {
+        // Laravel: [object] (BadMethodCallException(code: 0): message at /path/File.php:67)
+        let rest = &t[at + "[object] (".len()..];
+        let (name, tail) = rest.split_once("(code: ")?;
+        let value = tail.split_once("): ").map_or("", |(_, v)| v);
+        let value = value.rsplit_once(" at ").map_or(value, |(v, _)| v);
+        return class_name(name, true).map(|n| (n, Cow::Owned(value.replace("\\\\", "\\"))));
+    }
+    if let Some(found) = ruby_exception(t) {
+        return Some(found);
+    }
+    let end = t.find(|c: char| !(c.is_ascii_alphanumeric() || "_.$\\:".contains(c))).unwrap_or(t.len());
+    let (mut name, mut after) = (&t[..end], &t[end..]);
+    if let Some(n) = name.strip_suffix(':') {
+        // "Type: value" scanned with the colon
+        name = n;
+        after = &t[end - 1..];
+    }
+    // .NET: "SqlException (0x80131904): …", "Win32Exception (258): …"
+    if let Some(code) = after.strip_prefix(" (")
+        && let Some((inner, rest)) = code.split_once(')')
+        && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b'x')
+    {
+        after = rest;
+    }
+    if !(after.is_empty() || after.starts_with(':')) {
+        return None;
+    }
+    let name = class_name(name, anywhere)?;
+    let mut value = after.trim_start_matches(':').trim();
+    // PHP: "Cart 9 is empty in /var/www/src/Checkout.php:41"
+    if let Some((v, location)) = value.rsplit_once(" in ")
+        && (location.ends_with(|c: char| c.is_ascii_digit())
+            && (location.contains(".php:") || location.contains(" on line ")))
+    {
+        value = v;
+    }
+    Some((name, Cow::Borrowed(value)))
+}
+
+/// `Type` when it is a class name: dotted or namespaced (`::`, `\\`), its last part starting
+/// with a capital; and unless `anywhere`, named like an exception (…Error, …Exception).
+fn class_name(name: &str, anywhere: bool) -> Option<&str> {
+    let last = name.rsplit(['.', ':', '\\', '$']).next().unwrap_or(name);
+    let capital = last.as_bytes().first().is_some_and(u8::is_ascii_uppercase);
+    let named = exception_name(last).is_some() || (anywhere && capital);
+    (capital && named && !name.ends_with(':') && !name.contains(":::")).then_some(name)
+}
+
+/// Ruby: `message (ActiveRecord::RecordNotFound)` (after `file:line:in 'method': ` when it is
+/// the crash report's first line), and Rails' `ActionView::Template::Error (message):`.
+fn ruby_exception(t: &str) -> Option<(&str, Cow<'_, str>)> {
+    let t = t.strip_prefix('[').and_then(|r| r.split_once("] ")).map_or(t, |(_, r)| r);
+    let ruby_class = |n: &str| {
+        !n.is_empty()
+            && n.split("::").all(|p| {
+                p.as_bytes().first().is_some_and(u8::is_ascii_uppercase)
+                    && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            })
+            && (n.contains("::") || exception_name(n).is_some())
+    };
+    if let Some(inner) = t.strip_suffix(')')
+        && let Some((message, name)) = inner.rsplit_once(" (")
+        && ruby_class(name)
+    {
+        let message = match message.split_once(":in ") {
+            Some((_, rest)) => {
+                rest.split_once("': ").or_else(|| rest.split_once("`: ")).map_or(message, |(_, m)| m)
+            }
+            None => message,
+        };
+        return Some((name, Cow::Borrowed(message)));
+    }
+    if let Some(inner) = t.strip_suffix("):")
+        && let Some((name, message)) = inner.split_once(" (")
+        && ruby_class(name)
+    {
+        return Some((name, Cow::Borrowed(message)));
+    }
+    None
 }
 
 /// An SDK that knows which frames are the application's (Sentry's `in_app`) says so per frame
@@ -448,8 +616,16 @@ fn sdk_in_app(event: &LogEvent, frames: &mut [StackFrame]) {
 fn frames(trace: &str) -> Vec<StackFrame> {
     let mut out: Vec<StackFrame> = Vec::new();
     let mut lines = trace.lines().peekable();
+    let mut goroutines = 0;
     while let Some(line) = lines.next() {
         let t = line.trim_start();
+        if line.starts_with("goroutine ") {
+            // A Go dump goes on with the other goroutines: only the first one failed.
+            goroutines += 1;
+            if goroutines > 1 {
+                break;
+            }
+        }
         let frame = if let Some(rest) = t.strip_prefix("File \"") {
             // Python:   File "/app/db.py", line 3, in get
             rest.split_once('"').map(|(path, tail)| StackFrame {
@@ -459,20 +635,33 @@ fn frames(trace: &str) -> Vec<StackFrame> {
             })
         } else if let Some(rest) = t.strip_prefix("at ").filter(|_| line.starts_with([' ', '\t'])) {
             java_or_node_frame(rest)
-        } else if let Some(name) =
-            go_function(line).filter(|_| lines.peek().is_some_and(|n| n.starts_with('\t')))
-        {
-            // Go: main.(*Server).handle(0xc000010000)  followed by  \t/app/server.go:42 +0x1d
-            let (module, function) = name.rsplit_once('.').unwrap_or(("", name));
+        } else if let Some(frame) = ruby_frame(t) {
+            Some(frame)
+        } else if let Some(frame) = php_frame(t) {
+            Some(frame)
+        } else if let Some(name) = go_function(line).filter(|_| {
+            lines.peek().is_some_and(|n| n.starts_with('\t') && n.contains(".go:") || n.contains(".s:"))
+        }) {
+            // Go: main.(*Server).handle(0xc000010000)  followed by  \t/app/server.go:42 +0x1d,
+            // or pkg/errors' and zap's  main.(*Server).handle  followed by  \t/app/server.go:42
+            let (module, function) = go_split(name);
             let path = lines.peek().map_or("", |n| n.trim());
-            let in_app = !(library_path(path) || path.contains("/go/src/") || module.starts_with("runtime"));
+            let std = !module.split('/').next().is_some_and(|p| p.contains('.') || p == "main");
+            let in_app =
+                !(library_path(path) || path.contains("/go/src/") || module.starts_with("runtime") || std);
             Some(StackFrame { module: module.to_owned(), function: function.to_owned(), in_app })
         } else if let Some((num, path)) =
             t.split_once(": ").filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
         {
             // Rust backtrace:    3: my_app::handler::run
+            // or, in full:      12:     0x55d7c1a2f0e1 - my_app::handler::run::h1d2f0a3b4c5d6e7f
             let _ = num;
             let path = path.trim();
+            let path = path.split_once(" - ").filter(|(a, _)| a.starts_with("0x")).map_or(path, |(_, p)| p);
+            let path = strip_rust_hash(path);
+            if path.contains(' ') && !path.starts_with('<') {
+                continue; // anyhow's numbered causes: "0: failed to bind 0.0.0.0:8080"
+            }
             let (module, function) = path.rsplit_once("::").unwrap_or(("", path));
             let in_app = !RUST_LIBRARIES.iter().any(|l| path.starts_with(l));
             Some(StackFrame { module: module.to_owned(), function: function.to_owned(), in_app })
@@ -488,8 +677,61 @@ fn frames(trace: &str) -> Vec<StackFrame> {
     out
 }
 
+/// `my_app::run::h1d2f0a3b4c5d6e7f` → `my_app::run`: the hash differs in every build.
+fn strip_rust_hash(path: &str) -> &str {
+    match path.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => head,
+        _ => path,
+    }
+}
+
+/// `github.com/acme/shop/internal/api.(*Server).getOrder` → (`github.com/acme/shop/internal/api.(*Server)`,
+/// `getOrder`): the function after the package path's last `/`.
+fn go_split(name: &str) -> (&str, &str) {
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].rfind('.') {
+        Some(dot) => (&name[..slash + dot], &name[slash + dot + 1..]),
+        None => ("", name),
+    }
+}
+
+/// Ruby: `app/models/order.rb:12:in 'find'` (backquoted before Ruby 3.4, `Order#find` since), after
+/// `from ` in a crash report or a Rails request tag; the crash's first line has its message after.
+fn ruby_frame(t: &str) -> Option<StackFrame> {
+    let t = t.strip_prefix("from ").unwrap_or(t);
+    let t = if t.starts_with('[') { t.split_once("] ").map_or(t, |(_, r)| r.trim_start()) } else { t };
+    let (location, rest) = t.split_once(":in ")?;
+    let (path, line) = location.rsplit_once(':')?;
+    if path.is_empty() || path.contains(' ') || line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let rest = rest.strip_prefix(['`', '\'']).unwrap_or(rest);
+    let function = rest.split('\'').next().unwrap_or(rest);
+    let in_app = !(library_path(path)
+        || ["/gems/", "/ruby/", "/rubygems", "<internal:"].iter().any(|m| path.contains(m)));
+    Some(StackFrame {
+        module: basename(path).trim_end_matches(".rb").to_owned(),
+        function: function.to_owned(),
+        in_app,
+    })
+}
+
+/// PHP: `#0 /var/www/src/Cart.php(27): App\Checkout->place(Object(App\Cart))` and
+/// `#2 [internal function]: App\Controller->show(…)`; the `{main}` line is no frame.
+fn php_frame(t: &str) -> Option<StackFrame> {
+    let rest = t.strip_prefix('#')?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = rest[digits..].strip_prefix(' ').filter(|_| digits > 0)?;
+    let (location, call) = rest.split_once("): ").or_else(|| rest.split_once("]: "))?;
+    let path = location.rsplit_once('(').map_or("", |(p, _)| p);
+    let function = call.split('(').next().unwrap_or(call).replace("\\\\", "\\");
+    let in_app = !path.is_empty() && !library_path(path);
+    Some(StackFrame { module: basename(path).trim_end_matches(".php").to_owned(), function, in_app })
+}
+
 /// The function a Go goroutine-dump line names: `main.(*T).run(0xc0…)` or
-/// `created by main.main in goroutine 1`; `None` for any other line.
+/// `created by main.main in goroutine 1`, or pkg/errors' `main.(*T).run` alone; `None` for any
+/// other line.
 fn go_function(line: &str) -> Option<&str> {
     if line.starts_with([' ', '\t']) || line.starts_with("goroutine ") {
         return None;
@@ -497,26 +739,53 @@ fn go_function(line: &str) -> Option<&str> {
     if let Some(rest) = line.strip_prefix("created by ") {
         return Some(rest.split(" in goroutine ").next().unwrap_or(rest));
     }
-    let open = line.rfind('(')?;
-    let name = &line[..open];
-    (line.ends_with(')') && !name.is_empty() && !name.contains(' ')).then_some(name)
+    let name = match line.rfind('(') {
+        Some(open) if line.ends_with(')') => &line[..open],
+        _ => line,
+    };
+    (!name.is_empty() && !name.contains(' ') && name.contains('.')).then_some(name)
 }
 
 fn java_or_node_frame(rest: &str) -> Option<StackFrame> {
     let rest = rest.trim();
-    match rest.split_once(" (") {
+    // Node prints an error's own properties after its last frame: "at main (/app/x.js:5:3) {"
+    let rest = rest.strip_suffix(" {").unwrap_or(rest);
+    // .NET: "at Shop.Orders.Get(Int32 id) in /src/Shop/Orders.cs:line 42"
+    let rest = match rest.rsplit_once(") in ") {
+        Some((call, _)) => &rest[..call.len() + 1],
+        None => rest,
+    };
+    match rest.split_once(" (").filter(|(f, _)| !f.contains('(')) {
         // Node:    at handler (/app/src/routes.js:10:5)
         Some((function, location)) => {
-            let path = location.trim_end_matches(')');
-            let file = strip_line_numbers(basename(path));
-            let in_app = !library_path(path);
+            let path = location.strip_suffix(')').unwrap_or(location);
+            // Native code: "at Array.map (<anonymous>)", "at async Promise.all (index 4)"
+            let native = path == "<anonymous>" || path == "native" || path.starts_with("index ");
+            let file = if native { "" } else { strip_line_numbers(basename(path)) };
+            let in_app = !native && !library_path(path);
             Some(StackFrame { module: file.to_owned(), function: function.trim().to_owned(), in_app })
         }
         None => {
             // Java:  at com.acme.Billing.charge(Billing.java:42)
             if let Some(open) = rest.find('(') {
                 let name = &rest[..open];
+                // Classes made at run time: lambdas (`$$Lambda$1472/0x…`) and proxies are none
+                // of the application's frames; generated subclasses (`$$SpringCGLIB$$0`) stand
+                // for the class they extend.
+                if name.contains("$$Lambda")
+                    || name.contains("$Proxy")
+                    || name.contains("GeneratedMethodAccessor")
+                {
+                    return None;
+                }
+                // Java 9+ prefixes the module or class loader: "java.base/java.lang.Thread.run"
+                let name = name.rsplit_once('/').map_or(name, |(_, n)| n);
                 let (module, function) = name.rsplit_once('.').unwrap_or(("", name));
+                let module = module.split("$$").next().unwrap_or(module);
+                // .NET's compiled expression trees: lambda_method12, lambda_method37…
+                if function.starts_with("lambda_method") {
+                    return None;
+                }
                 let in_app = !JAVA_LIBRARIES.iter().any(|l| name.starts_with(l));
                 return Some(StackFrame { module: module.to_owned(), function: function.to_owned(), in_app });
             }
@@ -548,8 +817,13 @@ fn library_path(path: &str) -> bool {
     path.starts_with("internal/") || path.starts_with("node:") || MARKERS.iter().any(|m| path.contains(m))
 }
 
-/// Java and JVM frames from the runtime and common frameworks.
-const JAVA_LIBRARIES: [&str; 12] = [
+/// JVM and .NET frames from the runtime and common frameworks.
+const JAVA_LIBRARIES: [&str; 17] = [
+    "System.",
+    "Microsoft.",
+    "Npgsql.",
+    "Newtonsoft.",
+    "com.zaxxer.",
     "java.",
     "javax.",
     "jdk.",

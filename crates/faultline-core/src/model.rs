@@ -50,14 +50,14 @@ impl Level {
         lower.copy_from_slice(name.as_bytes());
         lower.make_ascii_lowercase();
         Some(match &*lower {
-            b"trace" | b"verbose" => Level::Trace,
+            // Serilog writes VRB DBG INF WRN ERR FTL
+            b"trace" | b"verbose" | b"vrb" => Level::Trace,
             b"debug" | b"dbg" => Level::Debug,
-            b"info" | b"information" | b"informational" | b"notice" => Level::Info,
-            b"warn" | b"warning" => Level::Warning,
+            b"info" | b"information" | b"informational" | b"notice" | b"inf" => Level::Info,
+            b"warn" | b"warning" | b"wrn" => Level::Warning,
             b"error" | b"err" | b"eror" | b"exception" => Level::Error,
-            b"critical" | b"crit" | b"fatal" | b"panic" | b"emerg" | b"emergency" | b"alert" | b"severe" => {
-                Level::Critical
-            }
+            b"critical" | b"crit" | b"fatal" | b"ftl" | b"panic" | b"emerg" | b"emergency" | b"alert"
+            | b"severe" => Level::Critical,
             _ => return None,
         })
     }
@@ -82,6 +82,13 @@ impl Level {
             40 => Level::Error,
             50 => Level::Critical,
             60 => Level::Critical,
+            // Monolog: 100 DEBUG, 200 INFO, 250 NOTICE, 300 WARNING, 400 ERROR, 500 CRITICAL,
+            // 550 ALERT, 600 EMERGENCY
+            100 => Level::Debug,
+            200 | 250 => Level::Info,
+            300 => Level::Warning,
+            400 => Level::Error,
+            500 | 550 | 600 => Level::Critical,
             _ => return None,
         })
     }

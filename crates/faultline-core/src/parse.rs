@@ -58,9 +58,10 @@ pub struct ParsedLine<'a> {
 
 impl ParsedLine<'_> {
     /// True when the line has a header of its own (a timestamp or a level), so it starts a new
-    /// event rather than continuing the previous one.
+    /// event rather than continuing the previous one. A JSON object with neither (a response
+    /// body printed under an error line) is not a record of its own.
     pub fn has_header(&self) -> bool {
-        self.timestamp_ms.is_some() || self.level.is_some() || self.format == Format::Json
+        self.timestamp_ms.is_some() || self.level.is_some()
     }
 }
 
@@ -130,14 +131,26 @@ pub fn exception_name(line: &str) -> Option<&str> {
 
 // --- JSON ------------------------------------------------------------------------------------
 
-pub(crate) const LEVEL_KEYS: [&str; 7] =
-    ["level", "severity", "lvl", "levelname", "log.level", "loglevel", "status"];
-const MESSAGE_KEYS: [&str; 5] = ["msg", "message", "event", "text", "@message"];
-pub(crate) const TIME_KEYS: [&str; 7] = ["time", "timestamp", "ts", "@timestamp", "asctime", "datetime", "t"];
+pub(crate) const LEVEL_KEYS: [&str; 9] =
+    ["level", "severity", "lvl", "levelname", "level_name", "log.level", "loglevel", "@l", "status"];
+/// `@m`/`@mt` are Serilog's compact JSON (the rendered message, or its template).
+const MESSAGE_KEYS: [&str; 7] = ["msg", "message", "event", "text", "@message", "@m", "@mt"];
+pub(crate) const TIME_KEYS: [&str; 8] =
+    ["time", "timestamp", "ts", "@timestamp", "@t", "asctime", "datetime", "t"];
 const SOURCE_KEYS: [&str; 8] =
     ["logger", "name", "logger_name", "log.logger", "module", "source", "service", "component"];
-const TRACE_KEYS: [&str; 7] =
-    ["exc_info", "stack", "traceback", "stack_trace", "stacktrace", "exception", "exc_text"];
+const TRACE_KEYS: [&str; 10] = [
+    "exc_info",
+    "stack",
+    "traceback",
+    "stack_trace",
+    "stacktrace",
+    "exception",
+    "exc_text",
+    "@x",
+    "error.stack_trace",
+    "backtrace",
+];
 const PATH_KEYS: [&str; 4] = ["request_path", "path", "http.path", "url"];
 const METHOD_KEYS: [&str; 3] = ["request_method", "method", "http.method"];
 
@@ -157,7 +170,13 @@ pub fn parse_json_object(mut map: Map<String, Value>) -> ParsedLine<'static> {
     let timestamp_ms = take_first(&mut map, &TIME_KEYS, timestamp::parse_value);
     let message = take_first(&mut map, &MESSAGE_KEYS, value_text);
     let source = take_first(&mut map, &SOURCE_KEYS, value_text);
-    let mut traceback = take_first(&mut map, &TRACE_KEYS, |v| value_text(v).filter(|s| !s.is_empty()));
+    let mut traceback = take_first(&mut map, &TRACE_KEYS, |v| match v {
+        // Ruby's `backtrace` and some loggers' stacks: one string per frame
+        Value::Array(items) if items.iter().all(Value::is_string) && !items.is_empty() => {
+            Some(items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))
+        }
+        _ => value_text(v).filter(|s| !s.is_empty()),
+    });
     // pino / bunyan / ECS put the error in an object: {"err": {"message", "stack", "type"}}
     let mut nested_message = None;
     for key in ["err", "error"] {
@@ -312,6 +331,15 @@ fn parse_text<'a>(line: &'a str, ctx: &ParseContext) -> ParsedLine<'a> {
         request_path: None,
         metadata: Map::new(),
     };
+    if let Some(ruby) = ruby_logger(line, ctx) {
+        return ruby;
+    }
+    if let Some((level, category)) = dotnet_console(line) {
+        parsed.level = Some(level);
+        parsed.source = Some(Cow::Borrowed(category));
+        parsed.message = Cow::Borrowed("");
+        return parsed;
+    }
     let mut rest = line;
     // syslog priority: "<11>..."
     if let Some(after) = rest.strip_prefix('<')
@@ -379,10 +407,91 @@ fn skip_separators(s: &str) -> &str {
     t
 }
 
+/// Ruby's `Logger`: `E, [2024-03-04T10:15:02.331442 #4121] ERROR -- progname: message`.
+fn ruby_logger<'a>(line: &'a str, ctx: &ParseContext) -> Option<ParsedLine<'a>> {
+    let b = line.as_bytes();
+    if !(b.len() > 5 && b"DIWEFAU".contains(&b[0]) && &b[1..4] == b", [") {
+        return None;
+    }
+    let (inner, after) = bracketed(&line[3..])?;
+    let stamp = inner.split(" #").next()?;
+    let timestamp_ms = timestamp::parse_prefix(stamp, ctx.default_year)?.timestamp_ms;
+    let (word, after) = after.trim_start().split_once(" -- ")?;
+    let (progname, message) = after.split_once(':')?;
+    let progname = progname.trim();
+    Some(ParsedLine {
+        format: Format::Text,
+        timestamp_ms: Some(timestamp_ms),
+        level: Some(Level::parse(word).unwrap_or(Level::Unknown)),
+        source: (!progname.is_empty()).then_some(Cow::Borrowed(progname)),
+        message: Cow::Borrowed(message.trim()),
+        traceback: None,
+        request_method: None,
+        request_path: None,
+        metadata: Map::new(),
+    })
+}
+
+/// .NET's console logger: `fail: Microsoft.AspNetCore.Server.Kestrel[13]`, its message and
+/// exception on the indented lines after it.
+fn dotnet_console(line: &str) -> Option<(Level, &str)> {
+    let (word, category) = line.split_once(": ")?;
+    let level = match word {
+        "trce" => Level::Trace,
+        "dbug" => Level::Debug,
+        "info" => Level::Info,
+        "warn" => Level::Warning,
+        "fail" => Level::Error,
+        "crit" => Level::Critical,
+        _ => return None,
+    };
+    let open = category.rfind('[')?;
+    let event_id = category[open + 1..].strip_suffix(']')?;
+    (event_id.bytes().all(|b| b.is_ascii_digit()) && !category[..open].contains(' '))
+        .then_some((level, &category[..open]))
+}
+
+/// PHP's error log: `PHP Fatal error:  Uncaught …`, `PHP Warning:  …`.
+fn php_error(s: &str) -> Option<(Level, &str)> {
+    let rest = s.strip_prefix("PHP ")?;
+    let (kind, message) = rest.split_once(':')?;
+    let level = match kind {
+        "Fatal error" | "Parse error" | "Recoverable fatal error" | "Core error" | "Compile error" => {
+            Level::Critical
+        }
+        "Warning" | "Core warning" | "Compile warning" => Level::Warning,
+        "Notice" | "Deprecated" | "Strict Standards" => Level::Info,
+        _ => return None,
+    };
+    Some((level, message.trim_start()))
+}
+
 /// Reads `[LEVEL] source: message` and its variants after the timestamp.
 /// Returns (level, source, message).
 fn read_header(s: &str, after_timestamp: bool) -> (Option<Level>, Option<&str>, &str) {
     let mut rest = s;
+    if let Some((level, message)) = php_error(rest) {
+        return (Some(level), Some("php"), message);
+    }
+    // NLog: "2024-03-06 04:00:00.1234|ERROR|Shop.Sync.Importer|message"
+    if after_timestamp
+        && let Some(fields) = rest.strip_prefix('|')
+        && let [level, logger, message] = fields.splitn(3, '|').collect::<Vec<_>>()[..]
+        && let Some(level) = Level::parse(level)
+    {
+        return (Some(level), Some(logger), message);
+    }
+    // Monolog: "[2024-03-06 07:00:00] production.ERROR: message"
+    if after_timestamp
+        && let Some((channel_level, message)) = rest.split_once(": ")
+        && let Some((channel, level)) = channel_level.rsplit_once('.')
+        && !channel.is_empty()
+        && !channel.contains(' ')
+        && is_upper_word(level)
+        && let Some(level) = Level::parse(level)
+    {
+        return (Some(level), Some(channel), message);
+    }
     // gunicorn: "[1234] [ERROR] ..." — a bracketed pid first
     if let Some((inner, after)) = bracketed(rest)
         && !inner.is_empty()

@@ -86,7 +86,7 @@ fn memchr_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 fn parse_at(s: &str, default_year: i32) -> Option<(TimestampMs, usize)> {
     let b = s.as_bytes();
     if b.len() >= 10 && b[0].is_ascii_digit() {
-        return parse_iso(b);
+        return parse_iso(b).or_else(|| parse_day_month_year(b));
     }
     if b.len() >= 15 && b[0].is_ascii_uppercase() {
         return parse_syslog(b, default_year);
@@ -128,6 +128,26 @@ fn parse_iso(b: &[u8]) -> Option<(TimestampMs, usize)> {
     }
     let days = date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
     Some((days * DAY_MS + ms_of_day, i))
+}
+
+/// `04-Mar-2024 10:15:02 UTC` (PHP's error log) and `04/Mar/2024:10:15:02 +0000` (the
+/// common log format).
+fn parse_day_month_year(b: &[u8]) -> Option<(TimestampMs, usize)> {
+    let day = digits(b, 0, 2)?;
+    let sep = *b.get(2)?;
+    if (sep != b'-' && sep != b'/') || b.get(6) != Some(&sep) {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| b.get(3..6) == Some(&m[..]))? as u32 + 1;
+    let year = digits(b, 7, 4)? as i32;
+    let date = NaiveDate::from_ymd_opt(year, month, day)?;
+    if !matches!(b.get(11), Some(b' ') | Some(b':')) {
+        return None;
+    }
+    let (mut ms_of_day, used) = parse_time(b, 12)?;
+    let end = parse_zone(b, used, &mut ms_of_day);
+    let days = date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    Some((days * DAY_MS + ms_of_day, end))
 }
 
 /// Reads `HH:MM[:SS[.frac]]` at `at`; returns ms of day and the index after it.

@@ -46,7 +46,7 @@ fn python_same_helper_same_call_site_groups_and_other_call_sites_stay_apart() {
     assert_ne!(a.fingerprint, other_site.fingerprint, "the same exception from another call site");
     assert_eq!(a.tier, Tier::Stack);
     assert_eq!(frames(&a), ["views:profile", "users:load_user"], "Flask's frame is not in-app");
-    assert!(a.previous.is_some(), "version 1 counted the library frame too");
+    assert_eq!(a.previous, None, "version 2 grouped Python stacks alike");
 }
 
 #[test]
@@ -267,7 +267,7 @@ fn pin(e: LogEvent, want: Expect) {
 
 #[test]
 fn pinned_the_fingerprint_version() {
-    assert_eq!(FINGERPRINT_VERSION, 2, "a new version needs this corpus updated with it");
+    assert_eq!(FINGERPRINT_VERSION, 3, "a new version needs this corpus updated with it");
 }
 
 #[test]
@@ -335,8 +335,19 @@ main.main()
             serde_json::json!({}),
         ),
         expect![
-            "stack 3eaadd66afdd62229032a9b692b35cf6330e2284dfcfdf401818bd281213bc65 panic: runtime error: index out of range [<NUM>] with length <NUM>"
+            "stack 37e997652e9c038e0c16ee9d7600b72fe7f2b893b1ffe42085b06361575de416 panic: runtime error: index out of range [<NUM>] with length <NUM>"
         ],
+    );
+    // Version 3 counts a panic's message; the fingerprint version 2 gave stays reachable, so
+    // a stored version-2 pattern keeps its occurrences.
+    let v3 = fingerprint(&pinned_event(
+        "panic: runtime error: index out of range [3] with length 3",
+        Some(go),
+        serde_json::json!({}),
+    ));
+    assert_eq!(
+        v3.previous.as_ref().map(|f| f.as_str()),
+        Some("3eaadd66afdd62229032a9b692b35cf6330e2284dfcfdf401818bd281213bc65")
     );
 }
 

@@ -1,0 +1,177 @@
+//! Tracebacks as eight runtimes and their usual loggers print them, read the way a log file is:
+//! each corpus in `tests/tracebacks/` is one stream, assembled line by line and grouped by one
+//! [`Grouper`], as `faultline` does for a tailed file.
+//!
+//! A corpus is a list of cases, each opened by a line `=== <label>` (optionally
+//! `=== <label> | <headline>`). Every case must come out as exactly one error event (a
+//! traceback never becomes entries of its own, nor swallows the next case; a line stating a
+//! lower level, such as a request's INFO line, may stand beside it); cases with the same
+//! label must share a fingerprint and cases with different labels must not. The labels were
+//! written by hand, from what the error is: the same bug across deploys (other ids, line numbers,
+//! install paths) is one label, the same error reached from another call site or another
+//! exception type from one function is another.
+
+use std::collections::BTreeMap;
+
+use faultline_core::{Assembler, AssemblerOptions, Grouper, Level, LogEvent, ParseContext, headline};
+
+struct Case {
+    label: String,
+    headline: Option<String>,
+    /// Byte range of the case's text in the assembled stream.
+    start: u64,
+    end: u64,
+}
+
+/// Splits a corpus into its cases and the stream the assembler reads (the corpus without its
+/// `===` lines).
+fn read_corpus(text: &str) -> (Vec<Case>, String) {
+    let mut cases: Vec<Case> = Vec::new();
+    let mut stream = String::new();
+    for line in text.split_inclusive('\n') {
+        if let Some(head) = line.strip_prefix("=== ") {
+            if let Some(last) = cases.last_mut() {
+                last.end = stream.len() as u64;
+            }
+            let (label, headline) = match head.trim_end().split_once(" | ") {
+                Some((l, h)) => (l.trim().to_owned(), Some(h.trim().to_owned())),
+                None => (head.trim().to_owned(), None),
+            };
+            cases.push(Case { label, headline, start: stream.len() as u64, end: u64::MAX });
+        } else if !cases.is_empty() {
+            stream.push_str(line);
+        }
+    }
+    (cases, stream)
+}
+
+fn assemble(stream: &str) -> Vec<LogEvent> {
+    let options =
+        AssemblerOptions { parse: ParseContext { default_year: 2024 }, ..AssemblerOptions::default() };
+    let mut asm = Assembler::new("corpus", options);
+    let mut events = Vec::new();
+    let mut offset = 0u64;
+    for line in stream.split_inclusive('\n') {
+        events.extend(asm.push(line, offset, 0));
+        offset += line.len() as u64;
+    }
+    events.extend(asm.finish(0));
+    events
+}
+
+#[track_caller]
+fn check(name: &str) {
+    let path = format!("{}/tests/tracebacks/{name}.log", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("corpus");
+    let (cases, stream) = read_corpus(&text);
+    let events = assemble(&stream);
+    let mut problems = Vec::new();
+
+    // Each case is exactly one error event.
+    let mut per_case: Vec<Vec<&LogEvent>> = cases.iter().map(|_| Vec::new()).collect();
+    for event in &events {
+        let offset: u64 = event.origin.external_id.as_deref().and_then(|o| o.parse().ok()).expect("offset");
+        match cases.iter().position(|c| (c.start..c.end).contains(&offset)) {
+            Some(i) => per_case[i].push(event),
+            None => problems.push(format!("event outside any case: {:?}", event.message)),
+        }
+    }
+    let mut grouper = Grouper::default();
+    let mut fingerprints: Vec<Option<String>> = Vec::new();
+    for (case, got) in cases.iter().zip(&per_case) {
+        // Lines of the case that state a lower level of their own (a request's INFO line)
+        // are events of their own; anything else is a piece of the error.
+        let (errors, others): (Vec<&LogEvent>, Vec<&LogEvent>) =
+            got.iter().partition(|e| e.level >= Level::Error);
+        let pieces: Vec<&str> =
+            others.iter().filter(|e| e.level == Level::Unknown).map(|e| e.message.as_str()).collect();
+        if !pieces.is_empty() {
+            problems.push(format!("{}: pieces left over as entries of their own: {pieces:?}", case.label));
+        }
+        let [event] = errors.as_slice() else {
+            let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+            problems.push(format!("{}: {} error events, not one: {messages:?}", case.label, errors.len()));
+            fingerprints.push(None);
+            continue;
+        };
+        if let Some(want) = &case.headline {
+            let got = headline(&event.message, event.traceback.as_deref());
+            if &got != want {
+                problems.push(format!("{}: headline {got:?}, want {want:?}", case.label));
+            }
+        }
+        fingerprints.push(Some(grouper.group(event).fingerprint.to_string()));
+    }
+
+    // Same label ⇔ same fingerprint.
+    let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, case) in cases.iter().enumerate() {
+        by_label.entry(&case.label).or_default().push(i);
+    }
+    for (label, indexes) in &by_label {
+        let fps: Vec<&Option<String>> = indexes.iter().map(|&i| &fingerprints[i]).collect();
+        if fps.iter().any(|f| f.is_some() && *f != fps[0]) {
+            problems.push(format!("{label}: its {} cases split into several groups", indexes.len()));
+        }
+    }
+    let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
+    for (case, fp) in cases.iter().zip(&fingerprints) {
+        let Some(fp) = fp else { continue };
+        match owner.get(fp.as_str()) {
+            Some(other) if *other != case.label => {
+                problems.push(format!("{} and {other} share a group", case.label));
+            }
+            _ => {
+                owner.insert(fp, &case.label);
+            }
+        }
+    }
+    problems.dedup();
+    assert!(
+        problems.is_empty(),
+        "{name}: {} cases, {} problems:\n{}",
+        cases.len(),
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn python() {
+    check("python");
+}
+
+#[test]
+fn java_and_kotlin() {
+    check("java");
+}
+
+#[test]
+fn go() {
+    check("go");
+}
+
+#[test]
+fn node() {
+    check("node");
+}
+
+#[test]
+fn rust() {
+    check("rust");
+}
+
+#[test]
+fn ruby() {
+    check("ruby");
+}
+
+#[test]
+fn dotnet() {
+    check("dotnet");
+}
+
+#[test]
+fn php() {
+    check("php");
+}
