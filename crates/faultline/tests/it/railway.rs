@@ -191,7 +191,8 @@ async fn serve_finds_a_new_railway_error_within_one_poll_interval() {
     let mut took = Vec::new();
     for round in 0..3 {
         let (queries, elapsed) = detect(&fake, &store, &service, round).await;
-        assert_eq!(queries, 1, "round {round}: found by the first crawl after it appeared");
+        // One crawl after it appeared, or none when a crawl under way when it was added read it.
+        assert!(queries <= 1, "round {round}: {queries} crawls before it was stored");
         took.push(elapsed);
     }
     let log = stop(service);
@@ -234,6 +235,12 @@ async fn live_mode_then_crawl(dir: &Path, database: &str) {
         }
     };
     wait_for_subscriptions(1).await;
+    // The crawl every service runs when it starts, so that it is not counted in round 0.
+    let since = Instant::now();
+    while log_queries(&fake) == 0 {
+        assert!(since.elapsed() < Duration::from_secs(60), "no crawl at start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut took = Vec::new();
     for round in 0..4 {
         if round == 2 {
