@@ -1,12 +1,15 @@
 //! Multi-line assembly: joining tracebacks and stack dumps to the event they belong to.
 //!
 //! [`Assembler::push`] takes one physical line at a time and returns an event when the line
-//! completes the previous one. Recognised blocks: Python `Traceback (most recent call last):`
-//! through the final exception line (with chained "During handling…" / "The above exception…"
-//! sections), Java `Exception in thread`/`\tat`/`Caused by:`/`... N more`, Go `panic:` with its
-//! goroutine dump, Rust `thread '…' panicked at` with its message and backtrace, and Node's
-//! `    at …` frames. Indented lines always continue the current event; a line with its own header
-//! (timestamp or level) always starts a new one.
+//! completes the previous one. A line with a header of its own (timestamp or level) always starts
+//! a new event; under a log line of WARNING or above, every line without a header continues it,
+//! however its runtime lays out the exception (as log shippers' multi-line rules do). Reports
+//! with no log line before them are told by their first line: Python `Traceback (most recent call
+//! last):` through the exception line (with chained "During handling…" / "The above exception…"
+//! sections), Java `Exception in thread`/`\tat`/`Caused by:`/`... N more`, Go `panic:` and
+//! goroutine dumps, Rust `thread '…' panicked at` until its `note:`, Node's `file:line` crash
+//! report until `Node.js v…`, Ruby's `file:line:in 'm': message (Type)` with its `from` lines,
+//! and indented frames after an exception line.
 
 use std::borrow::Cow;
 

@@ -73,7 +73,8 @@ impl Level {
         }
     }
 
-    /// Maps a numeric level as used by Python's logging (10..50) and pino/bunyan (10..60).
+    /// Maps a numeric level as used by Python's logging (10..50), pino/bunyan (10..60) and
+    /// Monolog (100..600).
     pub fn from_number(n: i64) -> Option<Level> {
         Some(match n {
             10 => Level::Debug, // Python DEBUG; pino "trace" is 10 too, close enough

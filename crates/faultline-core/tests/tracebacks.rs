@@ -60,10 +60,8 @@ fn assemble(stream: &str) -> Vec<LogEvent> {
 }
 
 #[track_caller]
-fn check(name: &str) {
-    let path = format!("{}/tests/tracebacks/{name}.log", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).expect("corpus");
-    let (cases, stream) = read_corpus(&text);
+fn check(name: &str, text: &str) {
+    let (cases, stream) = read_corpus(text);
     let events = assemble(&stream);
     let mut problems = Vec::new();
 
@@ -138,40 +136,40 @@ fn check(name: &str) {
 
 #[test]
 fn python() {
-    check("python");
+    check("python", include_str!("tracebacks/python.log"));
 }
 
 #[test]
 fn java_and_kotlin() {
-    check("java");
+    check("java", include_str!("tracebacks/java.log"));
 }
 
 #[test]
 fn go() {
-    check("go");
+    check("go", include_str!("tracebacks/go.log"));
 }
 
 #[test]
 fn node() {
-    check("node");
+    check("node", include_str!("tracebacks/node.log"));
 }
 
 #[test]
 fn rust() {
-    check("rust");
+    check("rust", include_str!("tracebacks/rust.log"));
 }
 
 #[test]
 fn ruby() {
-    check("ruby");
+    check("ruby", include_str!("tracebacks/ruby.log"));
 }
 
 #[test]
 fn dotnet() {
-    check("dotnet");
+    check("dotnet", include_str!("tracebacks/dotnet.log"));
 }
 
 #[test]
 fn php() {
-    check("php");
+    check("php", include_str!("tracebacks/php.log"));
 }
