@@ -94,20 +94,20 @@ async fn without_the_saved_state_a_restart_splits_word_variables() {
     }
 }
 
-const PY: &str = "Traceback (most recent call last):
-  File \"/usr/lib/python3/site-packages/flask/app.py\", line 880, in dispatch
-    rv = view()
-  File \"/srv/shop/views.py\", line 40, in profile
-    return CACHE[key]
-KeyError: 'u-1'";
+/// A Go panic: version 3 counts its message, version 2 did not.
+const GO: &str = "goroutine 1 [running]:
+main.pick(...)
+\t/srv/app/pick.go:12
+main.main()
+\t/srv/app/main.go:7 +0x1d";
 
 fn crash(id: &str, ts: i64) -> GroupedEvent {
     let event = LogEvent {
         timestamp_ms: ts,
         level: Level::Error,
         source: "shop".into(),
-        message: "request failed".into(),
-        traceback: Some(PY.into()),
+        message: "panic: runtime error: index out of range [3] with length 3".into(),
+        traceback: Some(GO.into()),
         request_path: None,
         request_method: None,
         metadata: Default::default(),
@@ -123,21 +123,21 @@ async fn older_version_patterns_keep_matching_within_the_transition_window() {
     for db in Reopenable::all().await {
         let e = crash("c1", T0);
         assert_eq!(e.grouping.tier, Tier::Stack);
-        let v1 = e.grouping.previous.clone().expect("version 1 counted the library frame").to_string();
+        let v2 = e.grouping.previous.clone().expect("version 2 left out the panic's message").to_string();
         let store = db.open().await;
         store.ingest(batch(vec![e])).await.unwrap();
         drop(store);
-        // As if version 1 had made this pattern.
-        db.execute(&format!("UPDATE patterns SET fingerprint = '{v1}', fingerprint_version = 1")).await;
+        // As if version 2 had made this pattern.
+        db.execute(&format!("UPDATE patterns SET fingerprint = '{v2}', fingerprint_version = 2")).await;
 
         let store = db.open().await;
         let out = store.ingest(batch(vec![crash("c2", T0 + 1_000)])).await.unwrap();
-        assert_eq!(out.new_patterns, 0, "{}: the version-1 pattern still matches", db.url);
+        assert_eq!(out.new_patterns, 0, "{}: the version-2 pattern still matches", db.url);
         let top = store.top_patterns(10, None).await.unwrap();
-        assert_eq!((top.len(), top[0].fingerprint.as_str(), top[0].occurrence_count), (1, v1.as_str(), 2));
+        assert_eq!((top.len(), top[0].fingerprint.as_str(), top[0].occurrence_count), (1, v2.as_str(), 2));
         drop(store);
 
-        // Last seen 31 days before the batch: the window has passed, a version-2 pattern starts.
+        // Last seen 31 days before the batch: the window has passed, a version-3 pattern starts.
         let old = T0 - 31 * 24 * 3_600_000;
         db.execute(&format!("UPDATE patterns SET last_seen_ms = {old}, first_seen_ms = {old}")).await;
         let store = db.open().await;
