@@ -32,6 +32,9 @@ use crate::parse::exception_name;
 /// Stored with every pattern so a later algorithm can tell its own patterns apart.
 pub const FINGERPRINT_VERSION: i32 = 3;
 
+/// The fingerprint versions whose saved miner state this version restores.
+const MINER_STATE_VERSIONS: std::ops::RangeInclusive<i32> = 2..=FINGERPRINT_VERSION;
+
 /// Longest message text that takes part in grouping; longer messages are cut first.
 const MAX_GROUPED_BYTES: usize = 2048;
 
@@ -391,9 +394,11 @@ impl Grouper {
         GrouperState { version: FINGERPRINT_VERSION, miner: self.miner.snapshot(), fingerprints }
     }
 
-    /// A grouper in a saved state; `None` when the state is from another version.
+    /// A grouper in a saved state; `None` when the state is from a version whose miner read
+    /// differently. Version 3 changed the stack tier, not the miner: a version-2 state is
+    /// taken as it is, so mined groups keep their patterns across the upgrade.
     pub fn restore(state: GrouperState) -> Option<Grouper> {
-        (state.version == FINGERPRINT_VERSION).then(|| Grouper {
+        (MINER_STATE_VERSIONS.contains(&state.version)).then(|| Grouper {
             miner: Miner::restore(state.miner),
             fingerprints: state
                 .fingerprints

@@ -248,6 +248,23 @@ fn a_restored_grouper_gives_the_same_fingerprints() {
     assert_eq!(got, expected);
 }
 
+#[test]
+fn a_state_saved_by_version_2_is_restored_so_mined_groups_survive_the_upgrade() {
+    let mut before = Grouper::default();
+    let users = ["ann", "ben", "cy", "di", "ed"];
+    let first = before.group(&event("login failed for user ann", None)).fingerprint;
+    for user in users {
+        before.group(&event(&format!("login failed for user {user}"), None));
+    }
+    let mut state = before.snapshot();
+    state.version = 2;
+    let mut after = Grouper::restore(state).expect("version 2's miner state");
+    assert_eq!(after.group(&event("login failed for user flo", None)).fingerprint, first);
+    let mut older = before.snapshot();
+    older.version = 1;
+    assert!(Grouper::restore(older).is_none(), "version 1 mined differently");
+}
+
 // Fingerprints are stored and must stay stable: this corpus pins the fingerprint, tier and
 // template of each kind of input, so a change of grouping shows up here and is made a
 // deliberate version bump (`FINGERPRINT_VERSION`), never a silent regrouping. Update with
