@@ -66,8 +66,15 @@ pub fn mask_into(input: &str, out: &mut String) {
                 .map(|end| (credential_end(b, i + 2, end), ": <VAL>"))
         } else if !boundary {
             None
+        } else if (c == b'"' || c == b'\'') && request_line(b, i + 1) {
+            // A quoted HTTP request line is read inside: its method names the event.
+            i += 1;
+            continue;
         } else if c == b'"' || c == b'\'' {
             quoted_end(b, i).map(|end| (end, "<STR>"))
+        } else if matches!(c, b'<' | b'>' | b'~') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            // A bound or an estimate is the quantity: `<1 sec` like `3 sec`, `~2MB` like `2MB`.
+            digit_token(b, i + 1).filter(|(_, p)| matches!(*p, "<NUM>" | "<DUR>" | "<SIZE>"))
         } else if c.is_ascii_digit() {
             digit_token(b, i)
         } else if c == b'-' && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
@@ -168,6 +175,17 @@ const PLACEHOLDERS: [&[u8]; 14] = [
 
 fn ends_with_placeholder(before: &[u8]) -> bool {
     before.last() == Some(&b'>') && PLACEHOLDERS.iter().any(|p| before.ends_with(p))
+}
+
+/// Whether `b[start..]` begins an HTTP request line: `GET /path HTTP/1.1`.
+fn request_line(b: &[u8], start: usize) -> bool {
+    const METHODS: [&[u8]; 9] =
+        [b"GET ", b"POST ", b"PUT ", b"PATCH ", b"DELETE ", b"HEAD ", b"OPTIONS ", b"CONNECT ", b"TRACE "];
+    let rest = &b[start.min(b.len())..];
+    METHODS.iter().any(|m| {
+        rest.starts_with(m)
+            && rest.get(m.len()).is_some_and(|&c| matches!(c, b'/' | b'<') || c.is_ascii_alphabetic())
+    })
 }
 
 /// Just past the first closing quote (on the same line) of a quote that opened no string.
@@ -297,27 +315,49 @@ fn digit_token(b: &[u8], i: usize) -> Option<(usize, &'static str)> {
     if b.get(end) == Some(&b'.') && b.get(end + 1).is_some_and(u8::is_ascii_digit) {
         end = run(b, end + 1, |c| c.is_ascii_digit());
     }
-    // A duration or size: `12ms`, `1.5s`, `10MB`, `512 KB`.
+    // A duration or size: `12ms`, `1.5s`, `10MB`, `512 KB`, `3 sec`.
     let unit_end = run(b, end, |c| c.is_ascii_alphabetic());
     if unit_end > end && ends_token(b, unit_end) {
         let unit = &b[end..unit_end];
         if DURATION_UNITS.contains(&unit) {
-            return Some((unit_end, "<DUR>"));
+            return Some((restated(b, unit_end, "<DUR>"), "<DUR>"));
         }
         if SIZE_UNITS.contains(&unit) {
-            return Some((unit_end, "<SIZE>"));
+            return Some((restated(b, unit_end, "<SIZE>"), "<SIZE>"));
         }
     } else if unit_end == end && b.get(end) == Some(&b' ') {
         let unit_end = run(b, end + 1, |c| c.is_ascii_alphabetic());
-        if SIZE_UNITS.contains(&&b[end + 1..unit_end]) && ends_token(b, unit_end) {
-            return Some((unit_end, "<SIZE>"));
+        let unit = &b[end + 1..unit_end];
+        if SIZE_UNITS.contains(&unit) && ends_token(b, unit_end) {
+            return Some((restated(b, unit_end, "<SIZE>"), "<SIZE>"));
+        }
+        if SPELLED_DURATION_UNITS.contains(&unit) && ends_token(b, unit_end) {
+            return Some((restated(b, unit_end, "<DUR>"), "<DUR>"));
         }
     }
     Some((end, "<NUM>"))
 }
 
+/// Past a parenthesised restatement of the quantity that ends at `end` in other units
+/// (`1190 bytes (1.16 KB)`, `90s (1.5 min)`): an optional part, so one event keeps one form.
+fn restated(b: &[u8], end: usize, kind: &str) -> usize {
+    if b.get(end..end + 2) != Some(b" (") || !b.get(end + 2).is_some_and(u8::is_ascii_digit) {
+        return end;
+    }
+    match digit_token(b, end + 2) {
+        Some((inner, k)) if k == kind && b.get(inner) == Some(&b')') => inner + 1,
+        _ => end,
+    }
+}
+
 const DURATION_UNITS: [&[u8]; 13] =
     [b"ns", b"us", b"ms", b"s", b"sec", b"secs", b"m", b"min", b"mins", b"h", b"hr", b"hrs", b"d"];
+/// Duration units that follow a number after a space (`3 sec`, `2 minutes`); single letters
+/// (`5 s`, `3 m`) are too often words to be read so.
+const SPELLED_DURATION_UNITS: [&[u8]; 17] = [
+    b"ns", b"us", b"ms", b"sec", b"secs", b"second", b"seconds", b"min", b"mins", b"minute", b"minutes",
+    b"hr", b"hrs", b"hour", b"hours", b"day", b"days",
+];
 const SIZE_UNITS: [&[u8]; 11] =
     [b"B", b"KB", b"kB", b"MB", b"GB", b"TB", b"KiB", b"MiB", b"GiB", b"TiB", b"bytes"];
 
@@ -349,7 +389,7 @@ fn alpha_token(b: &[u8], i: usize, word_end: usize) -> Option<(usize, &'static s
         return Some((end, "<EMAIL>"));
     }
     if matches!(next, Some(b'.' | b'-'))
-        && let Some(end) = host_end(b, i)
+        && let Some(end) = host_end(b, i).or_else(|| host_with_port_end(b, i))
     {
         return Some((end, "<HOST>"));
     }
@@ -723,6 +763,69 @@ fn host_end(b: &[u8], i: usize) -> Option<usize> {
     (labels_ok && TLDS.contains(&&name[dot + 1..]) && ends_token(b, end)).then_some(end)
 }
 
+/// A lower-case dotted name followed by a port (`node-7.dept.example.local:5070`) is a network
+/// address whatever its top-level domain; a file with a line number (`app.py:12`,
+/// `settings.yaml:3`) or code with one (`com.android.server.Session.relayout:215`) is not.
+fn host_with_port_end(b: &[u8], i: usize) -> Option<usize> {
+    let end = run(b, i, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+    if b.get(end).is_some_and(|&c| c.is_ascii_uppercase() || c == b'_') {
+        return None;
+    }
+    let name = &b[i..end];
+    let last = name.rsplit(|&c| c == b'.').next()?;
+    let labels_ok = name.split(|&c| c == b'.').all(|l| !l.is_empty() && l[0] != b'-');
+    let port_end = run(b, end + 1, |c| c.is_ascii_digit());
+    let port = b.get(end + 1..port_end)?;
+    let is_port = b.get(end) == Some(&b':') && (1..=5).contains(&port.len()) && ends_token(b, port_end);
+    let source_file = SOURCE_EXTENSIONS.iter().any(|x| last.eq_ignore_ascii_case(x));
+    (labels_ok && name.contains(&b'.') && last.iter().all(u8::is_ascii_alphabetic) && is_port && !source_file)
+        .then_some(end)
+}
+
+/// File name extensions that a `name.ext:12` line reference ends with.
+const SOURCE_EXTENSIONS: [&[u8]; 40] = [
+    b"java",
+    b"kt",
+    b"scala",
+    b"py",
+    b"go",
+    b"rs",
+    b"js",
+    b"mjs",
+    b"cjs",
+    b"ts",
+    b"tsx",
+    b"jsx",
+    b"rb",
+    b"php",
+    b"cs",
+    b"c",
+    b"cc",
+    b"cpp",
+    b"h",
+    b"hpp",
+    b"swift",
+    b"ex",
+    b"exs",
+    b"erb",
+    b"log",
+    b"yaml",
+    b"yml",
+    b"json",
+    b"xml",
+    b"toml",
+    b"ini",
+    b"conf",
+    b"cfg",
+    b"txt",
+    b"html",
+    b"sql",
+    b"sh",
+    b"md",
+    b"csv",
+    b"properties",
+];
+
 fn email_end(b: &[u8], i: usize) -> Option<usize> {
     let local_end = run(b, i, |c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-'));
     if b.get(local_end) != Some(&b'@') || local_end == i {
@@ -818,11 +921,44 @@ mod tests {
         check("", "");
     }
 
+    /// One event written several ways keeps one template: a host with a port whatever its
+    /// domain, a quantity with or without its restatement or bound, a spelled-out unit; and a
+    /// quoted request line keeps its method.
+    #[test]
+    fn one_event_one_template() {
+        let same = [
+            [
+                "db-1.example.com:5432 refused",
+                "node-7.dept.example.local:5070 refused",
+                "cache.internal:6379 refused",
+            ],
+            ["sent 1190 bytes (1.16 KB) in 3 sec", "sent 1190 bytes in 3 sec", "sent 88 bytes in <1 sec"],
+            ["took 90s (1.5 min) to drain", "took 2s to drain", "took ~2 seconds to drain"],
+        ];
+        for forms in same {
+            let masked: Vec<String> = forms.iter().map(|f| mask(f)).collect();
+            assert!(masked.iter().all(|m| *m == masked[0]), "{forms:?} -> {masked:?}");
+        }
+        check("at Billing.java:42 and app.py:12", "at Billing.java:<NUM> and app.py:<NUM>");
+        check(
+            "state.clipTopAmount:180 in com.android.server.wm.Session.relayout:215",
+            "state.clipTopAmount:<NUM> in com.android.server.wm.Session.relayout:<NUM>",
+        );
+        check("reading settings.yaml:3", "reading settings.yaml:<NUM>");
+        check(
+            r#"10.0.0.1 - - "GET /v2/orders/42 HTTP/1.1" 200"#,
+            r#"<IP> - - "GET <PATH> HTTP/<NUM>" <NUM>"#,
+        );
+        assert_ne!(mask(r#""GET /v2/orders/42 HTTP/1.1""#), mask(r#""DELETE /v2/orders/42 HTTP/1.1""#));
+        check(r#"said "GET lost""#, r#"said "GET lost""#);
+    }
+
     #[test]
     fn masking_is_idempotent() {
         for line in [
             "conn 3f2a9c1e-5b7d-4e1a-9f00-2c4b6d8e0a11 to 10.0.0.7:5432 refused",
             "user_id=42 at 2024-01-02T03:04:05Z took 12ms",
+            r#"sent 1190 bytes (1.16 KB) to node-7.lan:5070 in <1 sec "GET /a/b HTTP/1.1""#,
         ] {
             let once = mask(line);
             assert_eq!(mask(&once), once);

@@ -3,11 +3,11 @@
 //! with what was written (a generator, a fault schedule and a checker, as Vector's delivery
 //! soak tests and Jepsen do).
 //!
-//! Paths: tailed files (empty at start, with lines at start, created later, rotated by rename
-//! and by copytruncate, multi-line tracebacks), HTTP ingest (with ids, with timestamps but no
-//! id, neither; identical records in one request; retries after a lost answer), Python's stdlib
-//! `HTTPHandler`, `FaultlineHandler`, the journald stand-in, and `faultline ingest` run from
-//! another process on the same SQLite file. Faults: kill -9 and restart, SIGTERM with a
+//! Paths: tailed files (empty at start, with lines at start, created later, rotated by rename and
+//! by copytruncate, multi-line Python, Node, Ruby and .NET stacks), HTTP ingest (with ids, with
+//! timestamps but no id, neither; identical records in one request; retries after a lost answer),
+//! Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, and `faultline ingest`
+//! run from another process on the same SQLite file. Faults: kill -9 and restart, SIGTERM with a
 //! half-sent request open, the database held by another writer, a webhook receiver that
 //! fails, half-sent requests left open.
 //!
@@ -301,12 +301,31 @@ secret_env = "TEST_WEBHOOK_SECRET"
         let mut text = String::new();
         for _ in 0..n {
             let token = self.token("file");
-            if self.rng.chance(20) {
+            let form = self.rng.below(100);
+            if form < 20 {
                 let message = format!("{token} job failed");
                 text.push_str(&format!(
                     "{} ERROR wl.jobs: {message}\nTraceback (most recent call last):\n  File \"/srv/jobs.py\", line 9, in run\nValueError: bad input {token}\n",
                     now_text()
                 ));
+                self.oracle.exactly(message, 1);
+            } else if form < 30 {
+                // Other runtimes' stacks under a log line: each one event, whatever its layout
+                // (Node's property block closed at column 0, Ruby's bare backtrace lines, .NET's
+                // inner exception and its end marker).
+                let message = format!("{token} request failed");
+                let stack = match self.rng.below(3) {
+                    0 => {
+                        "Error: lookup failed\n    at loadUser (/srv/users.js:10:11)\n    at async main (/srv/index.js:5:3) {\n  [cause]: Error: connect ECONNREFUSED 127.0.0.1:5432\n      at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16) {\n    errno: -111\n  }\n}\n"
+                    }
+                    1 => {
+                        "Couldn't find Order with 'id'=42 (ActiveRecord::RecordNotFound)\n/srv/app/models/order.rb:12:in `find_for'\n/srv/app/controllers/orders_controller.rb:8:in `show'\n"
+                    }
+                    _ => {
+                        "System.InvalidOperationException: save failed\n ---> System.TimeoutException: slow disk\n   at Shop.Disk.Write() in /src/Disk.cs:line 9\n   --- End of inner exception stack trace ---\n   at Shop.Orders.Save() in /src/Orders.cs:line 27\nClientConnectionId:5f2a8c1e-3b4d-4e6f-8a9b-0c1d2e3f4a5b\n"
+                    }
+                };
+                text.push_str(&format!("{} ERROR wl.api: {message}\n{stack}", now_text()));
                 self.oracle.exactly(message, 1);
             } else {
                 let message = format!("{token} connection refused to 10.0.0.{}", self.rng.below(255));
