@@ -359,15 +359,18 @@ impl Grouper {
     /// again for a batch's earlier lines once the batch is mined.)
     pub fn settle(&self, id: u64, grouping: &mut Grouping) {
         let id = self.miner.resolve(id);
+        // Looked up first: with many groups the entry is seldom cached, and the processor
+        // fetches it while the template is written.
+        let group_fp = self.fingerprints.get(&id).copied();
         if let Some(template) = self.miner.template(id) {
             grouping.template = template;
         }
         // A restored state from before a group existed cannot name it: the line's own
         // fingerprint stands in.
-        if let Some(group_fp) = self.fingerprints.get(&id)
-            && grouping.fingerprint.to_bytes().as_ref() != Some(group_fp)
+        if let Some(group_fp) = group_fp
+            && grouping.fingerprint.to_bytes() != Some(group_fp)
         {
-            let own = std::mem::replace(&mut grouping.fingerprint, Fingerprint::from_bytes(group_fp));
+            let own = std::mem::replace(&mut grouping.fingerprint, Fingerprint::from_bytes(&group_fp));
             grouping.previous.get_or_insert(own);
         }
     }
