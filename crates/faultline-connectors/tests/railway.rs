@@ -11,7 +11,7 @@ use faultline_connectors::railway::{
 };
 use faultline_connectors::railway_live::{LiveQuery, subscribe, ws_url};
 use faultline_core::Level;
-use faultline_testkit::fake::{FakeRailway, LiveOptions, LiveRefusal, Reply};
+use faultline_testkit::fake::{FAKE_PROJECT_ID, FakeRailway, LiveOptions, LiveRefusal, Reply, SeverityStyle};
 use proptest::prelude::*;
 
 const T0: i64 = 1_780_000_000_000_000_000; // 2026-05-28, in ns
@@ -150,6 +150,49 @@ async fn discovery_names_services_and_events_keep_the_ids() {
     );
     assert_eq!(event.metadata["railway_deployment_instance_id"], "inst-9");
     assert_eq!(event.origin.external_id.as_deref(), Some(logs[0].key().as_str()));
+}
+
+/// Railway's schema gives `err` as its severity example and its docs snap levels to
+/// debug/info/warn/error: whatever the field says (or if it is absent), `@level:error` finds the
+/// errors (a `fatal` line and stderr included), the level read is the same, and a warning is
+/// neither.
+#[tokio::test]
+async fn every_reading_of_severity_gives_the_same_levels() {
+    for style in [SeverityStyle::Words, SeverityStyle::Short, SeverityStyle::Absent] {
+        let fake = FakeRailway::start("good-token").await;
+        fake.set_severity_style(style);
+        let c = client(&fake, Token::Account("good-token".into()));
+        let lines = [
+            ("error", "db timeout"),
+            ("fatal", "out of memory"),
+            ("stderr", "panic in worker"),
+            ("warn", "slow query"),
+            ("info", "served"),
+        ];
+        for (i, (level, message)) in lines.iter().enumerate() {
+            fake.add(&format_ns(T0 + i as i64), level, "svc-api", "inst-1", message);
+        }
+        let window = Window { since_ns: T0, until_ns: T0 + 10 };
+        let errors = c.environment_logs("env-1", "@level:error", window, 10).await.unwrap();
+        let found: Vec<&str> = errors.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(found, ["db timeout", "out of memory", "panic in worker"], "{style:?}");
+        let all = c.environment_logs("env-1", "", window, 10).await.unwrap();
+        let levels: Vec<Level> = all.iter().map(|l| l.level()).collect();
+        assert_eq!(
+            levels,
+            [Level::Error, Level::Error, Level::Error, Level::Warning, Level::Info],
+            "{style:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_project_is_named_in_the_error() {
+    let fake = FakeRailway::start("good-token").await;
+    let c = client(&fake, Token::Account("good-token".into()));
+    assert!(c.project(FAKE_PROJECT_ID).await.is_ok());
+    let err = c.project("proj-gone").await.unwrap_err();
+    assert!(err.to_string().contains("Project not found"), "{err}");
 }
 
 #[tokio::test]

@@ -616,7 +616,7 @@ mod tests {
             Config::load(Some(&path), figment::providers::Env::prefixed("FAULTLINE_TEST_NONE_")).unwrap();
         config.railway_token = Some(Token::Account("good-token".into()));
         config.railway.targets.push(RailwayTarget {
-            project_id: "p-1".into(),
+            project_id: faultline_testkit::fake::FAKE_PROJECT_ID.into(),
             environment_id: "env-1".into(),
             services: vec![],
         });

@@ -414,6 +414,7 @@ pub struct FakeRailway {
     /// Subscriptions opened so far.
     pub subscriptions: Arc<std::sync::atomic::AtomicUsize>,
     live_options: Arc<Mutex<LiveOptions>>,
+    severity_style: Arc<Mutex<SeverityStyle>>,
 }
 
 #[derive(Debug, Clone)]
@@ -521,8 +522,7 @@ async fn live_session(mut socket: axum::extract::ws::WebSocket, authorized: bool
                         .unwrap()
                         .iter()
                         .filter(|l| {
-                            nanos(l["timestamp"].as_str().unwrap_or("")) > nanos(after)
-                                && l["severity"] == "error"
+                            nanos(l["timestamp"].as_str().unwrap_or("")) > nanos(after) && is_error(l)
                         })
                         .cloned()
                         .collect();
@@ -539,7 +539,7 @@ async fn live_session(mut socket: axum::extract::ws::WebSocket, authorized: bool
     loop {
         tokio::select! {
             update = updates.recv() => match update {
-                Ok(Live::Log(mut log)) if log["severity"] == "error" => {
+                Ok(Live::Log(mut log)) if is_error(&log) => {
                     if state.options.lock().unwrap().trimmed_timestamps {
                         log["timestamp"] = serde_json::Value::String(trimmed(log["timestamp"].as_str().unwrap_or("")));
                     }
@@ -572,6 +572,40 @@ fn nanos(ts: &str) -> i128 {
     let frac = format!("{frac:0<9}");
     whole.parse::<i128>().unwrap_or(0) * 1_000_000_000 + frac[..9].parse::<i128>().unwrap_or(0)
 }
+
+/// Railway's levels: "lowercased and snapped to debug/info/warn/error" (stderr is error).
+fn snapped(level: &str) -> &'static str {
+    match level.to_ascii_lowercase().as_str() {
+        "error" | "err" | "fatal" | "crit" | "critical" | "panic" | "emerg" | "alert" | "stderr" => "error",
+        "warn" | "warning" => "warn",
+        "debug" | "trace" => "debug",
+        _ => "info",
+    }
+}
+
+/// What `@level:error` matches: the snapped level of the line's `level` attribute.
+fn is_error(log: &serde_json::Value) -> bool {
+    log["attributes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["key"] == "level" && a["value"].as_str().is_some_and(|v| v.trim_matches('"') == "error"))
+}
+
+/// How the fake writes a log's `severity` field, which Railway's schema leaves open ("eg. err").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SeverityStyle {
+    /// `error`, `warn`, `info`, `debug`: the snapped level.
+    #[default]
+    Words,
+    /// `err` for errors, as the schema's example.
+    Short,
+    /// No `severity` at all: only the `level` attribute says.
+    Absent,
+}
+
+/// The project the fake Railway knows; any other id is "Project not found".
+pub const FAKE_PROJECT_ID: &str = "proj-1";
 
 /// The GraphQL answer of the fake Railway: `Not Authorized` for a wrong token, the window of
 /// `environmentLogs`, `project`, or an unknown-field error.
@@ -621,7 +655,7 @@ fn graphql_answer(r: &Received, token: &str, timeline: &Mutex<Vec<serde_json::Va
             .iter()
             .filter(|l| {
                 let t = nanos(l["timestamp"].as_str().unwrap_or(""));
-                t >= since && t <= until && (!errors_only || l["severity"] == "error")
+                t >= since && t <= until && (!errors_only || is_error(l))
             })
             .cloned()
             .collect();
@@ -631,6 +665,12 @@ fn graphql_answer(r: &Received, token: &str, timeline: &Mutex<Vec<serde_json::Va
         return Reply::new(200, &serde_json::json!({"data": {"environmentLogs": newest}}).to_string());
     }
     if query.contains("project(") {
+        if vars["id"] != FAKE_PROJECT_ID {
+            return Reply::new(
+                200,
+                r#"{"data":null,"errors":[{"message":"Project not found","path":["project"],"extensions":{"code":"NOT_FOUND"}}]}"#,
+            );
+        }
         let data = serde_json::json!({"data": {"project": {
             "id": vars["id"], "name": "shop",
             "environments": {"edges": [{"node": {"id": "env-1", "name": "production"}}]},
@@ -675,7 +715,15 @@ impl FakeRailway {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        FakeRailway { http, logs, live, ws_addr, subscriptions, live_options: options }
+        FakeRailway {
+            http,
+            logs,
+            live,
+            ws_addr,
+            subscriptions,
+            live_options: options,
+            severity_style: Arc::default(),
+        }
     }
 
     /// The live (WebSocket) endpoint.
@@ -697,15 +745,29 @@ impl FakeRailway {
         self.http.url("/graphql/v2")
     }
 
-    /// Adds a log line: `timestamp` in RFC 3339 with nanoseconds, `severity` "error" or "info".
-    pub fn add(&self, timestamp: &str, severity: &str, service: &str, instance: &str, message: &str) {
-        let log = serde_json::json!({
+    /// Writes the `severity` field of lines added from now on in another of its readings.
+    pub fn set_severity_style(&self, style: SeverityStyle) {
+        *self.severity_style.lock().unwrap() = style;
+    }
+
+    /// Adds a log line: `timestamp` in RFC 3339 with nanoseconds, `level` as the app wrote it
+    /// (`error`, `err`, `fatal`, `warn`, `info`…, or `stderr`), which Railway snaps to
+    /// debug/info/warn/error for the `level` attribute and `@level:` filters.
+    pub fn add(&self, timestamp: &str, level: &str, service: &str, instance: &str, message: &str) {
+        let snapped = snapped(level);
+        let mut log = serde_json::json!({
             "timestamp": timestamp,
             "message": message,
-            "severity": severity,
-            "attributes": [{"key": "level", "value": format!("\"{severity}\"")}],
+            "attributes": [{"key": "level", "value": format!("\"{snapped}\"")}],
             "tags": {"serviceId": service, "deploymentId": "dep-1", "deploymentInstanceId": instance},
         });
+        let severity = match *self.severity_style.lock().unwrap() {
+            SeverityStyle::Words => Some(snapped),
+            SeverityStyle::Short => Some(if snapped == "error" { "err" } else { snapped }),
+            SeverityStyle::Absent => None,
+        };
+        log["severity"] =
+            severity.map_or(serde_json::Value::Null, |s| serde_json::Value::String(s.to_owned()));
         self.logs.lock().unwrap().push(log.clone());
         let _ = self.live.send(Live::Log(log));
     }

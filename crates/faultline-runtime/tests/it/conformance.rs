@@ -120,7 +120,7 @@ filter = ""
 poll_interval = "1s"
 
 [[railway.targets]]
-project_id = "p-1"
+project_id = "proj-1"
 environment_id = "env-1"
 
 [schedule]
