@@ -53,6 +53,8 @@ impl Application {
         store: Arc<dyn Store>,
         listen: SocketAddr,
     ) -> anyhow::Result<Application> {
+        // A service with Railway targets and no token would never crawl them.
+        config.railway_ready()?;
         // Before any source or rule records a metric, so that /metrics shows them all.
         faultline_web::metrics::prometheus();
         config.install_scrub_rules();

@@ -487,6 +487,10 @@ pub struct Config {
     pub railway: RailwayConfig,
     /// Read from the environment only when targets are configured.
     pub railway_token: Option<faultline_connectors::railway::Token>,
+    /// Why Railway cannot be crawled although targets are configured (no token in the
+    /// environment): an error for the commands that crawl ([`Config::railway_ready`]), not for
+    /// the others (`faultline ingest` run from cron without the service's token).
+    pub railway_unready: Option<String>,
     /// Sentry project id → source name.
     pub sentry_projects: std::collections::BTreeMap<String, String>,
     /// What is scrubbed before storage, installed for the process by [`Config::install_scrub_rules`].
@@ -570,6 +574,15 @@ fn read_tokens(
 }
 
 impl Config {
+    /// Whether the Railway targets can be crawled: the missing-token error otherwise (for the
+    /// commands that crawl: `serve`, `crawl`, `doctor`).
+    pub fn railway_ready(&self) -> anyhow::Result<()> {
+        match &self.railway_unready {
+            Some(why) => bail!("{why}"),
+            None => Ok(()),
+        }
+    }
+
     /// Reads `file` (if given) and the environment, then validates.
     pub fn load(file: Option<&Path>, env: Env) -> anyhow::Result<Config> {
         Config::load_with_secrets(file, env, &|name| std::env::var(name).ok())
@@ -603,6 +616,10 @@ impl Config {
         if raw.ingest.batch_size == 0 {
             bail!("invalid ingest.batch_size 0: must be at least 1");
         }
+        let (railway_token, railway_unready) = match railway_token(&raw.railway, env)? {
+            Ok(token) => (token, None),
+            Err(missing) => (None, Some(missing)),
+        };
         Ok(Config {
             database_url: raw.database.url,
             min_level,
@@ -627,7 +644,8 @@ impl Config {
             schedule: raw.schedule,
             notifiers: build_notifiers(&raw.notify, env)?,
             notify_timeout: raw.notify.timeout,
-            railway_token: railway_token(&raw.railway, env)?,
+            railway_token,
+            railway_unready,
             railway: raw.railway,
             alerts: raw.alerts,
             sentry_projects: sentry_projects(raw.sentry.projects)?,
@@ -737,14 +755,15 @@ fn build_notifiers(n: &NotifyConfig, env: &dyn Fn(&str) -> Option<String>) -> an
     Ok(out)
 }
 
-/// Checks the Railway settings and reads the token when there is something to crawl.
+/// Checks the Railway settings and reads the token when there is something to crawl; a missing
+/// token is reported apart (the inner error), for the commands that crawl.
 fn railway_token(
     r: &RailwayConfig,
     env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<Option<faultline_connectors::railway::Token>> {
+) -> anyhow::Result<Result<Option<faultline_connectors::railway::Token>, String>> {
     use faultline_connectors::railway::Token;
     if r.targets.is_empty() {
-        return Ok(None);
+        return Ok(Ok(None));
     }
     check_url("railway.api_url", &r.api_url)?;
     if let Some(ws) = r.ws_url.as_ref().filter(|ws| !(ws.starts_with("ws://") || ws.starts_with("wss://"))) {
@@ -764,14 +783,15 @@ fn railway_token(
         }
     }
     let read = |name: &str| env(name).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-    match (read("RAILWAY_API_TOKEN"), read("RAILWAY_TOKEN")) {
+    Ok(match (read("RAILWAY_API_TOKEN"), read("RAILWAY_TOKEN")) {
         (Some(t), _) => Ok(Some(Token::Account(t.into()))),
         (None, Some(t)) => Ok(Some(Token::Project(t.into()))),
-        (None, None) => bail!(
-            "railway.targets are configured but neither RAILWAY_API_TOKEN (account or workspace token) nor \
-             RAILWAY_TOKEN (project token) is set"
-        ),
-    }
+        (None, None) => {
+            Err("railway.targets are configured but neither RAILWAY_API_TOKEN (account or workspace \
+             token) nor RAILWAY_TOKEN (project token) is set"
+                .to_owned())
+        }
+    })
 }
 
 fn check_url(key: &str, url: &str) -> anyhow::Result<()> {

@@ -335,6 +335,7 @@ async fn stats(store: Arc<dyn Store>, args: StatsArgs) -> anyhow::Result<()> {
 }
 
 async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyhow::Result<()> {
+    config.railway_ready()?;
     let crawler = railway_crawl::Crawler::new(config)
         .context("no Railway targets: add [[railway.targets]] with project_id and environment_id")?;
     let bar = ProgressBar::new_spinner();
@@ -376,6 +377,7 @@ async fn crawl_once(store: Arc<dyn Store>, config: &Config, json: bool) -> anyho
 }
 
 async fn railway_check(config: &Config) -> anyhow::Result<()> {
+    config.railway_ready()?;
     let crawler = railway_crawl::Crawler::new(config)
         .context("no Railway targets: add [[railway.targets]] with project_id and environment_id")?;
     let lines = crawler.check().await;

@@ -261,3 +261,22 @@ async fn live_mode_then_crawl(dir: &Path, database: &str) {
     assert_eq!(store.search(&q).await.unwrap().total, 4);
     eprintln!("live mode: detection over 4 rounds {took:?}");
 }
+
+/// A cron job that runs `faultline ingest` with the service's configuration has no business
+/// with Railway's token: it reads its file; the commands that crawl say what is missing.
+#[test]
+fn regression_23_ingest_needs_no_railway_token_and_the_crawl_names_the_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("faultline.db").display().to_string();
+    let config = write_config(dir.path(), &database, "http://127.0.0.1:9/graphql/v2", "5m");
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "2026-01-02 03:04:05,000 ERROR app: disk full on /var/lib/app\n").unwrap();
+    let ingest = run(dir.path(), &config, "", &["ingest", log.to_str().unwrap()]);
+    assert!(ingest.status.success(), "{}", String::from_utf8_lossy(&ingest.stderr));
+    for args in [&["crawl", "--once"][..], &["serve"][..]] {
+        let refused = run(dir.path(), &config, "", args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(stderr.contains("neither RAILWAY_API_TOKEN"), "{args:?}: {stderr}");
+    }
+}

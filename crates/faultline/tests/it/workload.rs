@@ -6,10 +6,10 @@
 //! Paths: tailed files (empty at start, with lines at start, created later, rotated by rename and
 //! by copytruncate, multi-line Python, Node, Ruby and .NET stacks), HTTP ingest (with ids, with
 //! timestamps but no id, neither; identical records in one request; retries after a lost answer),
-//! Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, and `faultline ingest`
-//! run from another process on the same SQLite file. Faults: kill -9 and restart, SIGTERM with a
-//! half-sent request open, the database held by another writer, a webhook receiver that
-//! fails, half-sent requests left open.
+//! Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, the Railway crawl
+//! (levels and severities in each reading), and `faultline ingest` run from another process on the
+//! same SQLite file. Faults: kill -9 and restart, SIGTERM with a half-sent request open, the
+//! database held by another writer, a webhook receiver that fails, half-sent requests left open.
 //!
 //! The oracle checks that every distinct error is stored exactly once (or, where the client
 //! could not know, at most as often as it was sent), that every stored occurrence is counted
@@ -35,6 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::serve::{Service, TOKEN, append, base_config, start_with, stop};
+use faultline_testkit::fake::{FAKE_PROJECT_ID, FakeRailway, SeverityStyle};
 
 /// A small, replayable random generator (splitmix64).
 struct Rng(u64);
@@ -119,6 +120,9 @@ struct Workload {
     scale: u64,
     http: reqwest::Client,
     half_open: Vec<TcpStream>,
+    railway: FakeRailway,
+    /// Messages added to Railway: the crawl must have stored them all before the check.
+    railway_messages: Vec<String>,
 }
 
 struct TailedFile {
@@ -129,11 +133,16 @@ struct TailedFile {
     lines: u64,
 }
 
-const RUN_ENV: [(&str, &str); 2] =
-    [("FAULTLINE_SERVER__HEADER_TIMEOUT", "2s"), ("TEST_WEBHOOK_SECRET", "s3cret")];
+const RAILWAY_TOKEN: &str = "wl-railway-token";
+
+const RUN_ENV: [(&str, &str); 3] = [
+    ("FAULTLINE_SERVER__HEADER_TIMEOUT", "2s"),
+    ("TEST_WEBHOOK_SECRET", "s3cret"),
+    ("RAILWAY_API_TOKEN", RAILWAY_TOKEN),
+];
 
 impl Workload {
-    fn new(seed: u64, scale: u64) -> (Workload, tempfile::TempDir) {
+    fn new(seed: u64, scale: u64, railway: FakeRailway) -> (Workload, tempfile::TempDir) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().to_owned();
         std::fs::create_dir_all(dir.join("logs")).expect("logs");
@@ -182,7 +191,18 @@ timeout = "2s"
 [notify.webhook]
 url = "{webhook}"
 secret_env = "TEST_WEBHOOK_SECRET"
+
+[railway]
+api_url = "{railway}"
+poll_interval = "1s"
+page_size = 50
+timeout = "2s"
+
+[[railway.targets]]
+project_id = "{FAKE_PROJECT_ID}"
+environment_id = "env-1"
 "#,
+                railway = railway.url(),
                 // Files present at start are followed from their end (the default), which is
                 // what makes a file empty at start a case of its own.
                 base = base_config(&dir, &db.display().to_string())
@@ -229,6 +249,8 @@ secret_env = "TEST_WEBHOOK_SECRET"
             scale,
             http,
             half_open: Vec::new(),
+            railway,
+            railway_messages: Vec::new(),
         };
         (w, tmp)
     }
@@ -272,7 +294,8 @@ secret_env = "TEST_WEBHOOK_SECRET"
 
     async fn step(&mut self) {
         match self.rng.below(100) {
-            0..=24 => self.append_lines(),
+            0..=21 => self.append_lines(),
+            22..=24 => self.railway_lines(),
             25..=29 => self.rotate(),
             30..=49 => self.post_http().await,
             50..=54 => self.post_sentry().await,
@@ -344,6 +367,30 @@ secret_env = "TEST_WEBHOOK_SECRET"
         append(&self.files[k].path, &text);
         self.files[k].lines += n;
         self.oracle.note(format!("append {n} events to {}", self.files[k].path.display()));
+    }
+
+    /// Lines logged on Railway, found by the crawl: errors however the app named their level
+    /// (and however Railway writes its `severity`), and lines below the minimum level.
+    fn railway_lines(&mut self) {
+        let style =
+            [SeverityStyle::Words, SeverityStyle::Short, SeverityStyle::Absent][self.rng.below(3) as usize];
+        self.railway.set_severity_style(style);
+        for _ in 0..1 + self.rng.below(3 * self.scale) {
+            let token = self.token("railway");
+            let level = ["error", "err", "fatal", "stderr"][self.rng.below(4) as usize];
+            let message = format!("{token} ledger out of balance");
+            let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+            let at = chrono::DateTime::from_timestamp_nanos(ns.as_nanos() as i64)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            self.railway.add(&at, level, "svc-api", "inst-1", &message);
+            self.oracle.exactly(message.clone(), 1);
+            self.railway_messages.push(message);
+            if self.rng.chance(20) {
+                let info = format!("{} request served", self.token("railway-info"));
+                self.railway.add(&at, "info", "svc-api", "inst-1", &info);
+            }
+        }
+        self.oracle.note(format!("railway lines ({style:?})"));
     }
 
     fn rotate(&mut self) {
@@ -756,6 +803,23 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
         // Let the tailer take the last traceback and the evaluator every batch (rows claimed by
         // a killed process come back after 30 s), then stop cleanly.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // The crawl polls every second: wait until it has been round since the last Railway
+        // line (what it stored is checked below with the rest).
+        {
+            let conn = rusqlite::Connection::open(&self.db).expect("open");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            for message in &self.railway_messages {
+                while Instant::now() < deadline {
+                    let n: i64 = conn
+                        .query_row("SELECT count(*) FROM entries WHERE message = ?1", [message], |r| r.get(0))
+                        .expect("railway entry");
+                    if n > 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
         let feed_left = {
             let conn = rusqlite::Connection::open(&self.db).expect("open");
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -955,7 +1019,8 @@ async fn workload_nothing_lost_nothing_miscounted() {
     let seconds = env_u64("FAULTLINE_WORKLOAD_SECONDS", 40);
     let scale = env_u64("FAULTLINE_WORKLOAD_SCALE", 1).max(1);
     eprintln!("workload seed {seed}, {seconds} s, scale {scale}");
-    let (mut w, _tmp) = Workload::new(seed, scale);
+    let railway = FakeRailway::start(RAILWAY_TOKEN).await;
+    let (mut w, _tmp) = Workload::new(seed, scale, railway);
     w.start();
     let started = Instant::now();
     let mut steps = 0u64;
