@@ -575,7 +575,7 @@ fn read_tokens(
 
 impl Config {
     /// Whether the Railway targets can be crawled: the missing-token error otherwise (for the
-    /// commands that crawl: `serve`, `crawl`, `doctor`).
+    /// commands that use Railway: `serve`, `crawl`, `railway check`).
     pub fn railway_ready(&self) -> anyhow::Result<()> {
         match &self.railway_unready {
             Some(why) => bail!("{why}"),
