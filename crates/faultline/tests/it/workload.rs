@@ -9,7 +9,8 @@
 //! Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, the Railway crawl
 //! (levels and severities in each reading), and `faultline ingest` run from another process on the
 //! same SQLite file. Faults: kill -9 and restart, SIGTERM with a half-sent request open, the
-//! database held by another writer, a webhook receiver that fails, half-sent requests left open.
+//! database held by another writer, a webhook receiver that fails, half-sent requests left open,
+//! a saved journal cursor journalctl refuses.
 //!
 //! The oracle checks that every distinct error is stored exactly once (or, where the client
 //! could not know, at most as often as it was sent), that every stored occurrence is counted
@@ -648,7 +649,7 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
             let i = self.journal_cursor;
             let message = format!("{} worker crashed", self.token("journal"));
             let entry = serde_json::json!({
-                "__CURSOR": format!("s=wl;i={i:x}"),
+                "__CURSOR": format!("s=6f0c2d1a;i={i:x};b=9e1b4c7d;m={:x};t={:x};x=5a3e", i * 17, now_ms() * 1000),
                 "__REALTIME_TIMESTAMP": (now_ms() * 1000).to_string(),
                 "PRIORITY": "3",
                 "SYSLOG_IDENTIFIER": "wl-worker",
@@ -730,6 +731,15 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
             let _ = p.await;
         }
         self.finish_cron();
+        if self.rng.chance(25) {
+            // A saved journal cursor journalctl refuses (a damaged or foreign one): the reader
+            // starts over from the beginning, and what it reads again is stored once.
+            let conn = rusqlite::Connection::open(&self.db).expect("open");
+            let changed = conn
+                .execute("UPDATE source_cursors SET cursor = 'not-a-cursor' WHERE source_id = 'journald'", [])
+                .expect("damage the journal cursor");
+            self.oracle.note(format!("journal cursor damaged ({changed} row)"));
+        }
         self.start();
         if let Some((_, body, message)) = in_flight {
             // The client did not know: it sends again with the same id.
