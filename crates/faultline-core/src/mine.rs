@@ -4,7 +4,8 @@
 //! Lines are first clustered the Drain way (He et al., ICWS 2017): bucketed by token count and by
 //! a leading token, a line joins the most similar family of its bucket when enough of its tokens
 //! agree position by position. Placeholders from the masker (`<NUM>`, `<IP>`…) and mined
-//! wildcards match any token.
+//! wildcards match any token. A leading token that is a number or a name (`svc-api`,
+//! `nova.compute`) does not split buckets: it is a position like the others.
 //!
 //! Drain's weak spot is a word that takes a few values: `stored as bytes` and `stored as values`,
 //! `Failed password` and `Failed none`, `by client WindowsUpdateAgent.` and `by client SPP.` are
@@ -239,10 +240,19 @@ fn is_variable(token: &str) -> bool {
     is_masked(token) || token.bytes().any(|b| b.is_ascii_digit())
 }
 
-/// The bucket's leading token of a line: its first token, or `<*>` when that is variable.
+/// A name rather than a word: joined parts (`nova.compute.manager`, `svc-api`, `job_runner`,
+/// `kernel/mm`), which name one of many things of a kind, as a number does.
+fn is_name(token: &str) -> bool {
+    let b = token.as_bytes();
+    b.len() > 2 && b[1..b.len() - 1].iter().any(|c| matches!(c, b'.' | b'-' | b'_' | b'/'))
+}
+
+/// The bucket's leading token of a line: its first token, or `<*>` when that is variable or a
+/// name (a leading service or job name with a handful of values is one event, as any other
+/// position's few values are: see [`FEW`]).
 fn leading<'a>(tokens: &[&'a str]) -> &'a str {
     match tokens.first() {
-        Some(t) if is_variable(t) => WILDCARD,
+        Some(t) if is_variable(t) || is_name(t) => WILDCARD,
         Some(t) => t,
         None => "",
     }
@@ -313,7 +323,7 @@ impl Family {
     /// The bucket's leading token: the first token all lines shared, or `<*>`.
     fn first(&self) -> &str {
         match self.slots.first() {
-            Some(slot) if slot.variable => WILDCARD,
+            Some(slot) if slot.variable || is_name(self.word(slot.token)) => WILDCARD,
             Some(slot) => self.word(slot.token),
             None => "",
         }

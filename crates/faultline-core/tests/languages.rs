@@ -202,6 +202,24 @@ fn the_grouper_mines_words_masking_cannot_know() {
 }
 
 #[test]
+fn a_leading_name_follows_the_few_values_rule_like_any_position() {
+    let mut grouper = Grouper::default();
+    let line = |svc: &str| event(&format!("{svc} failed to renew its lease on the scheduler"), None);
+    let api = grouper.group(&line("billing-api")).fingerprint;
+    let worker = grouper.group(&line("billing-worker")).fingerprint;
+    assert_ne!(api, worker, "two services are two events while they are few");
+    for svc in ["email-sender", "pdf-render", "search-indexer", "stock-sync"] {
+        grouper.group(&line(svc));
+    }
+    let later = grouper.group(&line("audit-log")).fingerprint;
+    assert_eq!(later, api, "past a handful, the name is a variable of one event");
+    // Plain words lead their own buckets as before: verbs name different events.
+    let started = grouper.group(&event("started the nightly export for tenant acme", None)).fingerprint;
+    let stopped = grouper.group(&event("stopped the nightly export for tenant acme", None)).fingerprint;
+    assert_ne!(started, stopped);
+}
+
+#[test]
 fn client_fingerprints_decide_and_default_stands_for_the_computed_one() {
     let mut e = event("payment declined for order 42", None);
     e.metadata.insert("fingerprint".into(), serde_json::json!(["payments", "{{ default }}"]));
