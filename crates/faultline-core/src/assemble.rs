@@ -334,18 +334,8 @@ fn bare_block_message(lines: &[String]) -> &str {
     if !first.starts_with("Traceback (most recent call last):") {
         return first;
     }
-    // The exception line is the first after each traceback's frames; a chain's last counts.
-    let mut message = first;
-    let mut after_header = false;
-    for line in lines {
-        if line.starts_with("Traceback (most recent call last):") {
-            after_header = true;
-        } else if after_header && !line.is_empty() && !line.starts_with([' ', '\t']) {
-            after_header = false;
-            message = line;
-        }
-    }
-    message
+    // A chain's last exception line is the one raised.
+    parse::python_exception_lines(lines.iter().map(String::as_str)).last().copied().unwrap_or(first)
 }
 
 fn into_owned(p: ParsedLine<'_>) -> ParsedLine<'static> {

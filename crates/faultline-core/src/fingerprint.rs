@@ -14,8 +14,9 @@
 //!    too: a mined group's fingerprint is the one its first line had, and never changes.
 //!
 //! A fingerprint is a SHA-256 as 64 lower-case hex characters. [`Grouping::previous`] carries
-//! what version 1 gave the same event, so the store can keep version-1 patterns matching for a
-//! transition window instead of splitting every issue on upgrade.
+//! what version 2 gave the same event (panics and stacks without an exception class hash
+//! differently now), so the store can keep version-2 patterns matching for a transition window
+//! instead of splitting every issue on upgrade.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -27,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::mask::mask_into;
 use crate::mine::{Miner, Snapshot};
 use crate::model::LogEvent;
-use crate::parse::exception_name;
+use crate::parse::{exception_name, python_exception_lines};
 
 /// Stored with every pattern so a later algorithm can tell its own patterns apart.
 pub const FINGERPRINT_VERSION: i32 = 3;
@@ -120,7 +121,8 @@ pub struct Grouping {
     pub frames: Vec<StackFrame>,
     /// The client's `fingerprint` parts, for the client tier.
     pub client_parts: Vec<String>,
-    /// The fingerprint version 1 gave this event, when it differs.
+    /// The fingerprint version 2 gave this event (or the line's own, for a mined group), when
+    /// it differs.
     pub previous: Option<Fingerprint>,
 }
 
@@ -434,20 +436,9 @@ fn exception_chain<'a>(message: &'a str, trace: &'a str) -> (Vec<String>, Option
         }
     };
     if trace.contains("Traceback (most recent call last):") {
-        // A Python traceback ends with its exception line: the first line after the frames,
-        // whatever the class is called. A chain prints the outermost exception last.
-        let mut found = Vec::new();
-        let mut after_header = false;
-        for line in trace.lines() {
-            if line.starts_with("Traceback (most recent call last):") {
-                after_header = true;
-            } else if after_header && !line.is_empty() && !line.starts_with([' ', '\t']) {
-                after_header = false;
-                found.push(exception_line(line, true));
-            }
-        }
-        for f in found.into_iter().rev() {
-            note(f, &mut types);
+        // Outermost first: a chain prints it last.
+        for line in python_exception_lines(trace.lines()).into_iter().rev() {
+            note(exception_line(line, true), &mut types);
         }
     } else {
         note(exception_line(message, false), &mut types);

@@ -108,6 +108,23 @@ pub fn states_error(message: &str) -> bool {
     exception_name(m).is_some()
 }
 
+/// The exception lines of a Python traceback, in the order printed: the first line after each
+/// `Traceback (most recent call last):` header's frames, whatever the class is called (a chain
+/// prints the outermost exception last).
+pub(crate) fn python_exception_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    let mut after_header = false;
+    for line in lines {
+        if line.starts_with("Traceback (most recent call last):") {
+            after_header = true;
+        } else if after_header && !line.is_empty() && !line.starts_with([' ', '\t']) {
+            after_header = false;
+            found.push(line);
+        }
+    }
+    found
+}
+
 /// The exception type a line starts with, as in `ValueError: bad` or
 /// `java.lang.IllegalStateException: boom` or a bare `KeyError`.
 pub fn exception_name(line: &str) -> Option<&str> {
