@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use faultline_core::{FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
+use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
@@ -57,6 +57,8 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Unreachable { target: redact(url), detail: crate::postgres_says(&e) })?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        let now = wall_clock_ms();
+        create_partitions(&pool, (now - DAY_MS..now + PARTITIONS_AHEAD_MS).step_by(DAY_MS as usize)).await?;
         let saved: Option<String> = sqlx::query_scalar("SELECT state FROM grouper_state WHERE version = $1")
             .bind(mining::VERSION)
             .fetch_optional(&pool)
@@ -74,6 +76,30 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// How far ahead of today day partitions of `entries` are made: when a store opens and each time
+/// the retention job runs (daily by default), so a day's partition exists before its entries come.
+const PARTITIONS_AHEAD_MS: i64 = 7 * DAY_MS;
+
+fn wall_clock_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Makes the day partitions of `entries` holding each of `times` that do not exist yet, each in a
+/// transaction of its own (creating one locks `entries` until its commit); entries of a new day
+/// waiting in the default partition move into it. Returns how many were made.
+async fn create_partitions(pool: &PgPool, times: impl Iterator<Item = i64>) -> Result<u64> {
+    let mut made = 0;
+    for at in times {
+        let mut tx = pool.begin().await?;
+        let created: bool =
+            sqlx::query_scalar("SELECT entries_partition_for($1)").bind(at).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        made += u64::from(created);
+    }
+    Ok(made)
 }
 
 /// A database URL with any password replaced, fit for an error message.
@@ -110,16 +136,24 @@ const INSERT_PATTERNS: &str = "INSERT INTO patterns (fingerprint, fingerprint_ve
         AS n(f, tier, template, error_type, frames, ts, traceback, source, level)
     ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint, id";
 
-/// Entries with distinct keys; returns (id, source id, key) of those not stored before.
-const INSERT_ENTRIES: &str = "INSERT INTO entries (source_id, external_id, timestamp_ms, level, source,
-    message, traceback, request_path, request_method, metadata, pattern_id, raw)
-    SELECT source_id, external_id, ts, level, source, message, traceback, path, method, metadata::jsonb,
+/// Entries with distinct keys; returns (id, source id, key) of those not stored before. A key is
+/// claimed in `entry_keys` (unique whatever the entry's time, which partitions `entries`); only
+/// the entries whose key was new are inserted, in the batch's order.
+const INSERT_ENTRIES: &str = "WITH n AS (
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) WITH ORDINALITY
+            AS n(source_id, external_id, ts, level, source, message, traceback, path, method, metadata,
+                pattern_id, raw, ord)),
+    k AS (INSERT INTO entry_keys (source_id, external_id, timestamp_ms)
+        SELECT source_id, external_id, ts FROM n
+        ON CONFLICT (source_id, external_id) DO NOTHING RETURNING source_id, external_id)
+    INSERT INTO entries (source_id, external_id, timestamp_ms, level, source, message, traceback,
+        request_path, request_method, metadata, pattern_id, raw)
+    SELECT n.source_id, n.external_id, ts, level, source, message, traceback, path, method, metadata::jsonb,
         pattern_id, raw
-    FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])
-        AS n(source_id, external_id, ts, level, source, message, traceback, path, method, metadata,
-            pattern_id, raw)
-    ON CONFLICT (source_id, external_id) DO NOTHING RETURNING id, source_id, external_id";
+    FROM n JOIN k ON k.source_id = n.source_id AND k.external_id = n.external_id
+    ORDER BY ord
+    RETURNING id, source_id, external_id";
 
 /// The batch's occurrences added to its patterns (rows locked first); returns each one's status.
 const UPDATE_PATTERNS: &str = "UPDATE patterns p SET
@@ -715,11 +749,13 @@ pub(crate) fn state<T: std::str::FromStr<Err = UnknownState>>(r: &PgRow, i: usiz
         .map_err(|e: UnknownState| sqlx::Error::ColumnDecode { index: i.to_string(), source: Box::new(e) })
 }
 
+/// The time bounds are plain comparisons of the partition key (an absent bound is the widest),
+/// so the executor leaves out the days outside them whatever plan is cached.
 const SEARCH_FILTERS: &str = "($1::text IS NULL OR e.level = $1)
     AND ($2::text IS NULL OR e.source = $2)
     AND ($3::text IS NULL OR e.source LIKE $3)
-    AND ($4::bigint IS NULL OR e.timestamp_ms >= $4)
-    AND ($5::bigint IS NULL OR e.timestamp_ms < $5)";
+    AND e.timestamp_ms >= coalesce($4::bigint, -9223372036854775808)
+    AND e.timestamp_ms < coalesce($5::bigint, 9223372036854775807)";
 /// The exact test of a needle on an entry's text.
 const TEXT_FILTER: &str = "(e.message || E'\\n' || coalesce(e.traceback, '')) ILIKE $6";
 
@@ -1156,9 +1192,34 @@ impl Store for PgStore {
 
     async fn cleanup(&self, before_ms: i64, batch_size: u32) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
+        // The coming days' partitions, and those of days whose entries wait in the default
+        // partition (they came before their day's partition was made), kept or not.
+        let now = wall_clock_ms();
+        let waiting: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT timestamp_ms - timestamp_ms % $3 FROM entries_default
+             WHERE timestamp_ms >= $1 AND timestamp_ms < $2",
+        )
+        .bind(before_ms.max(0))
+        .bind(now + PARTITIONS_AHEAD_MS)
+        .bind(DAY_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        let ahead = (now..now + PARTITIONS_AHEAD_MS).step_by(DAY_MS as usize);
+        create_partitions(&self.pool, waiting.into_iter().chain(ahead)).await?;
+        // Whole days past the cutoff go at once.
+        let (dropped, bytes): (i64, i64) =
+            sqlx::query_as("SELECT entries, bytes FROM drop_entries_partitions_before($1)")
+                .bind(before_ms)
+                .fetch_one(&self.pool)
+                .await?;
+        report.entries_deleted += dropped as u64;
+        report.bytes_freed += bytes as u64;
+        // The rest, row by row: the part of the cutoff's own day before it, and the default
+        // partition's.
         loop {
             let n = sqlx::query(
-                "DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE timestamp_ms < $1 LIMIT $2)",
+                "DELETE FROM entries
+                 WHERE timestamp_ms < $1 AND id IN (SELECT id FROM entries WHERE timestamp_ms < $1 LIMIT $2)",
             )
             .bind(before_ms)
             .bind(i64::from(batch_size))
@@ -1198,8 +1259,14 @@ impl Store for PgStore {
         )
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM entry_keys WHERE timestamp_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        for table in ["VACUUM (ANALYZE) entries", "VACUUM (ANALYZE) entry_chunks"] {
+        for table in
+            ["VACUUM (ANALYZE) entries", "VACUUM (ANALYZE) entry_keys", "VACUUM (ANALYZE) entry_chunks"]
+        {
             sqlx::query(table).execute(&self.pool).await?;
         }
         Ok(report)

@@ -329,8 +329,9 @@ pub struct Bucket {
 pub struct CleanupReport {
     pub entries_deleted: u64,
     pub minute_rows_deleted: u64,
-    /// Bytes the database file gave back to the filesystem (SQLite; PostgreSQL's VACUUM makes
-    /// the space reusable by the table instead, and reports 0).
+    /// Bytes given back to the filesystem: what the SQLite file shrank by, or the size of the
+    /// PostgreSQL day partitions dropped whole (the rows deleted one by one from the cutoff's own
+    /// day are made reusable by VACUUM instead, and not counted).
     pub bytes_freed: u64,
 }
 

@@ -3,4 +3,5 @@
 mod alerts;
 mod grouping;
 mod harness;
+mod partitions;
 mod store;
