@@ -4,7 +4,7 @@
 //! so NULs in log content are stored as U+FFFD (the one place the two backends differ).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -29,6 +29,8 @@ struct Caches {
     /// Patterns of an older fingerprint version exist (they may match within the transition
     /// window).
     old_versions: bool,
+    /// Days (their first millisecond) whose partition of `entries` this instance made or found.
+    partition_days: HashSet<i64>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -58,7 +60,9 @@ impl PgStore {
             .map_err(|e| StoreError::Unreachable { target: redact(url), detail: crate::postgres_says(&e) })?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         let now = wall_clock_ms();
-        create_partitions(&pool, (now - DAY_MS..now + PARTITIONS_AHEAD_MS).step_by(DAY_MS as usize)).await?;
+        let days: HashSet<i64> =
+            (now - DAY_MS..now + PARTITIONS_AHEAD_MS).step_by(DAY_MS as usize).map(day_of).collect();
+        create_partitions(&pool, days.iter().copied()).await?;
         let saved: Option<String> = sqlx::query_scalar("SELECT state FROM grouper_state WHERE version = $1")
             .bind(mining::VERSION)
             .fetch_optional(&pool)
@@ -68,7 +72,12 @@ impl PgStore {
                 .bind(FINGERPRINT_VERSION)
                 .fetch_one(&pool)
                 .await?;
-        let caches = Caches { pattern_ids: HashMap::new(), mining: Mining::load(saved), old_versions };
+        let caches = Caches {
+            pattern_ids: HashMap::new(),
+            mining: Mining::load(saved),
+            old_versions,
+            partition_days: days,
+        };
         Ok(PgStore { pool, caches: Mutex::new(caches) })
     }
 
@@ -81,6 +90,15 @@ impl PgStore {
 /// How far ahead of today day partitions of `entries` are made: when a store opens and each time
 /// the retention job runs (daily by default), so a day's partition exists before its entries come.
 const PARTITIONS_AHEAD_MS: i64 = 7 * DAY_MS;
+
+/// How far back a batch's entries make their day's partition as they are stored; older days wait
+/// in the default partition until the retention job makes theirs (a backfill of years would
+/// otherwise make a partition per day).
+const PARTITIONS_BACK_MS: i64 = 31 * DAY_MS;
+
+fn day_of(ms: i64) -> i64 {
+    ms - ms.rem_euclid(DAY_MS)
+}
 
 fn wall_clock_ms() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -852,6 +870,20 @@ impl Store for PgStore {
             replace_nul(&mut ge.event);
         }
         let mut caches = self.caches.lock().await;
+        // The partitions of recent days the batch falls on, made before its transaction (making
+        // one locks `entries` until it commits).
+        let now = wall_clock_ms();
+        let days: BTreeSet<i64> = batch
+            .events
+            .iter()
+            .map(|ge| day_of(ge.event.timestamp_ms))
+            .filter(|d| *d >= day_of(now - PARTITIONS_BACK_MS) && *d < now + PARTITIONS_AHEAD_MS)
+            .filter(|d| !caches.partition_days.contains(d))
+            .collect();
+        if !days.is_empty() {
+            create_partitions(&self.pool, days.iter().copied()).await?;
+            caches.partition_days.extend(days);
+        }
         let state = caches.mining.mine(&mut batch);
         let mut tx = self.pool.begin().await?;
         let mut result = ingest_tx(&mut tx, &mut caches, &batch).await;

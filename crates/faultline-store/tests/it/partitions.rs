@@ -145,7 +145,7 @@ async fn postgres_entries_stored_before_partitioning_carry_over() {
     }
     let mut conn = PgConnection::connect(&url).await.unwrap();
     sqlx::migrate::Migrator::new(dir.path()).await.unwrap().run(&mut conn).await.unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = wall_clock_ms();
     let yesterday = now - DAY_MS;
     sqlx::query(
         "INSERT INTO patterns (fingerprint, fingerprint_version, tier, normalized_message, first_seen_ms,
@@ -177,12 +177,8 @@ async fn postgres_entries_stored_before_partitioning_carry_over() {
 
     let store = faultline_store::open(&url).await.unwrap();
     assert_eq!(everything(&store).await, ["old-1", "old-2", "old-3"]);
-    let day = |ms: i64| {
-        let date = chrono::DateTime::from_timestamp_millis(ms).unwrap();
-        format!("entries_{}", date.format("%Y_%m_%d"))
-    };
     let made = partitions(&url).await;
-    assert!(made.contains(&day(yesterday)) && made.contains(&day(now)), "{made:?}");
+    assert!(made.contains(&partition_of(yesterday)) && made.contains(&partition_of(now)), "{made:?}");
     assert_eq!(count(&url, "SELECT count(*) FROM entries_default").await, 1, "2024 is over a year back");
     // The keys came over: the same entry sent again is a duplicate; a new one gets a new id.
     let again = event("old-2", yesterday, Level::Error, "api", "disk full on db-2");
@@ -192,4 +188,38 @@ async fn postgres_entries_stored_before_partitioning_carry_over() {
     let page =
         store.search(&SearchQuery { text: Some("db-9".into()), limit: 10, ..Default::default() }).await;
     assert!(page.unwrap().entries[0].id > max_id);
+}
+
+fn partition_of(ms: i64) -> String {
+    let date = chrono::DateTime::from_timestamp_millis(ms).unwrap();
+    format!("entries_{}", date.format("%Y_%m_%d"))
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Entries of the last month make their day's partition as they are stored (a week's import
+/// is pruned by day at once); older ones wait in the default partition for the retention job.
+#[tokio::test]
+async fn postgres_entries_of_the_last_month_make_their_day_as_they_are_stored() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let store = faultline_store::open(&url).await.unwrap();
+    let now = wall_clock_ms();
+    let made = partitions(&url).await;
+    assert!(made.contains(&partition_of(now)) && made.contains(&partition_of(now + 6 * DAY_MS)), "{made:?}");
+    let events = vec![
+        event("week", now - 7 * DAY_MS, Level::Error, "api", "cache miss storm"),
+        event("month", now - 30 * DAY_MS, Level::Error, "api", "cache miss storm"),
+        event("older", now - 60 * DAY_MS, Level::Error, "api", "cache miss storm"),
+    ];
+    assert_eq!(store.ingest(batch(events)).await.unwrap().stored, 3);
+    for ms in [now - 7 * DAY_MS, now - 30 * DAY_MS] {
+        let sql = format!("SELECT count(*) FROM {}", partition_of(ms));
+        assert_eq!(count(&url, &sql).await, 1, "{sql}");
+    }
+    assert_eq!(count(&url, "SELECT count(*) FROM entries_default").await, 1);
+    store.cleanup(now - 90 * DAY_MS, 100).await.unwrap();
+    assert_eq!(count(&url, "SELECT count(*) FROM entries_default").await, 0, "moved by the retention job");
+    assert_eq!(everything(&store).await, ["month", "older", "week"]);
 }
