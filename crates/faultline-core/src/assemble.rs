@@ -52,6 +52,8 @@ enum Mode {
     Trace,
     /// Inside a Python traceback, before its exception line.
     PyTraceback,
+    /// Inside a Python exception group's report, whose every line is indented.
+    PyGroup,
     /// After a Python exception line: the rest of its message, or chaining text.
     PyAfterException,
     /// After "During handling of the above exception…": the next traceback of the chain.
@@ -174,7 +176,7 @@ impl Assembler {
             }
             (message, continuation.or(header.traceback))
         } else if lines.len() > 1 {
-            (bare_block_message(&lines).to_owned(), Some(raw.clone()))
+            (bare_block_message(&lines), Some(raw.clone()))
         } else {
             (header.message.into_owned(), None)
         };
@@ -208,6 +210,8 @@ impl Assembler {
 fn start_mode(line: &str) -> Mode {
     if line.starts_with("Traceback (most recent call last):") {
         Mode::PyTraceback
+    } else if line.trim_start().starts_with(parse::GROUP_TRACEBACK) {
+        Mode::PyGroup
     } else if line.starts_with("panic: ")
         || (line.starts_with("thread '") && line.contains("' panicked at"))
         || goroutine_header(line)
@@ -253,11 +257,12 @@ fn ruby_crash(line: &str) -> bool {
 /// Whether `line` (which has no header) continues `p`, and the mode after it.
 fn continues(p: &Pending, line: &str) -> Option<Mode> {
     let indented = line.starts_with([' ', '\t']);
-    if line.starts_with("Traceback (most recent call last):") {
+    let group = line.trim_start().starts_with(parse::GROUP_TRACEBACK);
+    if line.starts_with("Traceback (most recent call last):") || group {
         // The traceback of the log line before it, or the next one of a chain; right after a
         // whole traceback, a new error.
         let open = matches!(p.mode, Mode::Header | Mode::PyChained) && p.header.traceback.is_none();
-        return open.then_some(Mode::PyTraceback);
+        return open.then_some(if group { Mode::PyGroup } else { Mode::PyTraceback });
     }
     if goroutine_header(line) {
         // The dump after a panic, or after a log line reporting one (net/http's "http: panic
@@ -285,6 +290,7 @@ fn continues(p: &Pending, line: &str) -> Option<Mode> {
         Mode::Panic if line.starts_with("note: ") && p.lines[0].starts_with("thread '") => Some(Mode::Closed),
         Mode::Crash if line.starts_with("Node.js v") => Some(Mode::Closed),
         Mode::Panic | Mode::Crash => Some(p.mode),
+        Mode::PyGroup => (indented || headed_error).then_some(Mode::PyGroup),
         Mode::PyTraceback if indented => Some(Mode::PyTraceback),
         Mode::PyTraceback => Some(Mode::PyAfterException),
         Mode::PyAfterException => {
@@ -324,18 +330,29 @@ fn continues(p: &Pending, line: &str) -> Option<Mode> {
 /// The message of an event that is a traceback with no log line before it: the final
 /// exception line for Python, the error line of Node's uncaught-exception report, the first
 /// line otherwise.
-fn bare_block_message(lines: &[String]) -> &str {
+fn bare_block_message(lines: &[String]) -> String {
     let first = lines[0].as_str();
     if node_crash_location(first) {
         let error =
             lines.iter().skip(1).find(|l| !l.starts_with([' ', '\t']) && parse::exception_name(l).is_some());
-        return error.map_or(first, String::as_str);
+        return error.map_or(first, String::as_str).to_owned();
+    }
+    if first.trim_start().starts_with(parse::GROUP_TRACEBACK) {
+        // A group's first sub-exception.
+        let unboxed = parse::unbox_exception_group(&lines.join("\n")).unwrap_or_default();
+        let leaves = parse::python_exception_lines(unboxed.lines());
+        let leaf = leaves.into_iter().find(|l| !parse::group_container(l));
+        return leaf.unwrap_or(first.trim()).to_owned();
     }
     if !first.starts_with("Traceback (most recent call last):") {
-        return first;
+        return first.to_owned();
     }
     // A chain's last exception line is the one raised.
-    parse::python_exception_lines(lines.iter().map(String::as_str)).last().copied().unwrap_or(first)
+    parse::python_exception_lines(lines.iter().map(String::as_str))
+        .last()
+        .copied()
+        .unwrap_or(first)
+        .to_owned()
 }
 
 fn into_owned(p: ParsedLine<'_>) -> ParsedLine<'static> {

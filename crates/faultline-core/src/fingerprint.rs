@@ -15,8 +15,11 @@
 //!
 //! A fingerprint is a SHA-256 as 64 lower-case hex characters. [`Grouping::previous`] carries
 //! what version 2 gave the same event (panics and stacks without an exception class hash
-//! differently now), so the store can keep version-2 patterns matching for a transition window
-//! instead of splitting every issue on upgrade.
+//! differently since version 3), so the store can keep version-2 patterns matching for a
+//! transition window instead of splitting every issue on upgrade. Version 4 reads Python's
+//! exception groups (their sub-exceptions' types and frames; version 3 saw one message for
+//! every group a handler logged): those events start new patterns, since the old one held
+//! errors that version 4 keeps apart, so no `previous` points back to it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -28,10 +31,10 @@ use sha2::{Digest, Sha256};
 use crate::mask::mask_into;
 use crate::mine::{Miner, Snapshot};
 use crate::model::LogEvent;
-use crate::parse::{exception_name, python_exception_lines};
+use crate::parse::{exception_name, group_container, python_exception_lines, unbox_exception_group};
 
 /// Stored with every pattern so a later algorithm can tell its own patterns apart.
-pub const FINGERPRINT_VERSION: i32 = 3;
+pub const FINGERPRINT_VERSION: i32 = 4;
 
 /// The fingerprint versions whose saved miner state this version restores.
 const MINER_STATE_VERSIONS: std::ops::RangeInclusive<i32> = 2..=FINGERPRINT_VERSION;
@@ -160,7 +163,8 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
     let mut template = String::with_capacity(message.len());
     mask_into(message, &mut template);
 
-    let trace = event.traceback.as_deref().unwrap_or("");
+    let unboxed = event.traceback.as_deref().and_then(unbox_exception_group);
+    let trace = unboxed.as_deref().or(event.traceback.as_deref()).unwrap_or("");
     let (mut error_types, value) = exception_chain(message, trace);
     let mut all_frames = frames(trace);
     sdk_in_app(event, &mut all_frames);
@@ -225,7 +229,8 @@ pub fn fingerprint(event: &LogEvent) -> Grouping {
 /// first line.
 pub fn headline(message: &str, traceback: Option<&str>) -> String {
     let message = cut(message, MAX_GROUPED_BYTES);
-    let (types, value) = exception_chain(message, traceback.unwrap_or(""));
+    let unboxed = traceback.and_then(unbox_exception_group);
+    let (types, value) = exception_chain(message, unboxed.as_deref().or(traceback).unwrap_or(""));
     match (types.first().filter(|t| !t.starts_with("panic: ")), value) {
         (Some(t), Some(v)) => {
             let short = t.rsplit(['.', '$', ':', '\\']).next().filter(|s| !s.is_empty()).unwrap_or(t);
@@ -400,8 +405,9 @@ impl Grouper {
     }
 
     /// A grouper in a saved state; `None` when the state is from a version whose miner read
-    /// differently. Version 3 changed the stack tier, not the miner: a version-2 state is
-    /// taken as it is, so mined groups keep their patterns across the upgrade.
+    /// differently. Versions 3 and 4 changed the stack and exception tiers, not the miner: a
+    /// version-2 or -3 state is taken as it is, so mined groups keep their patterns across the
+    /// upgrade.
     pub fn restore(state: GrouperState) -> Option<Grouper> {
         (MINER_STATE_VERSIONS.contains(&state.version)).then(|| Grouper {
             miner: Miner::restore(state.miner),
@@ -436,9 +442,18 @@ fn exception_chain<'a>(message: &'a str, trace: &'a str) -> (Vec<String>, Option
         }
     };
     if trace.contains("Traceback (most recent call last):") {
-        // Outermost first: a chain prints it last.
-        for line in python_exception_lines(trace.lines()).into_iter().rev() {
-            note(exception_line(line, true), &mut types);
+        let lines = python_exception_lines(trace.lines());
+        if lines.iter().any(|l| group_container(l)) {
+            // An exception group (unboxed): its sub-exceptions are the errors, in the order
+            // printed; the group itself only holds them (as Sentry titles and groups them).
+            for line in lines.into_iter().filter(|l| !group_container(l)) {
+                note(exception_line(line, true), &mut types);
+            }
+        } else {
+            // Outermost first: a chain prints it last.
+            for line in lines.into_iter().rev() {
+                note(exception_line(line, true), &mut types);
+            }
         }
     } else {
         note(exception_line(message, false), &mut types);

@@ -125,6 +125,55 @@ pub(crate) fn python_exception_lines<'a>(lines: impl IntoIterator<Item = &'a str
     found
 }
 
+/// How Python (3.11+) opens the report of an exception group, indented and boxed: `  + Exception
+/// Group Traceback (most recent call last):`, then `|`-prefixed lines and `+---- N ----` lines
+/// between its sub-exceptions.
+pub(crate) const GROUP_TRACEBACK: &str = "+ Exception Group Traceback (most recent call last):";
+
+/// A Python exception group's report as plain tracebacks one after another: the group's own,
+/// then each sub-exception's (nested groups alike), the boxes and separators taken off. `None`
+/// when `trace` holds no group.
+pub(crate) fn unbox_exception_group(trace: &str) -> Option<String> {
+    if !trace.contains(GROUP_TRACEBACK) {
+        return None;
+    }
+    let mut out = String::with_capacity(trace.len());
+    for line in trace.lines() {
+        let mut t = line.trim_start();
+        if !t.starts_with(['|', '+']) {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        loop {
+            if let Some(rest) = t.strip_prefix("| ") {
+                t = rest;
+            } else if t == "|" {
+                t = "";
+            } else {
+                break;
+            }
+        }
+        let bare = t.trim_start();
+        if bare.starts_with(GROUP_TRACEBACK) {
+            out.push_str("Traceback (most recent call last):");
+        } else if bare.starts_with("+-") {
+            continue; // `+-+---- 1 ----`, `+---- 2 ----`, `+--------`: between sub-exceptions
+        } else {
+            out.push_str(t);
+        }
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// Whether an exception line is an exception group's own (`ExceptionGroup: unhandled errors in a
+/// TaskGroup (2 sub-exceptions)`): a container, whose sub-exceptions are the errors.
+pub(crate) fn group_container(line: &str) -> bool {
+    let line = line.trim_end();
+    line.ends_with(" sub-exception)") || line.ends_with(" sub-exceptions)")
+}
+
 /// The exception type a line starts with, as in `ValueError: bad` or
 /// `java.lang.IllegalStateException: boom` or a bare `KeyError`.
 pub fn exception_name(line: &str) -> Option<&str> {

@@ -302,7 +302,7 @@ fn pin(e: LogEvent, want: Expect) {
 
 #[test]
 fn pinned_the_fingerprint_version() {
-    assert_eq!(FINGERPRINT_VERSION, 3, "a new version needs this corpus updated with it");
+    assert_eq!(FINGERPRINT_VERSION, 4, "a new version needs this corpus updated with it");
 }
 
 #[test]
@@ -383,6 +383,37 @@ main.main()
     assert_eq!(
         v3.previous.as_ref().map(|f| f.as_str()),
         Some("3eaadd66afdd62229032a9b692b35cf6330e2284dfcfdf401818bd281213bc65")
+    );
+}
+
+/// Version 4: a Python exception group counts its sub-exceptions' types and frames; the group
+/// itself is a container.
+#[test]
+fn pinned_exception_group() {
+    let group = "  + Exception Group Traceback (most recent call last):
+  |   File \"/app/jobs/sync.py\", line 24, in main
+  |     async with asyncio.TaskGroup() as tg:
+  | ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File \"/app/jobs/sync.py\", line 12, in pull
+    |     await client.get(url)
+    | ConnectionRefusedError: [Errno 111] Connection refused
+    +---------------- 2 ----------------
+    | Traceback (most recent call last):
+    |   File \"/app/jobs/sync.py\", line 17, in push
+    |     raise ValueError(n)
+    | ValueError: 7
+    +------------------------------------";
+    let e = pinned_event("sync failed", Some(group), serde_json::json!({}));
+    pin(
+        e.clone(),
+        expect!["stack 3841f49fedadc78360f78fb12ba22305494b53a46a8c7cf0c3937ad4c8eb6964 sync failed"],
+    );
+    assert_eq!(fingerprint(&e).previous, None, "version 3 merged every group one handler logged");
+    assert_eq!(
+        faultline_core::headline("sync failed", Some(group)),
+        "ConnectionRefusedError: [Errno 111] Connection refused"
     );
 }
 

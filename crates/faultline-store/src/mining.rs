@@ -83,3 +83,8 @@ impl Mining {
 
 /// The fingerprint version whose state is saved.
 pub(crate) const VERSION: i32 = FINGERPRINT_VERSION;
+
+/// The newest saved state up to this version (`$1` = [`VERSION`]): after an upgrade, the one the
+/// previous version saved, which [`Grouper::restore`] takes when its miner read alike.
+pub(crate) const LOAD_STATE: &str =
+    "SELECT state FROM grouper_state WHERE version <= $1 ORDER BY version DESC LIMIT 1";

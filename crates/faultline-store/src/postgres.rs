@@ -63,10 +63,8 @@ impl PgStore {
         let days: HashSet<i64> =
             (now - DAY_MS..now + PARTITIONS_AHEAD_MS).step_by(DAY_MS as usize).map(day_of).collect();
         create_partitions(&pool, days.iter().copied()).await?;
-        let saved: Option<String> = sqlx::query_scalar("SELECT state FROM grouper_state WHERE version = $1")
-            .bind(mining::VERSION)
-            .fetch_optional(&pool)
-            .await?;
+        let saved: Option<String> =
+            sqlx::query_scalar(mining::LOAD_STATE).bind(mining::VERSION).fetch_optional(&pool).await?;
         let old_versions: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patterns WHERE fingerprint_version < $1)")
                 .bind(FINGERPRINT_VERSION)

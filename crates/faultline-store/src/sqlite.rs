@@ -94,11 +94,8 @@ impl SqliteStore {
             migrations().to_latest(&mut conn).map_err(|e| StoreError::Migration(e.to_string()))?;
             let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
             configure(&reader)?;
-            let saved: Option<String> = conn
-                .query_row("SELECT state FROM grouper_state WHERE version = ?1", [mining::VERSION], |r| {
-                    r.get(0)
-                })
-                .optional()?;
+            let saved: Option<String> =
+                conn.query_row(mining::LOAD_STATE, [mining::VERSION], |r| r.get(0)).optional()?;
             let old_versions: bool = conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM patterns WHERE fingerprint_version < ?1)",
                 [FINGERPRINT_VERSION],

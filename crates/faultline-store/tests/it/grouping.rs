@@ -79,6 +79,28 @@ async fn mined_patterns_survive_a_restart() {
     }
 }
 
+/// After an upgrade the miner starts from the state the previous version saved (in its own
+/// row): the store used to read only its own version's row, and mined from scratch.
+#[tokio::test]
+async fn regression_22_an_upgrade_restores_the_previous_versions_miner_state() {
+    for db in Reopenable::all().await {
+        let store = db.open().await;
+        store.ingest(batch(logins(0..10, &["alice", "bob", "carol", "dave", "erin"]))).await.unwrap();
+        store.save_grouping(T0).await.unwrap();
+        drop(store);
+        let previous = faultline_core::FINGERPRINT_VERSION - 1;
+        db.execute(&format!(
+            "UPDATE grouper_state SET version = {previous}, state = replace(state,
+                '\"version\":{}', '\"version\":{previous}')",
+            faultline_core::FINGERPRINT_VERSION
+        ))
+        .await;
+        let store = db.open().await;
+        let again = store.ingest(batch(logins(10..11, &["frank"]))).await.unwrap();
+        assert_eq!(again.new_patterns, 0, "{}: the previous version's state was restored", db.url);
+    }
+}
+
 #[tokio::test]
 async fn without_the_saved_state_a_restart_splits_word_variables() {
     // The control for the test above: the saved state is what keeps the pattern whole.
