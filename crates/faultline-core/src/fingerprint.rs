@@ -233,7 +233,9 @@ pub fn headline(message: &str, traceback: Option<&str>) -> String {
     let (types, value) = exception_chain(message, unboxed.as_deref().or(traceback).unwrap_or(""));
     match (types.first().filter(|t| !t.starts_with("panic: ")), value) {
         (Some(t), Some(v)) => {
-            let short = t.rsplit(['.', '$', ':', '\\']).next().filter(|s| !s.is_empty()).unwrap_or(t);
+            // A package or module path goes (`java.lang.`, `psycopg2.errors.`); Ruby's
+            // namespaces stay, as Ruby and Sentry name the class (`ActiveRecord::RecordNotFound`).
+            let short = t.rsplit(['.', '$', '\\']).next().filter(|s| !s.is_empty()).unwrap_or(t);
             let v = v.lines().next().unwrap_or("").trim();
             if v.is_empty() { short.to_owned() } else { format!("{short}: {v}") }
         }
