@@ -4,6 +4,10 @@
 -- job); an entry whose day has no partition yet (far in the past or the future) waits in
 -- `entries_default` and moves to its day's partition when that is created.
 --
+-- No foreign key to patterns: making a day's partition would then lock `patterns` against the
+-- batches being stored, which take it after `entries` (a deadlock), and every row would pay for
+-- the check. Ingest takes each pattern id from `patterns` in the batch's own transaction.
+--
 -- A unique index on a partitioned table must hold the partition key, but an event's key must
 -- stay unique whatever time it carries (a record sent again without its time is stamped on
 -- arrival again). So keys move out, to `entry_keys`: one narrow row per stored entry.
@@ -27,7 +31,7 @@ CREATE TABLE entries (
     request_path   TEXT,
     request_method TEXT,
     metadata       JSONB,
-    pattern_id     BIGINT NOT NULL REFERENCES patterns (id),
+    pattern_id     BIGINT NOT NULL,
     raw            TEXT   NOT NULL
 ) PARTITION BY RANGE (timestamp_ms);
 ALTER SEQUENCE entries_id_seq OWNED BY entries.id;
@@ -45,9 +49,9 @@ CREATE TABLE entry_keys (
 
 -- The partition of the day holding `at_ms` (milliseconds, UTC), named entries_YYYY_MM_DD, unless
 -- it exists; entries of that day waiting in the default partition move into it. Returns whether
--- it was created. The tables are locked in the order ingest takes them (patterns, whose key the
--- partition's foreign key references, then entries), so creating a partition while batches are
--- stored waits for them and never deadlocks with them; the locks hold until the caller commits.
+-- it was created. It locks `entries` (and its default partition) and nothing else, so it waits
+-- for the batches being stored and never deadlocks with them; the lock holds until the caller
+-- commits.
 CREATE FUNCTION entries_partition_for(at_ms BIGINT) RETURNS BOOLEAN LANGUAGE plpgsql AS $$
 DECLARE
     day_ms BIGINT := at_ms - at_ms % 86400000;
@@ -57,7 +61,6 @@ BEGIN
     IF at_ms < 0 OR to_regclass(name) IS NOT NULL THEN
         RETURN FALSE;
     END IF;
-    LOCK TABLE patterns IN SHARE ROW EXCLUSIVE MODE;
     LOCK TABLE entries IN ACCESS EXCLUSIVE MODE;
     IF to_regclass(name) IS NOT NULL THEN
         RETURN FALSE;

@@ -223,3 +223,39 @@ async fn postgres_entries_of_the_last_month_make_their_day_as_they_are_stored() 
     assert_eq!(count(&url, "SELECT count(*) FROM entries_default").await, 0, "moved by the retention job");
     assert_eq!(everything(&store).await, ["month", "older", "week"]);
 }
+
+/// Three instances store batches over days with no partition yet, in different orders, while
+/// one also runs the retention job: each makes the days it needs while the others store (making
+/// one locks the tables in the order batches take them), and none fails or loses a count.
+#[tokio::test]
+async fn postgres_instances_making_days_while_others_store_never_deadlock() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(faultline_store::open(&url).await.unwrap());
+    }
+    let now = wall_clock_ms();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, store) in stores.iter().enumerate() {
+        for round in 0..6i64 {
+            let store = store.clone();
+            let events = (0..12i64)
+                .map(|d| {
+                    let back = 2 + (d + round + k as i64 * 5) % 12;
+                    let id = format!("{k}-{round}-{d}");
+                    event(&id, now - back * DAY_MS, Level::Error, "svc", "replica lag over threshold")
+                })
+                .collect();
+            tasks.spawn(async move { store.ingest(batch(events)).await.map(|o| o.stored) });
+        }
+    }
+    let janitor = stores[0].clone();
+    tasks.spawn(async move { janitor.cleanup(now - 40 * DAY_MS, 100).await.map(|_| 0) });
+    let mut stored = 0;
+    while let Some(done) = tasks.join_next().await {
+        stored += done.unwrap().expect("no batch or job fails");
+    }
+    assert_eq!(stored, 3 * 6 * 12);
+    assert_eq!(count(&url, "SELECT count(*) FROM entries_default").await, 0);
+    assert_eq!(stores[1].top_patterns(1, None).await.unwrap()[0].occurrence_count, 216);
+}
