@@ -1284,7 +1284,8 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         sqlx::query(
-            "UPDATE patterns SET sample_entry_id = (SELECT max(id) FROM entries WHERE pattern_id = patterns.id)
+            "UPDATE patterns SET sample_entry_id = (SELECT id FROM entries WHERE pattern_id = patterns.id
+                 ORDER BY timestamp_ms DESC, id DESC LIMIT 1)
              WHERE sample_entry_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM entries WHERE id = sample_entry_id)",
         )
         .execute(&mut *tx)
@@ -1294,10 +1295,22 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        for table in
-            ["VACUUM (ANALYZE) entries", "VACUUM (ANALYZE) entry_keys", "VACUUM (ANALYZE) entry_chunks"]
-        {
-            sqlx::query(table).execute(&self.pool).await?;
+        // Rows were deleted one by one only in the cutoff's day and the default partition (the
+        // other days went whole), in the keys and in the search index.
+        let cutoff_day: Option<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'entries'::regclass
+               AND c.relname = 'entries_' || to_char(to_timestamp($1 / 1000) AT TIME ZONE 'UTC', 'YYYY_MM_DD')",
+        )
+        .bind(day_of(before_ms))
+        .fetch_optional(&self.pool)
+        .await?;
+        let tables =
+            cutoff_day.into_iter().chain(["entries_default", "entry_keys", "entry_chunks"].map(String::from));
+        for table in tables {
+            // Names from the catalogue or fixed above, never from input.
+            let vacuum = format!("VACUUM (ANALYZE) {table}");
+            sqlx::query(sqlx::AssertSqlSafe(vacuum)).execute(&self.pool).await?;
         }
         Ok(report)
     }
