@@ -778,10 +778,14 @@ const TEXT_FILTER: &str = "(e.message || E'\\n' || coalesce(e.traceback, '')) IL
 /// Needles with a run of three letters or digits find candidate chunks through the trigram
 /// index on `entry_chunks.doc` (the distinct lines of up to [`CHUNK`] consecutive entries); the
 /// exact ILIKE re-checks each entry of those chunks.
+/// The `OFFSET 0` keeps the other filters (time above all) out of the lookups by id: the
+/// planner would AND the time index into each chunk's lookup, reading every entry of a day-wide
+/// window once per candidate chunk (0.7–2.7 s for a rare needle at 1M entries instead of ~10 ms).
 const INDEXED: (&str, &str) = (
-    "(SELECT first_id, last_id FROM entry_chunks WHERE doc ILIKE $6) c
-     JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id",
-    TEXT_FILTER,
+    "(SELECT e.* FROM (SELECT first_id, last_id FROM entry_chunks WHERE doc ILIKE $6) c
+         JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id
+         WHERE (e.message || E'\\n' || coalesce(e.traceback, '')) ILIKE $6 OFFSET 0) e",
+    "TRUE",
 );
 /// Candidate chunks past which a needle is common.
 const CHUNK_BUDGET: i64 = 128;
