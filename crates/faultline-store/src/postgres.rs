@@ -778,6 +778,7 @@ const TEXT_FILTER: &str = "(e.message || E'\\n' || coalesce(e.traceback, '')) IL
 /// Needles with a run of three letters or digits find candidate chunks through the trigram
 /// index on `entry_chunks.doc` (the distinct lines of up to [`CHUNK`] consecutive entries); the
 /// exact ILIKE re-checks each entry of those chunks.
+///
 /// The `OFFSET 0` keeps the other filters (time above all) out of the lookups by id: the
 /// planner would AND the time index into each chunk's lookup, reading every entry of a day-wide
 /// window once per candidate chunk (0.7–2.7 s for a rare needle at 1M entries instead of ~10 ms).
