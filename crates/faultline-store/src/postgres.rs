@@ -1305,9 +1305,9 @@ impl Store for PgStore {
         let cutoff_day: Option<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
              WHERE i.inhparent = 'entries'::regclass
-               AND c.relname = 'entries_' || to_char(to_timestamp($1 / 1000) AT TIME ZONE 'UTC', 'YYYY_MM_DD')",
+               AND c.relname = entries_partition_name($1)",
         )
-        .bind(day_of(before_ms))
+        .bind(before_ms)
         .fetch_optional(&self.pool)
         .await?;
         let tables =

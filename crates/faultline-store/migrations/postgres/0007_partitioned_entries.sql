@@ -47,6 +47,11 @@ CREATE TABLE entry_keys (
     PRIMARY KEY (source_id, external_id)
 );
 
+-- The name of the partition of the UTC day holding `at_ms`: entries_YYYY_MM_DD.
+CREATE FUNCTION entries_partition_name(at_ms BIGINT) RETURNS TEXT LANGUAGE sql STABLE AS $$
+    SELECT 'entries_' || to_char(to_timestamp((at_ms - at_ms % 86400000) / 1000) AT TIME ZONE 'UTC', 'YYYY_MM_DD')
+$$;
+
 -- The partition of the day holding `at_ms` (milliseconds, UTC), named entries_YYYY_MM_DD, unless
 -- it exists; entries of that day waiting in the default partition move into it. Returns whether
 -- it was created. It locks `entries` (and its default partition) and nothing else, so it waits
@@ -56,7 +61,7 @@ CREATE FUNCTION entries_partition_for(at_ms BIGINT) RETURNS BOOLEAN LANGUAGE plp
 DECLARE
     day_ms BIGINT := at_ms - at_ms % 86400000;
     upto   BIGINT := day_ms + 86400000;
-    name   TEXT := 'entries_' || to_char(to_timestamp(day_ms / 1000) AT TIME ZONE 'UTC', 'YYYY_MM_DD');
+    name   TEXT := entries_partition_name(at_ms);
 BEGIN
     IF at_ms < 0 OR to_regclass(name) IS NOT NULL THEN
         RETURN FALSE;
