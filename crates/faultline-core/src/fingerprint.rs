@@ -24,12 +24,12 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::mask::mask_into;
-use crate::mine::{Miner, Snapshot};
+use crate::mine::{BucketSnapshot, Miner, Snapshot, bucket_name};
 use crate::model::LogEvent;
 use crate::parse::{exception_name, group_container, python_exception_lines, unbox_exception_group};
 
@@ -306,6 +306,18 @@ pub struct Grouper {
     fingerprints: FxHashMap<u64, [u8; 32]>,
     /// Groups created or merged since the last [`Grouper::take_changed`].
     changed: bool,
+    /// Buckets whose state changed beyond counts since the last
+    /// [`Grouper::take_changed_buckets`].
+    changed_buckets: FxHashSet<String>,
+}
+
+/// One bucket of a [`Grouper`]'s state ([`Grouper::export_bucket`]): the miner's part and the
+/// fingerprints of its groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketState {
+    pub version: i32,
+    miner: BucketSnapshot,
+    fingerprints: Vec<(u64, Fingerprint)>,
 }
 
 /// A [`Grouper`]'s whole state, for saving.
@@ -346,6 +358,9 @@ impl Grouper {
             return None;
         }
         let mined = self.miner.add(&grouping.template);
+        if mined.changed {
+            self.changed_buckets.insert(bucket_name(&grouping.template));
+        }
         if mined.created
             && let Some(bytes) = grouping.fingerprint.to_bytes()
         {
@@ -419,7 +434,65 @@ impl Grouper {
                 .filter_map(|(id, fp)| Some((*id, fp.to_bytes()?)))
                 .collect(),
             changed: false,
+            changed_buckets: FxHashSet::default(),
         })
+    }
+
+    /// The miner's bucket a grouping's lines are filed in (`None` for tiers not mined): the
+    /// unit of state instances sharing a database exchange.
+    pub fn bucket(grouping: &Grouping) -> Option<String> {
+        (grouping.tier == Tier::Message).then(|| bucket_name(&grouping.template))
+    }
+
+    /// The buckets whose state changed beyond counts since the last call (sorted).
+    pub fn take_changed_buckets(&mut self) -> Vec<String> {
+        let mut names: Vec<String> = std::mem::take(&mut self.changed_buckets).into_iter().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Every bucket holding families or fossils.
+    pub fn bucket_names(&self) -> Vec<String> {
+        self.miner.bucket_names()
+    }
+
+    /// Drops the least recently seen buckets past `capacity` live families
+    /// ([`Miner::drop_idle_buckets`]); returns their names.
+    pub fn drop_idle_buckets(&mut self, capacity: usize) -> Vec<String> {
+        let (names, ids) = self.miner.drop_idle_buckets(capacity);
+        for id in ids {
+            self.fingerprints.remove(&id);
+        }
+        for name in &names {
+            self.changed_buckets.remove(name);
+        }
+        names
+    }
+
+    /// One bucket's state, to share.
+    pub fn export_bucket(&self, name: &str) -> BucketState {
+        let miner = self.miner.export_bucket(name);
+        let mut fingerprints: Vec<(u64, Fingerprint)> = miner
+            .group_ids()
+            .filter_map(|id| Some((id, Fingerprint::from_bytes(self.fingerprints.get(&id)?))))
+            .collect();
+        fingerprints.sort_unstable_by_key(|(id, _)| *id);
+        BucketState { version: FINGERPRINT_VERSION, miner, fingerprints }
+    }
+
+    /// Puts a bucket in a state another grouper exported ([`Grouper::export_bucket`]); `None`,
+    /// or a state of a version whose miner read differently, empties it.
+    pub fn import_bucket(&mut self, name: &str, state: Option<BucketState>) {
+        let state = state.filter(|s| MINER_STATE_VERSIONS.contains(&s.version));
+        let (miner, fingerprints) = match state {
+            Some(s) => (s.miner, s.fingerprints),
+            None => (BucketSnapshot::default(), Vec::new()),
+        };
+        for id in self.miner.replace_bucket(name, miner) {
+            self.fingerprints.remove(&id);
+        }
+        self.fingerprints.extend(fingerprints.iter().filter_map(|(id, fp)| Some((*id, fp.to_bytes()?))));
+        self.changed_buckets.remove(name);
     }
 }
 
