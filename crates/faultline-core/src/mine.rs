@@ -658,6 +658,8 @@ impl Miner {
         if let Some(index) = self.revive(key, &tokens) {
             let mut mined = self.join(index, &tokens);
             mined.forgotten = self.make_room();
+            // A live family takes part in a line's choice where a fossil does not.
+            mined.changed = true;
             return mined;
         }
         let id = self.fresh_id(&tokens.join(" "));

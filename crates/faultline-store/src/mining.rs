@@ -1,13 +1,18 @@
 //! The template miner behind [`crate::Store::ingest`]: message-tier events of every batch are
-//! mined (so `user alice` and `user bob` share a pattern), and the miner's state is saved in
-//! the batch's own transaction when it is due, then restored when the store opens.
+//! mined (so `user alice` and `user bob` share a pattern). On SQLite ([`Mining`]) the miner's
+//! whole state is saved in the batch's own transaction when it is due, then restored when the
+//! store opens. On PostgreSQL, which several instances share, the state is kept bucket by bucket
+//! in the database and changes with the batches ([`SharedMining`]).
 //!
 //! A state is saved when groups were created or merged and [`SAVE_EVERY_MS`] have passed since
 //! the last save, or after [`SAVE_IDLE_MS`] when only templates widened; the service saves
 //! the rest when it stops ([`crate::Store::save_grouping`]). A group's fingerprint is the one
 //! its first line had, so a group created again after a crash mostly finds its old pattern.
 
-use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS};
+use std::collections::{BTreeMap, HashMap};
+
+use faultline_core::{BucketState, DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS};
+use sha2::{Digest, Sha256};
 
 use crate::types::IngestBatch;
 
@@ -50,15 +55,7 @@ impl Mining {
     /// Mines the batch's message-tier events; returns the state to save with the batch when a
     /// save is due (then call [`Mining::saved`] once the transaction commits).
     pub fn mine(&mut self, batch: &mut IngestBatch) -> Option<String> {
-        let ids: Vec<Option<u64>> = batch.events.iter().map(|ge| self.grouper.mine(&ge.grouping)).collect();
-        self.mined |= ids.iter().any(Option::is_some);
-        // Settled once the batch is mined: a group merged by a later line of the batch takes
-        // its earlier lines where it went.
-        for (ge, id) in batch.events.iter_mut().zip(ids) {
-            if let Some(id) = id {
-                self.grouper.settle(id, &mut ge.grouping);
-            }
-        }
+        self.mined |= mine_batch(&mut self.grouper, batch);
         self.created |= self.grouper.take_changed();
         let since = batch.now_ms.saturating_sub(self.saved_ms);
         let due = (self.created && since >= SAVE_EVERY_MS) || (self.mined && since >= SAVE_IDLE_MS);
@@ -78,6 +75,165 @@ impl Mining {
 
     fn state(&self) -> String {
         serde_json::to_string(&self.grouper.snapshot()).expect("a grouper state serialises")
+    }
+}
+
+/// Mines a batch's message-tier events and gives each its group's fingerprint and template;
+/// returns whether any was mined.
+fn mine_batch(grouper: &mut Grouper, batch: &mut IngestBatch) -> bool {
+    let ids: Vec<Option<u64>> = batch.events.iter().map(|ge| grouper.mine(&ge.grouping)).collect();
+    // Settled once the batch is mined: a group merged by a later line of the batch takes its
+    // earlier lines where it went.
+    let mut mined = false;
+    for (ge, id) in batch.events.iter_mut().zip(ids) {
+        if let Some(id) = id {
+            grouper.settle(id, &mut ge.grouping);
+            mined = true;
+        }
+    }
+    mined
+}
+
+/// The miner of an instance that shares its database with others (PostgreSQL). The state lives
+/// in `miner_buckets`, one row per bucket with a revision: before a batch is mined, the buckets
+/// of its lines whose revision moved on are read again ([`SharedMining::refresh`]); the buckets
+/// its lines changed are written with the batch, each only where its revision is still the one
+/// read, and a batch that finds one moved on is mined again. So each bucket changes in one order
+/// across the instances, and every instance decides its lines as one miner would. The instance
+/// keeps the buckets it saw lately; the others are read again when a line needs them.
+pub(crate) struct SharedMining {
+    grouper: Grouper,
+    /// Bucket name → the revision held ([`UNSURE`] after a batch that did not commit; a bucket
+    /// not here is held at revision 0, empty).
+    revs: HashMap<String, i64>,
+}
+
+/// The revision of a bucket whose state here may hold a batch that did not commit: read again.
+const UNSURE: i64 = -1;
+
+/// Live families an instance keeps at hand.
+const SHARED_CAPACITY: usize = faultline_core::mine::DEFAULT_CAPACITY;
+
+/// A bucket's row key: its name, or a hash of a long one (a btree key must stay small).
+pub(crate) fn bucket_key(name: &str) -> String {
+    if name.len() <= 256 && !name.contains('\0') {
+        name.to_owned()
+    } else {
+        format!("#{}", hex::encode(Sha256::digest(name.as_bytes())))
+    }
+}
+
+/// A bucket to write: its row key, the revision it becomes, its state.
+pub(crate) struct BucketWrite {
+    pub key: String,
+    pub rev: i64,
+    pub state: String,
+}
+
+impl SharedMining {
+    pub fn new() -> SharedMining {
+        SharedMining { grouper: Grouper::with_capacity(usize::MAX), revs: HashMap::new() }
+    }
+
+    /// The buckets of the batch's mined events, as (row key, revision held), by row key.
+    pub fn asked(&self, batch: &IngestBatch) -> BTreeMap<String, (String, i64)> {
+        batch
+            .events
+            .iter()
+            .filter_map(|ge| Grouper::bucket(&ge.grouping))
+            .map(|name| {
+                let rev = self.revs.get(&name).copied().unwrap_or(0);
+                (bucket_key(&name), (name, rev))
+            })
+            .collect()
+    }
+
+    /// Takes the rows found of the asked buckets, as (row key, revision, version, state where
+    /// the revision is not the one held); an asked bucket with no row is emptied.
+    pub fn refresh(
+        &mut self,
+        asked: &BTreeMap<String, (String, i64)>,
+        found: Vec<(String, i64, i32, Option<String>)>,
+    ) {
+        let mut found: HashMap<String, (i64, i32, Option<String>)> =
+            found.into_iter().map(|(key, rev, version, state)| (key, (rev, version, state))).collect();
+        for (key, (name, held)) in asked {
+            match found.remove(key) {
+                Some((rev, _, _)) if rev == *held => {}
+                Some((rev, version, state)) => {
+                    let state = state.and_then(|json| match serde_json::from_str::<BucketState>(&json) {
+                        Ok(state) => Some(state),
+                        Err(e) => {
+                            tracing::warn!(
+                                "a saved bucket of the template miner cannot be read ({e}); it starts afresh"
+                            );
+                            None
+                        }
+                    });
+                    let state = state.filter(|_| version <= VERSION);
+                    self.grouper.import_bucket(name, state);
+                    self.revs.insert(name.clone(), rev);
+                }
+                None if *held != 0 => {
+                    self.grouper.import_bucket(name, None);
+                    self.revs.remove(name);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Mines the batch (its buckets brought up to date by [`SharedMining::refresh`]); returns
+    /// the buckets its lines changed, to write with the batch.
+    pub fn mine(&mut self, batch: &mut IngestBatch) -> Vec<BucketWrite> {
+        mine_batch(&mut self.grouper, batch);
+        self.grouper.take_changed();
+        let mut writes: Vec<BucketWrite> = self
+            .grouper
+            .take_changed_buckets()
+            .into_iter()
+            .map(|name| {
+                let state =
+                    serde_json::to_string(&self.grouper.export_bucket(&name)).expect("a bucket serialises");
+                let rev = self.revs.get(&name).copied().unwrap_or(0) + 1;
+                self.revs.insert(name.clone(), rev);
+                BucketWrite { key: bucket_key(&name), rev, state }
+            })
+            .collect();
+        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        writes
+    }
+
+    /// After the batch committed: past the capacity, the least recently seen buckets are let go.
+    pub fn committed(&mut self) {
+        for name in self.grouper.drop_idle_buckets(SHARED_CAPACITY) {
+            self.revs.remove(&name);
+        }
+    }
+
+    /// After the batch did not commit: its buckets are read again before they are used.
+    pub fn failed(&mut self, asked: &BTreeMap<String, (String, i64)>) {
+        for (name, _) in asked.values() {
+            self.revs.insert(name.clone(), UNSURE);
+        }
+    }
+
+    /// Every bucket of a whole saved state (an installation from before buckets were shared),
+    /// as rows to insert at revision 1.
+    pub fn split(saved: Option<String>) -> Vec<BucketWrite> {
+        let grouper = Mining::load(saved).grouper;
+        let mut writes: Vec<BucketWrite> = grouper
+            .bucket_names()
+            .into_iter()
+            .map(|name| BucketWrite {
+                key: bucket_key(&name),
+                rev: 1,
+                state: serde_json::to_string(&grouper.export_bucket(&name)).expect("a bucket serialises"),
+            })
+            .collect();
+        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        writes.dedup_by(|a, b| a.key == b.key);
+        writes
     }
 }
 

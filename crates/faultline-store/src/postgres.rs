@@ -6,12 +6,14 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
+use faultline_core::{
+    DAY_MS, FINGERPRINT_VERSION, Grouping, Level, PatternStatus, TaskStatus, Tier, UnknownState,
+};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
 
-use crate::mining::{self, Mining};
+use crate::mining::{self, BucketWrite, SharedMining};
 use crate::postgres_alerts;
 use crate::sql::*;
 use crate::types::*;
@@ -25,7 +27,7 @@ pub struct PgStore {
 
 struct Caches {
     pattern_ids: HashMap<String, i64>,
-    mining: Mining,
+    mining: SharedMining,
     /// Patterns of an older fingerprint version exist (they may match within the transition
     /// window).
     old_versions: bool,
@@ -63,8 +65,7 @@ impl PgStore {
         let days: HashSet<i64> =
             (now - DAY_MS..now + PARTITIONS_AHEAD_MS).step_by(DAY_MS as usize).map(day_of).collect();
         create_partitions(&pool, days.iter().copied()).await?;
-        let saved: Option<String> =
-            sqlx::query_scalar(mining::LOAD_STATE).bind(mining::VERSION).fetch_optional(&pool).await?;
+        split_saved_state(&pool, now).await?;
         let old_versions: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM patterns WHERE fingerprint_version < $1)")
                 .bind(FINGERPRINT_VERSION)
@@ -72,7 +73,7 @@ impl PgStore {
                 .await?;
         let caches = Caches {
             pattern_ids: HashMap::new(),
-            mining: Mining::load(saved),
+            mining: SharedMining::new(),
             old_versions,
             partition_days: days,
         };
@@ -222,18 +223,79 @@ const UPSERT_LINES: &str = "INSERT INTO line_counts (minute_ms, source_id, level
 const UPSERT_CURSOR: &str = "INSERT INTO source_cursors (source_id, cursor, updated_ms) VALUES ($1, $2, $3)
     ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms";
 
-async fn save_state(tx: &mut Transaction<'_, Postgres>, state: &str, now_ms: i64) -> Result<()> {
+/// An installation whose miner state was saved whole (before buckets were shared) has it split
+/// into `miner_buckets` by the first instance that finds that table empty.
+async fn split_saved_state(pool: &PgPool, now_ms: i64) -> Result<()> {
+    let empty: bool =
+        sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM miner_buckets)").fetch_one(pool).await?;
+    if !empty {
+        return Ok(());
+    }
+    let saved: Option<String> =
+        sqlx::query_scalar(mining::LOAD_STATE).bind(mining::VERSION).fetch_optional(pool).await?;
+    if saved.is_none() {
+        return Ok(());
+    }
+    let writes = SharedMining::split(saved);
+    let mut tx = pool.begin().await?;
     sqlx::query(
-        "INSERT INTO grouper_state (version, state, updated_ms) VALUES ($1, $2, $3)
-         ON CONFLICT (version) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+        "INSERT INTO miner_buckets (bucket, rev, version, state, updated_ms)
+         SELECT k.bucket, k.rev, $4, k.state, $5
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS k(bucket, rev, state)
+         ON CONFLICT (bucket) DO NOTHING",
     )
+    .bind(writes.iter().map(|w| w.key.as_str()).collect::<Vec<_>>())
+    .bind(writes.iter().map(|w| w.rev).collect::<Vec<_>>())
+    .bind(writes.iter().map(|w| pg_text(&w.state)).collect::<Vec<_>>())
     .bind(mining::VERSION)
-    .bind(pg_text(state))
     .bind(now_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
+
+/// The asked buckets' rows (`$1` row keys, `$2` revisions held), each with its state only where
+/// its revision is not the one held.
+const READ_BUCKETS: &str =
+    "SELECT m.bucket, m.rev, m.version, CASE WHEN m.rev = k.rev THEN NULL ELSE m.state END
+    FROM UNNEST($1::text[], $2::bigint[]) AS k(bucket, rev) JOIN miner_buckets m ON m.bucket = k.bucket";
+
+/// Writes the buckets a batch's lines changed, each only where its revision is still the one the
+/// batch was mined on (the new one minus one; rows locked in the order given, the same on every
+/// instance). Returns whether all were written: `false` when another instance changed one first.
+async fn write_buckets(
+    tx: &mut Transaction<'_, Postgres>,
+    writes: &[BucketWrite],
+    now_ms: i64,
+) -> Result<bool> {
+    if writes.is_empty() {
+        return Ok(true);
+    }
+    let written: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO miner_buckets (bucket, rev, version, state, updated_ms)
+         SELECT k.bucket, k.rev, $4, k.state, $5
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS k(bucket, rev, state, ord)
+         ORDER BY k.ord
+         ON CONFLICT (bucket) DO UPDATE
+            SET rev = excluded.rev, version = excluded.version, state = excluded.state,
+                updated_ms = excluded.updated_ms
+            WHERE miner_buckets.rev = excluded.rev - 1
+         RETURNING bucket",
+    )
+    .bind(writes.iter().map(|w| w.key.as_str()).collect::<Vec<_>>())
+    .bind(writes.iter().map(|w| w.rev).collect::<Vec<_>>())
+    .bind(writes.iter().map(|w| pg_text(&w.state)).collect::<Vec<_>>())
+    .bind(mining::VERSION)
+    .bind(now_ms)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(written.len() == writes.len())
+}
+
+/// Times a batch is mined again after another instance changed one of its buckets first, before
+/// the store answers busy.
+const MINING_ATTEMPTS: usize = 8;
 
 /// Stores one batch in `tx` with a fixed number of statements, whatever its size: each table
 /// gets its rows as arrays (`UNNEST`), one round trip per table.
@@ -887,30 +949,64 @@ impl Store for PgStore {
             create_partitions(&self.pool, days.iter().copied()).await?;
             caches.partition_days.extend(days);
         }
-        let state = caches.mining.mine(&mut batch);
-        let mut tx = self.pool.begin().await?;
-        let mut result = ingest_tx(&mut tx, &mut caches, &batch).await;
-        if let (Ok(_), Some(state)) = (&result, &state)
-            && let Err(e) = save_state(&mut tx, state, batch.now_ms).await
-        {
-            result = Err(e);
+        // Mined lines as they came, to mine again when another instance changed their bucket.
+        let unmined: Vec<(usize, Grouping)> = batch
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, ge)| ge.grouping.tier == Tier::Message)
+            .map(|(i, ge)| (i, ge.grouping.clone()))
+            .collect();
+        for attempt in 1.. {
+            let asked = caches.mining.asked(&batch);
+            if !asked.is_empty() {
+                let found: Vec<(String, i64, i32, Option<String>)> = sqlx::query_as(READ_BUCKETS)
+                    .bind(asked.keys().map(String::as_str).collect::<Vec<_>>())
+                    .bind(asked.values().map(|(_, rev)| *rev).collect::<Vec<_>>())
+                    .fetch_all(&self.pool)
+                    .await?;
+                caches.mining.refresh(&asked, found);
+            }
+            let writes = caches.mining.mine(&mut batch);
+            let result = async {
+                let mut tx = self.pool.begin().await?;
+                if !write_buckets(&mut tx, &writes, batch.now_ms).await? {
+                    return Ok(None);
+                }
+                let outcome = ingest_tx(&mut tx, &mut caches, &batch).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(Some(outcome))
+            }
+            .await;
+            match result {
+                Ok(Some(outcome)) => {
+                    caches.mining.committed();
+                    return Ok(outcome);
+                }
+                Ok(None) if attempt < MINING_ATTEMPTS => {
+                    caches.mining.failed(&asked);
+                    for (i, grouping) in &unmined {
+                        batch.events[*i].grouping = grouping.clone();
+                    }
+                }
+                Ok(None) => {
+                    caches.mining.failed(&asked);
+                    return Err(StoreError::Busy(
+                        "other instances kept changing the template miner's buckets of this batch".into(),
+                    ));
+                }
+                Err(e) => {
+                    caches.mining.failed(&asked);
+                    caches.pattern_ids.clear();
+                    return Err(e);
+                }
+            }
         }
-        let committed = match result {
-            Ok(outcome) => tx.commit().await.map(|()| outcome).map_err(StoreError::from),
-            Err(e) => Err(e),
-        };
-        let caches = &mut *caches;
-        settle_batch(committed, state.is_some(), batch.now_ms, &mut caches.mining, &mut caches.pattern_ids)
+        unreachable!("the attempts end in a return")
     }
 
-    async fn save_grouping(&self, now_ms: i64) -> Result<()> {
-        let mut caches = self.caches.lock().await;
-        if let Some(state) = caches.mining.unsaved() {
-            let mut tx = self.pool.begin().await?;
-            save_state(&mut tx, &state, now_ms).await?;
-            tx.commit().await?;
-            caches.mining.saved(now_ms);
-        }
+    /// Nothing to do: the miner's buckets are written with the batches that change them.
+    async fn save_grouping(&self, _now_ms: i64) -> Result<()> {
         Ok(())
     }
 

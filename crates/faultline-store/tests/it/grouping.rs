@@ -89,8 +89,10 @@ async fn regression_22_an_upgrade_restores_the_previous_versions_miner_state() {
         store.save_grouping(T0).await.unwrap();
         drop(store);
         let previous = faultline_core::FINGERPRINT_VERSION - 1;
+        // SQLite saves the state whole; PostgreSQL bucket by bucket.
+        let table = if db.url.starts_with("postgres") { "miner_buckets" } else { "grouper_state" };
         db.execute(&format!(
-            "UPDATE grouper_state SET version = {previous}, state = replace(state,
+            "UPDATE {table} SET version = {previous}, state = replace(state,
                 '\"version\":{}', '\"version\":{previous}')",
             faultline_core::FINGERPRINT_VERSION
         ))
@@ -109,11 +111,47 @@ async fn without_the_saved_state_a_restart_splits_word_variables() {
         store.ingest(batch(logins(0..10, &["alice", "bob", "carol", "dave", "erin"]))).await.unwrap();
         store.save_grouping(T0).await.unwrap();
         drop(store);
-        db.execute("DELETE FROM grouper_state").await;
+        db.execute(if db.url.starts_with("postgres") {
+            "DELETE FROM miner_buckets"
+        } else {
+            "DELETE FROM grouper_state"
+        })
+        .await;
         let store = db.open().await;
         let again = store.ingest(batch(logins(10..11, &["frank"]))).await.unwrap();
         assert_eq!(again.new_patterns, 1, "{}", db.url);
     }
+}
+
+/// A PostgreSQL installation from before the miner was shared bucket by bucket has its whole
+/// saved state split into buckets when it opens: its mined patterns keep matching.
+#[tokio::test]
+async fn a_whole_saved_state_on_postgres_is_split_into_buckets() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let db = Reopenable { url, _dir: None };
+    let store = db.open().await;
+    let first = logins(0..10, &["alice", "bob", "carol", "dave", "erin"]);
+    store.ingest(batch(first.clone())).await.unwrap();
+    drop(store);
+    // The state the previous release saved: the same lines through one whole grouper.
+    let mut grouper = faultline_core::Grouper::default();
+    for ge in &first {
+        grouper.group(&ge.event);
+    }
+    let state = serde_json::to_string(&grouper.snapshot()).unwrap().replace('\'', "''");
+    db.execute(&format!(
+        "DELETE FROM miner_buckets;
+         INSERT INTO grouper_state (version, state, updated_ms) VALUES ({}, '{state}', 0)",
+        faultline_core::FINGERPRINT_VERSION
+    ))
+    .await;
+    let store = db.open().await;
+    let again = store.ingest(batch(logins(10..11, &["frank"]))).await.unwrap();
+    assert_eq!(again.new_patterns, 0, "the whole state was split and read");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM miner_buckets").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(rows, 1, "one bucket: login lines of one shape");
 }
 
 /// A Go panic: version 3 counts its message, version 2 did not.

@@ -3,5 +3,6 @@
 mod alerts;
 mod grouping;
 mod harness;
+mod instances;
 mod partitions;
 mod store;
