@@ -53,7 +53,7 @@ fn now_text() -> String {
     chrono::DateTime::from_timestamp_millis(now_ms()).unwrap().format("%Y-%m-%d %H:%M:%S,%3f").to_string()
 }
 
-async fn post(service: &Service, body: String) {
+pub(crate) async fn post(service: &Service, body: String) {
     let response = reqwest::Client::new()
         .post(format!("http://{}/api/ingest", service.url.trim_start_matches("http://")))
         .bearer_auth(TOKEN)

@@ -1,9 +1,10 @@
 //! The `faultline` binary from the outside: real processes, real SQLite files and a real
 //! PostgreSQL database.
 
-mod alerts;
+pub(crate) mod alerts;
 mod cli;
 mod crash;
+mod instances;
 mod otlp;
 mod railway;
 mod repo;
