@@ -276,7 +276,7 @@ async fn end_to_end(
 }
 
 /// Drops and creates database `name` on the server of `url`; returns the URL naming it.
-async fn fresh_database(url: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn fresh_database(url: &str, name: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(url).await.context("connecting to PostgreSQL")?;
     // Two statements: neither may run inside a transaction, which one multi-statement

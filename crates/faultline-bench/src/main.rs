@@ -5,6 +5,7 @@
 mod alert_latency;
 mod grouping_bench;
 mod ingest_http;
+mod instances_bench;
 mod memory_bench;
 mod page_bench;
 mod seed;
@@ -132,6 +133,22 @@ enum Command {
         #[arg(long)]
         no_bugsink: bool,
     },
+    /// Several store instances (each with its own connection pool, as separate `serve` processes)
+    /// write batches at once into a fresh PostgreSQL database `faultline_bench_instances` on the
+    /// configured server (dropped after): every batch one hot pattern, or spread over 1,000;
+    /// errors stored per second next to one instance writing as much alone.
+    Instances {
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Batches per instance.
+        #[arg(long, default_value_t = 40)]
+        batches: usize,
+        /// Errors per batch.
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// Fill the database with generated errors (benchmark or demo data): spread over the last
     /// days, skewed towards recent errors and a few busy patterns.
     Seed {
@@ -185,6 +202,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Memory { lines, patterns, capacity } => {
             memory_bench::run(lines, patterns, capacity).map(|_| ())
+        }
+        Command::Instances { instances, batches, batch, rounds } => {
+            anyhow::ensure!(
+                faultline_store::sqlite_path(&config.database_url).is_none(),
+                "`instances` measures PostgreSQL: pass --database postgres://…"
+            );
+            instances_bench::run(
+                &config.database_url,
+                instances.max(1),
+                batches.max(1),
+                batch.max(1),
+                rounds.max(1),
+            )
+            .await
         }
         Command::Page { rounds } => {
             let store = faultline_store::open(&config.database_url).await?;
