@@ -984,6 +984,7 @@ impl Store for PgStore {
                     return Ok(outcome);
                 }
                 Ok(None) if attempt < MINING_ATTEMPTS => {
+                    metrics::counter!("faultline_miner_conflicts_total").increment(1);
                     caches.mining.failed(&asked);
                     for (i, grouping) in &unmined {
                         batch.events[*i].grouping = grouping.clone();

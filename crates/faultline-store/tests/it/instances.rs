@@ -129,3 +129,67 @@ async fn three_instances_at_once_make_each_pattern_once() {
     assert_eq!(unmerged(&at_once), unmerged(&one));
     assert_eq!(unmerged(&one).len(), 11);
 }
+
+fn login(id: &str, user: &str) -> GroupedEvent {
+    event(id, T0, Level::Error, "auth", &format!("login failed for user {user} from 10.0.0.1"))
+}
+
+/// The one bucket's (revision, state).
+async fn bucket(conn: &mut sqlx::PgConnection) -> (i64, String) {
+    sqlx::query_as("SELECT rev, state FROM miner_buckets").fetch_one(conn).await.unwrap()
+}
+
+/// An instance that mined a batch on a bucket another instance changed before it could write it
+/// mines the batch again on the new state, and never writes over the other's change: here the
+/// other had already made the users a variable, so the batch changes nothing.
+#[tokio::test]
+async fn a_batch_mined_on_a_bucket_changed_meanwhile_is_mined_again() {
+    use sqlx::Connection;
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let other = faultline_store::open(&url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    other.ingest(batch(["alice", "bob", "carol"].iter().map(|u| login(u, u)).collect())).await.unwrap();
+    let before = bucket(&mut conn).await;
+    other.ingest(batch(vec![login("dave", "dave")])).await.unwrap();
+    let after = bucket(&mut conn).await;
+    assert_eq!(after.0, before.0 + 1, "a fourth user changed the bucket");
+    let alice = other.top_patterns(10, None).await.unwrap();
+    let alice =
+        alice.iter().find(|p| p.normalized_message.contains("<*>")).expect("merged").fingerprint.clone();
+
+    // The bucket as it was before the fourth user; the change comes back in a transaction held
+    // open until this instance has read the old state and waits to write its own.
+    sqlx::query("UPDATE miner_buckets SET rev = $1, state = $2")
+        .bind(before.0)
+        .bind(&before.1)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("UPDATE miner_buckets SET rev = $1, state = $2")
+        .bind(after.0)
+        .bind(&after.1)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let this = faultline_store::open(&url).await.unwrap();
+    let stored = tokio::spawn(async move { this.ingest(batch(vec![login("erin", "erin")])).await });
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&mut conn).await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the batch never waited to write its bucket");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tx.commit().await.unwrap();
+    let outcome = stored.await.unwrap().expect("the batch is stored after mining it again");
+    assert_eq!((outcome.stored, outcome.new_patterns), (1, 0));
+    assert_eq!(bucket(&mut conn).await, after, "the other instance's change stands");
+    let erin: String = sqlx::query_scalar(
+        "SELECT p.fingerprint FROM entries e JOIN patterns p ON p.id = e.pattern_id WHERE e.message LIKE '%erin%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(erin, alice, "erin went to the merged group");
+}
