@@ -438,12 +438,6 @@ impl Grouper {
         })
     }
 
-    /// The miner's bucket a grouping's lines are filed in (`None` for tiers not mined): the
-    /// unit of state instances sharing a database exchange.
-    pub fn bucket(grouping: &Grouping) -> Option<String> {
-        (grouping.tier == Tier::Message).then(|| bucket_name(&grouping.template))
-    }
-
     /// The buckets whose state changed beyond counts since the last call (sorted).
     pub fn take_changed_buckets(&mut self) -> Vec<String> {
         let mut names: Vec<String> = std::mem::take(&mut self.changed_buckets).into_iter().collect();

@@ -9,9 +9,10 @@
 //! the rest when it stops ([`crate::Store::save_grouping`]). A group's fingerprint is the one
 //! its first line had, so a group created again after a crash mostly finds its old pattern.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use faultline_core::{BucketState, DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS};
+use faultline_core::mine::bucket_name;
+use faultline_core::{BucketState, DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS, Tier};
 use sha2::{Digest, Sha256};
 
 use crate::types::IngestBatch;
@@ -137,10 +138,16 @@ impl SharedMining {
 
     /// The buckets of the batch's mined events, as (row key, revision held), by row key.
     pub fn asked(&self, batch: &IngestBatch) -> BTreeMap<String, (String, i64)> {
-        batch
+        // A batch repeats few templates: each is read once.
+        let templates: HashSet<&str> = batch
             .events
             .iter()
-            .filter_map(|ge| Grouper::bucket(&ge.grouping))
+            .filter(|ge| ge.grouping.tier == Tier::Message)
+            .map(|ge| ge.grouping.template.as_str())
+            .collect();
+        templates
+            .into_iter()
+            .map(bucket_name)
             .map(|name| {
                 let rev = self.revs.get(&name).copied().unwrap_or(0);
                 (bucket_key(&name), (name, rev))
