@@ -82,13 +82,23 @@ impl Mining {
 /// Mines a batch's message-tier events and gives each its group's fingerprint and template;
 /// returns whether any was mined.
 fn mine_batch(grouper: &mut Grouper, batch: &mut IngestBatch) -> bool {
-    let ids: Vec<Option<u64>> = batch.events.iter().map(|ge| grouper.mine(&ge.grouping)).collect();
-    // Settled once the batch is mined: a group merged by a later line of the batch takes its
-    // earlier lines where it went.
+    let ids = mine_events(grouper, batch);
+    settle_events(grouper, batch, &ids)
+}
+
+/// Each event's mined group (`None` for tiers not mined), the batch left as it is.
+fn mine_events(grouper: &mut Grouper, batch: &IngestBatch) -> Vec<Option<u64>> {
+    batch.events.iter().map(|ge| grouper.mine(&ge.grouping)).collect()
+}
+
+/// Gives each mined event its group's fingerprint and template, once the whole batch is mined:
+/// a group merged by a later line of the batch takes its earlier lines where it went. Returns
+/// whether any was mined.
+fn settle_events(grouper: &Grouper, batch: &mut IngestBatch, ids: &[Option<u64>]) -> bool {
     let mut mined = false;
     for (ge, id) in batch.events.iter_mut().zip(ids) {
         if let Some(id) = id {
-            grouper.settle(id, &mut ge.grouping);
+            grouper.settle(*id, &mut ge.grouping);
             mined = true;
         }
     }
@@ -190,10 +200,11 @@ impl SharedMining {
         }
     }
 
-    /// Mines the batch (its buckets brought up to date by [`SharedMining::refresh`]); returns
-    /// the buckets its lines changed, to write with the batch.
-    pub fn mine(&mut self, batch: &mut IngestBatch) -> Vec<BucketWrite> {
-        mine_batch(&mut self.grouper, batch);
+    /// Mines the batch (its buckets brought up to date by [`SharedMining::refresh`]), leaving
+    /// its events as they are; returns the buckets its lines changed, to write with the batch,
+    /// and each event's group, for [`SharedMining::settle`] once they are written.
+    pub fn mine(&mut self, batch: &IngestBatch) -> (Vec<BucketWrite>, Vec<Option<u64>>) {
+        let ids = mine_events(&mut self.grouper, batch);
         self.grouper.take_changed();
         let mut writes: Vec<BucketWrite> = self
             .grouper
@@ -208,7 +219,12 @@ impl SharedMining {
             })
             .collect();
         writes.sort_by(|a, b| a.key.cmp(&b.key));
-        writes
+        (writes, ids)
+    }
+
+    /// Gives the mined events their groups' fingerprints and templates.
+    pub fn settle(&self, batch: &mut IngestBatch, ids: &[Option<u64>]) {
+        settle_events(&self.grouper, batch, ids);
     }
 
     /// After the batch committed: past the capacity, the least recently seen buckets are let go.

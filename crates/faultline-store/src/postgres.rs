@@ -6,9 +6,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use faultline_core::{
-    DAY_MS, FINGERPRINT_VERSION, Grouping, Level, PatternStatus, TaskStatus, Tier, UnknownState,
-};
+use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
@@ -949,14 +947,6 @@ impl Store for PgStore {
             create_partitions(&self.pool, days.iter().copied()).await?;
             caches.partition_days.extend(days);
         }
-        // Mined lines as they came, to mine again when another instance changed their bucket.
-        let unmined: Vec<(usize, Grouping)> = batch
-            .events
-            .iter()
-            .enumerate()
-            .filter(|(_, ge)| ge.grouping.tier == Tier::Message)
-            .map(|(i, ge)| (i, ge.grouping.clone()))
-            .collect();
         for attempt in 1.. {
             let asked = caches.mining.asked(&batch);
             if !asked.is_empty() {
@@ -967,12 +957,15 @@ impl Store for PgStore {
                     .await?;
                 caches.mining.refresh(&asked, found);
             }
-            let writes = caches.mining.mine(&mut batch);
+            // The events keep their own groupings until the buckets are written: a batch mined
+            // again starts from them.
+            let (writes, ids) = caches.mining.mine(&batch);
             let result = async {
                 let mut tx = self.pool.begin().await?;
                 if !write_buckets(&mut tx, &writes, batch.now_ms).await? {
                     return Ok(None);
                 }
+                caches.mining.settle(&mut batch, &ids);
                 let outcome = ingest_tx(&mut tx, &mut caches, &batch).await?;
                 tx.commit().await?;
                 Ok::<_, StoreError>(Some(outcome))
@@ -986,9 +979,6 @@ impl Store for PgStore {
                 Ok(None) if attempt < MINING_ATTEMPTS => {
                     metrics::counter!("faultline_miner_conflicts_total").increment(1);
                     caches.mining.failed(&asked);
-                    for (i, grouping) in &unmined {
-                        batch.events[*i].grouping = grouping.clone();
-                    }
                 }
                 Ok(None) => {
                     caches.mining.failed(&asked);
