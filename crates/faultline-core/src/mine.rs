@@ -885,14 +885,20 @@ impl Miner {
         }
         self.graves.retain(|_, grave| !grave.is_empty());
         self.fossils -= gone;
-        let ended: FxHashSet<u64> = forgotten.iter().copied().collect();
+        let answering = self.unalias(&forgotten);
+        forgotten.extend(answering);
+        forgotten
+    }
+
+    /// Removes the merged ids that answer to any of `ended`; returns them.
+    fn unalias(&mut self, ended: &[u64]) -> Vec<u64> {
+        let ended: FxHashSet<u64> = ended.iter().copied().collect();
         let answering: Vec<u64> =
             self.aliases.keys().copied().filter(|a| ended.contains(&self.resolve(*a))).collect();
         for alias in &answering {
             self.aliases.remove(alias);
         }
-        forgotten.extend(answering);
-        forgotten
+        answering
     }
 
     /// The id a group answers to now: itself, or the group it was merged into.
@@ -1133,12 +1139,7 @@ impl Miner {
         }
         self.graves.retain(|_, grave| !grave.is_empty());
         self.fossils = self.graves.values().map(Vec::len).sum();
-        let ended: FxHashSet<u64> = ids.iter().copied().collect();
-        let answering: Vec<u64> =
-            self.aliases.keys().copied().filter(|a| ended.contains(&self.resolve(*a))).collect();
-        for alias in &answering {
-            self.aliases.remove(alias);
-        }
+        let answering = self.unalias(&ids);
         ids.extend(answering);
         self.reindex();
         (names, ids)
