@@ -1098,24 +1098,23 @@ impl Miner {
             return (Vec::new(), Vec::new());
         }
         let keep = (capacity - capacity / 10).max(1);
-        let mut seen: FxHashMap<String, u64> = FxHashMap::default();
+        // Each bucket's last sighting and live families.
+        let mut seen: FxHashMap<String, (u64, usize)> = FxHashMap::default();
         for family in &self.families {
-            let last = seen.entry(format!("{} {}", family.slots.len(), family.first())).or_default();
+            let (last, size) = seen.entry(format!("{} {}", family.slots.len(), family.first())).or_default();
             *last = (*last).max(family.last_seen);
+            *size += 1;
         }
-        let mut order: Vec<(u64, String)> = seen.into_iter().map(|(name, last)| (last, name)).collect();
+        let mut order: Vec<(u64, usize, String)> =
+            seen.into_iter().map(|(name, (last, size))| (last, size, name)).collect();
         order.sort_unstable();
-        let mut sizes: FxHashMap<String, usize> = FxHashMap::default();
-        for family in &self.families {
-            *sizes.entry(format!("{} {}", family.slots.len(), family.first())).or_default() += 1;
-        }
         let mut live = self.families.len();
         let mut names = Vec::new();
-        for (_, name) in order {
+        for (_, size, name) in order {
             if live <= keep {
                 break;
             }
-            live -= sizes[&name];
+            live -= size;
             names.push(name);
         }
         let dropped: FxHashSet<&str> = names.iter().map(String::as_str).collect();

@@ -165,19 +165,20 @@ impl SharedMining {
             .collect()
     }
 
-    /// Takes the rows found of the asked buckets, as (row key, revision, version, state where
-    /// the revision is not the one held); an asked bucket with no row is emptied.
+    /// Takes the rows found of the asked buckets, as (row key, revision, state where the
+    /// revision is not the one held); an asked bucket with no row is emptied. A state of a
+    /// version whose miner reads differently empties its bucket ([`Grouper::import_bucket`]).
     pub fn refresh(
         &mut self,
         asked: &BTreeMap<String, (String, i64)>,
-        found: Vec<(String, i64, i32, Option<String>)>,
+        found: Vec<(String, i64, Option<String>)>,
     ) {
-        let mut found: HashMap<String, (i64, i32, Option<String>)> =
-            found.into_iter().map(|(key, rev, version, state)| (key, (rev, version, state))).collect();
+        let mut found: HashMap<String, (i64, Option<String>)> =
+            found.into_iter().map(|(key, rev, state)| (key, (rev, state))).collect();
         for (key, (name, held)) in asked {
             match found.remove(key) {
-                Some((rev, _, _)) if rev == *held => {}
-                Some((rev, version, state)) => {
+                Some((rev, _)) if rev == *held => {}
+                Some((rev, state)) => {
                     let state = state.and_then(|json| match serde_json::from_str::<BucketState>(&json) {
                         Ok(state) => Some(state),
                         Err(e) => {
@@ -187,7 +188,6 @@ impl SharedMining {
                             None
                         }
                     });
-                    let state = state.filter(|_| version <= VERSION);
                     self.grouper.import_bucket(name, state);
                     self.revs.insert(name.clone(), rev);
                 }
@@ -255,7 +255,6 @@ impl SharedMining {
             })
             .collect();
         writes.sort_by(|a, b| a.key.cmp(&b.key));
-        writes.dedup_by(|a, b| a.key == b.key);
         writes
     }
 }

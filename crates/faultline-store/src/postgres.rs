@@ -255,8 +255,7 @@ async fn split_saved_state(pool: &PgPool, now_ms: i64) -> Result<()> {
 
 /// The asked buckets' rows (`$1` row keys, `$2` revisions held), each with its state only where
 /// its revision is not the one held.
-const READ_BUCKETS: &str =
-    "SELECT m.bucket, m.rev, m.version, CASE WHEN m.rev = k.rev THEN NULL ELSE m.state END
+const READ_BUCKETS: &str = "SELECT m.bucket, m.rev, CASE WHEN m.rev = k.rev THEN NULL ELSE m.state END
     FROM UNNEST($1::text[], $2::bigint[]) AS k(bucket, rev) JOIN miner_buckets m ON m.bucket = k.bucket";
 
 /// Writes the buckets a batch's lines changed, each only where its revision is still the one the
@@ -950,7 +949,7 @@ impl Store for PgStore {
         for attempt in 1.. {
             let asked = caches.mining.asked(&batch);
             if !asked.is_empty() {
-                let found: Vec<(String, i64, i32, Option<String>)> = sqlx::query_as(READ_BUCKETS)
+                let found: Vec<(String, i64, Option<String>)> = sqlx::query_as(READ_BUCKETS)
                     .bind(asked.keys().map(String::as_str).collect::<Vec<_>>())
                     .bind(asked.values().map(|(_, rev)| *rev).collect::<Vec<_>>())
                     .fetch_all(&self.pool)
