@@ -304,7 +304,7 @@ async fn ingest_tx(
     let mut outcome = IngestOutcome::default();
     let mut new_ids = HashSet::new();
     let ids = resolve_patterns(tx, caches, batch, &mut outcome, &mut new_ids).await?;
-    let stored = stored_in_batch_minutes(tx, batch).await?;
+    let stored = stored_in_batch_minutes(tx, batch, &ids).await?;
     let fates = insert_entries(tx, batch, &ids, stored).await?;
     let mut totals = BatchTotals::default();
     let mut stored = Vec::new();
@@ -759,18 +759,31 @@ async fn write_totals(
     Ok(touched)
 }
 
-/// Raw entries already stored per (pattern, minute) within the batch's time span.
+/// Raw entries already stored per (pattern, minute) the batch touches, read inside its
+/// transaction (so other writers' rows count too). The pairs are looked up through the key's
+/// index, so a batch spread over days (a backfill, a seeding) reads only its own pairs, not
+/// every pattern's counts of the minutes in between.
 async fn stored_in_batch_minutes(
     tx: &mut Transaction<'_, Postgres>,
     batch: &IngestBatch,
+    pattern_ids: &[i64],
 ) -> Result<HashMap<(i64, i64), i64>> {
-    let Some((first, last)) = batch_minute_span(batch) else { return Ok(HashMap::new()) };
+    let pairs: BTreeSet<(i64, i64)> = pattern_ids
+        .iter()
+        .zip(&batch.events)
+        .map(|(&id, ge)| (minute_of(ge.event.timestamp_ms), id))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(HashMap::new());
+    }
     let rows = sqlx::query(
-        "SELECT pattern_id, minute_ms, sum(stored)::bigint FROM minute_counts
-         WHERE minute_ms BETWEEN $1 AND $2 AND stored > 0 GROUP BY pattern_id, minute_ms",
+        "SELECT m.pattern_id, m.minute_ms, sum(m.stored)::bigint
+         FROM UNNEST($1::bigint[], $2::bigint[]) AS q(minute_ms, pattern_id)
+         JOIN minute_counts m ON m.minute_ms = q.minute_ms AND m.pattern_id = q.pattern_id
+         WHERE m.stored > 0 GROUP BY m.pattern_id, m.minute_ms",
     )
-    .bind(first)
-    .bind(last)
+    .bind(pairs.iter().map(|p| p.0).collect::<Vec<_>>())
+    .bind(pairs.iter().map(|p| p.1).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     rows.iter()
