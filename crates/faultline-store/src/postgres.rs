@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
 
 use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -52,10 +53,17 @@ impl PgStore {
                     detail: crate::postgres_says(&e),
                 })?;
         let _ = probe.close().await;
+        // No JIT: its compile time (0.3–0.5 s with inlining and optimisation) is paid by every
+        // query whose estimated cost passes `jit_above_cost`, and the search's generic plans are
+        // priced far above it (a join on chunk id ranges over every day) while running in
+        // milliseconds. No query here scans long enough to win it back.
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unreachable { target: redact(url), detail: crate::postgres_says(&e) })?
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(|e| StoreError::Unreachable { target: redact(url), detail: crate::postgres_says(&e) })?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
