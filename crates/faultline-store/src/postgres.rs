@@ -1068,6 +1068,11 @@ impl Store for PgStore {
                 .bind(cap + 1)
         };
         let mut tx = self.pool.begin().await?;
+        // Plans made for this search's window and needle. A generic plan guesses the time
+        // bound's selectivity and counts a common needle through a bitmap of a whole day's time
+        // index (96 ms before its first row at 10M entries); the plan for the actual bounds scans
+        // and stops at the cap (41 ms), for 0.4–2 ms of planning.
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
         let (total, total_capped, variant) = if variant == INDEXED {
             // The planner prices a scan of `entry_chunks` by its few heap pages and not the
             // chunk text kept out of line, which every row's ILIKE reads: told to take the
