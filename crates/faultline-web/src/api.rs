@@ -551,8 +551,10 @@ pub async fn error_rate(app: &AppState, hours: u32, now: i64) -> Result<Rate, Ap
     let step = i64::from(interval) * MINUTE_MS;
     let until = (now / step + 1) * step;
     let since = until - i64::from(hours) * HOUR_MS;
-    let rate = app.store.error_rate(now - i64::from(hours) * HOUR_MS, now).await?;
-    let buckets = app.store.counts_by_interval(since, until, interval, None).await?;
+    let (rate, buckets) = tokio::try_join!(
+        app.store.error_rate(now - i64::from(hours) * HOUR_MS, now),
+        app.store.counts_by_interval(since, until, interval, None),
+    )?;
     Ok(Rate {
         period_hours: hours,
         total_errors: rate.total_errors,

@@ -545,13 +545,12 @@ async fn health_data(
     now: i64,
 ) -> Result<Option<HealthPage>, faultline_store::StoreError> {
     let store = &app.store;
-    let top: Vec<(PatternRow, u64)> = match range {
-        "24h" | "7d" => {
-            let since = now - if range == "24h" { DAY_MS } else { 7 * DAY_MS };
-            let busiest = store.busiest_patterns(since, now + MINUTE_MS, 10).await?;
-            busiest.into_iter().map(|b| (b.pattern, b.count)).collect()
-        }
-        "all" => {
+    if !matches!(range, "24h" | "7d" | "all") {
+        return Ok(None);
+    }
+    // The page's parts are independent reads: asked for at once, each on its own connection.
+    let top = async {
+        if range == "all" {
             let q = PatternQuery {
                 order: PatternOrder::Count,
                 limit: 10,
@@ -559,27 +558,23 @@ async fn health_data(
                 ..PatternQuery::default()
             };
             let page = store.list_patterns(&q).await?;
-            page.patterns.into_iter().map(|p| (p.clone(), p.occurrence_count as u64)).collect()
+            Ok(page.patterns.into_iter().map(|p| (p.clone(), p.occurrence_count as u64)).collect())
+        } else {
+            let since = now - if range == "24h" { DAY_MS } else { 7 * DAY_MS };
+            let busiest = store.busiest_patterns(since, now + MINUTE_MS, 10).await?;
+            Ok::<Vec<(PatternRow, u64)>, faultline_store::StoreError>(
+                busiest.into_iter().map(|b| (b.pattern, b.count)).collect(),
+            )
         }
-        _ => return Ok(None),
     };
     let until = (now / HOUR_MS + 1) * HOUR_MS;
-    let buckets = store.counts_by_interval(until - DAY_MS, until, 60, None).await?;
-    let rate = store.error_rate(now - DAY_MS, now).await?;
     let midnight = now.div_euclid(DAY_MS) * DAY_MS;
-    let new_today: Vec<PatternRow> = store
-        .new_patterns(midnight, 10)
-        .await?
-        .into_iter()
-        .filter(|p| p.status != PatternStatus::Ignored)
-        .collect();
     let resolved_q = PatternQuery {
         order: PatternOrder::LastSeen,
         status: Some(PatternStatus::Resolved),
         limit: 10,
         ..PatternQuery::default()
     };
-    let resolved = store.list_patterns(&resolved_q).await?.patterns;
     let quiet_q = PatternQuery {
         order: PatternOrder::LastSeen,
         seen_since_ms: Some(now - 7 * DAY_MS),
@@ -588,15 +583,22 @@ async fn health_data(
         limit: 10,
         ..PatternQuery::default()
     };
-    let quiet: Vec<PatternRow> = store
-        .list_patterns(&quiet_q)
-        .await?
-        .patterns
-        .into_iter()
-        .filter(|p| p.status != PatternStatus::Resolved)
-        .collect();
-    let state = HealthState::of(&store.job_runs(Some("error_rate_check"), 500).await?, now);
-    let trending = store.trending_patterns(now, HOUR_MS, 10).await?;
+    let (top, buckets, rate, new_today, resolved, quiet, runs, trending) = tokio::try_join!(
+        top,
+        store.counts_by_interval(until - DAY_MS, until, 60, None),
+        store.error_rate(now - DAY_MS, now),
+        store.new_patterns(midnight, 10),
+        store.list_patterns(&resolved_q),
+        store.list_patterns(&quiet_q),
+        store.job_runs(Some("error_rate_check"), 500),
+        store.trending_patterns(now, HOUR_MS, 10),
+    )?;
+    let new_today: Vec<PatternRow> =
+        new_today.into_iter().filter(|p| p.status != PatternStatus::Ignored).collect();
+    let resolved = resolved.patterns;
+    let quiet: Vec<PatternRow> =
+        quiet.patterns.into_iter().filter(|p| p.status != PatternStatus::Resolved).collect();
+    let state = HealthState::of(&runs, now);
     let every = top
         .iter()
         .map(|(p, _)| p)
