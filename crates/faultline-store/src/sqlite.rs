@@ -1,4 +1,5 @@
-//! SQLite implementation of [`Store`]: one file, WAL, one writer connection and one reader.
+//! SQLite implementation of [`Store`]: one file, WAL, one writer connection and [`READERS`]
+//! readers.
 //!
 //! rusqlite is used (not sqlx) because ingest is row-heavy and rusqlite's prepared statements
 //! are several times faster here. Calls run on tokio's blocking pool.
@@ -21,7 +22,10 @@ use crate::{Result, Store, StoreError};
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
-    reader: Arc<Mutex<Connection>>,
+    /// Readers, so independent reads (the parts of a page) run at once beside the writer.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    /// Where a read that finds every reader busy waits.
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
     /// Batches waiting for the writer, each with where its outcome goes: whoever holds the
     /// writer next commits all of them in one transaction (see [`SqliteStore::ingest`]).
     queued: Arc<Mutex<Vec<Queued>>>,
@@ -71,6 +75,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Reader connections: one per core of a small machine.
+const READERS: usize = 2;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
@@ -92,8 +99,13 @@ impl SqliteStore {
             // wrote, which the reader's larger cache holds when they are read.
             conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
             migrations().to_latest(&mut conn).map_err(|e| StoreError::Migration(e.to_string()))?;
-            let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
-            configure(&reader)?;
+            let readers = (0..READERS)
+                .map(|_| {
+                    let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
+                    configure(&reader)?;
+                    Ok(Mutex::new(reader))
+                })
+                .collect::<Result<Vec<_>>>()?;
             let saved: Option<String> =
                 conn.query_row(mining::LOAD_STATE, [mining::VERSION], |r| r.get(0)).optional()?;
             let old_versions: bool = conn.query_row(
@@ -105,7 +117,8 @@ impl SqliteStore {
                 Writer { conn, pattern_ids: HashMap::new(), mining: Mining::load(saved), old_versions };
             Ok(SqliteStore {
                 writer: Arc::new(Mutex::new(writer)),
-                reader: Arc::new(Mutex::new(reader)),
+                readers: Arc::new(readers),
+                next_reader: Arc::default(),
                 queued: Arc::default(),
             })
         })
@@ -116,7 +129,9 @@ impl SqliteStore {
     /// [`StoreError::Busy`] (10 s unless set).
     pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<()> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).conn.busy_timeout(timeout)?;
-        self.reader.lock().unwrap_or_else(|e| e.into_inner()).busy_timeout(timeout)?;
+        for reader in self.readers.iter() {
+            reader.lock().unwrap_or_else(|e| e.into_inner()).busy_timeout(timeout)?;
+        }
         Ok(())
     }
 
@@ -124,8 +139,15 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> impl Future<Output = Result<T>> {
-        let reader = self.reader.clone();
-        blocking(move || f(&reader.lock().unwrap_or_else(|e| e.into_inner())))
+        let (readers, next) = (self.readers.clone(), self.next_reader.clone());
+        blocking(move || {
+            let free = readers.iter().find_map(|r| r.try_lock().ok());
+            let reader = free.unwrap_or_else(|| {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % readers.len();
+                readers[i].lock().unwrap_or_else(|e| e.into_inner())
+            });
+            f(&reader)
+        })
     }
 }
 
