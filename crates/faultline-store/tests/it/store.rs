@@ -868,3 +868,21 @@ async fn regression_20_instances_storing_the_same_patterns_at_once_never_deadloc
     let counts: Vec<i64> = top.iter().map(|p| p.occurrence_count).collect();
     assert_eq!(counts, [60, 60, 60]);
 }
+
+/// The store's connections never compile queries with JIT, even on a server where every query
+/// would: the generic plan of a rare needle's search is priced past the JIT thresholds, and
+/// compiling it cost half a second for a search that runs in milliseconds.
+#[tokio::test]
+async fn postgres_connections_run_without_jit() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let set = format!("ALTER DATABASE \"{database}\" SET jit = on");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut admin).await.unwrap();
+    let store = faultline_store::PgStore::connect(&url).await.unwrap();
+    let jit: String = sqlx::query_scalar("SHOW jit").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(jit, "off");
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let fresh: String = sqlx::query_scalar("SHOW jit").fetch_one(&mut other).await.unwrap();
+    assert_eq!(fresh, "on", "only faultline's own connections change");
+}
