@@ -776,11 +776,7 @@ async fn stored_in_batch_minutes(
     batch: &IngestBatch,
     pattern_ids: &[i64],
 ) -> Result<HashMap<(i64, i64), i64>> {
-    let pairs: BTreeSet<(i64, i64)> = pattern_ids
-        .iter()
-        .zip(&batch.events)
-        .map(|(&id, ge)| (minute_of(ge.event.timestamp_ms), id))
-        .collect();
+    let pairs = batch_minute_pairs(batch, pattern_ids);
     if pairs.is_empty() {
         return Ok(HashMap::new());
     }

@@ -512,16 +512,12 @@ fn stored_in_batch_minutes(
     pattern_ids: &[i64],
 ) -> Result<HashMap<(i64, i64), i64>> {
     if pattern_ids.len() <= POINT_LOOKUPS {
-        let pairs: std::collections::HashSet<(i64, i64)> = pattern_ids
-            .iter()
-            .zip(&batch.events)
-            .map(|(&id, ge)| (id, minute_of(ge.event.timestamp_ms)))
-            .collect();
+        let pairs = batch_minute_pairs(batch, pattern_ids);
         let mut stmt = tx.prepare_cached(
             "SELECT coalesce(sum(stored), 0) FROM minute_counts WHERE minute_ms = ?1 AND pattern_id = ?2",
         )?;
         let mut stored = HashMap::with_capacity(pairs.len());
-        for (pattern_id, minute) in pairs {
+        for (minute, pattern_id) in pairs {
             let n: i64 = stmt.query_row(params![minute, pattern_id], |r| r.get(0))?;
             if n > 0 {
                 stored.insert((pattern_id, minute), n);

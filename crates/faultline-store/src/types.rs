@@ -384,6 +384,14 @@ pub(crate) fn batch_minute_span(batch: &IngestBatch) -> Option<(i64, i64)> {
     Some((minute_of(lo), minute_of(hi)))
 }
 
+/// The distinct (minute, pattern) pairs of a batch's events, `pattern_ids[i]` being event i's.
+pub(crate) fn batch_minute_pairs(
+    batch: &IngestBatch,
+    pattern_ids: &[i64],
+) -> std::collections::BTreeSet<(i64, i64)> {
+    pattern_ids.iter().zip(&batch.events).map(|(&id, ge)| (minute_of(ge.event.timestamp_ms), id)).collect()
+}
+
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps it in `%…%`.
 pub fn like_pattern(text: &str) -> String {
     format!("%{}%", like_escape(text))
