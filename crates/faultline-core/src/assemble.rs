@@ -239,6 +239,9 @@ fn goroutine_header(line: &str) -> bool {
 /// The first line Node prints for an uncaught exception: the throwing file and line alone
 /// (`/app/src/config.js:8`), followed by the source line, a caret, and the error with its frames.
 fn node_crash_location(line: &str) -> bool {
+    if !line.ends_with(|c: char| c.is_ascii_digit()) {
+        return false; // most lines: no search for the colon
+    }
     let Some((path, number)) = line.rsplit_once(':') else { return false };
     let absolute = path.starts_with('/') || path.starts_with("file://") || path.get(1..3) == Some(":\\");
     absolute && !path.contains(' ') && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
@@ -247,6 +250,9 @@ fn node_crash_location(line: &str) -> bool {
 /// Ruby's report of an uncaught exception: `app/x.rb:22:in 'Report#average': divided by 0
 /// (ZeroDivisionError)`, its frames on the `\tfrom …` lines after it.
 fn ruby_crash(line: &str) -> bool {
+    if !line.ends_with(')') {
+        return false; // most lines: no search for `:in `
+    }
     let Some((location, rest)) = line.split_once(":in ") else { return false };
     let file_line = location.rsplit_once(':').is_some_and(|(file, n)| {
         !file.is_empty() && !file.contains(' ') && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())

@@ -15,9 +15,7 @@
 //! belong to (see the assembler).
 
 use std::borrow::Cow;
-use std::sync::LazyLock;
 
-use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::model::{Level, TimestampMs};
@@ -501,7 +499,8 @@ fn ruby_logger<'a>(line: &'a str, ctx: &ParseContext) -> Option<ParsedLine<'a>> 
 /// .NET's console logger: `fail: Microsoft.AspNetCore.Server.Kestrel[13]`, its message and
 /// exception on the indented lines after it.
 fn dotnet_console(line: &str) -> Option<(Level, &str)> {
-    let (word, category) = line.split_once(": ")?;
+    // The level is four letters: no search for `: ` along the line.
+    let (word, category) = (line.get(..4)?, line.get(4..)?.strip_prefix(": ")?);
     let level = match word {
         "trce" => Level::Trace,
         "dbug" => Level::Debug,
@@ -548,8 +547,11 @@ fn read_header(s: &str, after_timestamp: bool) -> (Option<Level>, Option<&str>, 
         return (Some(level), Some(logger), message);
     }
     // Monolog: "[2024-03-06 07:00:00] production.ERROR: message"
+    // (`channel.LEVEL` holds no space: the `: ` is just before the first space, if anywhere.)
     if after_timestamp
-        && let Some((channel_level, message)) = rest.split_once(": ")
+        && let Some(space) = rest.find(' ')
+        && let Some(channel_level) = rest[..space].strip_suffix(':')
+        && let message = &rest[space + 1..]
         && let Some((channel, level)) = channel_level.rsplit_once('.')
         && !channel.is_empty()
         && !channel.contains(' ')
@@ -648,18 +650,28 @@ fn is_upper_word(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_uppercase())
 }
 
-static REQUEST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s"?]*)"#).expect("valid regex")
-});
+/// The methods [`request_in`] recognises.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
+/// The first request line in a message: a method standing alone as a word, one space, and an
+/// absolute path (up to whitespace, a quote or the query). What the regular expression
+/// `\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s"?]*)` finds (a test holds them equal),
+/// scanned by hand: it runs on every line read.
 fn request_in(message: &str) -> (Option<&str>, Option<&str>) {
-    if !message.contains(" /") {
-        return (None, None);
+    let bytes = message.as_bytes();
+    for (at, _) in message.match_indices(" /") {
+        let start = bytes[..at].iter().rposition(|b| !b.is_ascii_uppercase()).map_or(0, |i| i + 1);
+        let method = &message[start..at];
+        let alone = message[..start].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        if !alone || !METHODS.contains(&method) {
+            continue;
+        }
+        let path = &message[at + 1..];
+        let end =
+            path[1..].find(|c: char| c.is_whitespace() || c == '"' || c == '?').map_or(path.len(), |e| e + 1);
+        return (Some(method), Some(&path[..end]));
     }
-    match REQUEST.captures(message) {
-        Some(c) => (c.get(1).map(|m| m.as_str()), c.get(2).map(|m| m.as_str())),
-        None => (None, None),
-    }
+    (None, None)
 }
 
 #[cfg(test)]
@@ -797,6 +809,41 @@ mod tests {
             "é[ERROR]ü",
         ] {
             let _ = parse_line(line, &CTX);
+        }
+    }
+
+    #[test]
+    fn request_lines_in_messages() {
+        let table = [
+            (r#"10.0.0.1 - - "GET /v2/orders/7?page=2 HTTP/1.1" 500"#, Some(("GET", "/v2/orders/7"))),
+            ("handler failed: DELETE /items/3 returned 503", Some(("DELETE", "/items/3"))),
+            ("POST / HTTP/1.1", Some(("POST", "/"))),
+            (r#"x "OPTIONS /a"b"#, Some(("OPTIONS", "/a"))),
+            ("XGET /a then PUT /b", Some(("PUT", "/b"))),
+            ("_GET /a", None),
+            ("éGET /a", None),
+            ("get /a", None),
+            ("GET  /a", None),
+            ("GET /", Some(("GET", "/"))),
+            ("copied to /tmp/x", None),
+        ];
+        for (message, want) in table {
+            let got = request_in(message);
+            assert_eq!(got, want.map_or((None, None), |(m, p)| (Some(m), Some(p))), "{message:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The hand-written scanner finds what the regular expression it replaced finds.
+        #[test]
+        fn request_in_agrees_with_the_regex(
+            message in r#"([A-Z]{0,8}|[a-zé_1 "?/\t]|GET|POST|DELETE|OPTIONS| /[a-z0-9/]{0,6}){0,12}"#
+        ) {
+            let oracle = regex::Regex::new(r#"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s"?]*)"#).unwrap();
+            let want = oracle
+                .captures(&message)
+                .map_or((None, None), |c| (c.get(1).map(|m| m.as_str()), c.get(2).map(|m| m.as_str())));
+            proptest::prop_assert_eq!(request_in(&message), want);
         }
     }
 }
