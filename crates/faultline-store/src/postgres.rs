@@ -662,7 +662,7 @@ impl EntryColumns<'_> {
 /// alert feed, the lines below the level and the cursor, each table in one statement.
 async fn write_totals(
     tx: &mut Transaction<'_, Postgres>,
-    totals: &BatchTotals,
+    totals: &BatchTotals<'_>,
     batch: &IngestBatch,
     new_ids: &HashSet<i64>,
 ) -> Result<Vec<TouchedPattern>> {
@@ -695,8 +695,8 @@ async fn write_totals(
             .bind(d().map(|d| d.last_ms).collect::<Vec<_>>())
             .bind(d().map(|d| d.level.as_str()).collect::<Vec<_>>())
             .bind(d().map(|d| d.sample).collect::<Vec<_>>())
-            .bind(d().map(|d| d.sample_message.as_deref().map(pg_text)).collect::<Vec<_>>())
-            .bind(d().map(|d| d.template.as_deref().map(pg_text)).collect::<Vec<_>>())
+            .bind(d().map(|d| d.sample_message.map(pg_text)).collect::<Vec<_>>())
+            .bind(d().map(|d| d.template.map(pg_text)).collect::<Vec<_>>())
             .fetch_all(&mut **tx)
             .await?;
         let status: HashMap<i64, String> = rows.into_iter().collect();
@@ -727,7 +727,7 @@ async fn write_totals(
         sqlx::query(UPSERT_MINUTES)
             .bind(m().map(|(k, _)| k.0).collect::<Vec<_>>())
             .bind(m().map(|(k, _)| k.1).collect::<Vec<_>>())
-            .bind(m().map(|(k, _)| pg_text(&k.2)).collect::<Vec<_>>())
+            .bind(m().map(|(k, _)| pg_text(k.2)).collect::<Vec<_>>())
             .bind(m().map(|(k, _)| k.3).collect::<Vec<_>>())
             .bind(m().map(|(_, v)| v.count).collect::<Vec<_>>())
             .bind(m().map(|(_, v)| v.stored).collect::<Vec<_>>())

@@ -536,7 +536,7 @@ fn stored_in_batch_minutes(
 
 fn write_totals(
     tx: &Transaction<'_>,
-    totals: &BatchTotals,
+    totals: &BatchTotals<'_>,
     batch: &IngestBatch,
     new_ids: &std::collections::HashSet<i64>,
 ) -> Result<Vec<TouchedPattern>> {

@@ -361,12 +361,12 @@ pub(crate) fn quarter_span(since_ms: i64, until_ms: i64) -> (i64, i64) {
 
 /// The batch's minute counts summed per quarter: (quarter, pattern, source, level) → count.
 pub(crate) fn quarter_totals<'a>(
-    minutes: &'a BTreeMap<(i64, i64, String, &'static str), MinuteDelta>,
+    minutes: &BTreeMap<(i64, i64, &'a str, &'static str), MinuteDelta>,
 ) -> BTreeMap<(i64, i64, &'a str, &'static str), i64> {
     let mut quarters = BTreeMap::new();
     for ((minute, pattern, source, level), MinuteDelta { count, .. }) in minutes {
         *quarters
-            .entry((minute.div_euclid(QUARTER_MS) * QUARTER_MS, *pattern, source.as_str(), *level))
+            .entry((minute.div_euclid(QUARTER_MS) * QUARTER_MS, *pattern, *source, *level))
             .or_default() += count;
     }
     quarters
@@ -415,11 +415,11 @@ fn like_escape(text: &str) -> String {
 
 /// Per-pattern, per-minute bookkeeping for one batch, shared by both backends.
 #[derive(Debug, Default)]
-pub(crate) struct BatchTotals {
+pub(crate) struct BatchTotals<'a> {
     /// pattern id → (count, min ts, max ts, highest level, first stored entry id)
-    pub patterns: BTreeMap<i64, PatternDelta>,
+    pub patterns: BTreeMap<i64, PatternDelta<'a>>,
     /// (minute, pattern id, source, level) → its counts
-    pub minutes: BTreeMap<(i64, i64, String, &'static str), MinuteDelta>,
+    pub minutes: BTreeMap<(i64, i64, &'a str, &'static str), MinuteDelta>,
 }
 
 /// One minute's counts of a pattern, source and level in a batch.
@@ -433,20 +433,21 @@ pub(crate) struct MinuteDelta {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct PatternDelta {
+pub(crate) struct PatternDelta<'a> {
     pub count: i64,
     pub first_ms: i64,
     pub last_ms: i64,
     pub level: Level,
     pub sample: Option<i64>,
     /// Message of the sample entry.
-    pub sample_message: Option<String>,
+    pub sample_message: Option<&'a str>,
     /// The newest mined template (message tier only: it widens as lines arrive).
-    pub template: Option<String>,
+    pub template: Option<&'a str>,
 }
 
-impl BatchTotals {
-    pub fn add(&mut self, pattern_id: i64, grouped: &GroupedEvent, stored_id: Option<i64>) {
+/// Borrowed from the batch: adding an event copies no text.
+impl<'a> BatchTotals<'a> {
+    pub fn add(&mut self, pattern_id: i64, grouped: &'a GroupedEvent, stored_id: Option<i64>) {
         let event = &grouped.event;
         let d = self.patterns.entry(pattern_id).or_insert(PatternDelta {
             count: 0,
@@ -458,7 +459,7 @@ impl BatchTotals {
             template: None,
         });
         if grouped.grouping.tier == faultline_core::Tier::Message {
-            d.template.clone_from(&Some(grouped.grouping.template.clone()));
+            d.template = Some(&grouped.grouping.template);
         }
         d.count += 1;
         d.first_ms = d.first_ms.min(event.timestamp_ms);
@@ -466,9 +467,9 @@ impl BatchTotals {
         d.level = d.level.max(event.level);
         if d.sample.is_none() && stored_id.is_some() {
             d.sample = stored_id;
-            d.sample_message = Some(event.message.clone());
+            d.sample_message = Some(&event.message);
         }
-        let key = (minute_of(event.timestamp_ms), pattern_id, event.source.clone(), event.level.as_str());
+        let key = (minute_of(event.timestamp_ms), pattern_id, event.source.as_str(), event.level.as_str());
         let t = event.timestamp_ms;
         let m =
             self.minutes.entry(key).or_insert(MinuteDelta { count: 0, stored: 0, first_ms: t, last_ms: t });
