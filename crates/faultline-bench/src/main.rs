@@ -2,11 +2,6 @@
 //! docs/benchmarks.md), and `seed`, which fills a database with generated errors. Not shipped:
 //! the `faultline` binary carries none of this.
 
-/// mimalloc rather than the system allocator: an ingest allocates a few short-lived strings per
-/// line, and glibc's malloc and free took about a tenth of the CPU (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod alert_latency;
 mod grouping_bench;
 mod ingest_http;

@@ -1,10 +1,5 @@
 //! The `faultline` binary: the command line over `faultline-runtime` and the store.
 
-/// mimalloc rather than the system allocator: an ingest allocates a few short-lived strings per
-/// line, and glibc's malloc and free took about a tenth of the CPU (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[macro_use]
 mod output;
 mod tasks;
