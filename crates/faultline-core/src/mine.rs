@@ -13,6 +13,9 @@
 //! distinct words seen at each position while they are few ([`FEW`] or fewer): each combination
 //! of them is its own group. Once a position has seen more, it is a variable, and the groups that
 //! differed only there are merged into the oldest of them ([`Mined::merged`] names the others).
+//! A position whose words are all verb forms (`started`, `stopped`, `paused`, `resumed`) says
+//! what happened, not to whom: it keeps up to [`KEPT`] of them apart. Counting cannot tell
+//! these from names: four user names that each recur look like four states that each recur.
 //!
 //! A group's id is fixed when it is created (a hash of its first line) and never changes when its
 //! template generalises; a merged group's id keeps answering as an alias of the group it went
@@ -53,6 +56,10 @@ pub const DEFAULT_SIMILARITY: f64 = 0.8;
 /// A position that has shown at most this many distinct words keeps them apart as groups.
 pub const FEW: usize = 3;
 
+/// Words a position can hold apart at most: past [`FEW`], a new word is kept apart only while
+/// all the position's words are verb forms (see [`is_verb_form`]).
+pub const KEPT: usize = 6;
+
 /// Live families kept before the least recently seen are evicted into fossils.
 pub const DEFAULT_CAPACITY: usize = 100_000;
 
@@ -85,11 +92,11 @@ struct Slot {
     /// How many distinct words the position has shown while they are few ([`VARIABLE`] once
     /// there were more, or for a placeholder).
     held: u8,
-    values: [Span; FEW],
+    values: [Span; KEPT],
 }
 
 impl Slot {
-    const VARIABLE: Slot = Slot { token: WILD, variable: true, held: VARIABLE, values: [WILD; FEW] };
+    const VARIABLE: Slot = Slot { token: WILD, variable: true, held: VARIABLE, values: [WILD; KEPT] };
 }
 
 /// Lines of one shape; each combination of its few-valued words is a group. All its strings
@@ -291,6 +298,14 @@ fn is_variable(token: &str) -> bool {
     is_masked(token) || token.bytes().any(|b| b.is_ascii_digit())
 }
 
+/// A past participle or gerund (`started`, `resuming`): lower-case letters ending in `ed` or
+/// `ing`, four letters or more.
+fn is_verb_form(word: &str) -> bool {
+    word.len() >= 4
+        && word.bytes().all(|b| b.is_ascii_lowercase())
+        && (word.ends_with("ed") || word.ends_with("ing"))
+}
+
 /// A name rather than a word: joined parts (`nova.compute.manager`, `svc-api`, `job_runner`,
 /// `kernel/mm`), which name one of many things of a kind, as a number does.
 fn is_name(token: &str) -> bool {
@@ -390,6 +405,13 @@ impl Family {
         words.join(" ")
     }
 
+    /// Whether the `held` words of position `p` and `new` are all verb forms: words that say
+    /// what happened (`started`, `stopped`, `paused`, `resumed`), each its own event however
+    /// many the position shows, where names and other values are not inflected.
+    fn verb_forms(&self, p: usize, held: usize, new: &str) -> bool {
+        is_verb_form(new) && self.slots[p].values[..held].iter().all(|v| is_verb_form(self.word(*v)))
+    }
+
     /// A group's word at position `p`: the template's, or the group's own where few words
     /// differ.
     fn group_word(&self, group: &Group, p: usize) -> &str {
@@ -460,7 +482,7 @@ impl Family {
                     let word = words.get(p).copied().unwrap_or(WILDCARD);
                     let held = usize::from(if slot.held == VARIABLE { 0 } else { slot.held });
                     if word == WILDCARD
-                        || held == FEW
+                        || held == KEPT
                         || slot.values[..held].iter().any(|v| family.word(*v) == word)
                     {
                         continue;
@@ -524,7 +546,7 @@ impl Family {
                     variable: token == WILD || is_variable(family.word(token)),
                     ..Slot::VARIABLE
                 };
-                if let Some(values) = values.as_ref().filter(|v| !v.is_empty() && v.len() <= FEW) {
+                if let Some(values) = values.as_ref().filter(|v| !v.is_empty() && v.len() <= KEPT) {
                     for (i, v) in values.iter().enumerate() {
                         slot.values[i] = family.push(v);
                     }
@@ -759,7 +781,7 @@ impl Miner {
             let held = usize::from(slot.held);
             match slot.values[..held].iter().position(|w| same(family.word(*w), value)) {
                 Some(at) => key[p] = at as u8,
-                None if held < FEW
+                None if (held < FEW || held < KEPT && family.verb_forms(p, held, value))
                     && !is_masked(new)
                     && !value.ends_with('<')
                     && !family.word(slot.values[0]).ends_with('<') =>
@@ -1209,6 +1231,32 @@ mod tests {
         let values = m.add("Block rdd_y stored as values in memory").cluster_id;
         assert_ne!(bytes, values);
         assert_eq!(m.template(values).unwrap(), "Block <*> stored as values in memory");
+    }
+
+    /// Past [`FEW`] words, a position of verb forms keeps each apart (what happened), and a
+    /// position of names becomes a variable (whom it happened to).
+    #[test]
+    fn verb_forms_stay_apart_past_few_and_names_merge() {
+        let mut m = Miner::default();
+        let states = ["started", "stopped", "paused", "resumed", "restarted", "failed"];
+        let ids: Vec<u64> = (0..36)
+            .map(|i| m.add(&format!("Job worker {} {} at <NUM>", i, states[i % 6])).cluster_id)
+            .collect();
+        let groups: std::collections::HashSet<u64> = ids.iter().map(|id| m.resolve(*id)).collect();
+        assert_eq!(groups.len(), 6, "one group per state");
+        assert_eq!(m.template(ids[3]).unwrap(), "Job worker <*> resumed at <NUM>");
+        // A seventh is past what a position holds: the states become a variable.
+        let seventh = m.add("Job worker 99 crashed at <NUM>").cluster_id;
+        assert_eq!(m.template(seventh).unwrap(), "Job worker <*> <*> at <NUM>");
+
+        let mut m = Miner::default();
+        let ids: Vec<u64> = ["cyrus", "news", "test", "root", "cyrus", "news"]
+            .iter()
+            .map(|u| m.add(&format!("session closed for user {u}")).cluster_id)
+            .collect();
+        let groups: std::collections::HashSet<u64> = ids.iter().map(|id| m.resolve(*id)).collect();
+        assert_eq!(groups.len(), 1, "user names are one event: {groups:?}");
+        assert_eq!(m.template(ids[0]).unwrap(), "session closed for user <*>");
     }
 
     #[test]
