@@ -396,7 +396,7 @@ fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEven
         .map(|(id, m, t)| (*id, m.as_str(), t.as_deref()))
         .chain(inserted.iter().map(|(id, e)| (*id, e.message.as_str(), e.traceback.as_deref())));
     let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
     let mut body = String::new();
     let mut last = row_start;
     for (id, message, traceback) in texts {
@@ -408,7 +408,9 @@ fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEven
         }
         last = id;
         for word in message.split_whitespace().chain(traceback.unwrap_or("").split_whitespace()) {
-            if seen.insert(word) {
+            // A word of fewer than three characters holds no trigram a query asks for (see
+            // [`trigram_query`]): in the body it would only add trigrams across the spaces.
+            if word.chars().nth(2).is_some() && seen.insert(word) {
                 body.push_str(word);
                 body.push(' ');
             }
@@ -706,7 +708,7 @@ impl Store for SqliteStore {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((batch, reply));
         let (writer, queued) = (self.writer.clone(), self.queued.clone());
-        blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
             let group: Vec<Queued> = {
                 let mut queued = queued.lock().unwrap_or_else(|e| e.into_inner());
@@ -714,16 +716,26 @@ impl Store for SqliteStore {
                 queued.drain(..n).collect()
             };
             if group.is_empty() {
-                return Ok(());
+                return;
             }
             let (mut batches, replies): (Vec<IngestBatch>, Vec<_>) = group.into_iter().unzip();
-            for (reply, result) in replies.into_iter().zip(writer.ingest_group(&mut batches)) {
+            let results = writer.ingest_group(&mut batches);
+            // The next batch may take the writer, and each caller goes on, while this thread
+            // frees the batches' text (a tenth of the writer's time when it held the lock).
+            drop(writer);
+            for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
-            Ok(())
-        })
-        .await?;
-        outcome.await.unwrap_or_else(|_| Err(StoreError::Busy("the writer stopped before committing".into())))
+            drop(batches);
+        });
+        match outcome.await {
+            Ok(result) => result,
+            // Whoever took this batch stopped without an answer: a panic is the caller's own.
+            Err(_) => match task.await {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => Err(StoreError::Busy("the writer stopped before committing".into())),
+            },
+        }
     }
 
     async fn save_grouping(&self, now_ms: i64) -> Result<()> {
