@@ -162,6 +162,6 @@ impl LogEvent {
         hasher.update(b"\n");
         hasher.update(self.traceback.as_deref().unwrap_or("").as_bytes());
         let digest = hasher.finalize();
-        Cow::Owned(format!("h:{}", hex::encode(&digest[..16])))
+        Cow::Owned(format!("h:{}", crate::fingerprint::hex_lower(&digest[..16])))
     }
 }

@@ -113,7 +113,7 @@ pub fn key_occurrences(events: &mut [(LogEvent, Stamp)], request: &str) {
                 let mut head = [0u8; 16];
                 head.copy_from_slice(&digest[..16]);
                 let rank = seen.entry(head).or_insert(0);
-                let key = format!("h:{}:{rank}", hex::encode(head));
+                let key = format!("h:{}:{rank}", crate::fingerprint::hex_lower(&head));
                 *rank += 1;
                 key
             }
