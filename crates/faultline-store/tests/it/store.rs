@@ -307,6 +307,32 @@ async fn search_finds_every_entry_across_batches(store: Arc<dyn Store>) {
 }
 both!(search_finds_every_entry_across_batches);
 
+async fn search_finds_three_letter_words_beside_short_ones(store: Arc<dyn Store>) {
+    // The trigram index leaves out words of one or two characters: a needle's words of three or
+    // more are still found, alone or beside short ones, and only where the whole needle is.
+    let events = vec![
+        event("1", T0, Level::Error, "svc", "go to abc now"),
+        event("2", T0 + 10, Level::Error, "svc", "abc to go"),
+        event("3", T0 + 20, Level::Error, "svc", "nothing here"),
+    ];
+    store.ingest(batch(events)).await.unwrap();
+    let ids = |text: &str| {
+        let store = store.clone();
+        let q = SearchQuery { text: Some(text.into()), limit: 10, ..Default::default() };
+        async move {
+            let page = store.search(&q).await.unwrap();
+            let mut ids: Vec<String> = page.entries.into_iter().map(|e| e.external_id).collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(ids("abc").await, ["1", "2"]);
+    assert_eq!(ids("to abc").await, ["1"]);
+    assert_eq!(ids("go to").await, ["1"]);
+    assert!(ids("to abd").await.is_empty());
+}
+both!(search_finds_three_letter_words_beside_short_ones);
+
 async fn events_without_ids_are_one_entry_per_second(store: Arc<dyn Store>) {
     // Sources with no ids of their own: the same error within one second is one entry.
     let no_id = |ts: i64, message: &str| {
