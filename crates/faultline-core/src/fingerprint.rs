@@ -326,6 +326,15 @@ pub struct Grouper {
     changed_buckets: FxHashSet<String>,
 }
 
+/// A line's group as [`Grouper::mine`] found it, for [`Grouper::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinedGroup {
+    pub id: u64,
+    /// The group's place in the miner, good while the miner's shape is the one noted.
+    place: u32,
+    shape: u64,
+}
+
 /// One bucket of a [`Grouper`]'s state ([`Grouper::export_bucket`]): the miner's part and the
 /// fingerprints of its groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,14 +370,14 @@ impl Grouper {
     /// group's template. Returns the mined group's id (`None` for other tiers, left as they
     /// are).
     pub fn refine(&mut self, grouping: &mut Grouping) -> Option<u64> {
-        let id = self.mine(grouping)?;
-        self.settle(id, grouping);
-        Some(id)
+        let mined = self.mine(grouping)?;
+        self.settle(mined, grouping);
+        Some(mined.id)
     }
 
     /// Mines a message-tier grouping without changing it; returns its group's id, for
     /// [`Grouper::settle`] once the whole batch is mined (`None` for other tiers).
-    pub fn mine(&mut self, grouping: &Grouping) -> Option<u64> {
+    pub fn mine(&mut self, grouping: &Grouping) -> Option<MinedGroup> {
         if grouping.tier != Tier::Message {
             return None;
         }
@@ -390,18 +399,23 @@ impl Grouper {
             self.fingerprints.remove(id);
         }
         self.changed |= !mined.merged.is_empty() || !mined.forgotten.is_empty();
-        Some(mined.cluster_id)
+        Some(MinedGroup { id: mined.cluster_id, place: mined.place, shape: self.miner.shape() })
     }
 
     /// Gives a grouping mined as group `id` that group's fingerprint and template as they are
     /// now: after later lines merged the group into an older one, the older one's. (Call it
     /// again for a batch's earlier lines once the batch is mined.)
-    pub fn settle(&self, id: u64, grouping: &mut Grouping) {
-        let id = self.miner.resolve(id);
+    pub fn settle(&self, mined: MinedGroup, grouping: &mut Grouping) {
+        // Unless the miner changed since, the group is where the line found it, under its id.
+        // (With many groups, looking the id up again costs as much as mining the line.)
+        let unchanged = mined.shape == self.miner.shape();
+        let id = if unchanged { mined.id } else { self.miner.resolve(mined.id) };
         // Looked up first: with many groups the entry is seldom cached, and the processor
         // fetches it while the template is written.
         let group_fp = self.fingerprints.get(&id).copied();
-        if let Some(template) = self.miner.template(id) {
+        let template =
+            if unchanged { self.miner.template_at(mined.place, id) } else { self.miner.template(id) };
+        if let Some(template) = template {
             grouping.template = template;
         }
         // A restored state from before a group existed cannot name it: the line's own
@@ -987,6 +1001,33 @@ mod tests {
             raw: String::new(),
             origin: Origin { source_id: "t".into(), external_id: None },
         }
+    }
+
+    #[test]
+    fn a_batch_settles_where_its_groups_ended_up_and_unchanged_groups_as_found() {
+        let mut grouper = Grouper::default();
+        let login = |user: &str| fingerprint(&event(&format!("login failed for user {user}"), None));
+        // The fourth user makes the position a variable: the first three groups merge.
+        let users = ["alice", "bob", "carol", "alice", "dave", "erin", "erin"];
+        let mut batch: Vec<Grouping> = users.iter().map(|u| login(u)).collect();
+        let mined: Vec<MinedGroup> = batch.iter().map(|g| grouper.mine(g).expect("a message")).collect();
+        for (grouping, m) in batch.iter_mut().zip(&mined) {
+            grouper.settle(*m, grouping);
+        }
+        for grouping in &batch {
+            assert_eq!(grouping.fingerprint, batch[0].fingerprint, "{}", grouping.template);
+            assert_eq!(grouping.template, "login failed for user <*>");
+        }
+        // Mined after the change, the last lines find the group where it stays.
+        assert_eq!(mined[5].shape, grouper.miner.shape());
+        assert_eq!(mined[5].id, grouper.miner.resolve(mined[0].id));
+        // A later line that changes nothing keeps the earlier lines' answer.
+        let mut later = login("frank");
+        grouper.refine(&mut later);
+        assert_eq!(
+            (later.fingerprint, later.template),
+            (batch[0].fingerprint.clone(), batch[0].template.clone())
+        );
     }
 
     const PY: &str = "Traceback (most recent call last):\n  File \"/srv/app/api.py\", line 9, in view\n    return get(k)\n  File \"/srv/app/db.py\", line 3, in get\n    raise KeyError(k)\nKeyError: 'user'";

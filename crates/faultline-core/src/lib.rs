@@ -18,8 +18,8 @@ pub mod timestamp;
 
 pub use assemble::{Assembler, AssemblerOptions};
 pub use fingerprint::{
-    BucketState, FINGERPRINT_VERSION, Fingerprint, Grouper, GrouperState, Grouping, StackFrame, Tier,
-    fingerprint, headline, title,
+    BucketState, FINGERPRINT_VERSION, Fingerprint, Grouper, GrouperState, Grouping, MinedGroup, StackFrame,
+    Tier, fingerprint, headline, title,
 };
 pub use mask::mask;
 pub use model::{Level, LogEvent, Origin, TimestampMs};

@@ -162,6 +162,9 @@ pub struct Mined {
     pub merged: Vec<(u64, u64)>,
     /// Ids forgotten to make room (old fossils' groups, and merged ids that answered to them).
     pub forgotten: Vec<u64>,
+    /// Where the group lives: [`Miner::template_at`] finds it there while [`Miner::shape`]
+    /// stays as it was after this line.
+    pub place: u32,
 }
 
 /// A family as saved: its template, the few words per position, its groups.
@@ -244,6 +247,8 @@ pub struct Miner {
     /// Lines seen lately → (family index, group id), for families that come first in their
     /// bucket: the same line again goes there without being compared (see [`Miner::add`]).
     recent: FxHashMap<Box<str>, (u32, u64)>,
+    /// Counts the changes beyond line counts (see [`Miner::shape`]).
+    shape: u64,
 }
 
 /// Most lines [`Miner::recent`] remembers before it starts over.
@@ -610,6 +615,7 @@ impl Miner {
             places: FxHashMap::default(),
             aliases: FxHashMap::default(),
             recent: FxHashMap::default(),
+            shape: 0,
         }
     }
 
@@ -621,6 +627,27 @@ impl Miner {
 
     /// Adds one masked line; returns its group.
     pub fn add(&mut self, masked: &str) -> Mined {
+        let mined = self.place_line(masked);
+        if mined.changed {
+            self.shape += 1;
+        }
+        mined
+    }
+
+    /// Changes so far beyond line counts: while it stays the same, every group keeps its id,
+    /// template and place ([`Mined::place`]).
+    pub fn shape(&self) -> u64 {
+        self.shape
+    }
+
+    /// [`Miner::template`] of a group at the place a line found it, for as long as
+    /// [`Miner::shape`] stays as it was after that line: no lookup of the id.
+    pub fn template_at(&self, place: u32, id: u64) -> Option<String> {
+        let family = self.families.get(place as usize)?;
+        family.groups.iter().find(|g| g.id == id).map(|g| family.render(g))
+    }
+
+    fn place_line(&mut self, masked: &str) -> Mined {
         self.clock += 1;
         let line = cut(masked);
         // A line seen before whose family comes first in its bucket goes there again: that
@@ -639,6 +666,7 @@ impl Miner {
                     changed: false,
                     merged: Vec::new(),
                     forgotten: Vec::new(),
+                    place: index,
                 };
             }
         }
@@ -680,6 +708,7 @@ impl Miner {
         if let Some(index) = self.revive(key, &tokens) {
             let mut mined = self.join(index, &tokens);
             mined.forgotten = self.make_room();
+            mined.place = self.places.get(&mined.cluster_id).copied().unwrap_or(mined.place);
             // A live family takes part in a line's choice where a fossil does not.
             mined.changed = true;
             return mined;
@@ -694,13 +723,9 @@ impl Miner {
         if bucket.len() == 1 {
             self.remember(line, index, id);
         }
-        Mined {
-            cluster_id: id,
-            created: true,
-            changed: true,
-            merged: Vec::new(),
-            forgotten: self.make_room(),
-        }
+        let forgotten = self.make_room();
+        let place = self.places.get(&id).copied().unwrap_or(index);
+        Mined { cluster_id: id, created: true, changed: true, merged: Vec::new(), forgotten, place }
     }
 
     fn remember(&mut self, line: &str, index: u32, id: u64) {
@@ -810,12 +835,20 @@ impl Miner {
                 changed: changed || widened,
                 merged,
                 forgotten: Vec::new(),
+                place: index as u32,
             };
         }
         let id = self.fresh_id(&tokens.join(" "));
         self.families[index].groups.push(Group { id, key, count: 1 });
         self.places.insert(id, index as u32);
-        Mined { cluster_id: id, created: true, changed: true, merged, forgotten: Vec::new() }
+        Mined {
+            cluster_id: id,
+            created: true,
+            changed: true,
+            merged,
+            forgotten: Vec::new(),
+            place: index as u32,
+        }
     }
 
     /// After a position became a variable, groups of the family whose keys are now equal are
@@ -1033,6 +1066,7 @@ impl Miner {
     /// are replaced whole; the rest of the miner is left as it is. Returns the group ids (live,
     /// fossil and merged) the bucket held before, for the caller's own maps.
     pub fn replace_bucket(&mut self, name: &str, snapshot: BucketSnapshot) -> Vec<u64> {
+        self.shape += 1;
         let Some((len, first)) = parse_bucket_name(name) else { return Vec::new() };
         let key = bucket_key(len, first);
         let old = self.export_bucket(name);
@@ -1119,6 +1153,7 @@ impl Miner {
         if self.families.len() <= capacity {
             return (Vec::new(), Vec::new());
         }
+        self.shape += 1;
         let keep = (capacity - capacity / 10).max(1);
         // Each bucket's last sighting and live families.
         let mut seen: FxHashMap<String, (u64, usize)> = FxHashMap::default();

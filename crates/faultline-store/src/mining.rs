@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use faultline_core::mine::bucket_name;
-use faultline_core::{BucketState, DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS, Tier};
+use faultline_core::{
+    BucketState, DAY_MS, FINGERPRINT_VERSION, Grouper, GrouperState, MINUTE_MS, MinedGroup, Tier,
+};
 use sha2::{Digest, Sha256};
 
 use crate::types::IngestBatch;
@@ -87,14 +89,14 @@ fn mine_batch(grouper: &mut Grouper, batch: &mut IngestBatch) -> bool {
 }
 
 /// Each event's mined group (`None` for tiers not mined), the batch left as it is.
-fn mine_events(grouper: &mut Grouper, batch: &IngestBatch) -> Vec<Option<u64>> {
+fn mine_events(grouper: &mut Grouper, batch: &IngestBatch) -> Vec<Option<MinedGroup>> {
     batch.events.iter().map(|ge| grouper.mine(&ge.grouping)).collect()
 }
 
 /// Gives each mined event its group's fingerprint and template, once the whole batch is mined:
 /// a group merged by a later line of the batch takes its earlier lines where it went. Returns
 /// whether any was mined.
-fn settle_events(grouper: &Grouper, batch: &mut IngestBatch, ids: &[Option<u64>]) -> bool {
+fn settle_events(grouper: &Grouper, batch: &mut IngestBatch, ids: &[Option<MinedGroup>]) -> bool {
     let mut mined = false;
     for (ge, id) in batch.events.iter_mut().zip(ids) {
         if let Some(id) = id {
@@ -203,7 +205,7 @@ impl SharedMining {
     /// Mines the batch (its buckets brought up to date by [`SharedMining::refresh`]), leaving
     /// its events as they are; returns the buckets its lines changed, to write with the batch,
     /// and each event's group, for [`SharedMining::settle`] once they are written.
-    pub fn mine(&mut self, batch: &IngestBatch) -> (Vec<BucketWrite>, Vec<Option<u64>>) {
+    pub fn mine(&mut self, batch: &IngestBatch) -> (Vec<BucketWrite>, Vec<Option<MinedGroup>>) {
         let ids = mine_events(&mut self.grouper, batch);
         self.grouper.take_changed();
         let mut writes: Vec<BucketWrite> = self
@@ -223,7 +225,7 @@ impl SharedMining {
     }
 
     /// Gives the mined events their groups' fingerprints and templates.
-    pub fn settle(&self, batch: &mut IngestBatch, ids: &[Option<u64>]) {
+    pub fn settle(&self, batch: &mut IngestBatch, ids: &[Option<MinedGroup>]) {
         settle_events(&self.grouper, batch, ids);
     }
 
