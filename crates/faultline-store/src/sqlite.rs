@@ -78,6 +78,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Reader connections: one per core of a small machine.
 const READERS: usize = 2;
 
+/// The database file readers map into memory (SQLite caps it at 2 GiB unless built otherwise).
+/// A search reading a needle's entries newest first visits rows all over the table; mapped,
+/// each page is read from the operating system's cache in place instead of copied into the
+/// connection's own cache by a system call, and the connection's cache is not thrashed.
+/// Only readers map it: the writer's pages are the indexes' hot ones, which its cache holds.
+const READER_MMAP_BYTES: i64 = 2 << 30;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
@@ -103,6 +110,7 @@ impl SqliteStore {
                 .map(|_| {
                     let reader = Connection::open(&path).map_err(|e| unreachable(e.to_string()))?;
                     configure(&reader)?;
+                    reader.pragma_update(None, "mmap_size", READER_MMAP_BYTES)?;
                     Ok(Mutex::new(reader))
                 })
                 .collect::<Result<Vec<_>>>()?;

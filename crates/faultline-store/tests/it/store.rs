@@ -684,6 +684,56 @@ async fn regression_16_sqlite_cleanup_gives_the_space_back() {
 }
 
 #[tokio::test]
+async fn sqlite_readers_keep_answering_when_another_store_shrinks_the_file() {
+    // Readers map the database file; a second store on the same file (another process, as the
+    // CLI beside `serve`) gives space back and the file shrinks under the first one's mapping.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let reader = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let janitor = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let filler = "y".repeat(2_000);
+    for b in 0..10 {
+        let events = (0..400)
+            .map(|i| {
+                let message = format!("timeout talking to shard{b} request {i} {filler}");
+                event(&format!("{b}-{i}"), T0 + i64::from(b) * 60_000, Level::Error, "api", &message)
+            })
+            .collect();
+        reader.ingest(batch(events)).await.unwrap();
+    }
+    let search = |text: &str| SearchQuery { text: Some(text.to_owned()), limit: 500, ..Default::default() };
+    // A cleanup with nothing to delete moves the rows from the write-ahead log into the file.
+    janitor.cleanup(0, 1_000).await.unwrap();
+    // Every page of the table read through the mapping.
+    assert_eq!(reader.search(&search("shard9")).await.unwrap().total, 400);
+    assert_eq!(reader.search(&search("shard1 ")).await.unwrap().total, 400);
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    let report = janitor.cleanup(T0 + 9 * 60_000, 1_000).await.unwrap();
+    assert_eq!(report.entries_deleted, 3_600);
+    assert!(size() + 5_000_000 < before, "the file shrank: {before} → {} bytes", size());
+    for _ in 0..3 {
+        assert_eq!(reader.search(&search("shard1 ")).await.unwrap().total, 0);
+        let page = reader.search(&search("shard9")).await.unwrap();
+        assert_eq!((page.total, page.entries.len()), (400, 400));
+    }
+    // And it writes and reads on as the file grows again.
+    let events = (0..400)
+        .map(|i| {
+            event(
+                &format!("again-{i}"),
+                T0 + 20 * 60_000,
+                Level::Error,
+                "api",
+                &format!("shard7 back {i} {filler}"),
+            )
+        })
+        .collect();
+    reader.ingest(batch(events)).await.unwrap();
+    assert_eq!(reader.search(&search("shard7 back")).await.unwrap().total, 400);
+}
+
+#[tokio::test]
 async fn regression_16_large_entries_are_never_indexed_again_by_later_batches() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("faultline.db");
