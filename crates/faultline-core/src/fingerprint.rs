@@ -375,7 +375,7 @@ impl Grouper {
         Some(mined.id)
     }
 
-    /// Mines a message-tier grouping without changing it; returns its group's id, for
+    /// Mines a message-tier grouping without changing it; returns its group, for
     /// [`Grouper::settle`] once the whole batch is mined (`None` for other tiers).
     pub fn mine(&mut self, grouping: &Grouping) -> Option<MinedGroup> {
         if grouping.tier != Tier::Message {
@@ -402,9 +402,9 @@ impl Grouper {
         Some(MinedGroup { id: mined.cluster_id, place: mined.place, shape: self.miner.shape() })
     }
 
-    /// Gives a grouping mined as group `id` that group's fingerprint and template as they are
-    /// now: after later lines merged the group into an older one, the older one's. (Call it
-    /// again for a batch's earlier lines once the batch is mined.)
+    /// Gives a grouping its mined group's fingerprint and template as they are now: after later
+    /// lines merged the group into an older one, the older one's. (Call it again for a batch's
+    /// earlier lines once the batch is mined.)
     pub fn settle(&self, mined: MinedGroup, grouping: &mut Grouping) {
         // Unless the miner changed since, the group is where the line found it, under its id.
         // (With many groups, looking the id up again costs as much as mining the line.)
