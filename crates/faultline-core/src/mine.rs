@@ -967,8 +967,7 @@ impl Miner {
     /// A live group's current template (also for a merged id); `None` for an evicted group.
     pub fn template(&self, id: u64) -> Option<String> {
         let id = self.resolve(id);
-        let family = &self.families[*self.places.get(&id)? as usize];
-        family.groups.iter().find(|g| g.id == id).map(|g| family.render(g))
+        self.template_at(*self.places.get(&id)?, id)
     }
 
     /// The live groups (merged and evicted ones are not listed).
