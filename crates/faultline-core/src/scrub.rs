@@ -13,6 +13,7 @@
 
 use std::sync::OnceLock;
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde_json::Value;
 
@@ -44,10 +45,11 @@ const SECRET_KEYS: [&str; 15] = [
 const SCHEMES: [&str; 3] = ["bearer", "basic", "token"];
 
 /// What is scrubbed beyond the defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rules {
-    /// More parts of key names whose values are secret (lower-case).
-    keys: Vec<String>,
+    /// The parts of key names whose values are secret, the defaults and the configured ones,
+    /// found in one pass over a key whatever their number (ASCII case ignored).
+    secret_parts: AhoCorasick,
     /// Key names (lower-case, whole) never filtered, though they name a secret's word.
     safe_fields: Vec<String>,
     /// Text matching any of these (IP addresses among them, when asked) is filtered.
@@ -72,7 +74,11 @@ impl Rules {
         if ip_addresses {
             compiled.push(Regex::new(IP_ADDRESS).expect("a valid pattern"));
         }
-        Ok(Rules { keys: lower(keys), safe_fields: lower(safe_fields), patterns: compiled })
+        Ok(Rules {
+            secret_parts: secret_parts(&lower(keys)),
+            safe_fields: lower(safe_fields),
+            patterns: compiled,
+        })
     }
 
     /// Whether a key names a secret.
@@ -81,8 +87,7 @@ impl Rules {
         if self.safe_fields.iter().any(|f| f.as_bytes().eq_ignore_ascii_case(key)) {
             return false;
         }
-        SECRET_KEYS.iter().any(|s| contains_ignoring_case(key, s.as_bytes()))
-            || self.keys.iter().any(|s| contains_ignoring_case(key, s.as_bytes()))
+        self.secret_parts.is_match(key)
     }
 
     /// Scrubs an event in place; returns how many values were filtered.
@@ -122,11 +127,7 @@ impl Rules {
 
     /// The text with secrets filtered and how many, or `None` when there was nothing to filter.
     pub fn scrub_text(&self, text: &str) -> Option<(String, usize)> {
-        let scanned = if self.keys.is_empty() && self.safe_fields.is_empty() && !might_hold_secrets(text) {
-            None
-        } else {
-            self.scan(text)
-        };
+        let scanned = self.scan(text);
         if self.patterns.is_empty() {
             return scanned;
         }
@@ -149,12 +150,26 @@ impl Rules {
         (n > 0).then_some((out, n))
     }
 
+    /// One pass over the words of `text`: at a word's start, a secret key's value, a scheme's
+    /// credential or a run of digits; the text is copied only once something is filtered.
     fn scan(&self, text: &str) -> Option<(String, usize)> {
         let b = text.as_bytes();
-        let mut out = String::with_capacity(text.len());
+        let mut out = String::new();
         let (mut i, mut copied, mut n) = (0, 0, 0);
         while i < b.len() {
-            if let Some((start, end)) = secret_value_at(self, text, i).or_else(|| credential_at(text, i)) {
+            let c = b[i];
+            if !is_word_byte(c) {
+                i += 1;
+                continue;
+            }
+            // Inside a word (after a run of digits that was not a card): nothing starts here.
+            if i > 0 && is_word_byte(b[i - 1]) {
+                i += b[i..].iter().take_while(|c| is_word_byte(**c)).count();
+                continue;
+            }
+            let found = secret_value_at(self, text, i)
+                .or_else(|| if matches!(c | 0x20, b'b' | b't') { credential_at(text, i) } else { None });
+            if let Some((start, end)) = found {
                 out.push_str(&text[copied..start]);
                 out.push_str(FILTERED);
                 copied = end;
@@ -173,17 +188,7 @@ impl Rules {
                 i = end;
                 continue;
             }
-            // Next word or digit run.
-            let c = b[i];
-            i += 1;
-            if c.is_ascii_alphanumeric() || c == b'_' {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-            }
-            while i < b.len() && !text.is_char_boundary(i) {
-                i += 1;
-            }
+            i += 1 + b[i + 1..].iter().take_while(|c| is_word_byte(**c)).count();
         }
         if n == 0 {
             return None;
@@ -193,35 +198,21 @@ impl Rules {
     }
 }
 
-/// A cheap look, without allocating, for anything worth scanning: a secret key's word, a
-/// scheme, or a run of 13 digits (spaces or dashes between groups, as card numbers are written;
-/// a timestamp's run stops at its colons).
-fn might_hold_secrets(text: &str) -> bool {
-    let b = text.as_bytes();
-    let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c.is_ascii_digit() {
-            run += 1;
-            if run >= 13 {
-                return true;
-            }
-            continue;
-        }
-        if !(matches!(c, b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
-            run = 0;
-        }
-        if matches!(c | 0x20, b'p' | b's' | b't' | b'a' | b'c' | b'b') {
-            let rest = &b[i..];
-            if SECRET_KEYS
-                .iter()
-                .chain(SCHEMES.iter())
-                .any(|k| rest.len() >= k.len() && rest[..k.len()].eq_ignore_ascii_case(k.as_bytes()))
-            {
-                return true;
-            }
-        }
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules { secret_parts: secret_parts(&[]), safe_fields: Vec::new(), patterns: Vec::new() }
     }
-    false
+}
+
+/// The default parts of secret key names and `more`, as one case-insensitive automaton.
+fn secret_parts(more: &[String]) -> AhoCorasick {
+    let parts = SECRET_KEYS.iter().copied().chain(more.iter().map(String::as_str));
+    AhoCorasick::builder().ascii_case_insensitive(true).build(parts).expect("plain words make an automaton")
+}
+
+/// A byte of a word: what a key, a scheme or a run of digits starts with.
+fn is_word_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
 }
 
 /// At the start of a key naming a secret, followed by `=`, `:` (spaces, quotes around): the
@@ -274,11 +265,6 @@ fn secret_value_at(rules: &Rules, text: &str, i: usize) -> Option<(usize, usize)
         }
     };
     (end > start && &text[start..end] != FILTERED).then_some((start, end))
-}
-
-/// Whether `needle` (lower-case) occurs in `haystack`, ignoring ASCII case.
-fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.len() <= haystack.len() && haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// An IPv4 address, or an IPv6 address written in full or with `::` after at least one group
