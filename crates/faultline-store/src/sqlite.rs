@@ -60,6 +60,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/sqlite/04_grouper_state.sql")),
         M::up(include_str!("../migrations/sqlite/05_index_segments.sql")),
         M::up(include_str!("../migrations/sqlite/06_alerting.sql")),
+        M::up(include_str!("../migrations/sqlite/07_newest_chunk_unindexed.sql")),
     ])
 }
 
@@ -357,9 +358,9 @@ fn ingest_tx<'b>(
 /// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
 const CHUNK: i64 = 256;
 
-/// Text of earlier entries a batch may read again to rebuild the chunk it extends as one index
-/// row; past it, the batch's entries of that chunk get a row of their own.
-const REBUILD_BYTES: i64 = 64 * 1024;
+/// Text of a chunk's earlier entries held at once to index it: past it, they are indexed in
+/// rows of their own, so indexing a chunk of large entries holds a bounded part of it.
+const ROW_BYTES: usize = 4 << 20;
 
 /// The rowid of an index row covering entries `first..=last` of one chunk: the first id shifted
 /// left 8 bits, plus `last - first` (< [`CHUNK`]), so rows never overlap and sort by first id.
@@ -367,54 +368,69 @@ fn index_rowid(first: i64, last: i64) -> i64 {
     (first << 8) | (last - first)
 }
 
-/// Indexes the entries just inserted (ids ascending, contiguous within a batch): a row per chunk
-/// of [`CHUNK`] consecutive ids the batch reaches, holding each distinct word of its entries
-/// once. Entries of a chunk repeat most of their words, and a needle's candidates are found from
-/// the trigrams inside its words (see [`trigram_query`]). A chunk an earlier batch began is
-/// rebuilt as one row when its earlier entries are small (a stream of one-record requests keeps
-/// one row per chunk); otherwise the batch's entries get a row of their own, so a batch never
-/// reads more than [`REBUILD_BYTES`] of earlier text, whatever the size of the entries before it.
+/// Indexes the chunks of [`CHUNK`] consecutive ids that the entries just inserted (ids
+/// ascending) completed: every chunk but the one holding the newest entry is indexed, each in a
+/// row holding each distinct word of its entries once. The newest chunk is searched without the
+/// index (see [`INDEXED`]), so a transaction that stays inside it, as most small requests do,
+/// writes nothing to the index, and each entry's text is indexed once, whatever the batches.
+/// The chunk's entries stored before this transaction are read back for it.
 fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEvent)]) -> Result<()> {
-    let Some(&(first_id, _)) = inserted.first() else { return Ok(()) };
-    let chunk_start = first_id / CHUNK * CHUNK;
+    let (Some(&(first_id, _)), Some(&(last_id, _))) = (inserted.first(), inserted.last()) else {
+        return Ok(());
+    };
+    let until = last_id / CHUNK * CHUNK;
+    let before: Option<i64> = tx
+        .prepare_cached("SELECT max(id) FROM entries WHERE id < ?1")?
+        .query_row([first_id], |r| r.get(0))?;
+    let from = before.unwrap_or(first_id).min(first_id) / CHUNK * CHUNK;
+    if from >= until {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
     let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
-    let mut row_start = first_id;
-    if chunk_start < first_id {
-        let bytes: i64 = tx
-            .prepare_cached(
-                "SELECT coalesce(sum(octet_length(message) + coalesce(octet_length(traceback), 0)), 0)
-                 FROM entries WHERE id BETWEEN ?1 AND ?2",
-            )?
-            .query_row(params![chunk_start, first_id - 1], |r| r.get(0))?;
-        if bytes <= REBUILD_BYTES {
-            let mut stmt =
-                tx.prepare_cached("SELECT id, message, traceback FROM entries WHERE id BETWEEN ?1 AND ?2")?;
-            let rows = stmt
-                .query_map(params![chunk_start, first_id - 1], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            earlier = rows.collect::<rusqlite::Result<_>>()?;
-            tx.prepare_cached("DELETE FROM entries_fts WHERE rowid BETWEEN ?1 AND ?2")?.execute(params![
-                index_rowid(chunk_start, chunk_start),
-                ((first_id - 1) << 8) | (CHUNK - 1)
-            ])?;
-            row_start = chunk_start;
+    let mut held = 0;
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, message, traceback FROM entries WHERE id >= ?1 AND id < ?2 ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![from, first_id.min(until)])?;
+    while let Some(r) = rows.next()? {
+        let (message, traceback): (String, Option<String>) = (r.get(1)?, r.get(2)?);
+        held += message.len() + traceback.as_ref().map_or(0, String::len);
+        earlier.push((r.get(0)?, message, traceback));
+        if held > ROW_BYTES {
+            write_index_rows(&mut insert, earlier.iter().map(|(id, m, t)| (*id, m.as_str(), t.as_deref())))?;
+            earlier.clear();
+            held = 0;
         }
     }
-    let texts = earlier
-        .iter()
-        .map(|(id, m, t)| (*id, m.as_str(), t.as_deref()))
-        .chain(inserted.iter().map(|(id, e)| (*id, e.message.as_str(), e.traceback.as_deref())));
-    let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
+    let texts = earlier.iter().map(|(id, m, t)| (*id, m.as_str(), t.as_deref())).chain(
+        inserted
+            .iter()
+            .take_while(|(id, _)| *id < until)
+            .map(|(id, e)| (*id, e.message.as_str(), e.traceback.as_deref())),
+    );
+    write_index_rows(&mut insert, texts)
+}
+
+/// Writes the index rows of `texts` (ids ascending): a row per chunk they reach, holding each
+/// distinct word once.
+fn write_index_rows<'a>(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    texts: impl Iterator<Item = (i64, &'a str, Option<&'a str>)>,
+) -> Result<()> {
     let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
     let mut body = String::new();
-    let mut last = row_start;
+    let mut row: Option<(i64, i64)> = None;
     for (id, message, traceback) in texts {
-        if id / CHUNK != row_start / CHUNK {
-            insert.execute(params![index_rowid(row_start, last), body])?;
+        if let Some((first, last)) = row
+            && id / CHUNK != first / CHUNK
+        {
+            insert.execute(params![index_rowid(first, last), body])?;
             seen.clear();
             body.clear();
-            row_start = id;
+            row = None;
         }
-        last = id;
+        row = Some((row.map_or(id, |(first, _)| first), id));
         for word in message.split_whitespace().chain(traceback.unwrap_or("").split_whitespace()) {
             // A word of fewer than three characters holds no trigram a query asks for (see
             // [`trigram_query`]): in the body it would only add trigrams across the spaces.
@@ -424,7 +440,9 @@ fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEven
             }
         }
     }
-    insert.execute(params![index_rowid(row_start, last), body])?;
+    if let Some((first, last)) = row {
+        insert.execute(params![index_rowid(first, last), body])?;
+    }
     Ok(())
 }
 
@@ -667,14 +685,17 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
 
 /// Needles with a 3-character run inside a word find candidate chunks through the trigram index; the exact, escaped
 /// LIKE re-checks each candidate entry.
+/// The newest chunk, which is not indexed yet (see [`index_chunks`]), is always a candidate.
 const INDEXED: (&str, &str) = (
-    "(SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC) f
+    "(SELECT (max(id) / 256 * 256) << 8 | max(id) % 256 AS r FROM entries
+      UNION ALL SELECT r FROM (SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC)) f
      JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
-/// The count of an indexed needle: the newest `?9` candidate chunks only.
+/// The count of an indexed needle: the newest chunk and the newest `?9` indexed candidates only.
 const INDEXED_COUNT: (&str, &str) = (
-    "(SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9) f
+    "(SELECT (max(id) / 256 * 256) << 8 | max(id) % 256 AS r FROM entries
+      UNION ALL SELECT r FROM (SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9)) f
      JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)",
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );

@@ -734,39 +734,50 @@ async fn sqlite_readers_keep_answering_when_another_store_shrinks_the_file() {
 }
 
 #[tokio::test]
-async fn regression_16_large_entries_are_never_indexed_again_by_later_batches() {
+async fn regression_16_entries_are_indexed_once_when_their_chunk_is_complete() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("faultline.db");
     let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
-    let rows = || -> i64 {
+    let rows = || -> Vec<i64> {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.query_row("SELECT count(*) FROM entries_fts", [], |r| r.get(0)).unwrap()
+        let mut stmt = conn.prepare("SELECT rowid FROM entries_fts ORDER BY rowid").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
-    // Small entries one batch at a time: the chunk is rebuilt as one row.
-    for i in 0..5 {
-        store
-            .ingest(batch(vec![event(
-                &format!("s{i}"),
-                T0,
-                Level::Error,
-                "api",
-                &format!("small{i} failed"),
-            )]))
-            .await
-            .unwrap();
-    }
-    assert_eq!(rows(), 1);
-    // Large ones: later batches in the same chunk get rows of their own.
-    let big = "y".repeat(40_000);
-    for i in 0..4 {
-        let message = format!("large{i} failed {big}");
-        store.ingest(batch(vec![event(&format!("l{i}"), T0, Level::Error, "api", &message)])).await.unwrap();
-    }
-    assert_eq!(rows(), 3, "one row for the small ones and the first two large, then one per batch");
-    for needle in ["small0", "small4", "large0", "large3"] {
+    let found = |needle: &str| {
         let q = SearchQuery { text: Some(needle.into()), limit: 10, ..Default::default() };
-        assert_eq!(store.search(&q).await.unwrap().total, 1, "{needle}");
+        let store = store.clone();
+        async move { store.search(&q).await.unwrap().total }
+    };
+    let one = |id: String, message: String| batch(vec![event(&id, T0, Level::Error, "api", &message)]);
+    // Small entries, then large ones (1 MiB each), one batch at a time: the chunk they are in
+    // (ids 1–255) is the newest, searched without the index, and nothing is indexed yet.
+    for i in 0..5 {
+        store.ingest(one(format!("s{i}"), format!("small{i} failed"))).await.unwrap();
     }
+    let big = "y".repeat(1 << 20);
+    for i in 0..5 {
+        store.ingest(one(format!("l{i}"), format!("large{i} failed {big}"))).await.unwrap();
+    }
+    assert_eq!(rows(), Vec::<i64>::new());
+    for needle in ["small0", "small4", "large0", "large4"] {
+        assert_eq!(found(needle).await, 1, "{needle}");
+    }
+    // A batch that reaches the next chunk indexes the first whole: the 5 MiB of large entries
+    // stored before are read back in two parts, so indexing never holds all of them at once.
+    let events =
+        (10..260).map(|i| event(&format!("b{i}"), T0, Level::Error, "api", &format!("bulk{i} failed")));
+    store.ingest(batch(events.collect())).await.unwrap();
+    let first_rows = rows();
+    assert_eq!(first_rows.first().map(|r| r >> 8), Some(1), "the first row starts at id 1");
+    assert_eq!(first_rows.iter().map(|r| (r >> 8) + (r & 255)).max(), Some(255), "chunk 0 ends at id 255");
+    assert_eq!(first_rows.len(), 2, "the earlier entries held past ROW_BYTES, then the rest: {first_rows:?}");
+    for needle in ["small0", "large4", "bulk10 failed", "bulk255", "bulk256", "bulk259"] {
+        assert_eq!(found(needle).await, 1, "{needle}");
+    }
+    // Later small batches inside the new newest chunk leave the index as it was.
+    store.ingest(one("t".into(), "tail1 failed".into())).await.unwrap();
+    assert_eq!(rows(), first_rows);
+    assert_eq!(found("tail1").await, 1);
 }
 
 #[tokio::test]
