@@ -5,8 +5,9 @@
 //! Every stored batch leaves one row per touched pattern in the store's alert feed, in the
 //! batch's own transaction. The evaluator claims feed rows (a lease: rows of an evaluator that
 //! died come back), evaluates them and deletes them; it runs when this process stores a batch
-//! ([`Alerting::observe`] wakes it, never blocking the source) and every `evaluate_interval`,
-//! which also covers other writers and the error rate. The store re-checks each subject's
+//! ([`Alerting::observe`] wakes it, never blocking the source; while batches keep coming
+//! during evaluations, they start at most every [`EVALUATION_GAP`]) and every `evaluate_interval`, which
+//! also covers other writers and the error rate. The store re-checks each subject's
 //! cooldown when it records an alert and holds back notifications past the flood limits
 //! (counted over every instance), so instances sharing a database neither repeat nor outnumber
 //! each other; held notifications go out as one digest per channel.
@@ -44,6 +45,13 @@ impl Alerting {
 
 /// Feed rows claimed per evaluation.
 const FEED_BATCH: u32 = 5_000;
+/// The least time from one evaluation's start to the next one's when batches were stored while
+/// it ran. Under a stream of small batches, each evaluation takes what the batches of the
+/// gap left in the feed at once, instead of one evaluation per batch: an evaluation reads the
+/// rules and the touched patterns' minutes and commits the feed, so per batch it cost as much
+/// as storing a Sentry event. An error stored during an evaluation waits at most this much
+/// longer for its alert; one stored while the evaluator is idle is evaluated at once.
+const EVALUATION_GAP: Duration = Duration::from_millis(50);
 /// How long claimed feed rows stay this evaluator's; after a crash they come back this late.
 const FEED_CLAIM_MS: i64 = 30_000;
 
@@ -169,6 +177,7 @@ impl Evaluator {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut digest_checked = 0;
         loop {
+            let started = tokio::time::Instant::now();
             let now = now_ms();
             if let Err(e) = self.run_once(now).await {
                 tracing::warn!(error = %format!("{e:#}"), "alert evaluation failed; will retry");
@@ -179,6 +188,20 @@ impl Evaluator {
                 if let Err(e) = self.send_digest(now).await {
                     tracing::warn!(error = %format!("{e:#}"), "cannot send the digest; will retry");
                 }
+            }
+            // Batches stored while it ran: the next evaluation waits out the gap. A batch that
+            // comes to an idle evaluator is evaluated at once.
+            let woken_meanwhile = tokio::select! {
+                biased;
+                _ = self.alerting.wake.notified() => true,
+                _ = std::future::ready(()) => false,
+            };
+            if woken_meanwhile {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(started + EVALUATION_GAP) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                continue;
             }
             tokio::select! {
                 _ = self.alerting.wake.notified() => {}
