@@ -61,6 +61,7 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/sqlite/05_index_segments.sql")),
         M::up(include_str!("../migrations/sqlite/06_alerting.sql")),
         M::up(include_str!("../migrations/sqlite/07_newest_chunk_unindexed.sql")),
+        M::up(include_str!("../migrations/sqlite/08_alerts_fired_covering.sql")),
     ])
 }
 
