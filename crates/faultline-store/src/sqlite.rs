@@ -359,6 +359,10 @@ fn ingest_tx<'b>(
 /// Entries per row of the trigram index (see migrations/sqlite/01_init.sql).
 const CHUNK: i64 = 256;
 
+/// Drops the index rows of the chunk holding the newest entry, which searches read directly.
+const NEWEST_CHUNK_UNINDEXED: &str =
+    "DELETE FROM entries_fts WHERE rowid >= ((SELECT max(id) FROM entries) / 256 * 256) << 8";
+
 /// Text of a chunk's earlier entries held at once to index it: past it, they are indexed in
 /// rows of their own, so indexing a chunk of large entries holds a bounded part of it.
 const ROW_BYTES: usize = 4 << 20;
@@ -387,6 +391,10 @@ fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEven
     if from >= until {
         return Ok(());
     }
+    // Nothing indexes these chunks yet (cleanup keeps it so when it deletes the newest
+    // entries); should rows remain, the chunks' new rows replace them rather than collide.
+    tx.prepare_cached("DELETE FROM entries_fts WHERE rowid >= ?1 AND rowid < ?2")?
+        .execute(params![from << 8, until << 8])?;
     let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
     let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
     let mut held = 0;
@@ -1107,6 +1115,9 @@ impl Store for SqliteStore {
                 "DELETE FROM entries_fts WHERE rowid < (coalesce((SELECT min(id) FROM entries), 1 << 54) / ?1 * ?1) << 8",
                 [CHUNK],
             )?;
+            // Entries deleted by time may be the newest by id: the chunk that now holds the
+            // newest entry is searched directly and must not be indexed as well.
+            tx.execute(NEWEST_CHUNK_UNINDEXED, [])?;
             tx.commit()?;
             w.conn.execute("INSERT INTO entries_fts (entries_fts) VALUES ('optimize')", [])?;
             let pages = |c: &Connection| -> rusqlite::Result<(i64, i64)> {

@@ -781,6 +781,38 @@ async fn regression_16_entries_are_indexed_once_when_their_chunk_is_complete() {
 }
 
 #[tokio::test]
+async fn a_cleanup_that_deletes_the_newest_entries_leaves_search_and_ingest_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let events = |from: usize, ts: i64| -> Vec<_> {
+        (from..from + 300)
+            .map(|i| event(&format!("e{i}"), ts, Level::Error, "api", &format!("item{i} failed")))
+            .collect()
+    };
+    let total = |needle: &str| {
+        let q = SearchQuery { text: Some(needle.into()), limit: 10, ..Default::default() };
+        let store = store.clone();
+        async move { store.search(&q).await.unwrap().total }
+    };
+    // Ids 1–300 are recent; ids 301–600 come from an old file read last, so the newest ids
+    // hold the oldest times. Chunk 1 (ids 256–511) is indexed, chunk 2 is the newest.
+    store.ingest(batch(events(1, T0 + 3_600_000))).await.unwrap();
+    store.ingest(batch(events(301, T0))).await.unwrap();
+    let report = store.cleanup(T0 + 60_000, 1_000).await.unwrap();
+    assert_eq!(report.entries_deleted, 300);
+    // Chunk 1 now holds the newest entry (id 300): found once, not through its row and
+    // again as the newest chunk.
+    assert_eq!(total("item290 failed").await, 1);
+    // New entries take ids 301–600 again: chunk 1 is indexed anew without a clash.
+    store.ingest(batch(events(1001, T0 + 3_600_000))).await.unwrap();
+    for needle in ["item290 failed", "item1001 failed", "item1300 failed", "item5 failed"] {
+        assert_eq!(total(needle).await, 1, "{needle}");
+    }
+    assert_eq!(total("item400 failed").await, 0, "deleted");
+}
+
+#[tokio::test]
 async fn an_index_of_the_old_form_is_rebuilt_on_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("faultline.db");
