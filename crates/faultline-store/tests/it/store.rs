@@ -823,11 +823,12 @@ async fn an_index_of_the_old_form_is_rebuilt_on_upgrade() {
     store.ingest(batch(events)).await.unwrap();
     drop(store);
     // What an installation before migration 05 has: one row per chunk, rowid = id / 256 (and
-    // none of what 06 adds).
+    // none of what 06 and 08 add).
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "INSERT INTO entries_fts (entries_fts) VALUES ('delete-all');
          INSERT INTO entries_fts (rowid, body) SELECT id / 256, group_concat(message, ' ') FROM entries GROUP BY id / 256;
+         DROP INDEX alerts_fired; CREATE INDEX alerts_fired ON alerts (fired_ms);
          DROP TABLE alert_feed; DROP TABLE job_leases; DROP INDEX alerts_held; DROP INDEX alerts_subject;
          ALTER TABLE minute_counts DROP COLUMN first_ms; ALTER TABLE minute_counts DROP COLUMN last_ms;
          ALTER TABLE job_runs DROP COLUMN instance;
