@@ -948,6 +948,31 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
             ));
         }
         problems.extend(self.oracle.bad_answers.iter().map(|a| format!("answered {a}")));
+        drop(conn);
+        problems.extend(self.search_matches_a_scan("after the run").await);
+        // An old file read last: the newest ids hold the oldest times, and retention deletes
+        // them. Search must still answer what a scan does (the newest chunk, searched directly,
+        // then lies in chunk the index already covered).
+        let old_file = self.dir.join("cron/old.log");
+        let forty_days_ago = now_ms() - 40 * 86_400_000;
+        let old_lines: String = (0..300)
+            .map(|i| {
+                let at = chrono::DateTime::from_timestamp_millis(forty_days_ago + i * 60_000).expect("time");
+                format!(
+                    "{} ERROR wl.old: wl{}-old-{i} archive failed\n",
+                    at.format("%Y-%m-%d %H:%M:%S,%3f"),
+                    self.seed
+                )
+            })
+            .collect();
+        std::fs::write(&old_file, old_lines).expect("old file");
+        let ingested = ingest_command(&self.config, &self.db, &old_file).output().expect("faultline ingest");
+        assert!(ingested.status.success(), "old file: {}", String::from_utf8_lossy(&ingested.stderr));
+        let cleaned = faultline_command(&self.config, &self.db, &["cleanup", "--days", "30"])
+            .output()
+            .expect("faultline cleanup");
+        assert!(cleaned.status.success(), "cleanup: {}", String::from_utf8_lossy(&cleaned.stderr));
+        problems.extend(self.search_matches_a_scan("after retention deleted the newest ids").await);
         if !problems.is_empty() {
             // Which paths lost or doubled events: the word after the token's number.
             let mut by_path: BTreeMap<&str, u64> = BTreeMap::new();
@@ -974,17 +999,60 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
     }
 }
 
-fn ingest_command(config: &Path, db: &Path, file: &Path) -> Command {
+impl Workload {
+    /// Searches the store for the messages of the newest entries and of a sample of the
+    /// rest, and for the deleted old file's words: each total must be what a scan of the
+    /// entries counts (search promises `LIKE '%needle%'`, case-insensitive).
+    async fn search_matches_a_scan(&self, when: &str) -> Vec<String> {
+        let store = faultline_store::open(self.db.to_str().expect("utf-8")).await.expect("open store");
+        let conn = rusqlite::Connection::open(&self.db).expect("open");
+        let mut needles: Vec<String> = conn
+            .prepare("SELECT message FROM entries ORDER BY id DESC LIMIT 40")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("newest entries");
+        needles.extend(self.oracle.expected.keys().step_by(self.oracle.expected.len() / 20 + 1).cloned());
+        needles.push("archive failed".to_owned());
+        let mut problems = Vec::new();
+        for needle in needles {
+            let scanned: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM entries WHERE instr(lower(message), lower(?1)) > 0
+                     OR instr(lower(coalesce(traceback, '')), lower(?1)) > 0",
+                    [&needle],
+                    |r| r.get(0),
+                )
+                .expect("scan");
+            let q =
+                faultline_store::SearchQuery { text: Some(needle.clone()), limit: 1, ..Default::default() };
+            let found = store.search(&q).await.expect("search").total;
+            if found != scanned as u64 {
+                let needle: String = needle.chars().take(80).collect();
+                problems.push(format!("search {needle:?} {when}: {found} found, a scan counts {scanned}"));
+            }
+        }
+        problems
+    }
+}
+
+/// The `faultline` CLI on the service's configuration and database, as a cron job on that
+/// host would run it.
+fn faultline_command(config: &Path, db: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_faultline"));
     for (key, _) in std::env::vars() {
         if key.starts_with("FAULTLINE_") {
             cmd.env_remove(key);
         }
     }
-    // The service's configuration (its per-minute cap), as a cron job on that host would use.
     cmd.env("TEST_FAULTLINE_TOKEN", TOKEN).env("TEST_WEBHOOK_SECRET", "s3cret");
-    cmd.arg("--config").arg(config).args(["--database", db.to_str().expect("utf-8"), "ingest"]).arg(file);
+    cmd.arg("--config").arg(config).args(["--database", db.to_str().expect("utf-8")]).args(args);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+/// `faultline ingest` of one file (with the service's per-minute cap).
+fn ingest_command(config: &Path, db: &Path, file: &Path) -> Command {
+    let mut cmd = faultline_command(config, db, &["ingest"]);
+    cmd.arg(file);
     cmd
 }
 
