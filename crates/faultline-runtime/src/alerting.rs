@@ -6,11 +6,11 @@
 //! batch's own transaction. The evaluator claims feed rows (a lease: rows of an evaluator that
 //! died come back), evaluates them and deletes them; it runs when this process stores a batch
 //! ([`Alerting::observe`] wakes it, never blocking the source; while batches keep coming
-//! during evaluations, they start at most every [`EVALUATION_GAP`]) and every `evaluate_interval`, which
-//! also covers other writers and the error rate. The store re-checks each subject's
-//! cooldown when it records an alert and holds back notifications past the flood limits
-//! (counted over every instance), so instances sharing a database neither repeat nor outnumber
-//! each other; held notifications go out as one digest per channel.
+//! during evaluations, they start at most every [`EVALUATION_GAP`]) and every
+//! `evaluate_interval`, which also covers other writers and the error rate. The store re-checks
+//! each subject's cooldown when it records an alert and holds back notifications past the flood
+//! limits (counted over every instance), so instances sharing a database neither repeat nor
+//! outnumber each other; held notifications go out as one digest per channel.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

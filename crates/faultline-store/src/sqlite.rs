@@ -685,6 +685,14 @@ pub(crate) fn state<T: std::str::FromStr<Err = UnknownState>>(
     })
 }
 
+/// The candidate row of the chunk holding the newest entry (`CHUNK` = 256), which is not
+/// indexed (see [`index_chunks`]): its rowid in the index's form.
+macro_rules! newest_chunk_row {
+    () => {
+        "SELECT (max(id) / 256 * 256) << 8 | max(id) % 256 AS r FROM entries"
+    };
+}
+
 /// Filters every search variant shares; parameters ?1..?5.
 const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
     AND (?2 IS NULL OR e.source = ?2)
@@ -696,19 +704,26 @@ const SEARCH_FILTERS: &str = "(?1 IS NULL OR e.level = ?1)
 /// LIKE re-checks each candidate entry.
 /// The newest chunk, which is not indexed yet (see [`index_chunks`]), is always a candidate.
 const INDEXED: (&str, &str) = (
-    "(SELECT (max(id) / 256 * 256) << 8 | max(id) % 256 AS r FROM entries
-      UNION ALL SELECT r FROM (SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC)) f
-     JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)",
+    concat!(
+        "(",
+        newest_chunk_row!(),
+        " UNION ALL SELECT r FROM (SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC)) f
+     JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)"
+    ),
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
 /// The count of an indexed needle: the newest chunk and the newest `?9` indexed candidates only.
 const INDEXED_COUNT: (&str, &str) = (
-    "(SELECT (max(id) / 256 * 256) << 8 | max(id) % 256 AS r FROM entries
-      UNION ALL SELECT r FROM (SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9)) f
-     JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)",
+    concat!(
+        "(",
+        newest_chunk_row!(),
+        " UNION ALL SELECT r FROM (SELECT rowid AS r FROM entries_fts WHERE entries_fts MATCH ?6 ORDER BY rowid DESC LIMIT ?9)) f
+     JOIN entries e ON e.id BETWEEN f.r >> 8 AND (f.r >> 8) + (f.r & 255)"
+    ),
     "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
-/// Candidate chunks a capped count reads at most (each holds `CHUNK` entries).
+/// Indexed candidate chunks a capped count reads at most, besides the newest (each holds
+/// `CHUNK` entries).
 const CHUNK_BUDGET: i64 = 128;
 /// Needles without a 3-character run inside a word cannot use the trigram index: a scan,
 /// bounded by the other filters.
