@@ -82,7 +82,8 @@ const WILD: Span = Span { start: u16::MAX, len: 0 };
 /// `Slot::held` of a position that is a variable.
 const VARIABLE: u8 = u8::MAX;
 
-/// One position of a family.
+/// One position of a family: what every line compares with (6 bytes; its few words live
+/// apart, in [`Family::values`], read only where the template has a wildcard).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     /// The word or placeholder all lines agreed on, or [`WILD`] where they differed.
@@ -92,12 +93,14 @@ struct Slot {
     /// How many distinct words the position has shown while they are few ([`VARIABLE`] once
     /// there were more, or for a placeholder).
     held: u8,
-    values: [Span; KEPT],
 }
 
 impl Slot {
-    const VARIABLE: Slot = Slot { token: WILD, variable: true, held: VARIABLE, values: [WILD; KEPT] };
+    const VARIABLE: Slot = Slot { token: WILD, variable: true, held: VARIABLE };
 }
+
+/// The few words a position has shown (the first `held` of them).
+type Values = [Span; KEPT];
 
 /// Lines of one shape; each combination of its few-valued words is a group. All its strings
 /// live back to back in `text`.
@@ -105,6 +108,9 @@ impl Slot {
 struct Family {
     text: String,
     slots: Box<[Slot]>,
+    /// Per position, its few words. Kept out of the slots so that a line compared with the
+    /// family reads only the slots: with many families, fewer cache lines and pages per line.
+    values: Box<[Values]>,
     groups: SmallVec<[Group; 1]>,
     /// The miner's clock when a line last joined.
     last_seen: u64,
@@ -235,8 +241,9 @@ pub struct Miner {
     /// Lines added so far: the order of what was seen last (and of burials).
     clock: u64,
     families: Vec<Family>,
-    /// Hash of (token count, leading token) → indexes of its families.
-    buckets: FxHashMap<u64, SmallVec<[u32; 2]>>,
+    /// Hash of (token count, leading token) → indexes of its families (up to four kept in the
+    /// map's own entry, which is no larger than for two: one memory read fewer per line).
+    buckets: FxHashMap<u64, SmallVec<[u32; 4]>>,
     /// Hash of (token count, leading token) → its fossils.
     graves: FxHashMap<u64, Vec<Fossil>>,
     fossils: usize,
@@ -246,13 +253,50 @@ pub struct Miner {
     aliases: FxHashMap<u64, u64>,
     /// Lines seen lately → (family index, group id), for families that come first in their
     /// bucket: the same line again goes there without being compared (see [`Miner::add`]).
-    recent: FxHashMap<Box<str>, (u32, u64)>,
+    recent: Recent,
     /// Counts the changes beyond line counts (see [`Miner::shape`]).
     shape: u64,
 }
 
 /// Most lines [`Miner::recent`] remembers before it starts over.
 const RECENT_LINES: usize = 4096;
+
+/// Lines seen lately and where they went, all in one string: remembering a line allocates
+/// nothing, and forgetting them all frees nothing (a line is looked up by its hash, then
+/// compared whole).
+#[derive(Debug, Clone, Default)]
+struct Recent {
+    text: String,
+    /// Hash of a line → (where it starts in `text`, its length, family index, group id).
+    lines: FxHashMap<u64, (u32, u32, u32, u64)>,
+}
+
+impl Recent {
+    fn hash(line: &str) -> u64 {
+        let mut hasher = FxHasher::default();
+        hasher.write(line.as_bytes());
+        hasher.finish()
+    }
+
+    fn get(&self, line: &str) -> Option<(u32, u64)> {
+        let &(start, len, index, id) = self.lines.get(&Recent::hash(line))?;
+        (self.text.get(start as usize..(start + len) as usize) == Some(line)).then_some((index, id))
+    }
+
+    fn insert(&mut self, line: &str, index: u32, id: u64) {
+        if self.lines.len() >= RECENT_LINES || self.text.len() + line.len() > u32::MAX as usize {
+            self.clear();
+        }
+        let start = self.text.len() as u32;
+        self.text.push_str(line);
+        self.lines.insert(Recent::hash(line), (start, line.len() as u32, index, id));
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.lines.clear();
+    }
+}
 
 impl Default for Miner {
     fn default() -> Self {
@@ -367,16 +411,17 @@ impl Family {
     }
 
     /// A position whose template token is `token`: a word holds itself as its one value.
-    fn slot(&mut self, token: &str) -> Slot {
+    fn slot(&mut self, token: &str) -> (Slot, Values) {
+        let mut values = [WILD; KEPT];
         if token == WILDCARD {
-            return Slot::VARIABLE;
+            return (Slot::VARIABLE, values);
         }
         let mut slot = Slot { token: self.push(token), variable: is_variable(token), ..Slot::VARIABLE };
         if !is_masked(token) {
-            slot.values[0] = Span { start: slot.token.start, len: value_key(token).len() as u16 };
+            values[0] = Span { start: slot.token.start, len: value_key(token).len() as u16 };
             slot.held = 1;
         }
-        slot
+        (slot, values)
     }
 
     /// A family of one line.
@@ -384,10 +429,13 @@ impl Family {
         let mut family = Family {
             text: String::with_capacity(tokens.iter().map(|t| t.len()).sum()),
             slots: Box::default(),
+            values: Box::default(),
             groups: smallvec::smallvec![group],
             last_seen,
         };
-        family.slots = tokens.iter().map(|t| family.slot(t)).collect();
+        let (slots, values): (Vec<Slot>, Vec<Values>) = tokens.iter().map(|t| family.slot(t)).unzip();
+        family.slots = slots.into_boxed_slice();
+        family.values = values.into_boxed_slice();
         family
     }
 
@@ -414,14 +462,14 @@ impl Family {
     /// what happened (`started`, `stopped`, `paused`, `resumed`), each its own event however
     /// many the position shows, where names and other values are not inflected.
     fn verb_forms(&self, p: usize, held: usize, new: &str) -> bool {
-        is_verb_form(new) && self.slots[p].values[..held].iter().all(|v| is_verb_form(self.word(*v)))
+        is_verb_form(new) && self.values[p][..held].iter().all(|v| is_verb_form(self.word(*v)))
     }
 
     /// A group's word at position `p`: the template's, or the group's own where few words
     /// differ.
     fn group_word(&self, group: &Group, p: usize) -> &str {
         let slot = &self.slots[p];
-        let value = self.word(slot.values[usize::from(group.key[p])]);
+        let value = self.word(self.values[p][usize::from(group.key[p])]);
         // A held placeholder's key (`LOGIN(uid=<`) is shown as the wildcard.
         if slot.held != VARIABLE && slot.token == WILD && !value.ends_with('<') {
             value
@@ -477,37 +525,46 @@ impl Family {
                     .collect()
             })
             .collect();
-        let mut family =
-            Family { text: String::new(), slots: Box::default(), groups: SmallVec::new(), last_seen };
+        let mut family = Family {
+            text: String::new(),
+            slots: Box::default(),
+            values: Box::default(),
+            groups: SmallVec::new(),
+            last_seen,
+        };
         let mut slots = Vec::with_capacity(template.len());
+        let mut all_values = Vec::with_capacity(template.len());
         for (p, token) in template.iter().enumerate() {
-            let mut slot = family.slot(token);
+            let (mut slot, mut values) = family.slot(token);
             if slot.token == WILD {
                 for words in &groups {
                     let word = words.get(p).copied().unwrap_or(WILDCARD);
                     let held = usize::from(if slot.held == VARIABLE { 0 } else { slot.held });
                     if word == WILDCARD
                         || held == KEPT
-                        || slot.values[..held].iter().any(|v| family.word(*v) == word)
+                        || values[..held].iter().any(|v| family.word(*v) == word)
                     {
                         continue;
                     }
-                    slot.values[held] = family.push(word);
+                    values[held] = family.push(word);
                     slot.held = held as u8 + 1;
                 }
             }
             slots.push(slot);
+            all_values.push(values);
         }
         family.slots = slots.into_boxed_slice();
+        family.values = all_values.into_boxed_slice();
         for (words, (id, count)) in groups.iter().zip(&fossil.groups) {
             let key = family
                 .slots
                 .iter()
+                .zip(&family.values)
                 .enumerate()
-                .map(|(p, slot)| {
+                .map(|(p, (slot, values))| {
                     let word = words.get(p).copied().unwrap_or(WILDCARD);
                     let held = if slot.held == VARIABLE { 0 } else { usize::from(slot.held) };
-                    slot.values[..held].iter().position(|v| family.word(*v) == word).unwrap_or(0) as u8
+                    values[..held].iter().position(|v| family.word(*v) == word).unwrap_or(0) as u8
                 })
                 .collect();
             family.groups.push(Group { id: *id, key, count: *count });
@@ -522,9 +579,10 @@ impl Family {
             values: self
                 .slots
                 .iter()
-                .map(|s| {
+                .zip(&self.values)
+                .map(|(s, values)| {
                     (s.held != VARIABLE).then(|| {
-                        s.values[..usize::from(s.held)].iter().map(|v| self.word(*v).to_owned()).collect()
+                        values[..usize::from(s.held)].iter().map(|v| self.word(*v).to_owned()).collect()
                     })
                 })
                 .collect(),
@@ -537,10 +595,11 @@ impl Family {
         let mut family = Family {
             text: String::new(),
             slots: Box::default(),
+            values: Box::default(),
             groups: state.groups.into(),
             last_seen: state.last_seen,
         };
-        let slots = state
+        let (slots, values): (Vec<Slot>, Vec<Values>) = state
             .tokens
             .iter()
             .zip(state.values.iter().chain(std::iter::repeat(&None)))
@@ -551,16 +610,18 @@ impl Family {
                     variable: token == WILD || is_variable(family.word(token)),
                     ..Slot::VARIABLE
                 };
+                let mut held = [WILD; KEPT];
                 if let Some(values) = values.as_ref().filter(|v| !v.is_empty() && v.len() <= KEPT) {
                     for (i, v) in values.iter().enumerate() {
-                        slot.values[i] = family.push(v);
+                        held[i] = family.push(v);
                     }
                     slot.held = values.len() as u8;
                 }
-                slot
+                (slot, held)
             })
-            .collect();
-        family.slots = slots;
+            .unzip();
+        family.slots = slots.into_boxed_slice();
+        family.values = values.into_boxed_slice();
         let positions = family.slots.len();
         for group in &mut family.groups {
             group.key.resize(positions, 0);
@@ -614,7 +675,7 @@ impl Miner {
             fossils: 0,
             places: FxHashMap::default(),
             aliases: FxHashMap::default(),
-            recent: FxHashMap::default(),
+            recent: Recent::default(),
             shape: 0,
         }
     }
@@ -654,7 +715,7 @@ impl Miner {
         // family agrees with it everywhere (templates only widen), so it is the most alike and,
         // being first, wins any tie; the line's words are all known there, so its group is the
         // same one (or the one that group was merged into).
-        if let Some(&(index, id)) = self.recent.get(line) {
+        if let Some((index, id)) = self.recent.get(line) {
             let id = self.resolve(id);
             let family = &mut self.families[index as usize];
             if let Some(group) = family.groups.iter_mut().find(|g| g.id == id) {
@@ -701,7 +762,7 @@ impl Miner {
         if let Some((index, _)) = best {
             let mined = self.join(index, &tokens);
             if self.buckets.get(&key).and_then(|b| b.first()) == Some(&(index as u32)) {
-                self.remember(line, index as u32, mined.cluster_id);
+                self.recent.insert(line, index as u32, mined.cluster_id);
             }
             return mined;
         }
@@ -721,18 +782,11 @@ impl Miner {
         let bucket = self.buckets.entry(key).or_default();
         bucket.push(index);
         if bucket.len() == 1 {
-            self.remember(line, index, id);
+            self.recent.insert(line, index, id);
         }
         let forgotten = self.make_room();
         let place = self.places.get(&id).copied().unwrap_or(index);
         Mined { cluster_id: id, created: true, changed: true, merged: Vec::new(), forgotten, place }
-    }
-
-    fn remember(&mut self, line: &str, index: u32, id: u64) {
-        if self.recent.len() >= RECENT_LINES {
-            self.recent.clear();
-        }
-        self.recent.insert(line.into(), (index, id));
     }
 
     /// A new group's id: a hash of its first line, so miners of several instances that create
@@ -804,15 +858,16 @@ impl Miner {
             }
             let value = value_key(new);
             let held = usize::from(slot.held);
-            match slot.values[..held].iter().position(|w| same(family.word(*w), value)) {
+            let values = family.values[p];
+            match values[..held].iter().position(|w| same(family.word(*w), value)) {
                 Some(at) => key[p] = at as u8,
                 None if (held < FEW || held < KEPT && family.verb_forms(p, held, value))
                     && !is_masked(new)
                     && !value.ends_with('<')
-                    && !family.word(slot.values[0]).ends_with('<') =>
+                    && !family.word(values[0]).ends_with('<') =>
                 {
                     key[p] = slot.held;
-                    family.slots[p].values[held] = family.push(value);
+                    family.values[p][held] = family.push(value);
                     family.slots[p].held += 1;
                     changed = true;
                 }
