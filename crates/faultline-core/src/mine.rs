@@ -241,9 +241,9 @@ pub struct Miner {
     /// Lines added so far: the order of what was seen last (and of burials).
     clock: u64,
     families: Vec<Family>,
-    /// Hash of (token count, leading token) → indexes of its families (up to four kept in the
-    /// map's own entry, which is no larger than for two: one memory read fewer per line).
-    buckets: FxHashMap<u64, SmallVec<[u32; 4]>>,
+    /// Hash of (token count, leading token) → its families (up to four kept in the map's own
+    /// entry), each with what rules it out for most lines without reading it ([`Member`]).
+    buckets: FxHashMap<u64, SmallVec<[Member; 4]>>,
     /// Hash of (token count, leading token) → its fossils.
     graves: FxHashMap<u64, Vec<Fossil>>,
     fossils: usize,
@@ -256,6 +256,65 @@ pub struct Miner {
     recent: Recent,
     /// Counts the changes beyond line counts (see [`Miner::shape`]).
     shape: u64,
+}
+
+/// Positions after the leading one that a [`Member`] summarises.
+const SUMMARISED: usize = 8;
+
+/// A family as its bucket lists it: its index, and a summary of its template that bounds how
+/// alike a line can be to it. Where the summary shows that too many of the family's fixed words
+/// differ from the line's, the family cannot reach the similarity threshold and is not read:
+/// with many families in a bucket (a miner holding 100,000 groups), a line reads the family it
+/// joins, not every family beside it. The bound never rules out a family the full comparison
+/// would choose, so decisions are those of reading them all.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    index: u32,
+    /// Bit `p`: position `p + 1` holds a word all the family's lines had (not a variable),
+    /// which a line matches only with the same word.
+    fixed: u8,
+    /// Byte `p`: [`word_byte`] of that word.
+    words: [u8; SUMMARISED],
+}
+
+/// A byte standing for a word: equal words give equal bytes.
+fn word_byte(word: &str) -> u8 {
+    let b = word.as_bytes();
+    match b {
+        [] => 0,
+        [first, .., last] => (b.len() as u8) ^ first.rotate_left(3) ^ last.rotate_left(5) ^ b[b.len() / 2],
+        [only] => *only,
+    }
+}
+
+/// The bytes of a line's words at the summarised positions.
+fn line_bytes(tokens: &[&str]) -> [u8; SUMMARISED] {
+    let mut words = [0; SUMMARISED];
+    for (byte, token) in words.iter_mut().zip(tokens.iter().skip(1)) {
+        *byte = word_byte(token);
+    }
+    words
+}
+
+impl Member {
+    fn of(index: u32, family: &Family) -> Member {
+        let mut member = Member { index, fixed: 0, words: [0; SUMMARISED] };
+        for (p, slot) in family.slots.iter().skip(1).take(SUMMARISED).enumerate() {
+            if !slot.variable {
+                member.fixed |= 1 << p;
+                member.words[p] = word_byte(family.word(slot.token));
+            }
+        }
+        member
+    }
+
+    /// Whether a line of `len` tokens whose summarised bytes are `words` can be alike enough:
+    /// each fixed word whose byte differs from the line's is a position that disagrees.
+    fn may_reach(&self, words: &[u8; SUMMARISED], len: usize, similarity: f64) -> bool {
+        let differ =
+            (0..SUMMARISED).filter(|&p| self.fixed & (1 << p) != 0 && self.words[p] != words[p]).count();
+        len == 0 || len.saturating_sub(differ) as f64 / len as f64 >= similarity
+    }
 }
 
 /// Most lines [`Miner::recent`] remembers before it starts over.
@@ -735,18 +794,29 @@ impl Miner {
         let first = leading(&tokens);
         let key = bucket_key(tokens.len(), first);
         let mut best: Option<(usize, f64)> = None;
-        let bucket = self.buckets.get(&key).map_or(&[][..], |b| &b[..]);
-        // With many families their memory is seldom cached: the bucket's families are read
-        // once, side by side, so the processor waits for them together rather than one after
-        // another (this is what keeps the cost flat as families grow).
+        let members = self.buckets.get(&key).map_or(&[][..], |b| &b[..]);
+        // A lone family is read anyway; among several, only those the summary leaves possible.
+        let bucket: SmallVec<[u32; 4]> = if members.len() < 2 {
+            members.iter().map(|m| m.index).collect()
+        } else {
+            let words = line_bytes(&tokens);
+            members
+                .iter()
+                .filter(|m| m.may_reach(&words, tokens.len(), self.similarity))
+                .map(|m| m.index)
+                .collect()
+        };
+        // With many families their memory is seldom cached: the families left are read once,
+        // side by side, so the processor waits for them together rather than one after
+        // another.
         let mut warm = 0usize;
-        for &index in bucket {
+        for &index in &bucket {
             let family = &self.families[index as usize];
             warm ^= usize::from(family.slots.first().map_or(0, |s| s.token.start))
                 ^ usize::from(family.text.as_bytes().first().copied().unwrap_or(0));
         }
         std::hint::black_box(warm);
-        for &index in bucket {
+        for &index in &bucket {
             let family = &self.families[index as usize];
             if family.slots.len() != tokens.len() || family.first() != first {
                 continue; // another bucket's hash
@@ -761,13 +831,17 @@ impl Miner {
         }
         if let Some((index, _)) = best {
             let mined = self.join(index, &tokens);
-            if self.buckets.get(&key).and_then(|b| b.first()) == Some(&(index as u32)) {
+            if mined.changed {
+                self.refile(key, index as u32);
+            }
+            if self.buckets.get(&key).and_then(|b| b.first()).map(|m| m.index) == Some(index as u32) {
                 self.recent.insert(line, index as u32, mined.cluster_id);
             }
             return mined;
         }
         if let Some(index) = self.revive(key, &tokens) {
             let mut mined = self.join(index, &tokens);
+            self.refile(key, index as u32);
             mined.forgotten = self.make_room();
             mined.place = self.places.get(&mined.cluster_id).copied().unwrap_or(mined.place);
             // A live family takes part in a line's choice where a fossil does not.
@@ -779,14 +853,28 @@ impl Miner {
         let index = self.families.len() as u32;
         self.families.push(Family::new(&tokens, group, self.clock));
         self.places.insert(id, index);
-        let bucket = self.buckets.entry(key).or_default();
-        bucket.push(index);
-        if bucket.len() == 1 {
+        self.file(key, index);
+        if self.buckets.get(&key).map_or(0, |b| b.len()) == 1 {
             self.recent.insert(line, index, id);
         }
         let forgotten = self.make_room();
         let place = self.places.get(&id).copied().unwrap_or(index);
         Mined { cluster_id: id, created: true, changed: true, merged: Vec::new(), forgotten, place }
+    }
+
+    /// Lists family `index` in bucket `key`.
+    fn file(&mut self, key: u64, index: u32) {
+        let member = Member::of(index, &self.families[index as usize]);
+        self.buckets.entry(key).or_default().push(member);
+    }
+
+    /// Brings family `index`'s summary in bucket `key` up to date (its template changed).
+    fn refile(&mut self, key: u64, index: u32) {
+        let member = Member::of(index, &self.families[index as usize]);
+        if let Some(listed) = self.buckets.get_mut(&key).and_then(|b| b.iter_mut().find(|m| m.index == index))
+        {
+            *listed = member;
+        }
     }
 
     /// A new group's id: a hash of its first line, so miners of several instances that create
@@ -830,7 +918,7 @@ impl Miner {
             self.places.insert(group.id, index);
         }
         self.families.push(family);
-        self.buckets.entry(key).or_default().push(index);
+        self.file(key, index);
         Some(index as usize)
     }
 
@@ -964,7 +1052,7 @@ impl Miner {
         self.recent.clear();
         for (index, family) in self.families.iter().enumerate() {
             let key = bucket_key(family.slots.len(), family.first());
-            self.buckets.entry(key).or_default().push(index as u32);
+            self.buckets.entry(key).or_default().push(Member::of(index as u32, family));
             for group in &family.groups {
                 self.places.insert(group.id, index as u32);
             }
@@ -1066,7 +1154,7 @@ impl Miner {
             let index = miner.families.len() as u32;
             let family = Family::from_state(state);
             let key = bucket_key(family.slots.len(), family.first());
-            miner.buckets.entry(key).or_default().push(index);
+            miner.buckets.entry(key).or_default().push(Member::of(index, &family));
             for group in &family.groups {
                 miner.places.insert(group.id, index);
             }
@@ -1110,7 +1198,7 @@ impl Miner {
     /// Indexes of the live families of a bucket (leaving out other buckets of the same hash).
     fn bucket_families(&self, key: u64, len: usize, first: &str) -> impl Iterator<Item = u32> + '_ {
         let first = first.to_owned();
-        self.buckets.get(&key).into_iter().flatten().copied().filter(move |index| {
+        self.buckets.get(&key).into_iter().flatten().map(|m| m.index).filter(move |index| {
             let family = &self.families[*index as usize];
             family.slots.len() == len && family.first() == first
         })
@@ -1153,6 +1241,7 @@ impl Miner {
                     self.places.insert(group.id, index);
                 }
                 self.families[index as usize] = family;
+                self.refile(key, index);
             }
             for family in extra {
                 let index = self.families.len() as u32;
@@ -1160,7 +1249,7 @@ impl Miner {
                     self.places.insert(group.id, index);
                 }
                 self.families.push(family);
-                self.buckets.entry(key).or_default().push(index);
+                self.file(key, index);
             }
         } else {
             let mut places = places;
@@ -1291,6 +1380,68 @@ impl Fossil {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines of 3 to 10 words from a small vocabulary (with numbers and placeholders), so
+    /// that families share buckets, widen, and lines fall on both sides of the threshold.
+    fn mixed_lines(n: u64) -> Vec<String> {
+        const WORDS: [&str; 12] =
+            ["open", "close", "read", "disk", "<NUM>", "42", "user", "alice", "bob", "<IP>", "fail", "ok"];
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let len = 3 + next() % 8;
+                let first = ["job", "<NUM>", "svc-api"][(next() % 3) as usize];
+                let rest: Vec<&str> = (1..len).map(|_| WORDS[(next() % 12) as usize]).collect();
+                format!("{first} {}", rest.join(" "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_family_ruled_out_by_its_summary_is_never_alike_enough() {
+        let mut m = Miner::default();
+        let lines = mixed_lines(3000);
+        for line in &lines {
+            m.add(line);
+        }
+        let mut ruled_out = 0;
+        for (key, members) in &m.buckets {
+            for member in members {
+                let family = &m.families[member.index as usize];
+                let fresh = Member::of(member.index, family);
+                assert_eq!(
+                    (member.fixed, member.words),
+                    (fresh.fixed, fresh.words),
+                    "summary kept up to date"
+                );
+                assert_eq!(*key, bucket_key(family.slots.len(), family.first()));
+            }
+        }
+        for line in &lines {
+            let tokens = split(line);
+            let words = line_bytes(&tokens);
+            for (index, family) in m.families.iter().enumerate() {
+                if family.slots.len() != tokens.len() {
+                    continue;
+                }
+                if !Member::of(index as u32, family).may_reach(&words, tokens.len(), DEFAULT_SIMILARITY) {
+                    ruled_out += 1;
+                    assert!(
+                        family.similarity(&tokens) < DEFAULT_SIMILARITY,
+                        "{line:?} vs {}",
+                        family.template()
+                    );
+                }
+            }
+        }
+        assert!(ruled_out > 1000, "the summary rules families out ({ruled_out})");
+    }
 
     #[test]
     fn variable_words_become_wildcards_and_the_first_id_stays() {
