@@ -389,6 +389,9 @@ impl Grouper {
             && let Some(bytes) = grouping.fingerprint.to_bytes()
         {
             self.fingerprints.insert(mined.cluster_id, bytes);
+            // Kept beside the group too: a later line of it finds the fingerprint there,
+            // without a lookup in `fingerprints` (with many groups, seldom cached).
+            self.miner.tag(mined.place, mined.cluster_id, bytes);
             self.changed = true;
         }
         // A merged id answers as the group it went into, whose fingerprint counts.
@@ -410,11 +413,14 @@ impl Grouper {
         // (With many groups, looking the id up again costs as much as mining the line.)
         let unchanged = mined.shape == self.miner.shape();
         let id = if unchanged { mined.id } else { self.miner.resolve(mined.id) };
-        // Looked up first: with many groups the entry is seldom cached, and the processor
-        // fetches it while the template is written.
-        let group_fp = self.fingerprints.get(&id).copied();
-        let template =
-            if unchanged { self.miner.template_at(mined.place, id) } else { self.miner.template(id) };
+        // A group tagged when it was created brings its fingerprint (the same as in
+        // `fingerprints`); a revived or restored one is looked up.
+        let (template, tag) = match unchanged.then(|| self.miner.template_and_tag_at(mined.place, id)) {
+            Some(Some((template, tag))) => (Some(template), tag),
+            Some(None) => (None, None),
+            None => (self.miner.template(id), None),
+        };
+        let group_fp = tag.or_else(|| self.fingerprints.get(&id).copied());
         if let Some(template) = template {
             grouping.template = template;
         }

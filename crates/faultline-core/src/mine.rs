@@ -116,12 +116,23 @@ struct Family {
     last_seen: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Group {
     id: u64,
     /// Per position, the index of its word in the slot's values (0 where it is a variable).
     key: SmallVec<[u8; 16]>,
     count: u64,
+    /// What the caller tagged the group with ([`Miner::tag`]), kept beside it so that a line's
+    /// group brings its tag without a lookup; all zeros when untagged. Not part of the state:
+    /// a restored or revived group is untagged.
+    #[serde(skip)]
+    tag: [u8; 32],
+}
+
+impl PartialEq for Group {
+    fn eq(&self, other: &Group) -> bool {
+        (self.id, &self.key, self.count) == (other.id, &other.key, other.count)
+    }
 }
 
 /// An evicted family, as text: enough to revive it whole.
@@ -311,8 +322,12 @@ impl Member {
     /// Whether a line of `len` tokens whose summarised bytes are `words` can be alike enough:
     /// each fixed word whose byte differs from the line's is a position that disagrees.
     fn may_reach(&self, words: &[u8; SUMMARISED], len: usize, similarity: f64) -> bool {
-        let differ =
-            (0..SUMMARISED).filter(|&p| self.fixed & (1 << p) != 0 && self.words[p] != words[p]).count();
+        // The high bit of each byte of `x` that is not zero, gathered into one byte.
+        let x = u64::from_le_bytes(self.words) ^ u64::from_le_bytes(*words);
+        const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+        let high = (((x & LOW) + LOW) | x) & !LOW;
+        let nonzero = ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+        let differ = (nonzero & self.fixed).count_ones() as usize;
         len == 0 || len.saturating_sub(differ) as f64 / len as f64 >= similarity
     }
 }
@@ -626,7 +641,7 @@ impl Family {
                     values[..held].iter().position(|v| family.word(*v) == word).unwrap_or(0) as u8
                 })
                 .collect();
-            family.groups.push(Group { id: *id, key, count: *count });
+            family.groups.push(Group { id: *id, key, count: *count, tag: [0; 32] });
         }
         family
     }
@@ -763,8 +778,25 @@ impl Miner {
     /// [`Miner::template`] of a group at the place a line found it, for as long as
     /// [`Miner::shape`] stays as it was after that line: no lookup of the id.
     pub fn template_at(&self, place: u32, id: u64) -> Option<String> {
+        self.template_and_tag_at(place, id).map(|(template, _)| template)
+    }
+
+    /// [`Miner::template_at`], with the group's tag ([`Miner::tag`]; `None` when untagged).
+    pub fn template_and_tag_at(&self, place: u32, id: u64) -> Option<(String, Option<[u8; 32]>)> {
         let family = self.families.get(place as usize)?;
-        family.groups.iter().find(|g| g.id == id).map(|g| family.render(g))
+        let group = family.groups.iter().find(|g| g.id == id)?;
+        Some((family.render(group), (group.tag != [0; 32]).then_some(group.tag)))
+    }
+
+    /// Tags the group a line was just put in (at [`Mined::place`]), for
+    /// [`Miner::template_and_tag_at`] to return with it: the caller's own data about the
+    /// group, kept beside it in memory. Tags are not saved: the caller keeps its own copy.
+    pub fn tag(&mut self, place: u32, id: u64, tag: [u8; 32]) {
+        if let Some(group) =
+            self.families.get_mut(place as usize).and_then(|f| f.groups.iter_mut().find(|g| g.id == id))
+        {
+            group.tag = tag;
+        }
     }
 
     fn place_line(&mut self, masked: &str) -> Mined {
@@ -849,7 +881,7 @@ impl Miner {
             return mined;
         }
         let id = self.fresh_id(&tokens.join(" "));
-        let group = Group { id, key: smallvec::smallvec![0; tokens.len()], count: 1 };
+        let group = Group { id, key: smallvec::smallvec![0; tokens.len()], count: 1, tag: [0; 32] };
         let index = self.families.len() as u32;
         self.families.push(Family::new(&tokens, group, self.clock));
         self.places.insert(id, index);
@@ -982,7 +1014,7 @@ impl Miner {
             };
         }
         let id = self.fresh_id(&tokens.join(" "));
-        self.families[index].groups.push(Group { id, key, count: 1 });
+        self.families[index].groups.push(Group { id, key, count: 1, tag: [0; 32] });
         self.places.insert(id, index as u32);
         Mined {
             cluster_id: id,
