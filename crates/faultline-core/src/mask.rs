@@ -888,7 +888,7 @@ mod tests {
                     x ^= x >> 7;
                     x ^= x << 17;
                     // Mostly letters and digits, and every byte value sometimes.
-                    if x % 4 == 0 { (x >> 8) as u8 } else { b"az09AZmq5_"[(x >> 8) as usize % 10] }
+                    if x.is_multiple_of(4) { (x >> 8) as u8 } else { b"az09AZmq5_"[(x >> 8) as usize % 10] }
                 })
                 .collect();
             for start in 0..=text.len() {
