@@ -23,11 +23,12 @@
 //! map to the same ids.
 //!
 //! A line is compared only with the families of its bucket, so a bucket's state decides all its
-//! lines. Instances sharing a database share the miner bucket by bucket
-//! ([`Miner::export_bucket`], [`Miner::replace_bucket`]): each brings a line's bucket up to
-//! date before mining it and puts back the buckets its lines changed, and then decides as one
-//! miner would. Such a miner keeps only the buckets it saw lately
-//! ([`Miner::drop_idle_buckets`]) and never buries families: the others are read again.
+//! lines. Among several, it reads only those whose summary (`Member`) leaves them possible.
+//! Instances sharing a database share the miner bucket by bucket ([`Miner::export_bucket`],
+//! [`Miner::replace_bucket`]): each brings a line's bucket up to date before mining it and puts
+//! back the buckets its lines changed, and then decides as one miner would. Such a miner keeps
+//! only the buckets it saw lately ([`Miner::drop_idle_buckets`]) and never buries families: the
+//! others are read again.
 //!
 //! Memory is bounded: past its capacity of families ([`DEFAULT_CAPACITY`]) the miner evicts the
 //! tenth least recently seen. An evicted family is buried as a *fossil*: its template, each
