@@ -736,7 +736,26 @@ const NEWEST_FIRST: (&str, &str) = (
     "?6 IS NOT NULL AND (e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')",
 );
 
-fn search_sql((from, text): (&str, &str), count: bool) -> String {
+/// SQLite refuses a LIKE pattern longer than this (`SQLITE_MAX_LIKE_PATTERN_LENGTH`, bytes).
+const MAX_LIKE_PATTERN: usize = 50_000;
+
+/// The text test of every search variant, and the same test for a needle whose pattern is too
+/// long for LIKE: `instr` on lower-cased text, which folds ASCII case as LIKE does. ?7 is the
+/// escaped pattern for the first, the needle itself for the second.
+const LIKE_TEXT: &str = "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')";
+const INSTR_TEXT: &str =
+    "(instr(lower(e.message), lower(?7)) > 0 OR instr(lower(e.traceback), lower(?7)) > 0)";
+
+/// The search text's parameter ?7 (`LIKE` pattern, or the needle itself when the pattern would
+/// be too long: see [`INSTR_TEXT`]), and whether it is the needle.
+fn text_parameter(needle: &str) -> (String, bool) {
+    let pattern = like_pattern(needle);
+    if pattern.len() > MAX_LIKE_PATTERN { (needle.to_owned(), true) } else { (pattern, false) }
+}
+
+fn search_sql((from, text): (&str, &str), count: bool, long: bool) -> String {
+    debug_assert!(!long || text.contains(LIKE_TEXT), "a variant with another text test: {text}");
+    let text = if long { text.replace(LIKE_TEXT, INSTR_TEXT) } else { text.to_owned() };
     if count {
         format!("SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {SEARCH_FILTERS} AND {text} LIMIT ?8)")
     } else {
@@ -837,11 +856,13 @@ impl Store for SqliteStore {
             let text = q.text.as_deref().map(without_nul);
             let (variant, phrase, like) = match text.as_deref().filter(|t| !t.is_empty()) {
                 Some(t) => match trigram_query(t) {
-                    Some(query) => (INDEXED, Some(query), Some(like_pattern(t))),
-                    None => (SCANNED, None, Some(like_pattern(t))),
+                    Some(query) => (INDEXED, Some(query), Some(text_parameter(t))),
+                    None => (SCANNED, None, Some(text_parameter(t))),
                 },
                 None => (NO_TEXT, None, None),
             };
+            let long = like.as_ref().is_some_and(|(_, long)| *long);
+            let like = like.map(|(parameter, _)| parameter);
             let (exact, prefix) = match &q.source {
                 Some(SourceFilter::Exact(s)) => (Some(s.clone()), None),
                 Some(SourceFilter::Prefix(p)) => (None, Some(like_prefix(p))),
@@ -860,17 +881,17 @@ impl Store for SqliteStore {
                     .query_row(params![phrase, budget + 1], |r| r.get(0))?;
                 let filters =
                     params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, cap + 1, budget];
-                let total: i64 = c.prepare_cached(&search_sql(INDEXED_COUNT, true))?.query_row(filters, |r| r.get(0))?;
+                let total: i64 = c.prepare_cached(&search_sql(INDEXED_COUNT, true, long))?.query_row(filters, |r| r.get(0))?;
                 (total, total > cap || candidates > budget)
             } else {
                 let filters = params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, cap + 1];
-                let total: i64 = c.prepare_cached(&search_sql(variant, true))?.query_row(filters, |r| r.get(0))?;
+                let total: i64 = c.prepare_cached(&search_sql(variant, true, long))?.query_row(filters, |r| r.get(0))?;
                 (total, total > cap)
             };
             // A needle with more matches than the cap is common: reading entries newest first
             // finds a page of them sooner than sorting every candidate the index gives.
             let variant = if total_capped && variant == INDEXED { NEWEST_FIRST } else { variant };
-            let mut stmt = c.prepare_cached(&search_sql(variant, false))?;
+            let mut stmt = c.prepare_cached(&search_sql(variant, false, long))?;
             let rows = stmt.query_map(
                 params![level, exact, prefix, q.since_ms, q.until_ms, phrase, like, q.limit, q.offset],
                 entry_row,
@@ -886,13 +907,23 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let level = q.level.map(Level::as_str);
             let status = q.status.map(PatternStatus::as_str);
-            let filters = "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
+            let text = q.text.as_deref().map(text_parameter);
+            // A needle too long for LIKE is matched with `instr` (see [`INSTR_TEXT`]).
+            let matches = if text.as_ref().is_some_and(|(_, long)| *long) {
+                "(instr(lower(p.normalized_message), lower(?6)) > 0 OR instr(lower(p.error_type), lower(?6)) > 0
+                    OR instr(lower(p.sample_message), lower(?6)) > 0 OR instr(lower(p.stack_trace), lower(?6)) > 0)"
+            } else {
+                "(p.normalized_message LIKE ?6 ESCAPE '\\' OR p.error_type LIKE ?6 ESCAPE '\\'
+                    OR p.sample_message LIKE ?6 ESCAPE '\\' OR p.stack_trace LIKE ?6 ESCAPE '\\')"
+            };
+            let filters = format!(
+                "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
                 AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)
                 AND (?5 IS NULL OR p.last_seen_ms < ?5)
-                AND (?6 IS NULL OR p.normalized_message LIKE ?6 ESCAPE '\\' OR p.error_type LIKE ?6 ESCAPE '\\'
-                    OR p.sample_message LIKE ?6 ESCAPE '\\' OR p.stack_trace LIKE ?6 ESCAPE '\\')
-                AND (?7 = 0 OR p.status <> 'ignored')";
-            let text = q.text.as_deref().map(like_pattern);
+                AND (?6 IS NULL OR {matches})
+                AND (?7 = 0 OR p.status <> 'ignored')"
+            );
+            let text = text.map(|(parameter, _)| parameter);
             let hide_ignored = q.hide_ignored && q.status.is_none();
             let total: i64 = c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?.query_row(
                 params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms, text, hide_ignored],

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use faultline_core::Level;
 use faultline_store::{
-    FingerprintLookup, IngestBatch, JobRun, SearchQuery, SourceFilter, Store, find_fingerprint,
+    FingerprintLookup, IngestBatch, JobRun, PatternQuery, SearchQuery, SourceFilter, Store, find_fingerprint,
 };
 
 use crate::both;
@@ -157,6 +157,31 @@ async fn hostile_content_is_stored_as_given_and_searchable(store: Arc<dyn Store>
     assert_eq!(find("huge AAA").await[0].len(), huge.len());
 }
 both!(hostile_content_is_stored_as_given_and_searchable);
+
+/// SQLite refuses LIKE patterns over 50,000 bytes; a search for a longer piece of a stored
+/// message (pasted from the page, say) still finds it, case folded, entries and patterns.
+async fn a_needle_longer_than_a_like_pattern_may_be_is_found(store: Arc<dyn Store>) {
+    let words: Vec<String> = (0..40_000).map(|i| format!("w{i}")).collect();
+    let long = format!("upload failed: {}", words.join(" "));
+    let events = vec![
+        event("1", T0, Level::Error, "web", &long),
+        event("2", T0, Level::Error, "web", "other failure"),
+    ];
+    assert_eq!(store.ingest(batch(events)).await.unwrap().stored, 2);
+    let needle = long[1_000..61_000].to_uppercase();
+    for text in [needle.clone(), format!("{needle} not there")] {
+        let q = SearchQuery { text: Some(text.clone()), limit: 5, ..Default::default() };
+        let found = store.search(&q).await.expect("a long needle is searched, not refused");
+        let expected = usize::from(!text.ends_with("not there"));
+        assert_eq!((found.total, found.entries.len()), (expected as u64, expected));
+        let patterns = store
+            .list_patterns(&PatternQuery { text: Some(text), limit: 5, ..Default::default() })
+            .await
+            .expect("a long needle is searched, not refused");
+        assert_eq!(patterns.total, expected as u64);
+    }
+}
+both!(a_needle_longer_than_a_like_pattern_may_be_is_found);
 
 async fn rates_and_buckets_come_from_minute_counts(store: Arc<dyn Store>) {
     store.ingest(batch(sample())).await.unwrap();

@@ -1010,6 +1010,14 @@ impl Workload {
             .prepare("SELECT message FROM entries ORDER BY id DESC LIMIT 40")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .expect("newest entries");
+        // The longest message too: a 64 KiB one is longer than SQLite takes as a LIKE pattern
+        // (searching for it once failed with "LIKE or GLOB pattern too complex").
+        needles.extend(
+            conn.query_row("SELECT message FROM entries ORDER BY length(message) DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .ok(),
+        );
         needles.extend(self.oracle.expected.keys().step_by(self.oracle.expected.len() / 20 + 1).cloned());
         needles.push("archive failed".to_owned());
         let mut problems = Vec::new();
