@@ -739,15 +739,28 @@ const NEWEST_FIRST: (&str, &str) = (
 /// SQLite refuses a LIKE pattern longer than this (`SQLITE_MAX_LIKE_PATTERN_LENGTH`, bytes).
 const MAX_LIKE_PATTERN: usize = 50_000;
 
-/// The text test of every search variant, and the same test for a needle whose pattern is too
-/// long for LIKE: `instr` on lower-cased text, which folds ASCII case as LIKE does. ?7 is the
-/// escaped pattern for the first, the needle itself for the second.
+/// The text test of every search variant (?7 the escaped pattern); see [`text_test`].
 const LIKE_TEXT: &str = "(e.message LIKE ?7 ESCAPE '\\' OR e.traceback LIKE ?7 ESCAPE '\\')";
-const INSTR_TEXT: &str =
-    "(instr(lower(e.message), lower(?7)) > 0 OR instr(lower(e.traceback), lower(?7)) > 0)";
 
-/// The search text's parameter ?7 (`LIKE` pattern, or the needle itself when the pattern would
-/// be too long: see [`INSTR_TEXT`]), and whether it is the needle.
+/// Whether any of `columns` holds the text of `parameter`: by LIKE (the parameter an escaped
+/// pattern), or, for a needle whose pattern is too long for LIKE, by `instr` on lower-cased
+/// text (the parameter the needle itself), which folds ASCII case as LIKE does.
+fn text_test(columns: &[&str], parameter: &str, long: bool) -> String {
+    let tests: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if long {
+                format!("instr(lower({c}), lower({parameter})) > 0")
+            } else {
+                format!("{c} LIKE {parameter} ESCAPE '\\'")
+            }
+        })
+        .collect();
+    format!("({})", tests.join(" OR "))
+}
+
+/// The search text's parameter (`LIKE` pattern, or the needle itself when the pattern would be
+/// too long: see [`text_test`]), and whether it is the needle.
 fn text_parameter(needle: &str) -> (String, bool) {
     let pattern = like_pattern(needle);
     if pattern.len() > MAX_LIKE_PATTERN { (needle.to_owned(), true) } else { (pattern, false) }
@@ -755,7 +768,11 @@ fn text_parameter(needle: &str) -> (String, bool) {
 
 fn search_sql((from, text): (&str, &str), count: bool, long: bool) -> String {
     debug_assert!(!long || text.contains(LIKE_TEXT), "a variant with another text test: {text}");
-    let text = if long { text.replace(LIKE_TEXT, INSTR_TEXT) } else { text.to_owned() };
+    let text = if long {
+        text.replace(LIKE_TEXT, &text_test(&["e.message", "e.traceback"], "?7", true))
+    } else {
+        text.to_owned()
+    };
     if count {
         format!("SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {SEARCH_FILTERS} AND {text} LIMIT ?8)")
     } else {
@@ -908,14 +925,11 @@ impl Store for SqliteStore {
             let level = q.level.map(Level::as_str);
             let status = q.status.map(PatternStatus::as_str);
             let text = q.text.as_deref().map(text_parameter);
-            // A needle too long for LIKE is matched with `instr` (see [`INSTR_TEXT`]).
-            let matches = if text.as_ref().is_some_and(|(_, long)| *long) {
-                "(instr(lower(p.normalized_message), lower(?6)) > 0 OR instr(lower(p.error_type), lower(?6)) > 0
-                    OR instr(lower(p.sample_message), lower(?6)) > 0 OR instr(lower(p.stack_trace), lower(?6)) > 0)"
-            } else {
-                "(p.normalized_message LIKE ?6 ESCAPE '\\' OR p.error_type LIKE ?6 ESCAPE '\\'
-                    OR p.sample_message LIKE ?6 ESCAPE '\\' OR p.stack_trace LIKE ?6 ESCAPE '\\')"
-            };
+            let matches = text_test(
+                &["p.normalized_message", "p.error_type", "p.sample_message", "p.stack_trace"],
+                "?6",
+                text.as_ref().is_some_and(|(_, long)| *long),
+            );
             let filters = format!(
                 "(?1 IS NULL OR p.status = ?1) AND (?2 IS NULL OR p.source = ?2)
                 AND (?3 IS NULL OR p.severity = ?3) AND (?4 IS NULL OR p.last_seen_ms >= ?4)
@@ -925,10 +939,11 @@ impl Store for SqliteStore {
             );
             let text = text.map(|(parameter, _)| parameter);
             let hide_ignored = q.hide_ignored && q.status.is_none();
-            let total: i64 = c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?.query_row(
-                params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms, text, hide_ignored],
-                |r| r.get(0),
-            )?;
+            let total: i64 =
+                c.prepare_cached(&format!("SELECT count(*) FROM patterns p WHERE {filters}"))?.query_row(
+                    params![status, q.source, level, q.seen_since_ms, q.quiet_since_ms, text, hide_ignored],
+                    |r| r.get(0),
+                )?;
             let sql = format!(
                 "SELECT {PATTERN_COLUMNS} FROM patterns p WHERE {filters} ORDER BY {} LIMIT ?8 OFFSET ?9",
                 q.order.sql()
