@@ -38,6 +38,7 @@ pub fn mask_into(input: &str, out: &mut String) {
     let b = input.as_bytes();
     let mut i = 0;
     let mut copied = 0; // input[copied..i] is still to be copied to out
+    let mut misses = Misses::default();
     while i < b.len() {
         let c = b[i];
         if c == b' ' {
@@ -82,7 +83,7 @@ pub fn mask_into(input: &str, out: &mut String) {
             digit_token(b, i + 1).filter(|(_, p)| matches!(*p, "<NUM>" | "<DUR>" | "<SIZE>"))
         } else if c.is_ascii_alphabetic() {
             let word_end = alnum_end(b, i + 1);
-            let found = alpha_token(b, i, word_end);
+            let found = alpha_token(b, i, word_end, &mut misses);
             if found.is_none() {
                 // A plain word: nothing starts inside it.
                 i = word_end;
@@ -395,18 +396,17 @@ const SIZE_UNITS: [&[u8]; 11] =
 /// A token starting with a letter: URL, date, e-mail, host, boolean, UUID, hex id or IPv6; plain
 /// words are left alone. The word's letters and digits (up to `word_end`) and the byte after
 /// them decide which masks are tried, so a plain word is read once.
-fn alpha_token(b: &[u8], i: usize, word_end: usize) -> Option<(usize, &'static str)> {
+fn alpha_token(b: &[u8], i: usize, word_end: usize, misses: &mut Misses) -> Option<(usize, &'static str)> {
     let word = &b[i..word_end];
     let next = b.get(word_end).copied();
     match next {
         Some(b':') if word.len() == 1 && b.get(word_end + 1) == Some(&b'\\') => {
             return path_end(b, i).map(|end| (end, "<PATH>"));
         }
-        Some(b':' | b'+' | b'.' | b'-') => {
-            if let Some(end) = url_end(b, i) {
-                return Some((end, "<URL>"));
-            }
-        }
+        Some(b':' | b'+' | b'.' | b'-') if i >= misses.url => match url_end(b, i) {
+            Ok(end) => return Some((end, "<URL>")),
+            Err(bound) => misses.url = bound,
+        },
         _ => {}
     }
     if is_date_name(word)
@@ -414,15 +414,17 @@ fn alpha_token(b: &[u8], i: usize, word_end: usize) -> Option<(usize, &'static s
     {
         return Some((end, "<TS>"));
     }
-    if matches!(next, Some(b'@' | b'.' | b'_' | b'%' | b'+' | b'-'))
-        && let Some(end) = email_end(b, i)
-    {
-        return Some((end, "<EMAIL>"));
+    if matches!(next, Some(b'@' | b'.' | b'_' | b'%' | b'+' | b'-')) && i >= misses.email {
+        match email_end(b, i) {
+            Ok(end) => return Some((end, "<EMAIL>")),
+            Err(bound) => misses.email = bound,
+        }
     }
-    if matches!(next, Some(b'.' | b'-'))
-        && let Some(end) = host_end(b, i).or_else(|| host_with_port_end(b, i))
-    {
-        return Some((end, "<HOST>"));
+    if matches!(next, Some(b'.' | b'-')) && i >= misses.host {
+        match host_end(b, i).or_else(|bound| host_with_port_end(b, i).map_err(|other| bound.min(other))) {
+            Ok(end) => return Some((end, "<HOST>")),
+            Err(bound) => misses.host = bound,
+        }
     }
     if (word.eq_ignore_ascii_case(b"true") || word.eq_ignore_ascii_case(b"false")) && ends_token(b, word_end)
     {
@@ -447,6 +449,18 @@ fn alpha_token(b: &[u8], i: usize, word_end: usize) -> Option<(usize, &'static s
         }
     }
     None
+}
+
+/// Where the masks that read a whole run of name characters (URL schemes, e-mail local parts,
+/// host names) failed: each of them, started anywhere before its position, reads the same run to
+/// the same end and fails the same way. A dotted name (`org.apache.hadoop.hdfs.DataNode`) is so
+/// read once rather than once per word in it. Each `Err(bound)` below promises that no start
+/// from where it was tried up to `bound` matches; `bound` is that start when nothing is known.
+#[derive(Default)]
+struct Misses {
+    url: usize,
+    email: usize,
+    host: usize,
 }
 
 /// Whether a word (letters and digits) is a weekday or month name, or its first three letters.
@@ -716,18 +730,19 @@ fn ipv6_end(b: &[u8], i: usize) -> Option<usize> {
     (groups_ok && shape_ok && part.last() != Some(&b'.')).then_some(end)
 }
 
-/// `scheme://` and everything up to whitespace, a quote or a closing bracket.
-fn url_end(b: &[u8], i: usize) -> Option<usize> {
+/// `scheme://` and everything up to whitespace, a quote or a closing bracket. Fails up to the
+/// scheme's end (see [`Misses`]).
+fn url_end(b: &[u8], i: usize) -> Result<usize, usize> {
     let scheme = run(b, i, |c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'));
     if !b[scheme..].starts_with(b"://") || scheme == i {
-        return None;
+        return Err(scheme);
     }
     let mut end =
         run(b, scheme + 3, |c| !c.is_ascii_whitespace() && !matches!(c, b'"' | b'\'' | b'>' | b')' | b']'));
     while end > scheme + 3 && matches!(b[end - 1], b'.' | b',' | b';') {
         end -= 1;
     }
-    (end > scheme + 3).then_some(end)
+    if end > scheme + 3 { Ok(end) } else { Err(scheme) }
 }
 
 /// A file path: `/var/log/app.log`, `/srv/app/main.py:12` (up to the `:`), `C:\\data\\x.db`. It
@@ -783,34 +798,46 @@ const TLDS: [&[u8]; 30] = [
 ];
 
 /// A host name: lower-case labels joined by dots, ending with a common top-level domain.
-fn host_end(b: &[u8], i: usize) -> Option<usize> {
-    let mut end = run(b, i, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+fn host_end(b: &[u8], i: usize) -> Result<usize, usize> {
+    let run_end = run(b, i, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
+    let mut end = run_end;
     while end > i && b[end - 1] == b'.' {
         end -= 1;
     }
     let name = &b[i..end];
-    let dot = name.iter().rposition(|&c| c == b'.')?;
+    let Some(dot) = name.iter().rposition(|&c| c == b'.') else {
+        return Err(run_end);
+    };
+    if !TLDS.contains(&&name[dot + 1..]) || !ends_token(b, end) {
+        return Err(run_end);
+    }
+    // A later start may skip an empty or `-` label, so only this start fails.
     let labels_ok = name[..dot].split(|&c| c == b'.').all(|l| !l.is_empty() && l[0] != b'-');
-    (labels_ok && TLDS.contains(&&name[dot + 1..]) && ends_token(b, end)).then_some(end)
+    if labels_ok { Ok(end) } else { Err(i) }
 }
 
 /// A lower-case dotted name followed by a port (`node-7.dept.example.local:5070`) is a network
 /// address whatever its top-level domain; a file with a line number (`app.py:12`,
 /// `settings.yaml:3`) or code with one (`com.android.server.Session.relayout:215`) is not.
-fn host_with_port_end(b: &[u8], i: usize) -> Option<usize> {
+fn host_with_port_end(b: &[u8], i: usize) -> Result<usize, usize> {
     let end = run(b, i, |c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.');
     if b.get(end).is_some_and(|&c| c.is_ascii_uppercase() || c == b'_') {
-        return None;
+        return Err(end);
     }
     let name = &b[i..end];
-    let last = name.rsplit(|&c| c == b'.').next()?;
-    let labels_ok = name.split(|&c| c == b'.').all(|l| !l.is_empty() && l[0] != b'-');
+    let last = name.rsplit(|&c| c == b'.').next().unwrap_or_default();
     let port_end = run(b, end + 1, |c| c.is_ascii_digit());
-    let port = b.get(end + 1..port_end)?;
+    let Some(port) = b.get(end + 1..port_end) else {
+        return Err(end);
+    };
     let is_port = b.get(end) == Some(&b':') && (1..=5).contains(&port.len()) && ends_token(b, port_end);
     let source_file = SOURCE_EXTENSIONS.iter().any(|x| last.eq_ignore_ascii_case(x));
-    (labels_ok && name.contains(&b'.') && last.iter().all(u8::is_ascii_alphabetic) && is_port && !source_file)
-        .then_some(end)
+    if !(name.contains(&b'.') && last.iter().all(u8::is_ascii_alphabetic) && is_port && !source_file) {
+        return Err(end);
+    }
+    // A later start may skip an empty or `-` label, so only this start fails.
+    let labels_ok = name.split(|&c| c == b'.').all(|l| !l.is_empty() && l[0] != b'-');
+    if labels_ok { Ok(end) } else { Err(i) }
 }
 
 /// File name extensions that a `name.ext:12` line reference ends with.
@@ -857,10 +884,12 @@ const SOURCE_EXTENSIONS: [&[u8]; 40] = [
     b"properties",
 ];
 
-fn email_end(b: &[u8], i: usize) -> Option<usize> {
+/// An e-mail address; fails up to the local part's end (see [`Misses`]): what follows it
+/// decides alone.
+fn email_end(b: &[u8], i: usize) -> Result<usize, usize> {
     let local_end = run(b, i, |c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-'));
     if b.get(local_end) != Some(&b'@') || local_end == i {
-        return None;
+        return Err(local_end);
     }
     let domain_start = local_end + 1;
     let mut end = run(b, domain_start, |c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
@@ -868,8 +897,12 @@ fn email_end(b: &[u8], i: usize) -> Option<usize> {
         end -= 1;
     }
     let domain = &b[domain_start..end];
-    let tld = domain.rsplit(|&c| c == b'.').next()?;
-    (domain.contains(&b'.') && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic)).then_some(end)
+    let tld = domain.rsplit(|&c| c == b'.').next().unwrap_or_default();
+    if domain.contains(&b'.') && tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) {
+        Ok(end)
+    } else {
+        Err(local_end)
+    }
 }
 
 #[cfg(test)]
@@ -909,6 +942,23 @@ mod tests {
     #[track_caller]
     fn check(input: &str, expect: &str) {
         assert_eq!(mask(input), expect, "input: {input}");
+    }
+
+    /// A dotted name is read once for URLs, e-mail addresses and hosts; a start inside it where
+    /// the first start failed for a reason of its own still gets its mask.
+    #[test]
+    fn a_start_inside_a_dotted_name_keeps_its_own_mask() {
+        check("at org.example..db-1.example.com now", "at org.example..<HOST> now");
+        check("via a.-b.node-7.example.local:5070 up", "via a.-<HOST>:<NUM> up");
+        check("to x.y.bob@example.com and x.y.z.com.", "to <EMAIL> and <HOST>.");
+        check(
+            "see org.apache.hadoop.hdfs.DataNode and a.b-https://c.d/e",
+            "see org.apache.hadoop.hdfs.DataNode and <URL>",
+        );
+        check(
+            "in org.apache.hadoop.hdfs.server.datanode.DataNode$Packet",
+            "in org.apache.hadoop.hdfs.server.datanode.DataNode$Packet",
+        );
     }
 
     #[test]
