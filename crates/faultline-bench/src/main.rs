@@ -163,6 +163,10 @@ enum Command {
     },
 }
 
+/// The allocator of the `faultline` binary, so that the figures measured here are its own.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match faultline_runtime::cli::run("warn", run(cli)) {

@@ -179,6 +179,12 @@ fn parse_level(s: &str) -> anyhow::Result<Level> {
     Level::parse(s).with_context(|| format!("invalid level {s:?}: use WARNING, ERROR or CRITICAL"))
 }
 
+/// jemalloc: a batch's events are built on the reading thread and freed on the writing one,
+/// which glibc's malloc pays for on both (see docs/benchmarks.md, "The allocator"). Its
+/// options are built in from `.cargo/config.toml`.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A service says what it does; one-shot commands only warn.
