@@ -62,6 +62,9 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!("../migrations/sqlite/06_alerting.sql")),
         M::up(include_str!("../migrations/sqlite/07_newest_chunk_unindexed.sql")),
         M::up(include_str!("../migrations/sqlite/08_alerts_fired_covering.sql")),
+        M::up_with_hook(include_str!("../migrations/sqlite/09_index_tokens.sql"), |tx: &Transaction| {
+            reindex_all(tx).map_err(|e| rusqlite_migration::HookError::Hook(e.to_string()))
+        }),
     ])
 }
 
@@ -375,7 +378,7 @@ fn index_rowid(first: i64, last: i64) -> i64 {
 
 /// Indexes the chunks of [`CHUNK`] consecutive ids that the entries just inserted (ids
 /// ascending) completed: every chunk but the one holding the newest entry is indexed, each in a
-/// row holding each distinct word of its entries once. The newest chunk is searched without the
+/// row holding each distinct trigram of its entries' words once. The newest chunk is searched without the
 /// index (see [`INDEXED`]), so a transaction that stays inside it, as most small requests do,
 /// writes nothing to the index, and each entry's text is indexed once, whatever the batches.
 /// The chunk's entries stored before this transaction are read back for it.
@@ -395,23 +398,8 @@ fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEven
     // entries); should rows remain, the chunks' new rows replace them rather than collide.
     tx.prepare_cached("DELETE FROM entries_fts WHERE rowid >= ?1 AND rowid < ?2")?
         .execute(params![from << 8, until << 8])?;
-    let mut insert = tx.prepare_cached("INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)")?;
-    let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
-    let mut held = 0;
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, message, traceback FROM entries WHERE id >= ?1 AND id < ?2 ORDER BY id",
-    )?;
-    let mut rows = stmt.query(params![from, first_id.min(until)])?;
-    while let Some(r) = rows.next()? {
-        let (message, traceback): (String, Option<String>) = (r.get(1)?, r.get(2)?);
-        held += message.len() + traceback.as_ref().map_or(0, String::len);
-        earlier.push((r.get(0)?, message, traceback));
-        if held > ROW_BYTES {
-            write_index_rows(&mut insert, earlier.iter().map(|(id, m, t)| (*id, m.as_str(), t.as_deref())))?;
-            earlier.clear();
-            held = 0;
-        }
-    }
+    let mut insert = tx.prepare_cached(INSERT_INDEX_ROW)?;
+    let earlier = index_stored(tx, &mut insert, from, first_id.min(until))?;
     let texts = earlier.iter().map(|(id, m, t)| (*id, m.as_str(), t.as_deref())).chain(
         inserted
             .iter()
@@ -421,13 +409,53 @@ fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEven
     write_index_rows(&mut insert, texts)
 }
 
+const INSERT_INDEX_ROW: &str = "INSERT INTO entries_fts (rowid, body) VALUES (?1, ?2)";
+
+/// Stored entries `from..to`, read back for the index (ids ascending): indexed whenever the
+/// text held passes [`ROW_BYTES`]; the entries read since are returned, not yet indexed.
+fn index_stored(
+    tx: &Transaction<'_>,
+    insert: &mut rusqlite::CachedStatement<'_>,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, String, Option<String>)>> {
+    let mut earlier: Vec<(i64, String, Option<String>)> = Vec::new();
+    let mut held = 0;
+    let mut stmt = tx.prepare_cached(
+        "SELECT id, message, traceback FROM entries WHERE id >= ?1 AND id < ?2 ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![from, to])?;
+    while let Some(r) = rows.next()? {
+        let (message, traceback): (String, Option<String>) = (r.get(1)?, r.get(2)?);
+        held += message.len() + traceback.as_ref().map_or(0, String::len);
+        earlier.push((r.get(0)?, message, traceback));
+        if held > ROW_BYTES {
+            write_index_rows(insert, earlier.iter().map(|(id, m, t)| (*id, m.as_str(), t.as_deref())))?;
+            earlier.clear();
+            held = 0;
+        }
+    }
+    Ok(earlier)
+}
+
+/// Fills the (empty) index from the stored entries: every chunk but the newest (migration 09,
+/// which changed what the index holds).
+fn reindex_all(tx: &Transaction<'_>) -> Result<()> {
+    let newest: Option<i64> = tx.query_row("SELECT max(id) FROM entries", [], |r| r.get(0))?;
+    let Some(newest) = newest else { return Ok(()) };
+    let mut insert = tx.prepare_cached(INSERT_INDEX_ROW)?;
+    let rest = index_stored(tx, &mut insert, 0, newest / CHUNK * CHUNK)?;
+    write_index_rows(&mut insert, rest.iter().map(|(id, m, t)| (*id, m.as_str(), t.as_deref())))
+}
+
 /// Writes the index rows of `texts` (ids ascending): a row per chunk they reach, holding each
-/// distinct word once.
+/// distinct trigram of its words once, as an index token ([`push_token`]).
 fn write_index_rows<'a>(
     insert: &mut rusqlite::CachedStatement<'_>,
     texts: impl Iterator<Item = (i64, &'a str, Option<&'a str>)>,
 ) -> Result<()> {
-    let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+    let mut words: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+    let mut trigrams: rustc_hash::FxHashSet<[char; 3]> = rustc_hash::FxHashSet::default();
     let mut body = String::new();
     let mut row: Option<(i64, i64)> = None;
     for (id, message, traceback) in texts {
@@ -435,17 +463,23 @@ fn write_index_rows<'a>(
             && id / CHUNK != first / CHUNK
         {
             insert.execute(params![index_rowid(first, last), body])?;
-            seen.clear();
+            words.clear();
+            trigrams.clear();
             body.clear();
             row = None;
         }
         row = Some((row.map_or(id, |(first, _)| first), id));
         for word in message.split_whitespace().chain(traceback.unwrap_or("").split_whitespace()) {
-            // A word of fewer than three characters holds no trigram a query asks for (see
-            // [`trigram_query`]): in the body it would only add trigrams across the spaces.
-            if word.chars().nth(2).is_some() && seen.insert(word) {
-                body.push_str(word);
-                body.push(' ');
+            // Words repeat across a chunk's entries: each is cut into trigrams once.
+            if !words.insert(word) {
+                continue;
+            }
+            let mut window = ['\0'; 3];
+            for (i, c) in word.chars().enumerate() {
+                window = [window[1], window[2], c.to_ascii_lowercase()];
+                if i >= 2 && trigrams.insert(window) {
+                    push_token(&mut body, window);
+                }
             }
         }
     }
@@ -455,21 +489,41 @@ fn write_index_rows<'a>(
     Ok(())
 }
 
+/// Appends the index token of a trigram (ASCII letters already in lower case) and a space: the
+/// hex of its UTF-8 bytes, a word FTS5's `ascii` tokenizer keeps whole. So the index holds
+/// exactly the trigrams inside words, each once per row, where FTS5's own trigram tokenizer
+/// would read every trigram of every word, and those across the spaces between them.
+fn push_token(body: &mut String, trigram: [char; 3]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut utf8 = [0u8; 4];
+    for c in trigram {
+        for &b in c.encode_utf8(&mut utf8).as_bytes() {
+            body.push(char::from(HEX[usize::from(b >> 4)]));
+            body.push(char::from(HEX[usize::from(b & 15)]));
+        }
+    }
+    body.push(' ');
+}
+
 /// An FTS5 query matching chunks that contain every trigram lying inside a word of `needle`:
-/// a superset of the chunks containing `needle` (the caller re-checks with LIKE). `None` when
-/// the needle has no such trigram (e.g. "a b").
+/// a superset of the chunks containing `needle` (the caller re-checks with LIKE, whose case
+/// folding is ASCII's, as the index's). `None` when the needle has no such trigram (e.g. "a b").
 fn trigram_query(needle: &str) -> Option<String> {
     let mut terms: Vec<String> = Vec::new();
     for word in needle.split_whitespace() {
-        let chars: Vec<char> = word.chars().collect();
-        terms.extend(chars.windows(3).map(|w| w.iter().collect::<String>()));
+        let chars: Vec<char> = word.chars().map(|c| c.to_ascii_lowercase()).collect();
+        for w in chars.windows(3) {
+            let mut token = String::with_capacity(26);
+            push_token(&mut token, [w[0], w[1], w[2]]);
+            token.pop();
+            terms.push(token);
+        }
     }
     terms.sort();
     terms.dedup();
     // Enough trigrams to be selective; the LIKE re-check keeps the answer exact.
     terms.truncate(24);
-    let query =
-        terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" AND ");
+    let query = terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" AND ");
     (!query.is_empty()).then_some(query)
 }
 

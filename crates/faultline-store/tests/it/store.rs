@@ -837,6 +837,139 @@ async fn a_cleanup_that_deletes_the_newest_entries_leaves_search_and_ingest_exac
     assert_eq!(total("item400 failed").await, 0, "deleted");
 }
 
+/// Entries of mixed-case, punctuated, non-ASCII words (and some tracebacks), three chunks' worth
+/// so that most of them are found through the search index: 700 entries over three chunks,
+/// each line of 3–6 words drawn from a fixed list.
+fn varied_entries() -> Vec<faultline_store::GroupedEvent> {
+    const WORDS: [&str; 18] = [
+        "Timeout",
+        "connection",
+        "REFUSED",
+        "db-7.internal",
+        "db-17.internal",
+        "user_id=42",
+        "Grüße",
+        "日本語のエラー",
+        "naïve",
+        "🚀launch",
+        "x",
+        "ab",
+        "0xDEADbeef",
+        "/api/v2/orders",
+        "\"quoted\"",
+        "50%",
+        "under_score",
+        "ÉCHEC",
+    ];
+    let mut state = 7u64;
+    let mut next = |n: u64| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    (0..700)
+        .map(|i| {
+            let words: Vec<&str> =
+                (0..3 + next(4)).map(|_| WORDS[next(WORDS.len() as u64) as usize]).collect();
+            let mut e = event(&format!("v{i}"), T0 + i, Level::Error, "api", &words.join(" "));
+            if next(5) == 0 {
+                e.event.traceback = Some(format!("at Frame.run{} (worker.js:{})", next(3), next(40)));
+            }
+            e
+        })
+        .collect()
+}
+
+/// Substring search, indexed chunks included, against an oracle: the entries whose message or
+/// traceback contains the needle, ASCII letters in either case (as LIKE compares them).
+async fn indexed_search_finds_what_a_scan_finds(store: Arc<dyn Store>) {
+    let entries = varied_entries();
+    store.ingest(batch(entries.clone())).await.unwrap();
+    let needles = [
+        "timeout",
+        "TIMEOUT conn",
+        "db-7.internal",
+        "db-1",
+        "b-7.int",
+        "7.internal",
+        "USER_ID=4",
+        "grüße",
+        "日本語",
+        "本語の",
+        "ïve",
+        "🚀lau",
+        "deadBEEF",
+        "api/v2",
+        "\"quoted\" ",
+        "50%",
+        "r_s",
+        "ab",
+        "x ab",
+        "frame.RUN2",
+        "worker.js:1",
+        "Run1 (worker",
+        "ÉCHEC",
+        "nothing-here",
+        "refused  timeout",
+    ];
+    let mut found_some = 0;
+    for needle in needles {
+        let folded = needle.to_ascii_lowercase();
+        let contains = |text: &str| text.to_ascii_lowercase().contains(&folded);
+        let expected = entries
+            .iter()
+            .filter(|e| contains(&e.event.message) || e.event.traceback.as_deref().is_some_and(contains))
+            .count() as u64;
+        let q = SearchQuery { text: Some(needle.into()), limit: 5, ..Default::default() };
+        let page = store.search(&q).await.unwrap();
+        assert_eq!(page.total, expected, "{needle:?}");
+        assert_eq!(page.entries.len() as u64, expected.min(5), "{needle:?}");
+        found_some += usize::from(expected > 0);
+    }
+    assert!(found_some >= 20, "most needles are in the entries ({found_some})");
+}
+both!(indexed_search_finds_what_a_scan_finds);
+
+#[tokio::test]
+async fn an_index_of_trigrams_of_words_is_rebuilt_as_tokens_on_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let entries = varied_entries();
+    store.ingest(batch(entries.clone())).await.unwrap();
+    drop(store);
+    // What an installation before migration 09 has: FTS5's trigram tokenizer over the distinct
+    // words of each complete chunk (ids 1–511 here; 512–700 is the newest chunk).
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE entries_fts;
+         CREATE VIRTUAL TABLE entries_fts USING fts5 (
+             body, content = '', contentless_delete = 1, tokenize = 'trigram', detail = none);
+         INSERT INTO entries_fts (rowid, body)
+             SELECT (min(id) << 8) | (max(id) - min(id)), group_concat(message, ' ')
+             FROM entries WHERE id < 512 GROUP BY id / 256;
+         PRAGMA user_version = 8;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    for needle in ["db-7.internal", "Grüße", "0xdeadbeef"] {
+        let expected = entries
+            .iter()
+            .filter(|e| e.event.message.to_ascii_lowercase().contains(&needle.to_ascii_lowercase()))
+            .count() as u64;
+        assert!(expected > 100, "{needle}: {expected}");
+        let q = SearchQuery { text: Some(needle.into()), limit: 10, ..Default::default() };
+        assert_eq!(store.search(&q).await.unwrap().total, expected, "{needle}");
+    }
+    // New entries are indexed in the new form beside the rebuilt ones.
+    let more: Vec<_> = (0..400)
+        .map(|i| event(&format!("m{i}"), T0, Level::Error, "api", &format!("after{i} upgrade")))
+        .collect();
+    store.ingest(batch(more)).await.unwrap();
+    let q = SearchQuery { text: Some("after1 upgrade".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.search(&q).await.unwrap().total, 1);
+}
+
 #[tokio::test]
 async fn an_index_of_the_old_form_is_rebuilt_on_upgrade() {
     let dir = tempfile::tempdir().unwrap();
