@@ -378,10 +378,10 @@ fn index_rowid(first: i64, last: i64) -> i64 {
 
 /// Indexes the chunks of [`CHUNK`] consecutive ids that the entries just inserted (ids
 /// ascending) completed: every chunk but the one holding the newest entry is indexed, each in a
-/// row holding each distinct trigram of its entries' words once. The newest chunk is searched without the
-/// index (see [`INDEXED`]), so a transaction that stays inside it, as most small requests do,
-/// writes nothing to the index, and each entry's text is indexed once, whatever the batches.
-/// The chunk's entries stored before this transaction are read back for it.
+/// row holding each distinct trigram of its entries' words once. The newest chunk is searched
+/// without the index (see [`INDEXED`]), so a transaction that stays inside it, as most small
+/// requests do, writes nothing to the index, and each entry's text is indexed once, whatever
+/// the batches. The chunk's entries stored before this transaction are read back for it.
 fn index_chunks(tx: &Transaction<'_>, inserted: &[(i64, &faultline_core::LogEvent)]) -> Result<()> {
     let (Some(&(first_id, _)), Some(&(last_id, _))) = (inserted.first(), inserted.last()) else {
         return Ok(());
