@@ -55,3 +55,26 @@ fn the_systemd_unit_verifies() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
 }
+
+/// The allocator options of `.cargo/config.toml` are built into the binary (the Sentry and
+/// HTTP memory figures depend on them): jemalloc lists them when asked for its statistics.
+#[test]
+fn the_binary_allocates_with_the_options_of_the_cargo_config() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_faultline"))
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stats = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let config = std::fs::read_to_string(workspace().join(".cargo/config.toml")).unwrap();
+    let options = config
+        .lines()
+        .find_map(|l| l.strip_prefix("JEMALLOC_SYS_WITH_MALLOC_CONF = "))
+        .expect("the config names jemalloc's options")
+        .trim_matches('"');
+    assert!(stats.contains(&format!("config.malloc_conf: \"{options}\"")), "{stats}");
+    for (name, value) in options.split(',').filter_map(|o| o.split_once(':')) {
+        assert!(stats.contains(&format!("opt.{name}: {value}")), "opt.{name} is not {value}");
+    }
+}
