@@ -332,14 +332,18 @@ async fn ingest_tx(
         }
     }
     if !stored.is_empty() {
-        let (firsts, lasts, docs) = chunks(stored);
+        let c = chunks(stored);
+        // Each chunk's keys are a slice of one flat array.
         sqlx::query(
-            "INSERT INTO entry_chunks (first_id, last_id, doc)
-             SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[])",
+            "INSERT INTO entry_chunks (first_id, last_id, keys)
+             SELECT first_id, last_id, ($3::int4[])[start:upto]
+             FROM UNNEST($1::bigint[], $2::bigint[], $4::int4[], $5::int4[]) AS c(first_id, last_id, start, upto)",
         )
-        .bind(firsts)
-        .bind(lasts)
-        .bind(docs)
+        .bind(c.firsts)
+        .bind(c.lasts)
+        .bind(c.keys)
+        .bind(c.starts)
+        .bind(c.ends)
         .execute(&mut **tx)
         .await?;
     }
@@ -851,15 +855,16 @@ const SEARCH_FILTERS: &str = "($1::text IS NULL OR e.level = $1)
 /// The exact test of a needle on an entry's text.
 const TEXT_FILTER: &str = "(e.message || E'\\n' || coalesce(e.traceback, '')) ILIKE $6";
 
-/// Needles with a run of three letters or digits find candidate chunks through the trigram
-/// index on `entry_chunks.doc` (the distinct lines of up to [`CHUNK`] consecutive entries); the
-/// exact ILIKE re-checks each entry of those chunks.
+/// Needles with a run of three letters or digits find candidate chunks through the GIN index on
+/// `entry_chunks.keys` ([`trigram_keys`] of up to [`CHUNK`] consecutive entries; `{keys}`, the
+/// needle's, is the parameter after the others); the exact ILIKE re-checks each entry of those
+/// chunks.
 ///
 /// The `OFFSET 0` keeps the other filters (time above all) out of the lookups by id: the
 /// planner would AND the time index into each chunk's lookup, reading every entry of a day-wide
 /// window once per candidate chunk (0.7–2.7 s for a rare needle at 1M entries instead of ~10 ms).
 const INDEXED: (&str, &str) = (
-    "(SELECT e.* FROM (SELECT first_id, last_id FROM entry_chunks WHERE doc ILIKE $6) c
+    "(SELECT e.* FROM (SELECT first_id, last_id FROM entry_chunks WHERE keys @> {keys}) c
          JOIN entries e ON e.id BETWEEN c.first_id AND c.last_id
          WHERE (e.message || E'\\n' || coalesce(e.traceback, '')) ILIKE $6 OFFSET 0) e",
     "TRUE",
@@ -873,6 +878,7 @@ const SCANNED: (&str, &str) = ("entries e", TEXT_FILTER);
 const NO_TEXT: (&str, &str) = ("entries e", "$6::text IS NULL");
 
 fn search_sql((from, text): (&str, &str), count: bool) -> String {
+    let from = from.replace("{keys}", if count { "$8::int4[]" } else { "$9::int4[]" });
     if count {
         format!("SELECT count(*) FROM (SELECT 1 FROM {from} WHERE {SEARCH_FILTERS} AND {text} LIMIT $7) n")
     } else {
@@ -883,16 +889,15 @@ fn search_sql((from, text): (&str, &str), count: bool) -> String {
     }
 }
 
-/// Whether the trigram index narrows a needle down: it holds trigrams of words (runs of letters
-/// and digits), and a needle spanning lines may match across the lines a chunk's text keeps
-/// apart.
-fn indexable(needle: &str) -> bool {
-    let mut run = 0;
-    let has_trigram = needle.chars().any(|c| {
-        run = if c.is_alphanumeric() { run + 1 } else { 0 };
-        run >= 3
-    });
-    has_trigram && !needle.contains('\n')
+/// The index keys a needle's matches all hold; none when the index cannot narrow it down (no
+/// three letters or digits in a row). At most a few dozen: enough to be selective.
+fn needle_keys(needle: &str) -> Vec<i32> {
+    let mut keys = rustc_hash::FxHashSet::default();
+    trigram_keys(needle, &mut keys);
+    let mut keys: Vec<i32> = keys.into_iter().collect();
+    keys.sort_unstable();
+    keys.truncate(24);
+    keys
 }
 
 /// Lets the planner scan tables whole or not, for the rest of the transaction.
@@ -917,41 +922,82 @@ async fn custom_plans(tx: &mut Transaction<'_, Postgres>, on: bool) -> Result<()
 /// Entries per row of the trigram index.
 const CHUNK: usize = 256;
 
-/// The trigram index's rows for the entries a batch stored: runs of up to [`CHUNK`] entries with
+/// The search index's rows for the entries a batch stored: runs of up to [`CHUNK`] entries with
 /// consecutive ids (a gap, where another instance's entries or a duplicate's skipped id fall,
-/// ends a run, so no chunk covers entries it does not hold), each with the distinct lines of
-/// their text. The trigram index costs per distinct trigram per row: lines that repeat across
-/// a chunk's entries (stack frames, fixed words) are indexed once.
-fn chunks<'a>(mut stored: Vec<(i64, &'a faultline_core::LogEvent)>) -> (Vec<i64>, Vec<i64>, Vec<String>) {
+/// ends a run, so no chunk covers entries it does not hold), each with the distinct
+/// [`trigram_keys`] of their text. The GIN index costs per key per row: trigrams that repeat
+/// across a chunk's entries (stack frames, fixed words) are indexed once.
+struct Chunks {
+    firsts: Vec<i64>,
+    lasts: Vec<i64>,
+    /// Every chunk's keys, one chunk after the other.
+    keys: Vec<i32>,
+    /// Where each chunk's keys start and end in `keys` (SQL's array subscripts: from 1, both
+    /// included).
+    starts: Vec<i32>,
+    ends: Vec<i32>,
+}
+
+fn chunks(mut stored: Vec<(i64, &faultline_core::LogEvent)>) -> Chunks {
     stored.sort_unstable_by_key(|(id, _)| *id);
-    let (mut firsts, mut lasts, mut docs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut lines: HashSet<&'a str> = HashSet::new();
-    let mut doc = String::new();
+    let mut c = Chunks {
+        firsts: Vec::new(),
+        lasts: Vec::new(),
+        keys: Vec::new(),
+        starts: Vec::new(),
+        ends: Vec::new(),
+    };
+    let mut lines: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
+    let mut keys: rustc_hash::FxHashSet<i32> = rustc_hash::FxHashSet::default();
+    let end_chunk = |c: &mut Chunks, first: i64, last: i64, keys: &mut rustc_hash::FxHashSet<i32>| {
+        c.firsts.push(first);
+        c.lasts.push(last);
+        c.starts.push(c.keys.len() as i32 + 1);
+        c.keys.extend(keys.drain());
+        c.ends.push(c.keys.len() as i32);
+    };
     let mut run = 0;
     for (i, &(id, event)) in stored.iter().enumerate() {
         if i > 0 && (run == CHUNK || id != stored[i - 1].0 + 1) {
-            firsts.push(stored[i - run].0);
-            lasts.push(stored[i - 1].0);
-            docs.push(std::mem::take(&mut doc));
+            end_chunk(&mut c, stored[i - run].0, stored[i - 1].0, &mut keys);
             lines.clear();
             run = 0;
         }
         run += 1;
         for line in event.message.split('\n').chain(event.traceback.iter().flat_map(|t| t.split('\n'))) {
+            // Lines repeat across a chunk's entries: each is read once.
             if lines.insert(line) {
-                if !doc.is_empty() {
-                    doc.push('\n');
-                }
-                doc.push_str(line);
+                trigram_keys(line, &mut keys);
             }
         }
     }
     if run > 0 {
-        firsts.push(stored[stored.len() - run].0);
-        lasts.push(stored[stored.len() - 1].0);
-        docs.push(doc);
+        end_chunk(&mut c, stored[stored.len() - run].0, stored[stored.len() - 1].0, &mut keys);
     }
-    (firsts, lasts, docs)
+    c
+}
+
+/// The search index's keys of a text: each run of three ASCII letters or digits in it, folded
+/// to lower case as `ILIKE` folds them (a character whose lower case is an ASCII letter, such as
+/// the Kelvin sign, counts as that letter), as the three bytes of an `int4`. A text that
+/// `ILIKE`s a needle holds every key of the needle, so the chunks holding all of a needle's
+/// keys hold all its matches. These are the trigrams of `pg_trgm`'s `show_trgm` that are three
+/// ASCII letters or digits (migration 0010 reads them from there).
+fn trigram_keys(text: &str, keys: &mut rustc_hash::FxHashSet<i32>) {
+    let mut window = 0i32;
+    let mut run = 0;
+    for c in text.chars() {
+        let folded = if c.is_ascii() { c.to_ascii_lowercase() } else { c.to_lowercase().next().unwrap_or(c) };
+        if folded.is_ascii_alphanumeric() {
+            window = ((window << 8) | folded as i32) & 0xff_ffff;
+            run += 1;
+            if run >= 3 {
+                keys.insert(window);
+            }
+        } else {
+            run = 0;
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -1053,8 +1099,9 @@ impl Store for PgStore {
     async fn search(&self, q: &SearchQuery) -> Result<SearchPage> {
         let needle = q.text.as_deref().filter(|t| !t.is_empty()).map(pg_text);
         let text = needle.as_deref().map(like_pattern);
+        let keys = needle.as_deref().map(needle_keys).unwrap_or_default();
         let variant = match needle.as_deref() {
-            Some(n) if indexable(n) => INDEXED,
+            Some(_) if !keys.is_empty() => INDEXED,
             Some(_) => SCANNED,
             None => NO_TEXT,
         };
@@ -1066,14 +1113,15 @@ impl Store for PgStore {
         let level = q.level.map(Level::as_str);
         let cap = q.count_cap.map_or(i64::MAX - 1, |c| c.min(i64::MAX as u64 - 1) as i64);
         let count = |variant| {
-            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(search_sql(variant, true)))
+            let query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(search_sql(variant, true)))
                 .bind(level)
                 .bind(exact.clone())
                 .bind(prefix.clone())
                 .bind(q.since_ms)
                 .bind(q.until_ms)
                 .bind(text.clone())
-                .bind(cap + 1)
+                .bind(cap + 1);
+            if variant == INDEXED { query.bind(keys.clone()) } else { query }
         };
         let mut tx = self.pool.begin().await?;
         // The counts are planned for this search's window and needle. A generic plan guesses
@@ -1083,13 +1131,13 @@ impl Store for PgStore {
         custom_plans(&mut tx, true).await?;
         let (total, total_capped, variant) = if variant == INDEXED {
             // The planner prices a scan of `entry_chunks` by its few heap pages and not the
-            // chunk text kept out of line, which every row's ILIKE reads: told to take the
-            // trigram index instead.
+            // keys kept out of line, which every row's test reads: told to take the index
+            // instead.
             seqscan(&mut tx, false).await?;
             let candidates: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM entry_chunks WHERE doc ILIKE $1 LIMIT $2) n",
+                "SELECT count(*) FROM (SELECT 1 FROM entry_chunks WHERE keys @> $1 LIMIT $2) n",
             )
-            .bind(&text)
+            .bind(&keys)
             .bind(CHUNK_BUDGET + 1)
             .fetch_one(&mut *tx)
             .await?;
@@ -1112,7 +1160,7 @@ impl Store for PgStore {
         // page. Planned for the actual needle, PostgreSQL underestimates how many entries match
         // and sorts every match of the window instead (232 ms instead of 9 at 1M entries).
         custom_plans(&mut tx, false).await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(search_sql(variant, false)))
+        let page = sqlx::query(sqlx::AssertSqlSafe(search_sql(variant, false)))
             .bind(level)
             .bind(&exact)
             .bind(&prefix)
@@ -1120,9 +1168,9 @@ impl Store for PgStore {
             .bind(q.until_ms)
             .bind(&text)
             .bind(i64::from(q.limit))
-            .bind(i64::from(q.offset))
-            .fetch_all(&mut *tx)
-            .await?;
+            .bind(i64::from(q.offset));
+        let page = if variant == INDEXED { page.bind(&keys) } else { page };
+        let rows = page.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let entries = rows.iter().map(entry_row).collect::<Result<Vec<_>, _>>()?;
         Ok(SearchPage { total: total.min(cap) as u64, total_capped, entries })

@@ -1092,11 +1092,11 @@ async fn postgres_entries_stored_before_chunked_search_are_found_after_the_upgra
         .collect();
     store.ingest(batch(events)).await.unwrap();
     drop(store);
-    // The schema before migration 6.
+    // The schema before migration 6 (and 10, which changed the table 6 makes).
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
     sqlx::raw_sql(
         "DROP TABLE entry_chunks;
-         DELETE FROM _sqlx_migrations WHERE version = 6;
+         DELETE FROM _sqlx_migrations WHERE version IN (6, 10);
          CREATE INDEX entries_search ON entries
              USING gin ((message || E'\\n' || coalesce(traceback, '')) gin_trgm_ops);",
     )
@@ -1111,6 +1111,53 @@ async fn postgres_entries_stored_before_chunked_search_are_found_after_the_upgra
     }
     let q = SearchQuery { text: Some("failed".into()), limit: 10, ..Default::default() };
     assert_eq!(store.search(&q).await.unwrap().total, 601);
+}
+
+/// Migration 10 turns each chunk's text (what migrations 6–9 kept) into the keys the writer
+/// makes now, read from pg_trgm's trigrams: the same keys, mixed case, digits, punctuation,
+/// non-ASCII words and a Kelvin sign (whose lower case is `k`) included.
+#[tokio::test]
+async fn postgres_chunks_kept_as_text_get_the_writers_keys_on_upgrade() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let store = faultline_store::open(&url).await.unwrap();
+    let mut entries = varied_entries();
+    entries.push(event("kelvin", T0, Level::Error, "api", "\u{212A}ey lookup failed: \u{0130}D9 ...Ab"));
+    store.ingest(batch(entries)).await.unwrap();
+    drop(store);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let keys_by_chunk =
+        "SELECT first_id, last_id, ARRAY(SELECT k FROM unnest(keys) k ORDER BY k) FROM entry_chunks
+                         ORDER BY first_id";
+    let written: Vec<(i64, i64, Vec<i32>)> =
+        sqlx::query_as(keys_by_chunk).fetch_all(&mut conn).await.unwrap();
+    assert!(written.len() >= 3, "{} chunks", written.len());
+    // Each chunk as migrations 6–9 left it: the distinct lines of its entries.
+    sqlx::raw_sql(
+        "ALTER TABLE entry_chunks ADD COLUMN doc TEXT;
+         UPDATE entry_chunks c SET doc = (
+             SELECT string_agg(DISTINCT line, E'\\n') FROM entries e,
+                 regexp_split_to_table(e.message || E'\\n' || coalesce(e.traceback, ''), E'\\n') line
+             WHERE e.id BETWEEN c.first_id AND c.last_id);
+         ALTER TABLE entry_chunks DROP COLUMN keys;
+         CREATE INDEX entry_chunks_doc ON entry_chunks USING gin (doc gin_trgm_ops);
+         DELETE FROM _sqlx_migrations WHERE version = 10;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let store = faultline_store::open(&url).await.unwrap();
+    let converted: Vec<(i64, i64, Vec<i32>)> =
+        sqlx::query_as(keys_by_chunk).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(converted, written);
+    let kelvin = written.last().unwrap();
+    let key = |t: &[u8; 3]| i32::from(t[0]) << 16 | i32::from(t[1]) << 8 | i32::from(t[2]);
+    for trigram in [b"key", b"id9", b"loo"] {
+        assert!(kelvin.2.contains(&key(trigram)), "{:?}", std::str::from_utf8(trigram));
+    }
+    for needle in ["KEY LOOKUP", "id9", "db-7.internal"] {
+        let q = SearchQuery { text: Some(needle.into()), limit: 10, ..Default::default() };
+        assert!(store.search(&q).await.unwrap().total > 0, "{needle}");
+    }
 }
 
 /// Three instances on one PostgreSQL database store batches of the same patterns at once, in
