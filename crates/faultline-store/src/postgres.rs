@@ -159,24 +159,15 @@ const INSERT_PATTERNS: &str = "INSERT INTO patterns (fingerprint, fingerprint_ve
         AS n(f, tier, template, error_type, frames, ts, traceback, source, level)
     ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint, id";
 
-/// Entries with distinct keys; returns (id, source id, key) of those not stored before. A key is
-/// claimed in `entry_keys` (unique whatever the entry's time, which partitions `entries`); only
-/// the entries whose key was new are inserted, in the batch's order.
-const INSERT_ENTRIES: &str = "WITH n AS (
-        SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) WITH ORDINALITY
-            AS n(source_id, external_id, ts, level, source, message, traceback, path, method, metadata,
-                pattern_id, raw, ord)),
-    k AS (INSERT INTO entry_keys (source_id, external_id, timestamp_ms)
-        SELECT source_id, external_id, ts FROM n
-        ON CONFLICT (source_id, external_id) DO NOTHING RETURNING source_id, external_id)
-    INSERT INTO entries (source_id, external_id, timestamp_ms, level, source, message, traceback,
-        request_path, request_method, metadata, pattern_id, raw)
-    SELECT n.source_id, n.external_id, ts, level, source, message, traceback, path, method, metadata::jsonb,
-        pattern_id, raw
-    FROM n JOIN k ON k.source_id = n.source_id AND k.external_id = n.external_id
-    ORDER BY ord
-    RETURNING id, source_id, external_id";
+/// Claims entries' keys in `entry_keys` (unique whatever the entry's time, which partitions
+/// `entries`); returns the keys that were not claimed before.
+const CLAIM_KEYS: &str = "INSERT INTO entry_keys (source_id, external_id, timestamp_ms)
+    SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
+    ON CONFLICT (source_id, external_id) DO NOTHING RETURNING source_id, external_id";
+
+/// The entries' columns, in the order [`copy_entries`] writes them.
+const COPY_ENTRIES: &str = "COPY entries (id, source_id, external_id, timestamp_ms, level, source, message,
+    traceback, request_path, request_method, metadata, pattern_id, raw) FROM STDIN (FORMAT binary)";
 
 /// The batch's occurrences added to its patterns (rows locked first); returns each one's status.
 const UPDATE_PATTERNS: &str = "UPDATE patterns p SET
@@ -577,8 +568,10 @@ async fn insert_entries(
     }
 }
 
-/// Inserts the entries of events `which` (their keys are distinct); returns the id of each one
-/// inserted, by event index.
+/// Inserts the entries of events `which` (their keys are distinct) whose keys were not stored
+/// before; returns the id of each one inserted, by event index. The keys are claimed first, ids
+/// taken from the sequence for those claimed, in the batch's order, and the entries written with
+/// `COPY` (binary).
 async fn insert_entry_rows<'b>(
     tx: &mut Transaction<'_, Postgres>,
     batch: &'b IngestBatch,
@@ -586,79 +579,108 @@ async fn insert_entry_rows<'b>(
     keys: &'b [Cow<'b, str>],
     which: &[usize],
 ) -> Result<HashMap<usize, i64>> {
-    let mut c = EntryColumns::with_capacity(which.len());
-    for &i in which {
-        let e = &batch.events[i].event;
-        c.source_id.push(&e.origin.source_id);
-        c.external_id.push(&keys[i]);
-        c.timestamp.push(e.timestamp_ms);
-        c.level.push(e.level.as_str());
-        c.source.push(&e.source);
-        c.message.push(&e.message);
-        c.traceback.push(e.traceback.as_deref());
-        c.request_path.push(e.request_path.as_deref());
-        c.request_method.push(e.request_method.as_deref());
-        // `replace_nul` took the NULs out of the metadata before it is serialised.
-        c.metadata.push(metadata_json(e));
-        c.pattern_id.push(ids[i]);
-        c.raw.push(&e.raw);
-    }
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(INSERT_ENTRIES)
-        .bind(c.source_id)
-        .bind(c.external_id)
-        .bind(c.timestamp)
-        .bind(c.level)
-        .bind(c.source)
-        .bind(c.message)
-        .bind(c.traceback)
-        .bind(c.request_path)
-        .bind(c.request_method)
-        .bind(c.metadata)
-        .bind(c.pattern_id)
-        .bind(c.raw)
+    let event = |i: usize| &batch.events[i].event;
+    let claimed: Vec<(String, String)> = sqlx::query_as(CLAIM_KEYS)
+        .bind(which.iter().map(|&i| event(i).origin.source_id.as_str()).collect::<Vec<_>>())
+        .bind(which.iter().map(|&i| keys[i].as_ref()).collect::<Vec<_>>())
+        .bind(which.iter().map(|&i| event(i).timestamp_ms).collect::<Vec<_>>())
         .fetch_all(&mut **tx)
         .await?;
-    let by_key: HashMap<(&str, &str), usize> = which
-        .iter()
-        .map(|&i| ((batch.events[i].event.origin.source_id.as_str(), keys[i].as_ref()), i))
-        .collect();
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, source_id, key)| by_key.get(&(source_id.as_str(), key.as_str())).map(|&i| (i, id)))
-        .collect())
-}
-
-struct EntryColumns<'a> {
-    source_id: Vec<&'a str>,
-    external_id: Vec<&'a str>,
-    timestamp: Vec<i64>,
-    level: Vec<&'a str>,
-    source: Vec<&'a str>,
-    message: Vec<&'a str>,
-    traceback: Vec<Option<&'a str>>,
-    request_path: Vec<Option<&'a str>>,
-    request_method: Vec<Option<&'a str>>,
-    metadata: Vec<Option<String>>,
-    pattern_id: Vec<i64>,
-    raw: Vec<&'a str>,
-}
-
-impl EntryColumns<'_> {
-    fn with_capacity(n: usize) -> Self {
-        EntryColumns {
-            source_id: Vec::with_capacity(n),
-            external_id: Vec::with_capacity(n),
-            timestamp: Vec::with_capacity(n),
-            level: Vec::with_capacity(n),
-            source: Vec::with_capacity(n),
-            message: Vec::with_capacity(n),
-            traceback: Vec::with_capacity(n),
-            request_path: Vec::with_capacity(n),
-            request_method: Vec::with_capacity(n),
-            metadata: Vec::with_capacity(n),
-            pattern_id: Vec::with_capacity(n),
-            raw: Vec::with_capacity(n),
+    let inserted: Vec<usize> = if claimed.len() == which.len() {
+        which.to_vec()
+    } else {
+        let claimed: HashSet<(&str, &str)> = claimed.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
+        which.iter().copied().filter(|&i| claimed.contains(&(&*event(i).origin.source_id, &*keys[i]))).collect()
+    };
+    if inserted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let entry_ids: Vec<i64> =
+        sqlx::query_scalar("SELECT nextval('entries_id_seq') FROM generate_series(1, $1)")
+            .bind(inserted.len() as i64)
+            .fetch_all(&mut **tx)
+            .await?;
+    let mut copy = tx.copy_in_raw(COPY_ENTRIES).await?;
+    let mut rows = CopyRows::new();
+    for (&i, &id) in inserted.iter().zip(&entry_ids) {
+        rows.entry(id, event(i), &keys[i], ids[i]);
+        if rows.buf.len() >= COPY_SEND_BYTES {
+            copy.send(rows.take()).await?;
         }
+    }
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
+    Ok(inserted.into_iter().zip(entry_ids).collect())
+}
+
+/// How much `COPY` data is sent at a time.
+const COPY_SEND_BYTES: usize = 1 << 20;
+
+/// Rows of `entries` in `COPY`'s binary format: a header, then each row as its field count and
+/// each field's length and bytes (-1 for NULL), then a trailer.
+pub(crate) struct CopyRows {
+    buf: Vec<u8>,
+}
+
+impl CopyRows {
+    pub(crate) fn new() -> Self {
+        let mut buf = Vec::with_capacity(COPY_SEND_BYTES + (64 << 10));
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        CopyRows { buf }
+    }
+
+    /// One row, in [`COPY_ENTRIES`]' column order.
+    pub(crate) fn entry(&mut self, id: i64, e: &faultline_core::LogEvent, key: &str, pattern_id: i64) {
+        self.buf.extend_from_slice(&13i16.to_be_bytes());
+        self.bigint(id);
+        self.text(Some(&e.origin.source_id));
+        self.text(Some(key));
+        self.bigint(e.timestamp_ms);
+        self.text(Some(e.level.as_str()));
+        self.text(Some(&e.source));
+        self.text(Some(&e.message));
+        self.text(e.traceback.as_deref());
+        self.text(e.request_path.as_deref());
+        self.text(e.request_method.as_deref());
+        // A `jsonb` field: its version (1), then the JSON text.
+        match metadata_json(e) {
+            Some(json) => {
+                self.buf.extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+                self.buf.push(1);
+                self.buf.extend_from_slice(json.as_bytes());
+            }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        self.bigint(pattern_id);
+        self.text(Some(&e.raw));
+    }
+
+    fn bigint(&mut self, v: i64) {
+        self.buf.extend_from_slice(&8i32.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
+    fn text(&mut self, v: Option<&str>) {
+        match v {
+            Some(v) => {
+                self.buf.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                self.buf.extend_from_slice(v.as_bytes());
+            }
+            None => self.buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+
+    /// The rows so far, to send; the next ones follow them.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.buf, Vec::with_capacity(COPY_SEND_BYTES + (64 << 10)))
+    }
+
+    /// The rest of the rows and the trailer.
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
     }
 }
 
@@ -1644,15 +1666,15 @@ impl Store for PgStore {
     }
 }
 
-/// Measures the PostgreSQL ceiling for the ingest benchmark: `COPY … FROM STDIN` of the given
-/// rows into a bare `entries`-shaped table (same columns, B-tree indexes only, no trigram
+/// Measures the PostgreSQL ceiling for the ingest benchmark: `COPY … FROM STDIN` (binary, as the
+/// store writes entries) of the given rows into a bare `entries`-shaped table (same columns, B-tree indexes only, no trigram
 /// index, no patterns) in one transaction, in the database at `url`. Returns rows per second.
 #[cfg(feature = "bench")]
 pub async fn bench_copy_ceiling(url: &str, rows: &[GroupedEvent]) -> Result<f64> {
     let mut conn = sqlx::PgConnection::connect(url).await?;
     sqlx::raw_sql(
         "DROP TABLE IF EXISTS bare_entries;
-         CREATE TABLE bare_entries (id BIGSERIAL PRIMARY KEY, source_id TEXT NOT NULL,
+         CREATE TABLE bare_entries (id BIGINT PRIMARY KEY, source_id TEXT NOT NULL,
             external_id TEXT NOT NULL, timestamp_ms BIGINT NOT NULL, level TEXT NOT NULL,
             source TEXT NOT NULL, message TEXT NOT NULL, traceback TEXT, request_path TEXT,
             request_method TEXT, metadata JSONB, pattern_id BIGINT NOT NULL, raw TEXT NOT NULL);
@@ -1665,66 +1687,21 @@ pub async fn bench_copy_ceiling(url: &str, rows: &[GroupedEvent]) -> Result<f64>
     let mut ids: HashMap<&str, i64> = HashMap::new();
     let started = std::time::Instant::now();
     let mut tx = conn.begin().await?;
-    let mut copy = tx
-        .copy_in_raw(
-            "COPY bare_entries (source_id, external_id, timestamp_ms, level, source, message, traceback,
-             request_path, request_method, metadata, pattern_id, raw) FROM STDIN",
-        )
-        .await?;
-    let mut buf = String::with_capacity(1 << 20);
-    for ge in rows {
+    let mut copy = tx.copy_in_raw(&COPY_ENTRIES.replacen("entries", "bare_entries", 1)).await?;
+    // The same rows in the same format as the store's `COPY`.
+    let mut buf = CopyRows::new();
+    for (n, ge) in rows.iter().enumerate() {
         let next = ids.len() as i64 + 1;
         let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
-        let e = &ge.event;
-        let metadata = metadata_json(e);
-        let key = e.idempotency_key();
-        let fields = [
-            Some(pg_text(&e.origin.source_id)),
-            Some(pg_text(&key)),
-            Some(Cow::Owned(e.timestamp_ms.to_string())),
-            Some(Cow::Borrowed(e.level.as_str())),
-            Some(pg_text(&e.source)),
-            Some(pg_text(&e.message)),
-            pg_opt(&e.traceback),
-            pg_opt(&e.request_path),
-            pg_opt(&e.request_method),
-            metadata.map(Cow::Owned),
-            Some(Cow::Owned(pattern_id.to_string())),
-            Some(pg_text(&e.raw)),
-        ];
-        for (i, field) in fields.iter().enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            match field {
-                None => buf.push_str("\\N"),
-                Some(text) => copy_text_field(&mut buf, text),
-            }
-        }
-        buf.push('\n');
-        if buf.len() >= 1 << 20 {
-            copy.send(std::mem::take(&mut buf).into_bytes()).await?;
-            buf.reserve(1 << 20);
+        buf.entry(n as i64 + 1, &ge.event, &ge.event.idempotency_key(), pattern_id);
+        if buf.buf.len() >= COPY_SEND_BYTES {
+            copy.send(buf.take()).await?;
         }
     }
-    copy.send(buf.into_bytes()).await?;
+    copy.send(buf.finish()).await?;
     copy.finish().await?;
     tx.commit().await?;
     let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
     sqlx::query("DROP TABLE bare_entries").execute(&mut conn).await?;
     Ok(rate)
-}
-
-/// One field of `COPY`'s text format: backslash, tab, newline and carriage return escaped.
-#[cfg(feature = "bench")]
-fn copy_text_field(buf: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '\\' => buf.push_str("\\\\"),
-            '\t' => buf.push_str("\\t"),
-            '\n' => buf.push_str("\\n"),
-            '\r' => buf.push_str("\\r"),
-            c => buf.push(c),
-        }
-    }
 }
