@@ -580,18 +580,42 @@ async fn insert_entry_rows<'b>(
     which: &[usize],
 ) -> Result<HashMap<usize, i64>> {
     let event = |i: usize| &batch.events[i].event;
-    let claimed: Vec<(String, String)> = sqlx::query_as(CLAIM_KEYS)
-        .bind(which.iter().map(|&i| event(i).origin.source_id.as_str()).collect::<Vec<_>>())
-        .bind(which.iter().map(|&i| keys[i].as_ref()).collect::<Vec<_>>())
-        .bind(which.iter().map(|&i| event(i).timestamp_ms).collect::<Vec<_>>())
-        .fetch_all(&mut **tx)
-        .await?;
-    let inserted: Vec<usize> = if claimed.len() == which.len() {
-        which.to_vec()
-    } else {
+    let sources = || which.iter().map(|&i| event(i).origin.source_id.as_str()).collect::<Vec<_>>();
+    let names = || which.iter().map(|&i| keys[i].as_ref()).collect::<Vec<_>>();
+    // The keys stored before are looked up and the others written with `COPY` (an insert that
+    // checks each row for a conflict costs about twice as much). Another instance may store one
+    // of them meanwhile: then the write fails as a whole, and the keys are claimed one by one.
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "SELECT k.source_id, k.external_id FROM UNNEST($1::text[], $2::text[]) AS n(source_id, external_id)
+         JOIN entry_keys k ON k.source_id = n.source_id AND k.external_id = n.external_id",
+    )
+    .bind(sources())
+    .bind(names())
+    .fetch_all(&mut **tx)
+    .await?;
+    let stored: HashSet<(&str, &str)> = stored.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
+    let is_new = |i: usize| !stored.contains(&(&*event(i).origin.source_id, &*keys[i]));
+    let mut inserted: Vec<usize> = which.iter().copied().filter(|&i| is_new(i)).collect();
+    if inserted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if let Err(e) = copy_keys(tx, batch, keys, &inserted).await {
+        if !is_unique_violation(&e) {
+            return Err(e);
+        }
+        let claimed: Vec<(String, String)> = sqlx::query_as(CLAIM_KEYS)
+            .bind(sources())
+            .bind(names())
+            .bind(which.iter().map(|&i| event(i).timestamp_ms).collect::<Vec<_>>())
+            .fetch_all(&mut **tx)
+            .await?;
         let claimed: HashSet<(&str, &str)> = claimed.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
-        which.iter().copied().filter(|&i| claimed.contains(&(&*event(i).origin.source_id, &*keys[i]))).collect()
-    };
+        inserted = which
+            .iter()
+            .copied()
+            .filter(|&i| claimed.contains(&(&*event(i).origin.source_id, &*keys[i])))
+            .collect();
+    }
     if inserted.is_empty() {
         return Ok(HashMap::new());
     }
@@ -611,6 +635,40 @@ async fn insert_entry_rows<'b>(
     copy.send(rows.finish()).await?;
     copy.finish().await?;
     Ok(inserted.into_iter().zip(entry_ids).collect())
+}
+
+/// Writes the keys of events `which` (none stored before, as far as this transaction sees) with
+/// `COPY`, in a savepoint: when another instance stored one of them meanwhile, nothing is written
+/// and the error says so ([`is_unique_violation`]).
+async fn copy_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &IngestBatch,
+    keys: &[Cow<'_, str>],
+    which: &[usize],
+) -> Result<()> {
+    let mut savepoint = tx.begin().await?;
+    let mut copy = savepoint
+        .copy_in_raw("COPY entry_keys (source_id, external_id, timestamp_ms) FROM STDIN (FORMAT binary)")
+        .await?;
+    let mut rows = CopyRows::new();
+    for &i in which {
+        let e = &batch.events[i].event;
+        rows.buf.extend_from_slice(&3i16.to_be_bytes());
+        rows.text(Some(&e.origin.source_id));
+        rows.text(Some(&keys[i]));
+        rows.bigint(e.timestamp_ms);
+        if rows.buf.len() >= COPY_SEND_BYTES {
+            copy.send(rows.take()).await?;
+        }
+    }
+    copy.send(rows.finish()).await?;
+    copy.finish().await?;
+    savepoint.commit().await?;
+    Ok(())
+}
+
+fn is_unique_violation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Postgres(sqlx::Error::Database(d)) if d.is_unique_violation())
 }
 
 /// How much `COPY` data is sent at a time.

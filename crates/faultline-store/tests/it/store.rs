@@ -1160,6 +1160,39 @@ async fn postgres_chunks_kept_as_text_get_the_writers_keys_on_upgrade() {
     }
 }
 
+/// A batch's new keys are written with `COPY`; when another instance stores one of them between
+/// the batch's look-up and its write, that event is a duplicate and the rest are stored.
+#[tokio::test]
+async fn postgres_a_key_another_instance_stores_meanwhile_is_a_duplicate() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let store = faultline_store::open(&url).await.unwrap();
+    store.ingest(batch(vec![event("first", T0, Level::Error, "api", "warm-up failed")])).await.unwrap();
+    // Another instance's transaction holds key "k2", not yet committed: the batch does not
+    // see it, and its write waits for that transaction.
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "BEGIN; INSERT INTO entry_keys (source_id, external_id, timestamp_ms) VALUES ('test', 'k2', 0)",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let events = (0..5).map(|i| event(&format!("k{i}"), T0 + i, Level::Error, "api", "lock wait")).collect();
+    let ingest = tokio::spawn({
+        let store = store.clone();
+        async move { store.ingest(batch(events)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!ingest.is_finished(), "the batch waits for the other transaction's key");
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    let outcome = ingest.await.unwrap().unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (4, 1));
+    let q = SearchQuery { text: Some("lock wait".into()), limit: 10, ..Default::default() };
+    let page = store.search(&q).await.unwrap();
+    assert_eq!(page.total, 4);
+    let pattern = store.pattern(&page.entries[0].fingerprint).await.unwrap().unwrap();
+    assert_eq!(pattern.occurrence_count, 4);
+}
+
 /// Three instances on one PostgreSQL database store batches of the same patterns at once, in
 /// different orders: none fails (each batch's entries hold key-share locks on their patterns
 /// while the counts are added, which an exclusive row lock would deadlock with), and the counts
