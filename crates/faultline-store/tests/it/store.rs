@@ -1193,6 +1193,40 @@ async fn postgres_a_key_another_instance_stores_meanwhile_is_a_duplicate() {
     assert_eq!(pattern.occurrence_count, 4);
 }
 
+/// A batch's new per-minute count rows are written with `COPY`; when another instance writes
+/// one of them between the batch's look-up and its write, the batch adds to that row instead.
+#[tokio::test]
+async fn postgres_a_minute_row_another_instance_writes_meanwhile_is_added_to() {
+    let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
+    let store = faultline_store::open(&url).await.unwrap();
+    let outcome = store.ingest(batch(vec![event("a", T0, Level::Error, "api", "quota hit")])).await.unwrap();
+    let pattern_id = outcome.touched[0].pattern_id;
+    let later = T0 + 5 * 60_000;
+    let mut other = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query(
+        "INSERT INTO minute_counts (minute_ms, pattern_id, source, level, count, stored, first_ms, last_ms)
+         VALUES ($1, $2, 'api', 'ERROR', 7, 0, $3, $3)",
+    )
+    .bind(later / 60_000 * 60_000)
+    .bind(pattern_id)
+    .bind(later)
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let ingest = tokio::spawn({
+        let store = store.clone();
+        async move { store.ingest(batch(vec![event("b", later, Level::Error, "api", "quota hit")])).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!ingest.is_finished(), "the batch waits for the other transaction's row");
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    assert_eq!(ingest.await.unwrap().unwrap().stored, 1);
+    let counts = store.pattern_minute_counts(&[pattern_id], T0).await.unwrap();
+    let minutes: Vec<(i64, u64)> = counts.iter().map(|m| (m.minute_ms, m.count)).collect();
+    assert_eq!(minutes, [(T0 / 60_000 * 60_000, 1), (later / 60_000 * 60_000, 8)]);
+}
+
 /// Three instances on one PostgreSQL database store batches of the same patterns at once, in
 /// different orders: none fails (each batch's entries hold key-share locks on their patterns
 /// while the counts are added, which an exclusive row lock would deadlock with), and the counts
