@@ -159,6 +159,26 @@ const INSERT_PATTERNS: &str = "INSERT INTO patterns (fingerprint, fingerprint_ve
         AS n(f, tier, template, error_type, frames, ts, traceback, source, level)
     ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint, id";
 
+/// Entries with distinct keys, for a small batch; returns (id, source id, key) of those not stored
+/// before. A key is
+/// claimed in `entry_keys` (unique whatever the entry's time, which partitions `entries`); only
+/// the entries whose key was new are inserted, in the batch's order.
+const INSERT_ENTRIES: &str = "WITH n AS (
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) WITH ORDINALITY
+            AS n(source_id, external_id, ts, level, source, message, traceback, path, method, metadata,
+                pattern_id, raw, ord)),
+    k AS (INSERT INTO entry_keys (source_id, external_id, timestamp_ms)
+        SELECT source_id, external_id, ts FROM n
+        ON CONFLICT (source_id, external_id) DO NOTHING RETURNING source_id, external_id)
+    INSERT INTO entries (source_id, external_id, timestamp_ms, level, source, message, traceback,
+        request_path, request_method, metadata, pattern_id, raw)
+    SELECT n.source_id, n.external_id, ts, level, source, message, traceback, path, method, metadata::jsonb,
+        pattern_id, raw
+    FROM n JOIN k ON k.source_id = n.source_id AND k.external_id = n.external_id
+    ORDER BY ord
+    RETURNING id, source_id, external_id";
+
 /// Claims entries' keys in `entry_keys` (unique whatever the entry's time, which partitions
 /// `entries`); returns the keys that were not claimed before.
 const CLAIM_KEYS: &str = "INSERT INTO entry_keys (source_id, external_id, timestamp_ms)
@@ -569,10 +589,29 @@ async fn insert_entries(
 }
 
 /// Inserts the entries of events `which` (their keys are distinct) whose keys were not stored
-/// before; returns the id of each one inserted, by event index. The keys are claimed first, ids
-/// taken from the sequence for those claimed, in the batch's order, and the entries written with
-/// `COPY` (binary).
+/// before; returns the id of each one inserted, by event index.
 async fn insert_entry_rows<'b>(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &'b IngestBatch,
+    ids: &[i64],
+    keys: &'b [Cow<'b, str>],
+    which: &[usize],
+) -> Result<HashMap<usize, i64>> {
+    if which.len() < COPY_MIN_ROWS {
+        insert_few_entry_rows(tx, batch, ids, keys, which).await
+    } else {
+        copy_entry_rows(tx, batch, ids, keys, which).await
+    }
+}
+
+/// Rows from which a table's rows are written with `COPY`. It takes more round trips than one
+/// statement (a look-up, a savepoint, the copy): below this, one statement is faster.
+const COPY_MIN_ROWS: usize = 200;
+
+/// [`insert_entry_rows`] for many rows: the keys stored before are looked up, the others
+/// claimed with `COPY`, ids taken from the sequence for them, in the batch's order, and the
+/// entries written with `COPY` (binary).
+async fn copy_entry_rows<'b>(
     tx: &mut Transaction<'_, Postgres>,
     batch: &'b IngestBatch,
     ids: &[i64],
@@ -669,6 +708,90 @@ async fn copy_keys(
 
 fn is_unique_violation(e: &StoreError) -> bool {
     matches!(e, StoreError::Postgres(sqlx::Error::Database(d)) if d.is_unique_violation())
+}
+
+/// [`insert_entry_rows`] for fewer than [`COPY_MIN_ROWS`] rows: one statement.
+async fn insert_few_entry_rows<'b>(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &'b IngestBatch,
+    ids: &[i64],
+    keys: &'b [Cow<'b, str>],
+    which: &[usize],
+) -> Result<HashMap<usize, i64>> {
+    let mut c = EntryColumns::with_capacity(which.len());
+    for &i in which {
+        let e = &batch.events[i].event;
+        c.source_id.push(&e.origin.source_id);
+        c.external_id.push(&keys[i]);
+        c.timestamp.push(e.timestamp_ms);
+        c.level.push(e.level.as_str());
+        c.source.push(&e.source);
+        c.message.push(&e.message);
+        c.traceback.push(e.traceback.as_deref());
+        c.request_path.push(e.request_path.as_deref());
+        c.request_method.push(e.request_method.as_deref());
+        // `replace_nul` took the NULs out of the metadata before it is serialised.
+        c.metadata.push(metadata_json(e));
+        c.pattern_id.push(ids[i]);
+        c.raw.push(&e.raw);
+    }
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(INSERT_ENTRIES)
+        .bind(c.source_id)
+        .bind(c.external_id)
+        .bind(c.timestamp)
+        .bind(c.level)
+        .bind(c.source)
+        .bind(c.message)
+        .bind(c.traceback)
+        .bind(c.request_path)
+        .bind(c.request_method)
+        .bind(c.metadata)
+        .bind(c.pattern_id)
+        .bind(c.raw)
+        .fetch_all(&mut **tx)
+        .await?;
+    let by_key: HashMap<(&str, &str), usize> = which
+        .iter()
+        .map(|&i| ((batch.events[i].event.origin.source_id.as_str(), keys[i].as_ref()), i))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, source_id, key)| by_key.get(&(source_id.as_str(), key.as_str())).map(|&i| (i, id)))
+        .collect())
+}
+
+struct EntryColumns<'a> {
+    source_id: Vec<&'a str>,
+    external_id: Vec<&'a str>,
+    timestamp: Vec<i64>,
+    level: Vec<&'a str>,
+    source: Vec<&'a str>,
+    message: Vec<&'a str>,
+    traceback: Vec<Option<&'a str>>,
+    request_path: Vec<Option<&'a str>>,
+    request_method: Vec<Option<&'a str>>,
+    metadata: Vec<Option<String>>,
+    pattern_id: Vec<i64>,
+    raw: Vec<&'a str>,
+}
+
+impl EntryColumns<'_> {
+    fn with_capacity(n: usize) -> Self {
+        EntryColumns {
+            source_id: Vec::with_capacity(n),
+            external_id: Vec::with_capacity(n),
+            timestamp: Vec::with_capacity(n),
+            level: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            message: Vec::with_capacity(n),
+            traceback: Vec::with_capacity(n),
+            request_path: Vec::with_capacity(n),
+            request_method: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            pattern_id: Vec::with_capacity(n),
+            raw: Vec::with_capacity(n),
+        }
+    }
 }
 
 /// How much `COPY` data is sent at a time.
@@ -808,21 +931,22 @@ async fn write_totals(
             .await?;
     }
     if !totals.minutes.is_empty() {
-        // Rows not counted before are written with `COPY` (an upsert costs about twice as much
-        // per row); the others are added to. When another instance wrote one of the new rows
-        // since the batch looked (the pattern's lock orders them, not the look-up), they are
-        // all upserted instead.
+        // Rows not counted before, when there are many, are written with `COPY` (an upsert costs
+        // about twice as much per row); the others are added to. When another instance wrote
+        // one of the new rows since the batch looked (the pattern's lock orders them, not the
+        // look-up), they are all upserted instead.
         let (mut upsert, new): (Vec<_>, Vec<_>) = totals.minutes.iter().partition(|(k, _)| {
             counted
                 .get(&(k.0, k.1))
                 .is_some_and(|rows| rows.iter().any(|(s, l)| *s == pg_text(k.2) && l == k.3))
         });
-        if !new.is_empty()
-            && let Err(e) = copy_minutes(tx, &new).await
-        {
-            if !is_unique_violation(&e) {
-                return Err(e);
-            }
+        let copied = new.len() >= COPY_MIN_ROWS
+            && match copy_minutes(tx, &new).await {
+                Ok(()) => true,
+                Err(e) if is_unique_violation(&e) => false,
+                Err(e) => return Err(e),
+            };
+        if !copied {
             upsert.extend(new);
             upsert.sort_unstable_by_key(|(k, _)| *k);
         }

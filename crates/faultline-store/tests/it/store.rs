@@ -1160,8 +1160,8 @@ async fn postgres_chunks_kept_as_text_get_the_writers_keys_on_upgrade() {
     }
 }
 
-/// A batch's new keys are written with `COPY`; when another instance stores one of them between
-/// the batch's look-up and its write, that event is a duplicate and the rest are stored.
+/// A large batch's new keys are written with `COPY`; when another instance stores one of them
+/// between the batch's look-up and its write, that event is a duplicate and the rest are stored.
 #[tokio::test]
 async fn postgres_a_key_another_instance_stores_meanwhile_is_a_duplicate() {
     let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
@@ -1176,7 +1176,8 @@ async fn postgres_a_key_another_instance_stores_meanwhile_is_a_duplicate() {
     .execute(&mut other)
     .await
     .unwrap();
-    let events = (0..5).map(|i| event(&format!("k{i}"), T0 + i, Level::Error, "api", "lock wait")).collect();
+    let events =
+        (0..300).map(|i| event(&format!("k{i}"), T0 + i, Level::Error, "api", "lock wait")).collect();
     let ingest = tokio::spawn({
         let store = store.clone();
         async move { store.ingest(batch(events)).await }
@@ -1185,16 +1186,17 @@ async fn postgres_a_key_another_instance_stores_meanwhile_is_a_duplicate() {
     assert!(!ingest.is_finished(), "the batch waits for the other transaction's key");
     sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
     let outcome = ingest.await.unwrap().unwrap();
-    assert_eq!((outcome.stored, outcome.duplicates), (4, 1));
+    assert_eq!((outcome.stored, outcome.duplicates), (299, 1));
     let q = SearchQuery { text: Some("lock wait".into()), limit: 10, ..Default::default() };
     let page = store.search(&q).await.unwrap();
-    assert_eq!(page.total, 4);
+    assert_eq!(page.total, 299);
     let pattern = store.pattern(&page.entries[0].fingerprint).await.unwrap().unwrap();
-    assert_eq!(pattern.occurrence_count, 4);
+    assert_eq!(pattern.occurrence_count, 299);
 }
 
-/// A batch's new per-minute count rows are written with `COPY`; when another instance writes
-/// one of them between the batch's look-up and its write, the batch adds to that row instead.
+/// A batch's new per-minute count rows, when there are many, are written with `COPY`; when
+/// another instance writes one of them between the batch's look-up and its write, the batch
+/// adds to that row instead.
 #[tokio::test]
 async fn postgres_a_minute_row_another_instance_writes_meanwhile_is_added_to() {
     let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
@@ -1214,17 +1216,23 @@ async fn postgres_a_minute_row_another_instance_writes_meanwhile_is_added_to() {
     .execute(&mut other)
     .await
     .unwrap();
+    // One event in each of 300 minutes, `later`'s among them.
+    let minute = |m: i64| T0 / 60_000 * 60_000 + m * 60_000;
+    let events: Vec<_> =
+        (1..=300).map(|m| event(&format!("b{m}"), minute(m) + 1, Level::Error, "api", "quota hit")).collect();
     let ingest = tokio::spawn({
         let store = store.clone();
-        async move { store.ingest(batch(vec![event("b", later, Level::Error, "api", "quota hit")])).await }
+        async move { store.ingest(batch(events)).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!ingest.is_finished(), "the batch waits for the other transaction's row");
     sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
-    assert_eq!(ingest.await.unwrap().unwrap().stored, 1);
+    assert_eq!(ingest.await.unwrap().unwrap().stored, 300);
     let counts = store.pattern_minute_counts(&[pattern_id], T0).await.unwrap();
     let minutes: Vec<(i64, u64)> = counts.iter().map(|m| (m.minute_ms, m.count)).collect();
-    assert_eq!(minutes, [(T0 / 60_000 * 60_000, 1), (later / 60_000 * 60_000, 8)]);
+    let expected: Vec<(i64, u64)> =
+        (0..=300).map(|m| (minute(m), if minute(m) == later / 60_000 * 60_000 { 8 } else { 1 })).collect();
+    assert_eq!(minutes, expected);
 }
 
 /// Three instances on one PostgreSQL database store batches of the same patterns at once, in
