@@ -1,5 +1,6 @@
-// `sqlx::migrate!` embeds the migration files at compile time: a new or changed file must
-// rebuild the crate (as sqlx's documentation advises).
+//! Rebuilds the crate when a migration file is added or changed: `sqlx::migrate!` embeds them at
+//! compile time (as sqlx's documentation advises).
+
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
 }

@@ -663,16 +663,10 @@ async fn copy_entry_rows<'b>(
             .bind(inserted.len() as i64)
             .fetch_all(&mut **tx)
             .await?;
-    let mut copy = tx.copy_in_raw(COPY_ENTRIES).await?;
-    let mut rows = CopyRows::new();
-    for (&i, &id) in inserted.iter().zip(&entry_ids) {
-        rows.entry(id, event(i), &keys[i], ids[i]);
-        if rows.buf.len() >= COPY_SEND_BYTES {
-            copy.send(rows.take()).await?;
-        }
-    }
-    copy.send(rows.finish()).await?;
-    copy.finish().await?;
+    copy_rows(tx, COPY_ENTRIES, inserted.iter().zip(&entry_ids), |rows, (&i, &id)| {
+        rows.entry(id, event(i), &keys[i], ids[i])
+    })
+    .await?;
     Ok(inserted.into_iter().zip(entry_ids).collect())
 }
 
@@ -686,23 +680,36 @@ async fn copy_keys(
     which: &[usize],
 ) -> Result<()> {
     let mut savepoint = tx.begin().await?;
-    let mut copy = savepoint
-        .copy_in_raw("COPY entry_keys (source_id, external_id, timestamp_ms) FROM STDIN (FORMAT binary)")
-        .await?;
-    let mut rows = CopyRows::new();
-    for &i in which {
+    let sql = "COPY entry_keys (source_id, external_id, timestamp_ms) FROM STDIN (FORMAT binary)";
+    copy_rows(&mut savepoint, sql, which, |rows, &i| {
         let e = &batch.events[i].event;
-        rows.buf.extend_from_slice(&3i16.to_be_bytes());
+        rows.fields(3);
         rows.text(Some(&e.origin.source_id));
         rows.text(Some(&keys[i]));
         rows.bigint(e.timestamp_ms);
+    })
+    .await?;
+    savepoint.commit().await?;
+    Ok(())
+}
+
+/// Sends `items` as rows of a binary `COPY` (`sql`), each written by `row`.
+async fn copy_rows<T>(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    items: impl IntoIterator<Item = T>,
+    mut row: impl FnMut(&mut CopyRows, T),
+) -> Result<()> {
+    let mut copy = conn.copy_in_raw(sql).await?;
+    let mut rows = CopyRows::new();
+    for item in items {
+        row(&mut rows, item);
         if rows.buf.len() >= COPY_SEND_BYTES {
             copy.send(rows.take()).await?;
         }
     }
     copy.send(rows.finish()).await?;
     copy.finish().await?;
-    savepoint.commit().await?;
     Ok(())
 }
 
@@ -799,12 +806,12 @@ const COPY_SEND_BYTES: usize = 1 << 20;
 
 /// Rows of `entries` in `COPY`'s binary format: a header, then each row as its field count and
 /// each field's length and bytes (-1 for NULL), then a trailer.
-pub(crate) struct CopyRows {
+struct CopyRows {
     buf: Vec<u8>,
 }
 
 impl CopyRows {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         let mut buf = Vec::with_capacity(COPY_SEND_BYTES + (64 << 10));
         buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         buf.extend_from_slice(&0i32.to_be_bytes()); // flags
@@ -813,8 +820,8 @@ impl CopyRows {
     }
 
     /// One row, in [`COPY_ENTRIES`]' column order.
-    pub(crate) fn entry(&mut self, id: i64, e: &faultline_core::LogEvent, key: &str, pattern_id: i64) {
-        self.buf.extend_from_slice(&13i16.to_be_bytes());
+    fn entry(&mut self, id: i64, e: &faultline_core::LogEvent, key: &str, pattern_id: i64) {
+        self.fields(13);
         self.bigint(id);
         self.text(Some(&e.origin.source_id));
         self.text(Some(key));
@@ -838,6 +845,11 @@ impl CopyRows {
         self.text(Some(&e.raw));
     }
 
+    /// Starts a row of `n` fields.
+    fn fields(&mut self, n: i16) {
+        self.buf.extend_from_slice(&n.to_be_bytes());
+    }
+
     fn bigint(&mut self, v: i64) {
         self.buf.extend_from_slice(&8i32.to_be_bytes());
         self.buf.extend_from_slice(&v.to_be_bytes());
@@ -854,12 +866,12 @@ impl CopyRows {
     }
 
     /// The rows so far, to send; the next ones follow them.
-    pub(crate) fn take(&mut self) -> Vec<u8> {
+    fn take(&mut self) -> Vec<u8> {
         std::mem::replace(&mut self.buf, Vec::with_capacity(COPY_SEND_BYTES + (64 << 10)))
     }
 
     /// The rest of the rows and the trailer.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    fn finish(mut self) -> Vec<u8> {
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf
     }
@@ -1040,15 +1052,10 @@ async fn copy_minutes(
     rows: &[(&(i64, i64, &str, &'static str), &MinuteDelta)],
 ) -> Result<()> {
     let mut savepoint = tx.begin().await?;
-    let mut copy = savepoint
-        .copy_in_raw(
-            "COPY minute_counts (minute_ms, pattern_id, source, level, count, stored, first_ms, last_ms)
-             FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let mut buf = CopyRows::new();
-    for ((minute, pattern_id, source, level), d) in rows {
-        buf.buf.extend_from_slice(&8i16.to_be_bytes());
+    let sql = "COPY minute_counts (minute_ms, pattern_id, source, level, count, stored, first_ms, last_ms)
+        FROM STDIN (FORMAT binary)";
+    copy_rows(&mut savepoint, sql, rows, |buf, ((minute, pattern_id, source, level), d)| {
+        buf.fields(8);
         buf.bigint(*minute);
         buf.bigint(*pattern_id);
         buf.text(Some(&pg_text(source)));
@@ -1056,12 +1063,8 @@ async fn copy_minutes(
         for n in [d.count, d.stored, d.first_ms, d.last_ms] {
             buf.bigint(n);
         }
-        if buf.buf.len() >= COPY_SEND_BYTES {
-            copy.send(buf.take()).await?;
-        }
-    }
-    copy.send(buf.finish()).await?;
-    copy.finish().await?;
+    })
+    .await?;
     savepoint.commit().await?;
     Ok(())
 }
@@ -1931,19 +1934,14 @@ pub async fn bench_copy_ceiling(url: &str, rows: &[GroupedEvent]) -> Result<f64>
     let mut ids: HashMap<&str, i64> = HashMap::new();
     let started = std::time::Instant::now();
     let mut tx = conn.begin().await?;
-    let mut copy = tx.copy_in_raw(&COPY_ENTRIES.replacen("entries", "bare_entries", 1)).await?;
     // The same rows in the same format as the store's `COPY`.
-    let mut buf = CopyRows::new();
-    for (n, ge) in rows.iter().enumerate() {
+    let sql = COPY_ENTRIES.replacen("entries", "bare_entries", 1);
+    copy_rows(&mut tx, &sql, rows.iter().enumerate(), |buf, (n, ge)| {
         let next = ids.len() as i64 + 1;
         let pattern_id = *ids.entry(ge.grouping.fingerprint.as_str()).or_insert(next);
         buf.entry(n as i64 + 1, &ge.event, &ge.event.idempotency_key(), pattern_id);
-        if buf.buf.len() >= COPY_SEND_BYTES {
-            copy.send(buf.take()).await?;
-        }
-    }
-    copy.send(buf.finish()).await?;
-    copy.finish().await?;
+    })
+    .await?;
     tx.commit().await?;
     let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
     sqlx::query("DROP TABLE bare_entries").execute(&mut conn).await?;
