@@ -1045,12 +1045,12 @@ async fn batch_minute_rows(
     Ok((stored, counted))
 }
 
+/// A batch's counts of one (minute, pattern id, source, level).
+type MinuteRow<'a> = (&'a (i64, i64, &'a str, &'static str), &'a MinuteDelta);
+
 /// Writes new `minute_counts` rows with `COPY`, in a savepoint: when another instance wrote one
 /// of them meanwhile, nothing is written and the error says so ([`is_unique_violation`]).
-async fn copy_minutes(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &[(&(i64, i64, &str, &'static str), &MinuteDelta)],
-) -> Result<()> {
+async fn copy_minutes(tx: &mut Transaction<'_, Postgres>, rows: &[MinuteRow<'_>]) -> Result<()> {
     let mut savepoint = tx.begin().await?;
     let sql = "COPY minute_counts (minute_ms, pattern_id, source, level, count, stored, first_ms, last_ms)
         FROM STDIN (FORMAT binary)";
