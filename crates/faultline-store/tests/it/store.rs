@@ -126,6 +126,18 @@ async fn search_filters_and_pages(store: Arc<dyn Store>) {
 both!(search_filters_and_pages);
 
 async fn hostile_content_is_stored_as_given_and_searchable(store: Arc<dyn Store>) {
+    store_hostile_content(store, 0).await;
+}
+both!(hostile_content_is_stored_as_given_and_searchable);
+
+/// The same in a batch large enough for PostgreSQL's `COPY` path.
+async fn hostile_content_in_a_large_batch_is_stored_as_given(store: Arc<dyn Store>) {
+    store_hostile_content(store, 300).await;
+}
+both!(hostile_content_in_a_large_batch_is_stored_as_given);
+
+/// Stores hostile messages among `filler` ordinary ones and searches for each.
+async fn store_hostile_content(store: Arc<dyn Store>, filler: usize) {
     let script = "<script>alert('x')</script> failed";
     let sql = "user '; DROP TABLE entries; -- not found";
     let control = "bell \u{7} escape \u{1b}[31m red";
@@ -138,7 +150,10 @@ async fn hostile_content_is_stored_as_given_and_searchable(store: Arc<dyn Store>
         event("4", T0, Level::Error, "web", &lossy),
         event("5", T0, Level::Error, "web", &huge),
     ];
-    assert_eq!(store.ingest(batch(events)).await.unwrap().stored, 5);
+    let ordinary =
+        (0..filler).map(|i| event(&format!("f{i}"), T0 + i as i64, Level::Error, "web", "routine"));
+    let events: Vec<_> = events.into_iter().chain(ordinary).collect();
+    assert_eq!(store.ingest(batch(events)).await.unwrap().stored, 5 + filler as u64);
     let find = |text: &str| {
         let store = store.clone();
         let text = text.to_owned();
@@ -156,7 +171,6 @@ async fn hostile_content_is_stored_as_given_and_searchable(store: Arc<dyn Store>
     assert_eq!(find("bad bytes \u{FFFD}").await, [lossy.as_str()]);
     assert_eq!(find("huge AAA").await[0].len(), huge.len());
 }
-both!(hostile_content_is_stored_as_given_and_searchable);
 
 /// SQLite refuses LIKE patterns over 50,000 bytes; a search for a longer piece of a stored
 /// message (pasted from the page, say) still finds it, case folded, entries and patterns.
