@@ -160,9 +160,8 @@ const INSERT_PATTERNS: &str = "INSERT INTO patterns (fingerprint, fingerprint_ve
     ON CONFLICT (fingerprint) DO NOTHING RETURNING fingerprint, id";
 
 /// Entries with distinct keys, for a small batch; returns (id, source id, key) of those not stored
-/// before. A key is
-/// claimed in `entry_keys` (unique whatever the entry's time, which partitions `entries`); only
-/// the entries whose key was new are inserted, in the batch's order.
+/// before. A key is claimed in `entry_keys` (unique whatever the entry's time, which partitions
+/// `entries`); only the entries whose key was new are inserted, in the batch's order.
 const INSERT_ENTRIES: &str = "WITH n AS (
         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[]) WITH ORDINALITY
@@ -185,7 +184,7 @@ const CLAIM_KEYS: &str = "INSERT INTO entry_keys (source_id, external_id, timest
     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])
     ON CONFLICT (source_id, external_id) DO NOTHING RETURNING source_id, external_id";
 
-/// The entries' columns, in the order [`copy_entries`] writes them.
+/// The entries' columns, in the order [`CopyRows::entry`] writes them.
 const COPY_ENTRIES: &str = "COPY entries (id, source_id, external_id, timestamp_ms, level, source, message,
     traceback, request_path, request_method, metadata, pattern_id, raw) FROM STDIN (FORMAT binary)";
 
@@ -623,7 +622,8 @@ async fn copy_entry_rows<'b>(
     let names = || which.iter().map(|&i| keys[i].as_ref()).collect::<Vec<_>>();
     // The keys stored before are looked up and the others written with `COPY` (an insert that
     // checks each row for a conflict costs about twice as much). Another instance may store one
-    // of them meanwhile: then the write fails as a whole, and the keys are claimed one by one.
+    // of them meanwhile: then the write fails as a whole, and the keys are claimed with `ON
+    // CONFLICT` instead.
     let stored: Vec<(String, String)> = sqlx::query_as(
         "SELECT k.source_id, k.external_id FROM UNNEST($1::text[], $2::text[]) AS n(source_id, external_id)
          JOIN entry_keys k ON k.source_id = n.source_id AND k.external_id = n.external_id",
