@@ -804,8 +804,8 @@ impl EntryColumns<'_> {
 /// How much `COPY` data is sent at a time.
 const COPY_SEND_BYTES: usize = 1 << 20;
 
-/// Rows of `entries` in `COPY`'s binary format: a header, then each row as its field count and
-/// each field's length and bytes (-1 for NULL), then a trailer.
+/// Rows in `COPY`'s binary format: a header, then each row as its field count and each field's
+/// length and bytes (-1 for NULL), then a trailer.
 struct CopyRows {
     buf: Vec<u8>,
 }
