@@ -564,7 +564,11 @@ async fn insert_entries(
         if trying.is_empty() {
             return Ok(fates);
         }
-        let inserted = insert_entry_rows(tx, batch, ids, &keys, &trying).await?;
+        let inserted = if trying.len() < COPY_MIN_ROWS {
+            insert_few_entry_rows(tx, batch, ids, &keys, &trying).await?
+        } else {
+            copy_entry_rows(tx, batch, ids, &keys, &trying).await?
+        };
         let mut freed = HashSet::new();
         for i in trying {
             fates[i] = match inserted.get(&i) {
@@ -587,29 +591,14 @@ async fn insert_entries(
     }
 }
 
-/// Inserts the entries of events `which` (their keys are distinct) whose keys were not stored
-/// before; returns the id of each one inserted, by event index.
-async fn insert_entry_rows<'b>(
-    tx: &mut Transaction<'_, Postgres>,
-    batch: &'b IngestBatch,
-    ids: &[i64],
-    keys: &'b [Cow<'b, str>],
-    which: &[usize],
-) -> Result<HashMap<usize, i64>> {
-    if which.len() < COPY_MIN_ROWS {
-        insert_few_entry_rows(tx, batch, ids, keys, which).await
-    } else {
-        copy_entry_rows(tx, batch, ids, keys, which).await
-    }
-}
-
 /// Rows from which a table's rows are written with `COPY`. It takes more round trips than one
 /// statement (a look-up, a savepoint, the copy): below this, one statement is faster.
 const COPY_MIN_ROWS: usize = 200;
 
-/// [`insert_entry_rows`] for many rows: the keys stored before are looked up, the others
-/// claimed with `COPY`, ids taken from the sequence for them, in the batch's order, and the
-/// entries written with `COPY` (binary).
+/// Inserts the entries of events `which` (their keys are distinct, at least [`COPY_MIN_ROWS`])
+/// whose keys were not stored before; returns the id of each one inserted, by event index. The
+/// keys stored before are looked up, the others claimed with `COPY`, ids taken from the sequence
+/// for them, in the batch's order, and the entries written with `COPY` (binary).
 async fn copy_entry_rows<'b>(
     tx: &mut Transaction<'_, Postgres>,
     batch: &'b IngestBatch,
@@ -717,7 +706,7 @@ fn is_unique_violation(e: &StoreError) -> bool {
     matches!(e, StoreError::Postgres(sqlx::Error::Database(d)) if d.is_unique_violation())
 }
 
-/// [`insert_entry_rows`] for fewer than [`COPY_MIN_ROWS`] rows: one statement.
+/// [`copy_entry_rows`] for fewer than [`COPY_MIN_ROWS`] rows, in one statement.
 async fn insert_few_entry_rows<'b>(
     tx: &mut Transaction<'_, Postgres>,
     batch: &'b IngestBatch,
