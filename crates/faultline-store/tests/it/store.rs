@@ -122,6 +122,15 @@ async fn search_filters_and_pages(store: Arc<dyn Store>) {
     let page = store.search(&paged).await.unwrap();
     assert_eq!((page.total, page.entries.len()), (5, 2));
     assert_eq!(page.entries[0].external_id, "3");
+    // The last page, and a page past the end: the total is the same.
+    let last = store.search(&SearchQuery { limit: 2, offset: 4, ..q(None) }).await.unwrap();
+    assert_eq!((last.total, last.entries.len()), (5, 1));
+    let past = store.search(&SearchQuery { limit: 2, offset: 7, ..q(None) }).await.unwrap();
+    assert_eq!((past.total, past.total_capped, past.entries.len()), (5, false, 0));
+    // A page that holds every match, counted up to a cap below them.
+    let capped = SearchQuery { count_cap: Some(2), ..q(Some("CONNECTION refused")) };
+    let page = store.search(&capped).await.unwrap();
+    assert_eq!((page.total, page.total_capped, page.entries.len()), (2, true, 3));
 }
 both!(search_filters_and_pages);
 
