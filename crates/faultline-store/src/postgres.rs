@@ -1115,7 +1115,7 @@ const TEXT_FILTER: &str = "{match}";
 
 /// How entries are compared with a needle, an expression of `e` and the `LIKE` pattern `$6`: the
 /// needle is in the message or in the traceback, as on SQLite. (A test of their concatenation
-/// makes the server build it for every entry it reads: common needles took 10–30% longer.)
+/// makes the server build it for every entry it reads: common needles took 10–50% longer.)
 ///
 /// An ASCII needle is compared under the "C" collation, which folds ASCII letters alone and costs
 /// half as much per row as folding every character of the text: it matches the same text as with
