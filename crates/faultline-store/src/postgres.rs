@@ -1110,12 +1110,11 @@ const SEARCH_FILTERS: &str = "($1::text IS NULL OR e.level = $1)
     AND ($3::text IS NULL OR e.source LIKE $3)
     AND e.timestamp_ms >= coalesce($4::bigint, -9223372036854775808)
     AND e.timestamp_ms < coalesce($5::bigint, 9223372036854775807)";
-/// The exact test of a needle on an entry's text, `{match}` (see [`text_match`]).
-const TEXT_FILTER: &str = "{match}";
 
-/// How entries are compared with a needle, an expression of `e` and the `LIKE` pattern `$6`: the
-/// needle is in the message or in the traceback, as on SQLite. (A test of their concatenation
-/// makes the server build it for every entry it reads: common needles took 10–50% longer.)
+/// How entries are compared with a needle (`{match}` in the search variants), an expression of
+/// `e` and the `LIKE` pattern `$6`: the needle is in the message or in the traceback, as on
+/// SQLite. (A test of their concatenation makes the server build it for every entry it reads:
+/// common needles took 10–50% longer.)
 ///
 /// An ASCII needle is compared under the "C" collation, which folds ASCII letters alone and costs
 /// half as much per row as folding every character of the text: it matches the same text as with
@@ -1148,7 +1147,7 @@ const CHUNK_BUDGET: i64 = 128;
 /// Needles without three letters or digits in a row (which the trigram index cannot narrow
 /// down), and common needles, whose newest matches the planner finds by reading entries newest
 /// first: each entry checked with ILIKE.
-const SCANNED: (&str, &str) = ("entries e", TEXT_FILTER);
+const SCANNED: (&str, &str) = ("entries e", "{match}");
 const NO_TEXT: (&str, &str) = ("entries e", "$6::text IS NULL");
 
 fn search_sql((from, text): (&str, &str), matches: &str, count: bool) -> String {
