@@ -75,6 +75,7 @@ fn batch(spread: Spread, instance: usize, n: usize, size: usize, now_ms: i64) ->
         skipped: Vec::new(),
         max_stored_per_pattern_minute: u32::MAX,
         now_ms,
+        mined: None,
     }
 }
 

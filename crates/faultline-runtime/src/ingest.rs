@@ -1,7 +1,7 @@
 //! `faultline ingest`: a file from its saved cursor to its end, through the [`Pipeline`].
 //!
-//! Reading, assembling and fingerprinting run on a blocking thread while the store writes the
-//! previous batch, so the two cores work at once. Each batch carries the cursor of the first
+//! Reading, assembling, fingerprinting and mining ([`faultline_store::Store::mine_ahead`]) run on
+//! a blocking thread while the store writes the previous batch, so the two cores work at once. Each batch carries the cursor of the first
 //! byte not yet stored (the start of the event still open), and the store commits both together:
 //! a crash at any point neither loses nor repeats an event.
 
@@ -144,26 +144,31 @@ pub async fn ingest_file(
         store.cursor(&source_id).await.context("reading the saved cursor")?
     };
     let mut opened = OpenedFile::open(path, cursor.as_deref(), options.max_line_bytes)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ReadBatch>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<IngestBatch>(2);
     let options_for_reader = options.clone();
     let settings = pipeline.settings();
+    let miner = store.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let total = opened.len;
-        read_events(&mut opened, &options_for_reader, settings, |batch| {
-            progress(batch.position, total);
+        let now_ms = options_for_reader.now_ms;
+        read_events(&mut opened, &options_for_reader, settings, |read| {
+            progress(read.position, total);
+            let mut batch = IngestBatch {
+                source_id: source_id.clone(),
+                cursor: Some(read.cursor),
+                events: read.events,
+                skipped: read.skipped,
+                max_stored_per_pattern_minute: settings.max_stored_per_pattern_minute,
+                now_ms,
+                mined: None,
+            };
+            // Mined here, beside the store writing the batch before.
+            miner.mine_ahead(&mut batch);
             tx.blocking_send(batch).map_err(|_| anyhow::anyhow!("store stopped"))
         })
     });
     let mut outcome = IngestOutcome::default();
     while let Some(batch) = rx.recv().await {
-        let batch = IngestBatch {
-            source_id: source_id.clone(),
-            cursor: Some(batch.cursor),
-            events: batch.events,
-            skipped: batch.skipped,
-            max_stored_per_pattern_minute: settings.max_stored_per_pattern_minute,
-            now_ms: options.now_ms,
-        };
         outcome += pipeline.commit(SourceKind::Command, batch, 0).await.context("storing a batch")?.outcome;
     }
     store.save_grouping(options.now_ms).await.context("saving the template miner's state")?;

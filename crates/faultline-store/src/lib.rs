@@ -20,6 +20,7 @@ use std::sync::Arc;
 use faultline_core::{PatternStatus, TaskStatus};
 
 pub use ids::{FingerprintLookup, MIN_ID_PREFIX, SHORT_ID_CHARS, find_fingerprint, pattern_titles, short_id};
+pub use mining::MinedAhead;
 pub use pipeline::{Committed, Observer, Pipeline, PipelineSettings, SourceCounters, SourceKind, Submission};
 pub use postgres::PgStore;
 #[cfg(feature = "bench")]
@@ -91,6 +92,12 @@ pub trait Store: Send + Sync {
     /// Stores a batch of grouped events and the source's cursor in one transaction. Message-tier
     /// events are mined first (their fingerprint and template become their mined group's).
     async fn ingest(&self, batch: IngestBatch) -> Result<IngestOutcome>;
+    /// Mines the batch's message-tier events now, on the caller's thread, so that storing it
+    /// only writes: a source reading on a thread of its own (`faultline ingest`) mines each batch
+    /// there while the store writes the one before. Call it just before handing the batch to
+    /// [`Store::ingest`], in the order the batches are to be stored. A store whose mining is
+    /// part of the write (PostgreSQL, whose instances share the miner) leaves the batch as it is.
+    fn mine_ahead(&self, _batch: &mut IngestBatch) {}
     /// Saves the template miner's state if anything was mined since it was last saved (ingest
     /// saves it in its own transactions when due; call this before stopping).
     async fn save_grouping(&self, now_ms: i64) -> Result<()>;

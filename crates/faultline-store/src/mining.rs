@@ -1,6 +1,8 @@
 //! The template miner behind [`crate::Store::ingest`]: message-tier events of every batch are
-//! mined (so `user alice` and `user bob` share a pattern). On SQLite ([`Mining`]) the miner's
-//! whole state is saved in the batch's own transaction when it is due, then restored when the
+//! mined (so `user alice` and `user bob` share a pattern). On SQLite ([`Mining`]) a batch is
+//! mined before it waits for the writer (by the source's own thread when it calls
+//! [`crate::Store::mine_ahead`]), so one batch is mined while another is written; the miner's
+//! whole state is saved in a batch's own transaction when it is due, then restored when the
 //! store opens. On PostgreSQL, which several instances share, the state is kept bucket by bucket
 //! in the database and changes with the batches ([`SharedMining`]).
 //!
@@ -28,13 +30,29 @@ const SAVE_EVERY_MS: i64 = 2_000;
 /// Least time between two saves of a state whose templates only widened.
 const SAVE_IDLE_MS: i64 = MINUTE_MS;
 
+/// The miner's state taken when a save fell due, saved with the batch whose mining made it due.
+/// Snapshots are numbered in the order they were taken, so that one saved late never replaces
+/// a newer one.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub json: String,
+    pub seq: u64,
+}
+
+/// A batch's events mined before it reaches the writer ([`crate::Store::mine_ahead`]), with the
+/// state to save with it when a save fell due.
+#[derive(Debug, Clone)]
+pub struct MinedAhead(pub(crate) Option<Snapshot>);
+
 pub(crate) struct Mining {
     grouper: Grouper,
     saved_ms: i64,
-    /// Groups were created or merged since the last save.
+    /// Groups were created or merged since the last snapshot.
     created: bool,
-    /// Lines were mined since the last save.
+    /// Lines were mined since the last snapshot.
     mined: bool,
+    /// Snapshots taken so far.
+    taken: u64,
 }
 
 impl Mining {
@@ -52,32 +70,39 @@ impl Mining {
                 }
             })
             .unwrap_or_default();
-        Mining { grouper, saved_ms: i64::MIN, created: false, mined: false }
+        Mining { grouper, saved_ms: i64::MIN, created: false, mined: false, taken: 0 }
     }
 
     /// Mines the batch's message-tier events; returns the state to save with the batch when a
-    /// save is due (then call [`Mining::saved`] once the transaction commits).
-    pub fn mine(&mut self, batch: &mut IngestBatch) -> Option<String> {
+    /// save is due. The state counts as saved from then on: should the batch's transaction
+    /// fail, call [`Mining::not_saved`].
+    pub fn mine(&mut self, batch: &mut IngestBatch) -> MinedAhead {
         self.mined |= mine_batch(&mut self.grouper, batch);
         self.created |= self.grouper.take_changed();
         let since = batch.now_ms.saturating_sub(self.saved_ms);
         let due = (self.created && since >= SAVE_EVERY_MS) || (self.mined && since >= SAVE_IDLE_MS);
-        due.then(|| self.state())
+        MinedAhead(due.then(|| self.snapshot(batch.now_ms)))
     }
 
-    /// The state, when anything was mined since the last save.
-    pub fn unsaved(&self) -> Option<String> {
-        (self.mined || self.created).then(|| self.state())
+    /// The state, when anything was mined since the last snapshot (to save before stopping).
+    pub fn unsaved(&mut self, now_ms: i64) -> Option<Snapshot> {
+        (self.mined || self.created).then(|| self.snapshot(now_ms))
     }
 
-    pub fn saved(&mut self, now_ms: i64) {
+    /// A snapshot was not saved after all: the state is saved again when the next batch comes.
+    pub fn not_saved(&mut self) {
+        self.saved_ms = i64::MIN;
+        self.created = true;
+        self.mined = true;
+    }
+
+    fn snapshot(&mut self, now_ms: i64) -> Snapshot {
         self.saved_ms = now_ms;
         self.created = false;
         self.mined = false;
-    }
-
-    fn state(&self) -> String {
-        serde_json::to_string(&self.grouper.snapshot()).expect("a grouper state serialises")
+        self.taken += 1;
+        let json = serde_json::to_string(&self.grouper.snapshot()).expect("a grouper state serialises");
+        Snapshot { json, seq: self.taken }
     }
 }
 

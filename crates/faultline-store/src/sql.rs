@@ -4,11 +4,10 @@
 //! SQLite numbers `$n` parameters in the order they first appear in the text, not by `n`: in
 //! every statement here `$1`, `$2`, … first appear in that order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use faultline_core::MINUTE_MS;
 
-use crate::mining::Mining;
 use crate::types::*;
 use crate::{Result, StoreError};
 
@@ -133,30 +132,6 @@ pub(crate) fn fill_buckets(
         }
     }
     buckets
-}
-
-/// How a batch's transaction ends, on either backend: once it committed, a miner state saved
-/// with it is noted; when it failed (or its commit did), the pattern ids cached during it are
-/// forgotten, as they were rolled back with it.
-pub(crate) fn settle_batch<T>(
-    committed: Result<T>,
-    saved_state: bool,
-    now_ms: i64,
-    mining: &mut Mining,
-    pattern_ids: &mut HashMap<String, i64>,
-) -> Result<T> {
-    match committed {
-        Ok(outcome) => {
-            if saved_state {
-                mining.saved(now_ms);
-            }
-            Ok(outcome)
-        }
-        Err(e) => {
-            pattern_ids.clear();
-            Err(e)
-        }
-    }
 }
 
 impl ErrorRate {

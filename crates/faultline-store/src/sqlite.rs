@@ -12,7 +12,7 @@ use faultline_core::{FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, Unkn
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rusqlite_migration::{M, Migrations};
 
-use crate::mining::{self, Mining};
+use crate::mining::{self, Mining, Snapshot};
 use crate::sql::*;
 use crate::sqlite_alerts;
 use crate::types::*;
@@ -29,6 +29,9 @@ pub struct SqliteStore {
     /// Batches waiting for the writer, each with where its outcome goes: whoever holds the
     /// writer next commits all of them in one transaction (see [`SqliteStore::ingest`]).
     queued: Arc<Mutex<Vec<Queued>>>,
+    /// The template miner: batches are mined before they wait for the writer, so one batch is
+    /// mined while another is written. Taken after the writer when both are held, never before.
+    mining: Arc<Mutex<Mining>>,
 }
 
 type Queued = (IngestBatch, tokio::sync::oneshot::Sender<Result<IngestOutcome>>);
@@ -46,7 +49,8 @@ struct Writer {
     conn: Connection,
     /// fingerprint → pattern id; ids never change once assigned.
     pattern_ids: HashMap<String, i64>,
-    mining: Mining,
+    /// The newest miner snapshot saved.
+    saved_seq: u64,
     /// Patterns of an older fingerprint version exist (they may match within the transition
     /// window).
     old_versions: bool,
@@ -126,13 +130,13 @@ impl SqliteStore {
                 [FINGERPRINT_VERSION],
                 |r| r.get(0),
             )?;
-            let writer =
-                Writer { conn, pattern_ids: HashMap::new(), mining: Mining::load(saved), old_versions };
+            let writer = Writer { conn, pattern_ids: HashMap::new(), saved_seq: 0, old_versions };
             Ok(SqliteStore {
                 writer: Arc::new(Mutex::new(writer)),
                 readers: Arc::new(readers),
                 next_reader: Arc::default(),
                 queued: Arc::default(),
+                mining: Arc::new(Mutex::new(Mining::load(saved))),
             })
         })
         .await
@@ -243,26 +247,29 @@ const UPSERT_STATE: &str = "INSERT INTO grouper_state (version, state, updated_m
     ON CONFLICT (version) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms";
 
 impl Writer {
-    /// Commits batches that arrived together in one transaction (group commit: the commit and
-    /// the trigram index are paid once for all of them), each with its own outcome. If that
-    /// transaction fails, each batch is tried again in a transaction of its own, so one batch's
-    /// failure stays its own.
-    fn ingest_group(&mut self, batches: &mut [IngestBatch]) -> Vec<Result<IngestOutcome>> {
-        let mut state = None;
-        for batch in batches.iter_mut() {
-            if let Some(s) = self.mining.mine(batch) {
-                state = Some(s);
-            }
+    /// Commits batches that arrived together (already mined) in one transaction (group commit:
+    /// the commit and the trigram index are paid once for all of them), each with its own
+    /// outcome, and the newest miner snapshot they carry. If that transaction fails, each batch
+    /// is tried again in a transaction of its own, so one batch's failure stays its own.
+    fn ingest_group(
+        &mut self,
+        batches: &[IngestBatch],
+        mining: &Mutex<Mining>,
+    ) -> Vec<Result<IngestOutcome>> {
+        let snapshot = batches
+            .iter()
+            .filter_map(|b| b.mined.as_ref()?.0.as_ref())
+            .max_by_key(|s| s.seq)
+            .filter(|s| s.seq > self.saved_seq);
+        if let [batch] = batches {
+            return vec![self.commit_one(batch, snapshot, mining)];
         }
         let now_ms = batches.iter().map(|b| b.now_ms).max().unwrap_or_default();
-        if let [batch] = batches {
-            return vec![self.commit_mined(batch, state)];
-        }
         let committed = (|| -> Result<Vec<IngestOutcome>> {
             let tx = self.conn.transaction()?;
             let mut inserted = Vec::new();
             let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in batches.iter() {
+            for batch in batches {
                 outcomes.push(ingest_tx(
                     &tx,
                     &mut self.pattern_ids,
@@ -272,35 +279,76 @@ impl Writer {
                 )?);
             }
             index_chunks(&tx, &inserted)?;
-            if let Some(state) = &state {
-                tx.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, now_ms])?;
-            }
+            save_snapshot(&tx, snapshot, now_ms)?;
             drop(inserted);
             tx.commit()?;
             Ok(outcomes)
         })();
-        match settle_batch(committed, state.is_some(), now_ms, &mut self.mining, &mut self.pattern_ids) {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(_) => batches.iter().map(|batch| self.commit_mined(batch, None)).collect(),
+        match committed {
+            Ok(outcomes) => {
+                self.saved(snapshot);
+                outcomes.into_iter().map(Ok).collect()
+            }
+            Err(_) => {
+                self.pattern_ids.clear();
+                if snapshot.is_some() {
+                    lock(mining).not_saved();
+                }
+                batches.iter().map(|batch| self.commit_one(batch, None, mining)).collect()
+            }
         }
     }
 
-    /// Commits a batch already mined, with the grouper's state when it is due.
-    fn commit_mined(&mut self, batch: &IngestBatch, state: Option<String>) -> Result<IngestOutcome> {
+    /// Commits a batch already mined, with the miner's snapshot when one is to be saved. When
+    /// the transaction fails, the pattern ids cached during it are forgotten (they were rolled
+    /// back with it) and the miner saves its state again with a later batch.
+    fn commit_one(
+        &mut self,
+        batch: &IngestBatch,
+        snapshot: Option<&Snapshot>,
+        mining: &Mutex<Mining>,
+    ) -> Result<IngestOutcome> {
         let committed = (|| -> Result<IngestOutcome> {
             let tx = self.conn.transaction()?;
             let mut inserted = Vec::new();
             let outcome = ingest_tx(&tx, &mut self.pattern_ids, self.old_versions, batch, &mut inserted)?;
             index_chunks(&tx, &inserted)?;
-            if let Some(state) = &state {
-                tx.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, batch.now_ms])?;
-            }
+            save_snapshot(&tx, snapshot, batch.now_ms)?;
             drop(inserted);
             tx.commit()?;
             Ok(outcome)
         })();
-        settle_batch(committed, state.is_some(), batch.now_ms, &mut self.mining, &mut self.pattern_ids)
+        match committed {
+            Ok(outcome) => {
+                self.saved(snapshot);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.pattern_ids.clear();
+                if snapshot.is_some() {
+                    lock(mining).not_saved();
+                }
+                Err(e)
+            }
+        }
     }
+
+    fn saved(&mut self, snapshot: Option<&Snapshot>) {
+        if let Some(s) = snapshot {
+            self.saved_seq = self.saved_seq.max(s.seq);
+        }
+    }
+}
+
+fn save_snapshot(tx: &Transaction<'_>, snapshot: Option<&Snapshot>, now_ms: i64) -> Result<()> {
+    if let Some(s) = snapshot {
+        tx.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, s.json, now_ms])?;
+    }
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Stores one batch in `tx`; the entries it inserted are added to `inserted` for the trigram
@@ -849,20 +897,29 @@ impl Store for SqliteStore {
             replace_nul(&mut ge.event);
         }
         let (reply, outcome) = tokio::sync::oneshot::channel();
-        self.queued.lock().unwrap_or_else(|e| e.into_inner()).push((batch, reply));
-        let (writer, queued) = (self.writer.clone(), self.queued.clone());
+        let (writer, queued, mining) = (self.writer.clone(), self.queued.clone(), self.mining.clone());
         let task = tokio::task::spawn_blocking(move || {
-            let mut writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+            if batch.mined.is_some() {
+                lock(&queued).push((batch, reply));
+            } else {
+                // Mined and queued under the miner's lock, so that batches wait for the writer
+                // in the order they were mined.
+                let mut miner = lock(&mining);
+                let mined = miner.mine(&mut batch);
+                batch.mined = Some(mined);
+                lock(&queued).push((batch, reply));
+            }
+            let mut writer = lock(&writer);
             let group: Vec<Queued> = {
-                let mut queued = queued.lock().unwrap_or_else(|e| e.into_inner());
+                let mut queued = lock(&queued);
                 let n = queued.len().min(GROUP_BATCHES);
                 queued.drain(..n).collect()
             };
             if group.is_empty() {
                 return;
             }
-            let (mut batches, replies): (Vec<IngestBatch>, Vec<_>) = group.into_iter().unzip();
-            let results = writer.ingest_group(&mut batches);
+            let (batches, replies): (Vec<IngestBatch>, Vec<_>) = group.into_iter().unzip();
+            let results = writer.ingest_group(&batches, &mining);
             // The next batch may take the writer, and each caller goes on, while this thread
             // frees the batches' text (a tenth of the writer's time when it held the lock).
             drop(writer);
@@ -881,15 +938,32 @@ impl Store for SqliteStore {
         }
     }
 
+    fn mine_ahead(&self, batch: &mut IngestBatch) {
+        if batch.mined.is_none() {
+            let mined = lock(&self.mining).mine(batch);
+            batch.mined = Some(mined);
+        }
+    }
+
     async fn save_grouping(&self, now_ms: i64) -> Result<()> {
-        let writer = self.writer.clone();
+        let (writer, mining) = (self.writer.clone(), self.mining.clone());
         blocking(move || {
-            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(state) = w.mining.unsaved() {
-                w.conn.prepare_cached(UPSERT_STATE)?.execute(params![mining::VERSION, state, now_ms])?;
-                w.mining.saved(now_ms);
+            let Some(snapshot) = lock(&mining).unsaved(now_ms) else { return Ok(()) };
+            let mut w = lock(&writer);
+            let saved = w
+                .conn
+                .prepare_cached(UPSERT_STATE)
+                .and_then(|mut stmt| stmt.execute(params![mining::VERSION, snapshot.json, now_ms]));
+            match saved {
+                Ok(_) => {
+                    w.saved(Some(&snapshot));
+                    Ok(())
+                }
+                Err(e) => {
+                    lock(&mining).not_saved();
+                    Err(e.into())
+                }
             }
-            Ok(())
         })
         .await
     }

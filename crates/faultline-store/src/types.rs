@@ -46,6 +46,8 @@ pub struct IngestBatch {
     pub max_stored_per_pattern_minute: u32,
     /// Time the batch is written, for `updated` columns.
     pub now_ms: i64,
+    /// Set by [`crate::Store::mine_ahead`]; `None` for a batch the store is to mine itself.
+    pub mined: Option<crate::MinedAhead>,
 }
 
 impl IngestBatch {
@@ -83,6 +85,7 @@ impl IngestBatch {
                 .collect(),
             max_stored_per_pattern_minute,
             now_ms,
+            mined: None,
         }
     }
 

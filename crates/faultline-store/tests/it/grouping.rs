@@ -232,3 +232,81 @@ async fn each_pattern_keeps_the_parts_that_grouped_it() {
         assert_eq!(by_tier("stack").error_type.as_deref(), Some("KeyError"));
     }
 }
+
+fn declines(ids: std::ops::Range<u32>, cards: &[&str]) -> Vec<GroupedEvent> {
+    ids.map(|i| {
+        let card = cards[i as usize % cards.len()];
+        event(
+            &format!("p{i}"),
+            T0 + i64::from(i),
+            Level::Error,
+            "billing",
+            &format!("payment declined for card {card}"),
+        )
+    })
+    .collect()
+}
+
+/// Patterns as (template, count), by template.
+async fn patterns(store: &Arc<dyn Store>) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = store
+        .top_patterns(100, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.normalized_message, p.occurrence_count))
+        .collect();
+    all.sort();
+    all
+}
+
+/// `faultline ingest` mines each batch on its reader thread (`mine_ahead`) while the store
+/// writes the one before: what is stored is what the store makes when it mines them itself.
+#[tokio::test]
+async fn batches_mined_ahead_are_stored_as_batches_the_store_mines() {
+    let cards = ["visa", "amex", "maestro", "discover"];
+    let users = ["alice", "bob", "carol"];
+    let batches =
+        || [batch(logins(0..6, &users)), batch(declines(0..8, &cards)), batch(logins(6..9, &["dave"]))];
+    let (plain, ahead) = (Reopenable::all().await, Reopenable::all().await);
+    for (plain, ahead) in plain.iter().zip(&ahead) {
+        let store = plain.open().await;
+        for b in batches() {
+            store.ingest(b).await.unwrap();
+        }
+        let mined_by_the_store = patterns(&store).await;
+        assert_eq!(mined_by_the_store.iter().map(|p| p.1).sum::<i64>(), 17, "{}", plain.url);
+        let store = ahead.open().await;
+        let mut batches: Vec<_> = batches().into();
+        for b in &mut batches {
+            store.mine_ahead(b);
+        }
+        for b in batches {
+            store.ingest(b).await.unwrap();
+        }
+        assert_eq!(patterns(&store).await, mined_by_the_store, "{}", ahead.url);
+    }
+}
+
+/// A batch mined ahead carries the miner's state when a save fell due; another source's batch,
+/// mined later, may commit first with a newer state. The older state, committed last, must not
+/// replace it: after a restart the miner knows what the newer one knew.
+#[tokio::test]
+async fn an_older_miner_state_committed_late_does_not_replace_a_newer_one() {
+    for db in Reopenable::all().await {
+        let store = db.open().await;
+        let mut ahead = batch(logins(0..6, &["alice", "bob", "carol"]));
+        store.mine_ahead(&mut ahead);
+        let later = faultline_store::IngestBatch {
+            now_ms: T0 + 5_000,
+            ..batch(declines(0..8, &["visa", "amex", "maestro", "discover"]))
+        };
+        store.ingest(later).await.unwrap();
+        store.ingest(ahead).await.unwrap();
+        // Stopped without `save_grouping`: what is saved is what the batches carried.
+        drop(store);
+        let store = db.open().await;
+        let again = store.ingest(batch(declines(8..9, &["jcb"]))).await.unwrap();
+        assert_eq!(again.new_patterns, 0, "{}: the newer state, which knew the declines, was kept", db.url);
+    }
+}

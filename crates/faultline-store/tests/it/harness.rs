@@ -71,5 +71,6 @@ pub fn batch(events: Vec<GroupedEvent>) -> IngestBatch {
         skipped: Vec::new(),
         max_stored_per_pattern_minute: 10_000,
         now_ms: T0,
+        mined: None,
     }
 }
