@@ -950,6 +950,10 @@ impl Store for SqliteStore {
         blocking(move || {
             let Some(snapshot) = lock(&mining).unsaved(now_ms) else { return Ok(()) };
             let mut w = lock(&writer);
+            if snapshot.seq <= w.saved_seq {
+                // A batch mined since saved a newer one while this waited for the writer.
+                return Ok(());
+            }
             let saved = w
                 .conn
                 .prepare_cached(UPSERT_STATE)
