@@ -1,9 +1,10 @@
 //! `faultline ingest`: a file from its saved cursor to its end, through the [`Pipeline`].
 //!
-//! Reading, assembling, fingerprinting and mining ([`faultline_store::Store::mine_ahead`]) run on
-//! a blocking thread while the store writes the previous batch, so the two cores work at once. Each batch carries the cursor of the first
-//! byte not yet stored (the start of the event still open), and the store commits both together:
-//! a crash at any point neither loses nor repeats an event.
+//! Reading, assembling, fingerprinting and mining ([`faultline_store::Store::mine_ahead`]) run
+//! on a blocking thread while the store writes the previous batch, so the two cores work at
+//! once. Each batch carries the cursor of the first byte not yet stored (the start of the event
+//! still open), and the store commits both together: a crash at any point neither loses nor
+//! repeats an event.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -73,15 +73,18 @@ impl Mining {
         Mining { grouper, saved_ms: i64::MIN, created: false, mined: false, taken: 0 }
     }
 
-    /// Mines the batch's message-tier events; returns the state to save with the batch when a
-    /// save is due. The state counts as saved from then on: should the batch's transaction
-    /// fail, call [`Mining::not_saved`].
-    pub fn mine(&mut self, batch: &mut IngestBatch) -> MinedAhead {
+    /// Mines the batch's message-tier events, unless it was mined already, and marks it mined,
+    /// with the state to save with it when a save is due. The state counts as saved from then
+    /// on: should the batch's transaction fail, call [`Mining::not_saved`].
+    pub fn mine(&mut self, batch: &mut IngestBatch) {
+        if batch.mined.is_some() {
+            return;
+        }
         self.mined |= mine_batch(&mut self.grouper, batch);
         self.created |= self.grouper.take_changed();
         let since = batch.now_ms.saturating_sub(self.saved_ms);
         let due = (self.created && since >= SAVE_EVERY_MS) || (self.mined && since >= SAVE_IDLE_MS);
-        MinedAhead(due.then(|| self.snapshot(batch.now_ms)))
+        batch.mined = Some(MinedAhead(due.then(|| self.snapshot(batch.now_ms))));
     }
 
     /// The state, when anything was mined since the last snapshot (to save before stopping).

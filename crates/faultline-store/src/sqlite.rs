@@ -145,9 +145,9 @@ impl SqliteStore {
     /// How long a call waits for another process's write lock before it fails with
     /// [`StoreError::Busy`] (10 s unless set).
     pub fn set_busy_timeout(&self, timeout: std::time::Duration) -> Result<()> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).conn.busy_timeout(timeout)?;
+        lock(&self.writer).conn.busy_timeout(timeout)?;
         for reader in self.readers.iter() {
-            reader.lock().unwrap_or_else(|e| e.into_inner()).busy_timeout(timeout)?;
+            lock(reader).busy_timeout(timeout)?;
         }
         Ok(())
     }
@@ -161,7 +161,7 @@ impl SqliteStore {
             let free = readers.iter().find_map(|r| r.try_lock().ok());
             let reader = free.unwrap_or_else(|| {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % readers.len();
-                readers[i].lock().unwrap_or_else(|e| e.into_inner())
+                lock(&readers[i])
             });
             f(&reader)
         })
@@ -176,7 +176,7 @@ impl SqliteStore {
     ) -> impl Future<Output = Result<T>> {
         let writer = self.writer.clone();
         blocking(move || {
-            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = lock(&writer);
             let tx = w.conn.transaction()?;
             let value = f(&tx)?;
             tx.commit()?;
@@ -284,24 +284,13 @@ impl Writer {
             tx.commit()?;
             Ok(outcomes)
         })();
-        match committed {
-            Ok(outcomes) => {
-                self.saved(snapshot);
-                outcomes.into_iter().map(Ok).collect()
-            }
-            Err(_) => {
-                self.pattern_ids.clear();
-                if snapshot.is_some() {
-                    lock(mining).not_saved();
-                }
-                batches.iter().map(|batch| self.commit_one(batch, None, mining)).collect()
-            }
+        match self.settle(committed, snapshot, mining) {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(_) => batches.iter().map(|batch| self.commit_one(batch, None, mining)).collect(),
         }
     }
 
-    /// Commits a batch already mined, with the miner's snapshot when one is to be saved. When
-    /// the transaction fails, the pattern ids cached during it are forgotten (they were rolled
-    /// back with it) and the miner saves its state again with a later batch.
+    /// Commits a batch already mined, with the miner's snapshot when one is to be saved.
     fn commit_one(
         &mut self,
         batch: &IngestBatch,
@@ -318,10 +307,22 @@ impl Writer {
             tx.commit()?;
             Ok(outcome)
         })();
+        self.settle(committed, snapshot, mining)
+    }
+
+    /// How a batch's transaction ended: once it committed, the snapshot saved with it is
+    /// noted; when it failed, the pattern ids cached during it are forgotten (they were rolled
+    /// back with it) and the miner saves its state again with a later batch.
+    fn settle<T>(
+        &mut self,
+        committed: Result<T>,
+        snapshot: Option<&Snapshot>,
+        mining: &Mutex<Mining>,
+    ) -> Result<T> {
         match committed {
-            Ok(outcome) => {
+            Ok(value) => {
                 self.saved(snapshot);
-                Ok(outcome)
+                Ok(value)
             }
             Err(e) => {
                 self.pattern_ids.clear();
@@ -899,16 +900,14 @@ impl Store for SqliteStore {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let (writer, queued, mining) = (self.writer.clone(), self.queued.clone(), self.mining.clone());
         let task = tokio::task::spawn_blocking(move || {
-            if batch.mined.is_some() {
-                lock(&queued).push((batch, reply));
-            } else {
-                // Mined and queued under the miner's lock, so that batches wait for the writer
-                // in the order they were mined.
-                let mut miner = lock(&mining);
-                let mined = miner.mine(&mut batch);
-                batch.mined = Some(mined);
-                lock(&queued).push((batch, reply));
+            // A batch not mined ahead is mined and queued under the miner's lock, so that
+            // batches wait for the writer in the order they were mined.
+            let mut miner = batch.mined.is_none().then(|| lock(&mining));
+            if let Some(miner) = miner.as_mut() {
+                miner.mine(&mut batch);
             }
+            lock(&queued).push((batch, reply));
+            drop(miner);
             let mut writer = lock(&writer);
             let group: Vec<Queued> = {
                 let mut queued = lock(&queued);
@@ -939,10 +938,7 @@ impl Store for SqliteStore {
     }
 
     fn mine_ahead(&self, batch: &mut IngestBatch) {
-        if batch.mined.is_none() {
-            let mined = lock(&self.mining).mine(batch);
-            batch.mined = Some(mined);
-        }
+        lock(&self.mining).mine(batch);
     }
 
     async fn save_grouping(&self, now_ms: i64) -> Result<()> {
@@ -1277,7 +1273,7 @@ impl Store for SqliteStore {
     async fn cleanup(&self, before_ms: i64, batch_size: u32) -> Result<CleanupReport> {
         let writer = self.writer.clone();
         blocking(move || {
-            let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = lock(&writer);
             let mut report = CleanupReport::default();
             loop {
                 let tx = w.conn.transaction()?;
@@ -1335,7 +1331,7 @@ impl Store for SqliteStore {
         let run = run.clone();
         let writer = self.writer.clone();
         blocking(move || {
-            let w = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let w = lock(&writer);
             w.conn.execute(
                 "INSERT INTO job_runs (job, started_ms, finished_ms, outcome, detail, instance)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
