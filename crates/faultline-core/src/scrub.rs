@@ -151,7 +151,8 @@ impl Rules {
     }
 
     /// One pass over the words of `text`: at a word's start, a secret key's value, a scheme's
-    /// credential or a run of digits; the text is copied only once something is filtered.
+    /// credential or a run of digits; the text is copied only once something is filtered. Each
+    /// word is read once, and only the rare word a test fits is looked at again.
     fn scan(&self, text: &str) -> Option<(String, usize)> {
         let b = text.as_bytes();
         let mut out = String::new();
@@ -162,13 +163,20 @@ impl Rules {
                 i += 1;
                 continue;
             }
-            // Inside a word (after a run of digits that was not a card): nothing starts here.
+            // Inside a word (after a value filtered or a run of digits that was not a card):
+            // nothing starts here.
             if i > 0 && is_word_byte(b[i - 1]) {
-                i += b[i..].iter().take_while(|c| is_word_byte(**c)).count();
+                i += run(&b[i..], is_word_byte);
                 continue;
             }
-            let found = secret_value_at(self, text, i)
-                .or_else(|| if matches!(c | 0x20, b'b' | b't') { credential_at(text, i) } else { None });
+            let word_end = i + run(&b[i..], is_word_byte);
+            // A key may go on over dashes (`X-Api-Key`).
+            let key_end = word_end + run(&b[word_end..], |c| is_word_byte(c) || c == b'-');
+            let found = assignment(b, key_end).and_then(|_| secret_value_at(self, text, i)).or_else(|| {
+                // A scheme is a whole word followed by a space.
+                let scheme = matches!(word_end - i, 5 | 6) && matches!(c | 0x20, b'b' | b't');
+                if scheme { credential_at(text, i) } else { None }
+            });
             if let Some((start, end)) = found {
                 out.push_str(&text[copied..start]);
                 out.push_str(FILTERED);
@@ -177,7 +185,9 @@ impl Rules {
                 n += 1;
                 continue;
             }
-            if let Some((end, card)) = digit_run(b, i) {
+            if c.is_ascii_digit()
+                && let Some((end, card)) = digit_run(b, i)
+            {
                 if card {
                     out.push_str(&text[copied..i]);
                     out.push_str(FILTERED);
@@ -188,7 +198,7 @@ impl Rules {
                 i = end;
                 continue;
             }
-            i += 1 + b[i + 1..].iter().take_while(|c| is_word_byte(**c)).count();
+            i = word_end;
         }
         if n == 0 {
             return None;
@@ -215,32 +225,36 @@ fn is_word_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
+/// How many bytes at the start of `b` pass `test`.
+fn run(b: &[u8], test: impl Fn(u8) -> bool) -> usize {
+    b.iter().position(|&c| !test(c)).unwrap_or(b.len())
+}
+
+/// Where the value of a key ending at `key_end` starts, when it is given one: after `=` or
+/// `:`, a closing quote and spaces allowed before it.
+fn assignment(b: &[u8], key_end: usize) -> Option<usize> {
+    let mut j = key_end;
+    if matches!(b.get(j), Some(b'"' | b'\'')) {
+        j += 1;
+    }
+    j += run(&b[j.min(b.len())..], |c| c == b' ');
+    matches!(b.get(j), Some(b'=' | b':')).then_some(j + 1)
+}
+
 /// At the start of a key naming a secret, followed by `=`, `:` (spaces, quotes around): the
 /// value's byte range.
 fn secret_value_at(rules: &Rules, text: &str, i: usize) -> Option<(usize, usize)> {
     let b = text.as_bytes();
-    if !(b[i].is_ascii_alphanumeric() || b[i] == b'_')
-        || i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')
-    {
+    if !is_word_byte(b[i]) || i > 0 && is_word_byte(b[i - 1]) {
         return None;
     }
-    let key_end =
-        i + b[i..].iter().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-')).count();
-    let mut j = key_end;
-    if b.get(j) == Some(&b'"') || b.get(j) == Some(&b'\'') {
-        j += 1;
-    }
-    while b.get(j) == Some(&b' ') {
-        j += 1;
-    }
+    let key_end = i + run(&b[i..], |c| is_word_byte(c) || c == b'-');
     // The cheap test first: most words are not followed by `=` or `:`.
-    if !matches!(b.get(j), Some(b'=' | b':')) || key_end == i || !rules.secret_key(&text[i..key_end]) {
+    let mut j = assignment(b, key_end)?;
+    if !rules.secret_key(&text[i..key_end]) {
         return None;
     }
-    j += 1;
-    while b.get(j) == Some(&b' ') {
-        j += 1;
-    }
+    j += run(&b[j..], |c| c == b' ');
     if text[j..].starts_with(FILTERED) {
         return None;
     }
