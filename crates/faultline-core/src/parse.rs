@@ -73,10 +73,21 @@ pub fn parse_line<'a>(line: &'a str, ctx: &ParseContext) -> ParsedLine<'a> {
     }
     let mut parsed = parse_text(trimmed, ctx);
     if parsed.request_path.is_none() {
-        let (method, path) = request_in(&parsed.message);
-        if let (Some(m), Some(p)) = (method, path) {
-            parsed.request_method = Some(Cow::Owned(m.to_owned()));
-            parsed.request_path = Some(Cow::Owned(p.to_owned()));
+        // Borrowed from the line when the message is (no copy for the many lines of a request
+        // log that are only counted).
+        let found = match &parsed.message {
+            Cow::Borrowed(message) => match request_in(message) {
+                (Some(m), Some(p)) => Some((Cow::Borrowed(m), Cow::Borrowed(p))),
+                _ => None,
+            },
+            Cow::Owned(message) => match request_in(message) {
+                (Some(m), Some(p)) => Some((Cow::Owned(m.to_owned()), Cow::Owned(p.to_owned()))),
+                _ => None,
+            },
+        };
+        if let Some((method, path)) = found {
+            parsed.request_method = Some(method);
+            parsed.request_path = Some(path);
         }
     }
     parsed
@@ -659,7 +670,8 @@ const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OP
 /// scanned by hand: it runs on every line read.
 fn request_in(message: &str) -> (Option<&str>, Option<&str>) {
     let bytes = message.as_bytes();
-    for (at, _) in message.match_indices(" /") {
+    let slashes = (1..bytes.len()).filter(|&i| bytes[i] == b'/' && bytes[i - 1] == b' ').map(|i| i - 1);
+    for at in slashes {
         let start = bytes[..at].iter().rposition(|b| !b.is_ascii_uppercase()).map_or(0, |i| i + 1);
         let method = &message[start..at];
         let alone = message[..start].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
