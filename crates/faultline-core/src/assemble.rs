@@ -24,11 +24,22 @@ pub struct AssemblerOptions {
     /// Bytes kept per event across its lines.
     pub max_bytes: usize,
     pub parse: ParseContext,
+    /// Events whose header gives a level below this one come out as summaries, for a reader
+    /// that only counts them: timestamp, level and position kept, their text not (empty
+    /// `message`, `raw` and `source`, no traceback, request or metadata). Their lines are still
+    /// read, so where each event ends does not change. The default, [`Level::Unknown`], keeps
+    /// every event whole.
+    pub whole_from: Level,
 }
 
 impl Default for AssemblerOptions {
     fn default() -> Self {
-        AssemblerOptions { max_lines: 1000, max_bytes: 1 << 20, parse: ParseContext { default_year: 1970 } }
+        AssemblerOptions {
+            max_lines: 1000,
+            max_bytes: 1 << 20,
+            parse: ParseContext { default_year: 1970 },
+            whole_from: Level::Unknown,
+        }
     }
 }
 
@@ -74,6 +85,8 @@ struct Pending {
     header: ParsedLine<'static>,
     /// True when the first line had a header of its own (not a bare traceback).
     headed: bool,
+    /// Below [`AssemblerOptions::whole_from`]: only the first line is kept, for the rules.
+    summary: bool,
     lines: Vec<String>,
     bytes: usize,
     blank_lines: usize,
@@ -113,6 +126,9 @@ impl Assembler {
             p.last_push = now;
             let t = line.trim_start();
             p.framed |= t.len() < line.len() && (t.starts_with("at ") || t.starts_with("from "));
+            if p.summary {
+                return None;
+            }
             if p.lines.len() >= self.options.max_lines || p.bytes + line.len() > self.options.max_bytes {
                 self.dropped_lines += 1;
                 return None;
@@ -129,12 +145,14 @@ impl Assembler {
             self.last_timestamp = Some(ts);
         }
         let headed = parsed.has_header();
+        let summary = headed && parsed.level.is_some_and(|level| level < self.options.whole_from);
         let mode = start_mode(line);
         let bytes = line.len().min(self.options.max_bytes);
         self.current = Some(Pending {
             offset,
-            header: into_owned(parsed),
+            header: if summary { summary_of(parsed) } else { into_owned(parsed) },
             headed,
+            summary,
             lines: vec![line.to_owned()],
             bytes,
             blank_lines: 0,
@@ -162,6 +180,21 @@ impl Assembler {
     }
 
     fn build(&self, p: Pending, now: TimestampMs) -> LogEvent {
+        let timestamp_ms = p.header.timestamp_ms.or(self.last_timestamp).unwrap_or(now);
+        if p.summary {
+            return LogEvent {
+                timestamp_ms,
+                level: p.header.level.unwrap_or(Level::Unknown),
+                source: String::new(),
+                message: String::new(),
+                traceback: None,
+                request_path: None,
+                request_method: None,
+                metadata: Default::default(),
+                raw: String::new(),
+                origin: Origin { source_id: self.source_id.clone(), external_id: Some(p.offset.to_string()) },
+            };
+        }
         let Pending { offset, header, headed, lines, mode, .. } = p;
         let raw = lines.join("\n");
         let first = lines.first().map(String::as_str).unwrap_or("");
@@ -192,7 +225,7 @@ impl Assembler {
             None => Level::Unknown,
         };
         LogEvent {
-            timestamp_ms: header.timestamp_ms.or(self.last_timestamp).unwrap_or(now),
+            timestamp_ms,
             level,
             source: header.source.map(Cow::into_owned).unwrap_or_default(),
             message,
@@ -208,6 +241,10 @@ impl Assembler {
 
 /// How an event that starts with `line` may continue.
 fn start_mode(line: &str) -> Mode {
+    // Most lines start with a timestamp; of the reports below, only Ruby's may start with a digit.
+    if line.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return if ruby_crash(line) { Mode::Trace } else { Mode::Header };
+    }
     if line.starts_with("Traceback (most recent call last):") {
         Mode::PyTraceback
     } else if line.trim_start().starts_with(parse::GROUP_TRACEBACK) {
@@ -359,6 +396,22 @@ fn bare_block_message(lines: &[String]) -> String {
         .copied()
         .unwrap_or(first)
         .to_owned()
+}
+
+/// What the rules read of a summarised event's header: its timestamp, level and whether it
+/// carries a traceback field.
+fn summary_of(p: ParsedLine<'_>) -> ParsedLine<'static> {
+    ParsedLine {
+        format: p.format,
+        timestamp_ms: p.timestamp_ms,
+        level: p.level,
+        source: None,
+        message: Cow::Borrowed(""),
+        traceback: p.traceback,
+        request_method: None,
+        request_path: None,
+        metadata: Default::default(),
+    }
 }
 
 fn into_owned(p: ParsedLine<'_>) -> ParsedLine<'static> {

@@ -45,9 +45,12 @@ fn read_corpus(text: &str) -> (Vec<Case>, String) {
     (cases, stream)
 }
 
-fn assemble(stream: &str) -> Vec<LogEvent> {
-    let options =
-        AssemblerOptions { parse: ParseContext { default_year: 2024 }, ..AssemblerOptions::default() };
+fn assemble(stream: &str, whole_from: Level) -> Vec<LogEvent> {
+    let options = AssemblerOptions {
+        parse: ParseContext { default_year: 2024 },
+        whole_from,
+        ..AssemblerOptions::default()
+    };
     let mut asm = Assembler::new("corpus", options);
     let mut events = Vec::new();
     let mut offset = 0u64;
@@ -62,7 +65,7 @@ fn assemble(stream: &str) -> Vec<LogEvent> {
 #[track_caller]
 fn check(name: &str, text: &str) {
     let (cases, stream) = read_corpus(text);
-    let events = assemble(&stream);
+    let events = assemble(&stream, Level::Unknown);
     let mut problems = Vec::new();
 
     // Each case is exactly one error event.
@@ -172,4 +175,48 @@ fn dotnet() {
 #[test]
 fn php() {
     check("php", include_str!("tracebacks/php.log"));
+}
+
+/// A reader that only counts what is below its level (`faultline ingest`) gets summaries of
+/// those events: every corpus splits into the same events at the same levels and times, and
+/// the events at or above the level come out whole.
+#[test]
+fn summaries_below_a_level_keep_every_boundary() {
+    let corpora = [
+        include_str!("tracebacks/python.log"),
+        include_str!("tracebacks/java.log"),
+        include_str!("tracebacks/go.log"),
+        include_str!("tracebacks/node.log"),
+        include_str!("tracebacks/rust.log"),
+        include_str!("tracebacks/ruby.log"),
+        include_str!("tracebacks/dotnet.log"),
+        include_str!("tracebacks/php.log"),
+    ];
+    let mut summarised = 0;
+    for corpus in corpora {
+        let (_, stream) = read_corpus(corpus);
+        // INFO lines with lines under them, as a request log with a body prints.
+        let stream = format!(
+            "2024-01-02 03:04:05,000 INFO app: request body follows\n  {{\"id\": 1}}\n{stream}\
+             2024-01-02 03:04:06,000 DEBUG app: done\n    at the end\n"
+        );
+        let whole = assemble(&stream, Level::Unknown);
+        let summaries = assemble(&stream, Level::Error);
+        let boundaries = |events: &[LogEvent]| -> Vec<(Option<String>, Level, i64)> {
+            events.iter().map(|e| (e.origin.external_id.clone(), e.level, e.timestamp_ms)).collect()
+        };
+        assert_eq!(boundaries(&summaries), boundaries(&whole));
+        for (s, w) in summaries.iter().zip(&whole) {
+            if w.level >= Level::Error {
+                assert_eq!(s, w);
+            } else if s.raw.is_empty() {
+                assert!(s.message.is_empty() && s.traceback.is_none() && s.metadata.is_empty(), "{s:?}");
+                summarised += 1;
+            } else {
+                // A line without a level of its own is never summarised.
+                assert_eq!(s, w);
+            }
+        }
+    }
+    assert!(summarised >= 16, "only {summarised} events summarised");
 }

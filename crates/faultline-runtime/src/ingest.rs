@@ -68,8 +68,11 @@ pub fn read_events(
         opened.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     });
     let parse = ParseContext { default_year: options.default_year };
-    let mut assembler =
-        Assembler::new(opened.source_id.clone(), AssemblerOptions { parse, ..Default::default() });
+    // Events below the minimum level are only counted: the assembler keeps none of their text.
+    let mut assembler = Assembler::new(
+        opened.source_id.clone(),
+        AssemblerOptions { parse, whole_from: settings.min_level, ..Default::default() },
+    );
     let mut events: Vec<GroupedEvent> = Vec::with_capacity(options.batch_size);
     let mut skipped: BTreeMap<(i64, Level), u64> = BTreeMap::new();
     let identity = opened.identity.clone();
