@@ -504,7 +504,8 @@ fn write_index_rows<'a>(
     texts: impl Iterator<Item = (i64, &'a str, Option<&'a str>)>,
 ) -> Result<()> {
     let mut words: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
-    let mut trigrams: rustc_hash::FxHashSet<[char; 3]> = rustc_hash::FxHashSet::default();
+    // A trigram as one number (21 bits a character): one word to hash.
+    let mut trigrams: rustc_hash::FxHashSet<u64> = rustc_hash::FxHashSet::default();
     let mut body = String::new();
     let mut row: Option<(i64, i64)> = None;
     for (id, message, traceback) in texts {
@@ -526,7 +527,8 @@ fn write_index_rows<'a>(
             let mut window = ['\0'; 3];
             for (i, c) in word.chars().enumerate() {
                 window = [window[1], window[2], c.to_ascii_lowercase()];
-                if i >= 2 && trigrams.insert(window) {
+                let key = u64::from(window[0]) << 42 | u64::from(window[1]) << 21 | u64::from(window[2]);
+                if i >= 2 && trigrams.insert(key) {
                     push_token(&mut body, window);
                 }
             }
