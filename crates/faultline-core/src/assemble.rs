@@ -117,7 +117,8 @@ impl Assembler {
             }
             return None;
         }
-        let parsed = parse::parse_line(line, &self.options.parse);
+        // A request line is looked for only in an event kept whole (below).
+        let mut parsed = parse::parse_header(line, &self.options.parse);
         if !parsed.has_header()
             && let Some(p) = self.current.as_mut()
             && let Some(mode) = continues(p, line)
@@ -146,6 +147,9 @@ impl Assembler {
         }
         let headed = parsed.has_header();
         let summary = headed && parsed.level.is_some_and(|level| level < self.options.whole_from);
+        if !summary {
+            parse::find_request(&mut parsed);
+        }
         let mode = start_mode(line);
         let bytes = line.len().min(self.options.max_bytes);
         self.current = Some(Pending {

@@ -65,32 +65,44 @@ impl ParsedLine<'_> {
 
 /// Parses one line (without its line terminator).
 pub fn parse_line<'a>(line: &'a str, ctx: &ParseContext) -> ParsedLine<'a> {
+    let mut parsed = parse_header(line, ctx);
+    find_request(&mut parsed);
+    parsed
+}
+
+/// [`parse_line`] without looking for a request line (`GET /path`) in a text message: what a
+/// reader that only counts the line needs. [`find_request`] completes it.
+pub fn parse_header<'a>(line: &'a str, ctx: &ParseContext) -> ParsedLine<'a> {
     let trimmed = line.trim_end_matches(['\r', '\n']);
     if trimmed.as_bytes().first() == Some(&b'{')
         && let Some(parsed) = parse_json(trimmed)
     {
         return parsed;
     }
-    let mut parsed = parse_text(trimmed, ctx);
-    if parsed.request_path.is_none() {
-        // Borrowed from the line when the message is (no copy for the many lines of a request
-        // log that are only counted).
-        let found = match &parsed.message {
-            Cow::Borrowed(message) => match request_in(message) {
-                (Some(m), Some(p)) => Some((Cow::Borrowed(m), Cow::Borrowed(p))),
-                _ => None,
-            },
-            Cow::Owned(message) => match request_in(message) {
-                (Some(m), Some(p)) => Some((Cow::Owned(m.to_owned()), Cow::Owned(p.to_owned()))),
-                _ => None,
-            },
-        };
-        if let Some((method, path)) = found {
-            parsed.request_method = Some(method);
-            parsed.request_path = Some(path);
-        }
+    parse_text(trimmed, ctx)
+}
+
+/// Takes the request's method and path from a text message that names them (`GET /path`),
+/// unless the line gave its path in a field of its own.
+pub fn find_request(parsed: &mut ParsedLine<'_>) {
+    if parsed.format == Format::Json || parsed.request_path.is_some() {
+        return;
     }
-    parsed
+    // Borrowed from the line when the message is.
+    let found = match &parsed.message {
+        Cow::Borrowed(message) => match request_in(message) {
+            (Some(m), Some(p)) => Some((Cow::Borrowed(m), Cow::Borrowed(p))),
+            _ => None,
+        },
+        Cow::Owned(message) => match request_in(message) {
+            (Some(m), Some(p)) => Some((Cow::Owned(m.to_owned()), Cow::Owned(p.to_owned()))),
+            _ => None,
+        },
+    };
+    if let Some((method, path)) = found {
+        parsed.request_method = Some(method);
+        parsed.request_path = Some(path);
+    }
 }
 
 /// True when a message with no level of its own still states an error unambiguously.

@@ -196,8 +196,11 @@ fn summaries_below_a_level_keep_every_boundary() {
     for corpus in corpora {
         let (_, stream) = read_corpus(corpus);
         // INFO lines with lines under them, as a request log with a body prints.
+        // An error naming its request, and an INFO line naming one.
         let stream = format!(
-            "2024-01-02 03:04:05,000 INFO app: request body follows\n  {{\"id\": 1}}\n{stream}\
+            "2024-01-02 03:04:05,000 INFO app: request body follows\n  {{\"id\": 1}}\n\
+             2024-01-02 03:04:05,100 INFO app: GET /health 200\n\
+             2024-01-02 03:04:05,200 ERROR app: POST /orders/7 failed\n{stream}\
              2024-01-02 03:04:06,000 DEBUG app: done\n    at the end\n"
         );
         let whole = assemble(&stream, Level::Unknown);
@@ -206,6 +209,11 @@ fn summaries_below_a_level_keep_every_boundary() {
             events.iter().map(|e| (e.origin.external_id.clone(), e.level, e.timestamp_ms)).collect()
         };
         assert_eq!(boundaries(&summaries), boundaries(&whole));
+        let requests = |events: &[LogEvent]| -> Vec<Option<String>> {
+            events.iter().take(3).map(|e| e.request_path.clone()).collect()
+        };
+        assert_eq!(requests(&whole), [None, Some("/health".to_owned()), Some("/orders/7".to_owned())]);
+        assert_eq!(requests(&summaries), [None, None, Some("/orders/7".to_owned())]);
         for (s, w) in summaries.iter().zip(&whole) {
             if w.level >= Level::Error {
                 assert_eq!(s, w);
