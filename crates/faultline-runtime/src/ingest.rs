@@ -133,6 +133,9 @@ pub fn read_events(
     Ok(summary)
 }
 
+/// Events past which batches waiting for the store are not merged into one transaction.
+const MERGED_EVENTS: usize = 30_000;
+
 /// Ingests one file from its saved cursor to its end. `progress` gets the bytes consumed.
 pub async fn ingest_file(
     pipeline: &Pipeline,
@@ -172,7 +175,26 @@ pub async fn ingest_file(
         })
     });
     let mut outcome = IngestOutcome::default();
-    while let Some(batch) = rx.recv().await {
+    let mut next: Option<IngestBatch> = None;
+    loop {
+        let mut batch = match next.take() {
+            Some(batch) => batch,
+            None => match rx.recv().await {
+                Some(batch) => batch,
+                None => break,
+            },
+        };
+        // Batches read while the store wrote the one before go in one transaction: when the
+        // store is the slower side, it commits less often (each commit writes the indexes'
+        // pages it touched again), and the reader never waits for more than it did.
+        while batch.events.len() < MERGED_EVENTS.max(options.batch_size)
+            && let Ok(later) = rx.try_recv()
+        {
+            if let Err(later) = batch.absorb(later) {
+                next = Some(*later);
+                break;
+            }
+        }
         outcome += pipeline.commit(SourceKind::Command, batch, 0).await.context("storing a batch")?.outcome;
     }
     store.save_grouping(options.now_ms).await.context("saving the template miner's state")?;

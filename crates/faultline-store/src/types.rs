@@ -89,6 +89,30 @@ impl IngestBatch {
         }
     }
 
+    /// Takes in the batch read after this one from the same source, so that both go in one
+    /// transaction, as if read as one: events in order, the later cursor, the newer miner state
+    /// to save. Given back when it cannot be: another source, other limits, or one batch mined
+    /// ahead and the other not.
+    pub fn absorb(&mut self, later: IngestBatch) -> Result<(), Box<IngestBatch>> {
+        if later.source_id != self.source_id
+            || later.max_stored_per_pattern_minute != self.max_stored_per_pattern_minute
+            || later.mined.is_some() != self.mined.is_some()
+        {
+            return Err(Box::new(later));
+        }
+        let IngestBatch { cursor, events, skipped, now_ms, mined, .. } = later;
+        self.events.extend(events);
+        self.skipped.extend(skipped);
+        if cursor.is_some() {
+            self.cursor = cursor;
+        }
+        self.now_ms = self.now_ms.max(now_ms);
+        if let (Some(mine), Some(crate::MinedAhead(Some(newer)))) = (self.mined.as_mut(), mined) {
+            mine.0 = Some(newer);
+        }
+        Ok(())
+    }
+
     /// Events counted but not stored for being below the minimum level.
     pub fn below_level(&self) -> u64 {
         self.skipped.iter().map(|s| s.count).sum()

@@ -310,3 +310,43 @@ async fn an_older_miner_state_committed_late_does_not_replace_a_newer_one() {
         assert_eq!(again.new_patterns, 0, "{}: the newer state, which knew the declines, was kept", db.url);
     }
 }
+
+/// `faultline ingest` commits batches that waited for the store together
+/// (`IngestBatch::absorb`): stored as when committed one by one, with the newest miner state
+/// any of them carried.
+#[tokio::test]
+async fn batches_absorbed_into_one_are_stored_as_when_committed_apart() {
+    let batches = || {
+        let third = faultline_store::IngestBatch { now_ms: T0 + 5_000, ..batch(logins(6..9, &["dave"])) };
+        [batch(logins(0..6, &["alice", "bob"])), batch(declines(0..8, &["visa", "amex", "maestro"])), third]
+    };
+    let (apart, together) = (Reopenable::all().await, Reopenable::all().await);
+    for (apart, together) in apart.iter().zip(&together) {
+        let store = apart.open().await;
+        for b in batches() {
+            store.ingest(b).await.unwrap();
+        }
+        let committed_apart = patterns(&store).await;
+        let store = together.open().await;
+        let [mut first, mut second, mut third] = batches();
+        let not_mined = batch(logins(9..10, &["erin"]));
+        for b in [&mut first, &mut second, &mut third] {
+            store.mine_ahead(b);
+        }
+        // (PostgreSQL mines as it writes: nothing is mined ahead there.)
+        if first.mined.is_some() {
+            assert!(first.absorb(not_mined).is_err(), "a batch the store is to mine stays apart");
+        }
+        first.absorb(second).unwrap();
+        first.absorb(third).unwrap();
+        assert_eq!(first.events.len(), 17);
+        store.ingest(first).await.unwrap();
+        assert_eq!(patterns(&store).await, committed_apart, "{}", together.url);
+        // Stopped without `save_grouping`: the state saved is the third batch's, which knew the
+        // declines the second made.
+        drop(store);
+        let store = together.open().await;
+        let again = store.ingest(batch(declines(8..9, &["jcb"]))).await.unwrap();
+        assert_eq!(again.new_patterns, 0, "{}", together.url);
+    }
+}
