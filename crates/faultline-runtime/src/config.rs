@@ -417,7 +417,8 @@ impl Default for DatabaseConfig {
 pub struct IngestConfig {
     /// Lowest level stored: `ERROR` (default) or `WARNING`, `CRITICAL`. Lower lines are counted.
     pub min_level: String,
-    /// Events per database transaction.
+    /// Events per database transaction (`faultline ingest` commits the batches that wait for
+    /// the store together, up to 30,000 events).
     pub batch_size: usize,
     /// Longest line kept, in bytes; longer lines are cut and counted.
     pub max_line_bytes: usize,
