@@ -30,7 +30,7 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use faultline_core::{Assembler, AssemblerOptions, LogEvent, ParseContext, TimestampMs};
+use faultline_core::{Assembler, AssemblerOptions, Level, LogEvent, ParseContext, TimestampMs};
 
 use crate::file::{AtEnd, Checkpoint, LineReader, external_id, identity};
 
@@ -48,6 +48,9 @@ pub struct TailOptions {
     /// Full batches read from one file in one `poll`; the rest waits for the next poll, so a
     /// large backlog never keeps `poll` from returning (and a shutdown waiting).
     pub max_batches_per_poll: usize,
+    /// Events below this level are handed over as summaries, for a store that only counts them
+    /// (see [`AssemblerOptions::whole_from`]); the default keeps every event whole.
+    pub whole_from: Level,
 }
 
 impl Default for TailOptions {
@@ -59,6 +62,7 @@ impl Default for TailOptions {
             parse: ParseContext { default_year: 1970 },
             max_batch_events: 5_000,
             max_batches_per_poll: 20,
+            whole_from: Level::Unknown,
         }
     }
 }
@@ -377,8 +381,14 @@ fn open_at(
     options: &TailOptions,
 ) -> io::Result<OpenFile> {
     handle.seek(SeekFrom::Start(start))?;
-    let assembler =
-        Assembler::new(source_id, AssemblerOptions { parse: options.parse, ..AssemblerOptions::default() });
+    let assembler = Assembler::new(
+        source_id,
+        AssemblerOptions {
+            parse: options.parse,
+            whole_from: options.whole_from,
+            ..AssemblerOptions::default()
+        },
+    );
     Ok(OpenFile {
         reader: LineReader::new(BufReader::with_capacity(64 * 1024, handle), start, options.max_line_bytes),
         identity,

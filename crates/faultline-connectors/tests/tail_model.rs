@@ -85,6 +85,7 @@ fn tailer_from(dir: &Path, start_at_end: bool) -> Tailer {
         parse: ParseContext { default_year: 2024 },
         max_batch_events: 3,
         max_batches_per_poll: 2,
+        whole_from: faultline_core::Level::Unknown,
     };
     Tailer::new(vec![format!("{}/*.log", dir.display())], &[], options).expect("tailer")
 }

@@ -311,6 +311,8 @@ async fn start_files(
             default_year: chrono::DateTime::from_timestamp_millis(now_ms()).map_or(1970, |t| t.year()),
         },
         max_batch_events: config.batch_size,
+        // What is below the stored level is only counted: its text is not kept.
+        whole_from: config.min_level,
         ..TailOptions::default()
     };
     let mut tailer = Tailer::new(include.clone(), &config.files.exclude, options)?;
