@@ -248,6 +248,18 @@ fn declines(ids: std::ops::Range<u32>, cards: &[&str]) -> Vec<GroupedEvent> {
 }
 
 /// Patterns as (template, count), by template.
+/// The patterns a store makes of `batches` committed one by one.
+async fn committed_one_by_one(
+    db: &Reopenable,
+    batches: impl IntoIterator<Item = faultline_store::IngestBatch>,
+) -> Vec<(String, i64)> {
+    let store = db.open().await;
+    for b in batches {
+        store.ingest(b).await.unwrap();
+    }
+    patterns(&store).await
+}
+
 async fn patterns(store: &Arc<dyn Store>) -> Vec<(String, i64)> {
     let mut all: Vec<(String, i64)> = store
         .top_patterns(100, None)
@@ -270,11 +282,7 @@ async fn batches_mined_ahead_are_stored_as_batches_the_store_mines() {
         || [batch(logins(0..6, &users)), batch(declines(0..8, &cards)), batch(logins(6..9, &["dave"]))];
     let (plain, ahead) = (Reopenable::all().await, Reopenable::all().await);
     for (plain, ahead) in plain.iter().zip(&ahead) {
-        let store = plain.open().await;
-        for b in batches() {
-            store.ingest(b).await.unwrap();
-        }
-        let mined_by_the_store = patterns(&store).await;
+        let mined_by_the_store = committed_one_by_one(plain, batches()).await;
         assert_eq!(mined_by_the_store.iter().map(|p| p.1).sum::<i64>(), 17, "{}", plain.url);
         let store = ahead.open().await;
         let mut batches: Vec<_> = batches().into();
@@ -322,11 +330,7 @@ async fn batches_absorbed_into_one_are_stored_as_when_committed_apart() {
     };
     let (apart, together) = (Reopenable::all().await, Reopenable::all().await);
     for (apart, together) in apart.iter().zip(&together) {
-        let store = apart.open().await;
-        for b in batches() {
-            store.ingest(b).await.unwrap();
-        }
-        let committed_apart = patterns(&store).await;
+        let committed_apart = committed_one_by_one(apart, batches()).await;
         let store = together.open().await;
         let [mut first, mut second, mut third] = batches();
         let not_mined = batch(logins(9..10, &["erin"]));
