@@ -31,6 +31,16 @@ impl Reopenable {
         faultline_store::open(&self.url).await.expect("open")
     }
 
+    /// One number read underneath the store.
+    async fn scalar(&self, sql: &str) -> i64 {
+        if self.url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&mut conn).await.unwrap()
+        } else {
+            rusqlite::Connection::open(&self.url).unwrap().query_row(sql, [], |r| r.get(0)).unwrap()
+        }
+    }
+
     /// Runs SQL underneath the store (to make a pattern look like an older version's).
     async fn execute(&self, sql: &str) {
         if self.url.starts_with("postgres") {
@@ -324,13 +334,26 @@ async fn an_older_miner_state_committed_late_does_not_replace_a_newer_one() {
 /// any of them carried.
 #[tokio::test]
 async fn batches_absorbed_into_one_are_stored_as_when_committed_apart() {
+    // Lines below the level counted in the same minute by two batches, and in another.
+    let counted = |level: Level, count: u64| faultline_store::LineCount {
+        minute: faultline_store::minute_of(T0),
+        source_id: "app".to_owned(),
+        level,
+        count,
+    };
     let batches = || {
         let third = faultline_store::IngestBatch { now_ms: T0 + 5_000, ..batch(logins(6..9, &["dave"])) };
-        [batch(logins(0..6, &["alice", "bob"])), batch(declines(0..8, &["visa", "amex", "maestro"])), third]
+        let mut first = batch(logins(0..6, &["alice", "bob"]));
+        first.skipped = vec![counted(Level::Info, 3)];
+        let mut second = batch(declines(0..8, &["visa", "amex", "maestro"]));
+        second.skipped = vec![counted(Level::Debug, 2), counted(Level::Info, 4)];
+        [first, second, third]
     };
+    let line_counts = "SELECT CAST(count(*) * 1000 + sum(count) AS BIGINT) FROM line_counts";
     let (apart, together) = (Reopenable::all().await, Reopenable::all().await);
     for (apart, together) in apart.iter().zip(&together) {
         let committed_apart = committed_one_by_one(apart, batches()).await;
+        assert_eq!(apart.scalar(line_counts).await, 2_009, "{}", apart.url);
         let store = together.open().await;
         let [mut first, mut second, mut third] = batches();
         let not_mined = batch(logins(9..10, &["erin"]));
@@ -346,6 +369,12 @@ async fn batches_absorbed_into_one_are_stored_as_when_committed_apart() {
         assert_eq!(first.events.len(), 17);
         store.ingest(first).await.unwrap();
         assert_eq!(patterns(&store).await, committed_apart, "{}", together.url);
+        assert_eq!(
+            together.scalar(line_counts).await,
+            2_009,
+            "one row per minute and level: {}",
+            together.url
+        );
         // Stopped without `save_grouping`: the state saved is the third batch's, which knew the
         // declines the second made.
         drop(store);
