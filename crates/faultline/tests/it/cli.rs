@@ -288,3 +288,30 @@ async fn json_output_uses_the_api_field_names() {
     assert_eq!(keys(&task["task"]), fields("TaskView"));
     assert_eq!(task["task"]["fingerprint"], id.as_str());
 }
+
+/// With small batches the reader runs ahead of the store, and `faultline ingest` commits the
+/// batches that wait together. Each of them counts INFO lines in the same minutes, which a
+/// merged batch must add up before PostgreSQL's one upsert of them (it once failed there,
+/// touching one row twice).
+#[tokio::test]
+async fn batches_committed_together_store_and_count_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("faultline.toml");
+    std::fs::write(&config, "[ingest]\nbatch_size = 5\n").unwrap();
+    let log = dir.path().join("app.log");
+    let text: String = (0..2000)
+        .map(|i| {
+            let at = format!("2024-01-02 03:{:02}:{:02},{:03}", 10 + i / 100, i % 100 / 2, i % 1000);
+            format!("{at} ERROR app.jobs: job {i} failed\n{at} INFO app.web: request {i} served\n")
+        })
+        .collect();
+    std::fs::write(&log, text).unwrap();
+    let (config, log) = (config.to_str().unwrap(), log.to_str().unwrap());
+    for db in databases(dir.path()).await {
+        let out = stdout(&faultline(dir.path(), &db, &["--config", config, "ingest", log]));
+        assert!(out.contains("2000 errors stored, 0 duplicates skipped"), "{db}: {out}");
+        assert!(out.contains("2000 below the minimum level counted"), "{db}: {out}");
+        let again = stdout(&faultline(dir.path(), &db, &["--config", config, "ingest", log]));
+        assert!(again.contains("0 errors stored"), "{db}: {again}");
+    }
+}
