@@ -9,6 +9,8 @@
 //! (it has polled since the last one), as it does when it polls every second and files rotate
 //! hourly; a file rotated twice while nothing watches it cannot be found again by anyone, and a
 //! deleted one only through a descriptor the collector still holds.
+//!
+//! Beside the model, an example of the summaries `TailOptions::whole_from` makes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, OpenOptions};
@@ -310,4 +312,43 @@ fn regression_16_lines_written_to_a_file_empty_at_start_survive_a_restart_before
     world.tailer.remember(world.stored.checkpoints.keys().map(String::as_str));
     world.check().expect("nothing lost or doubled");
     assert_eq!(world.stored.entries.len(), 2);
+}
+
+/// With `whole_from`, what is below that level is handed over as a summary (its level, time and
+/// position, not its text), and the errors whole, as the store that only counts the rest needs.
+#[test]
+fn events_below_whole_from_are_handed_over_as_summaries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        dir.path().join("app.log"),
+        "2024-01-02 03:04:05,000 INFO app.web: GET /health served\n  {\"id\": 1}\n\
+         2024-01-02 03:04:06,000 ERROR app.jobs: job failed\n\
+         Traceback (most recent call last):\n  File \"/srv/jobs.py\", line 9, in run\nValueError: bad\n",
+    )
+    .expect("log");
+    let options = TailOptions {
+        start_at_end: false,
+        whole_from: faultline_core::Level::Error,
+        ..TailOptions::default()
+    };
+    let mut tailer =
+        Tailer::new(vec![format!("{}/*.log", dir.path().display())], &[], options).expect("tailer");
+    let mut events = Vec::new();
+    let mut load = |_: &str| Ok::<_, String>(None);
+    let mut commit = |batch: FileBatch| {
+        events.extend(batch.events);
+        Ok::<_, String>(())
+    };
+    // The traceback's end is known once the wait for more lines has passed.
+    tailer.poll(0, &mut load, &mut commit);
+    tailer.poll(60_000, &mut load, &mut commit);
+    let seen: Vec<_> = events
+        .iter()
+        .map(|e| (e.level, e.message.as_str(), e.traceback.as_deref().map(str::lines).map(Iterator::count)))
+        .collect();
+    assert_eq!(
+        seen,
+        [(faultline_core::Level::Info, "", None), (faultline_core::Level::Error, "job failed", Some(3))],
+        "{events:#?}"
+    );
 }

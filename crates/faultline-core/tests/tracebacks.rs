@@ -195,8 +195,8 @@ fn summaries_below_a_level_keep_every_boundary() {
     let mut summarised = 0;
     for corpus in corpora {
         let (_, stream) = read_corpus(corpus);
-        // INFO lines with lines under them, as a request log with a body prints.
-        // An error naming its request, and an INFO line naming one.
+        // INFO lines with lines under them, as a request log with a body prints; an INFO line
+        // and an error naming their requests.
         let stream = format!(
             "2024-01-02 03:04:05,000 INFO app: request body follows\n  {{\"id\": 1}}\n\
              2024-01-02 03:04:05,100 INFO app: GET /health 200\n\

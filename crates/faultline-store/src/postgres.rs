@@ -4,7 +4,7 @@
 //! so NULs in log content are stored as U+FFFD (the one place the two backends differ).
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
@@ -977,12 +977,18 @@ async fn write_totals(
             .await?;
     }
     if !batch.skipped.is_empty() {
-        let s = || batch.skipped.iter();
+        // One row each: the upsert is one statement, which may not touch a row twice (a batch
+        // made of several, `IngestBatch::absorb`, counts a minute in each).
+        let mut lines: BTreeMap<(i64, &str, &str), i64> = BTreeMap::new();
+        for c in &batch.skipped {
+            *lines.entry((c.minute, c.source_id.as_str(), c.level.as_str())).or_default() += c.count as i64;
+        }
+        let s = || lines.iter();
         sqlx::query(UPSERT_LINES)
-            .bind(s().map(|c| c.minute).collect::<Vec<_>>())
-            .bind(s().map(|c| pg_text(&c.source_id)).collect::<Vec<_>>())
-            .bind(s().map(|c| c.level.as_str()).collect::<Vec<_>>())
-            .bind(s().map(|c| c.count as i64).collect::<Vec<_>>())
+            .bind(s().map(|(k, _)| k.0).collect::<Vec<_>>())
+            .bind(s().map(|(k, _)| pg_text(k.1)).collect::<Vec<_>>())
+            .bind(s().map(|(k, _)| k.2).collect::<Vec<_>>())
+            .bind(s().map(|(_, n)| *n).collect::<Vec<_>>())
             .execute(&mut **tx)
             .await?;
     }

@@ -102,18 +102,7 @@ impl IngestBatch {
         }
         let IngestBatch { cursor, events, skipped, now_ms, mined, .. } = later;
         self.events.extend(events);
-        // One count per minute, source and level, as a batch holds them (PostgreSQL upserts
-        // them in one statement, which may not touch a row twice).
-        for count in skipped {
-            match self
-                .skipped
-                .iter_mut()
-                .find(|c| (c.minute, c.level, &c.source_id) == (count.minute, count.level, &count.source_id))
-            {
-                Some(c) => c.count += count.count,
-                None => self.skipped.push(count),
-            }
-        }
+        self.skipped.extend(skipped);
         if cursor.is_some() {
             self.cursor = cursor;
         }

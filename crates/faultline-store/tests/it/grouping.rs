@@ -257,7 +257,6 @@ fn declines(ids: std::ops::Range<u32>, cards: &[&str]) -> Vec<GroupedEvent> {
     .collect()
 }
 
-/// Patterns as (template, count), by template.
 /// The patterns a store makes of `batches` committed one by one.
 async fn committed_one_by_one(
     db: &Reopenable,
@@ -270,6 +269,7 @@ async fn committed_one_by_one(
     patterns(&store).await
 }
 
+/// Patterns as (template, count), by template.
 async fn patterns(store: &Arc<dyn Store>) -> Vec<(String, i64)> {
     let mut all: Vec<(String, i64)> = store
         .top_patterns(100, None)
