@@ -132,6 +132,10 @@ enum Command {
         /// Measure faultline only.
         #[arg(long)]
         no_bugsink: bool,
+        /// No server: time, on one thread, what a request handler does with each envelope
+        /// (read the envelope and the event, scrub, fingerprint), phase by phase.
+        #[arg(long)]
+        decode: bool,
     },
     /// Several store instances (each with its own connection pool, as separate `serve` processes)
     /// write batches at once into a fresh PostgreSQL database `faultline_bench_instances` on the
@@ -190,7 +194,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let large = (large_every > 0).then_some((large_every, large_bytes));
             ingest_http::http(records, batch.max(1), concurrency.max(1), large, dir, &config).await
         }
-        Command::Sentry { events, bugsink_events, concurrency, rounds, no_bugsink } => {
+        Command::Sentry { events, rounds, decode: true, .. } => {
+            sentry_bench::decode(events.max(1), rounds.max(1))
+        }
+        Command::Sentry { events, bugsink_events, concurrency, rounds, no_bugsink, decode: false } => {
             sentry_bench::run(
                 events.max(1),
                 bugsink_events.max(1),

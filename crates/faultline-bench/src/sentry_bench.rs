@@ -100,6 +100,58 @@ pub async fn run(
     Ok(())
 }
 
+/// `--decode`: the request handler's work on each envelope, on one thread and without a
+/// server, phase by phase (each phase timed over all envelopes, the median of `rounds`): the
+/// envelope and its event read into a log event, then scrubbing, then fingerprinting.
+pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
+    use faultline_core::sentry::{event_from_sentry, split_envelope};
+    let bodies = generate(events);
+    let megabytes = bodies.iter().map(Vec::len).sum::<usize>() as f64 / 1e6;
+    let read = |bodies: &[Vec<u8>]| -> anyhow::Result<Vec<faultline_core::LogEvent>> {
+        let mut out = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let envelope = split_envelope(body).map_err(anyhow::Error::msg)?;
+            for item in envelope.items.iter().filter(|i| i.kind == "event") {
+                out.push(event_from_sentry(&item.payload, "sentry:1", 0).map_err(anyhow::Error::msg)?);
+            }
+        }
+        Ok(out)
+    };
+    let (mut reading, mut scrubbing, mut fingerprinting) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let mut events = read(&bodies)?;
+        reading.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let scrubbed: usize = events.iter_mut().map(faultline_core::scrub::scrub_event).sum();
+        scrubbing.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let groups: std::collections::HashSet<_> =
+            events.iter().map(|e| faultline_core::fingerprint(e).fingerprint).collect();
+        fingerprinting.push(started.elapsed().as_secs_f64());
+        anyhow::ensure!(scrubbed > 0 && !groups.is_empty(), "nothing scrubbed or grouped");
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("{events} envelopes, {megabytes:.1} MB, one thread, median of {rounds}:");
+    let mut total = 0.0;
+    for (what, v) in [("read", &mut reading), ("scrub", &mut scrubbing), ("fingerprint", &mut fingerprinting)]
+    {
+        let s = median(v);
+        total += s;
+        println!("  {what:<12} {:>8.1} µs/event {:>8.0} MB/s", s / events as f64 * 1e6, megabytes / s);
+    }
+    println!(
+        "  {:<12} {:>8.1} µs/event {:>8.0} events/s",
+        "all",
+        total / events as f64 * 1e6,
+        events as f64 / total
+    );
+    Ok(())
+}
+
 fn report_round(what: &str, r: &Round) {
     println!(
         "{what}: {} sent, {} answered 200, {} stored ({} answered 200 and not stored) in {:.2} s: {:.1} events/s; peak {:.0} MiB",
