@@ -61,12 +61,6 @@ pub(crate) const CLAIM_JOB: &str = "INSERT INTO job_leases (job, holder, expires
 pub(crate) const FINISH_JOB: &str =
     "UPDATE job_leases SET holder = NULL, expires_ms = 0, due_ms = $1 WHERE job = $2 AND holder = $3";
 
-/// A pattern's minutes since a time, with the first and latest occurrence in each.
-pub(crate) const PATTERN_MINUTES: &str =
-    "SELECT minute_ms, CAST(sum(count) AS BIGINT), min(coalesce(first_ms, minute_ms)),
-    max(coalesce(last_ms, minute_ms + 59999)) FROM minute_counts
-    WHERE pattern_id = $1 AND minute_ms >= $2 GROUP BY minute_ms";
-
 /// A pattern's open (or in-progress) task, by the pattern's fingerprint.
 pub(crate) fn open_task_of_pattern_sql() -> String {
     format!(
@@ -177,7 +171,6 @@ mod tests {
             CLAIM_FEED_PG,
             CLAIM_JOB,
             FINISH_JOB,
-            PATTERN_MINUTES,
         ];
         let open_task = open_task_of_pattern_sql();
         for sql in statements.into_iter().chain([open_task.as_str()]) {

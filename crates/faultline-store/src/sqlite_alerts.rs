@@ -159,21 +159,25 @@ pub(crate) fn pattern_minute_counts(
     pattern_ids: &[i64],
     since_ms: i64,
 ) -> Result<Vec<MinuteCount>> {
-    let mut stmt = c.prepare_cached(PATTERN_MINUTES)?;
-    let mut out = Vec::new();
-    for &pattern_id in pattern_ids {
-        let rows = stmt.query_map(params![pattern_id, since_ms], |r| {
-            Ok(MinuteCount {
-                pattern_id,
-                minute_ms: r.get(0)?,
-                count: r.get::<_, i64>(1)? as u64,
-                first_ms: r.get(2)?,
-                last_ms: r.get(3)?,
-            })
-        })?;
-        out.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
-    }
-    Ok(out)
+    // One pass over the window's rows for all the patterns asked for: `minute_counts` is keyed
+    // by minute first, so a query per pattern read the whole window once per pattern.
+    let ids = serde_json::Value::from(pattern_ids.to_vec()).to_string();
+    let mut stmt = c.prepare_cached(
+        "SELECT pattern_id, minute_ms, sum(count), min(coalesce(first_ms, minute_ms)),
+            max(coalesce(last_ms, minute_ms + 59999)) FROM minute_counts
+        WHERE minute_ms >= ?1 AND pattern_id IN (SELECT value FROM json_each(?2))
+        GROUP BY minute_ms, pattern_id",
+    )?;
+    let rows = stmt.query_map(params![since_ms, ids], |r| {
+        Ok(MinuteCount {
+            pattern_id: r.get(0)?,
+            minute_ms: r.get(1)?,
+            count: r.get::<_, i64>(2)? as u64,
+            first_ms: r.get(3)?,
+            last_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 /// Claims feed rows for `holder` until `until_ms`.

@@ -156,6 +156,39 @@ async fn batches_report_new_critical_and_regressed_patterns(store: Arc<dyn Store
 }
 both!(batches_report_new_critical_and_regressed_patterns);
 
+/// The minutes of several patterns read at once: each pattern's own counts (summed over
+/// sources and levels), from the minute asked for on, and nothing of a pattern not asked for.
+async fn minute_counts_of_several_patterns_stay_apart(store: Arc<dyn Store>) {
+    let timeouts = vec![
+        event("a1", T0 - MINUTE, Level::Error, "api", "timeout after 5s"),
+        event("a2", T0 + 1_000, Level::Error, "api", "timeout after 6s"),
+        event("a3", T0 + 2_000, Level::Critical, "worker", "timeout after 7s"),
+        event("a4", T0 + 2 * MINUTE, Level::Error, "api", "timeout after 8s"),
+    ];
+    let disks = vec![
+        event("b1", T0 + 3_000, Level::Error, "api", "disk full on /var"),
+        event("b2", T0 + MINUTE + 5, Level::Error, "db", "disk full on /var"),
+    ];
+    let users = vec![event("c1", T0 + 4_000, Level::Error, "api", "user 7 not found in directory")];
+    let mut ids = Vec::new();
+    for events in [timeouts, disks, users] {
+        let touched = store.ingest(batch(events)).await.unwrap().touched;
+        assert_eq!(touched.len(), 1, "one pattern a batch");
+        ids.push(touched[0].pattern_id);
+    }
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let counts = store.pattern_minute_counts(&[b, a], T0).await.unwrap();
+    let mut counts: Vec<(i64, i64, u64)> =
+        counts.iter().map(|m| (m.pattern_id, m.minute_ms, m.count)).collect();
+    counts.sort();
+    let mut expected = vec![(a, T0, 2), (a, T0 + 2 * MINUTE, 1), (b, T0, 1), (b, T0 + MINUTE, 1)];
+    expected.sort();
+    assert_eq!(counts, expected);
+    assert!(store.pattern_minute_counts(&[c], T0 + MINUTE).await.unwrap().is_empty());
+    assert!(store.pattern_minute_counts(&[], T0).await.unwrap().is_empty());
+}
+both!(minute_counts_of_several_patterns_stay_apart);
+
 async fn one_alert_per_cooldown_and_one_open_task_per_pattern(store: Arc<dyn Store>) {
     seeded(&store).await;
     let out = store.ingest(batch(vec![event("1", T0, Level::Error, "api", "db <down> id=7")])).await.unwrap();
