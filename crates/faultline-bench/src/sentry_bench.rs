@@ -117,7 +117,8 @@ pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
         }
         Ok(out)
     };
-    let (mut reading, mut scrubbing, mut fingerprinting) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut reading, mut scrubbing, mut fingerprinting, mut packing) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let started = Instant::now();
         let mut events = read(&bodies)?;
@@ -129,7 +130,13 @@ pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
         let groups: std::collections::HashSet<_> =
             events.iter().map(|e| faultline_core::fingerprint(e).fingerprint).collect();
         fingerprinting.push(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        let packed: usize =
+            events.iter().filter_map(|e| faultline_store::packed::pack(&e.raw)).map(|p| p.len()).sum();
+        packing.push(started.elapsed().as_secs_f64());
         anyhow::ensure!(scrubbed > 0 && !groups.is_empty(), "nothing scrubbed or grouped");
+        let raw: usize = events.iter().map(|e| e.raw.len()).sum();
+        println!("  raw {:.1} MB packed for SQLite into {:.1} MB", raw as f64 / 1e6, packed as f64 / 1e6);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -137,8 +144,12 @@ pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
     };
     println!("{events} envelopes, {megabytes:.1} MB, one thread, median of {rounds}:");
     let mut total = 0.0;
-    for (what, v) in [("read", &mut reading), ("scrub", &mut scrubbing), ("fingerprint", &mut fingerprinting)]
-    {
+    for (what, v) in [
+        ("read", &mut reading),
+        ("scrub", &mut scrubbing),
+        ("fingerprint", &mut fingerprinting),
+        ("pack", &mut packing),
+    ] {
         let s = median(v);
         total += s;
         println!("  {what:<12} {:>8.1} µs/event {:>8.0} MB/s", s / events as f64 * 1e6, megabytes / s);

@@ -6,6 +6,7 @@
 
 mod ids;
 mod mining;
+pub mod packed;
 mod pipeline;
 mod postgres;
 mod postgres_alerts;

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rusqlite_migration::{M, Migrations};
 
 use crate::mining::{self, Mining, Snapshot};
+use crate::packed;
 use crate::sql::*;
 use crate::sqlite_alerts;
 use crate::types::*;
@@ -34,7 +35,11 @@ pub struct SqliteStore {
     mining: Arc<Mutex<Mining>>,
 }
 
-type Queued = (IngestBatch, tokio::sync::oneshot::Sender<Result<IngestOutcome>>);
+type Queued = (IngestBatch, Packed, tokio::sync::oneshot::Sender<Result<IngestOutcome>>);
+
+/// Each event's raw text compressed for storage, when it is ([`packed::pack`]), computed before
+/// the batch waits for the writer.
+type Packed = Vec<Option<Vec<u8>>>;
 
 /// The writer's page cache, in KiB as `PRAGMA cache_size` takes it (negative).
 const WRITER_CACHE_KIB: i64 = -16 * 1024;
@@ -254,6 +259,7 @@ impl Writer {
     fn ingest_group(
         &mut self,
         batches: &[IngestBatch],
+        packed: &[Packed],
         mining: &Mutex<Mining>,
     ) -> Vec<Result<IngestOutcome>> {
         let snapshot = batches
@@ -261,20 +267,21 @@ impl Writer {
             .filter_map(|b| b.mined.as_ref()?.0.as_ref())
             .max_by_key(|s| s.seq)
             .filter(|s| s.seq > self.saved_seq);
-        if let [batch] = batches {
-            return vec![self.commit_one(batch, snapshot, mining)];
+        if let ([batch], [packed]) = (batches, packed) {
+            return vec![self.commit_one(batch, packed, snapshot, mining)];
         }
         let now_ms = batches.iter().map(|b| b.now_ms).max().unwrap_or_default();
         let committed = (|| -> Result<Vec<IngestOutcome>> {
             let tx = self.conn.transaction()?;
             let mut inserted = Vec::new();
             let mut outcomes = Vec::with_capacity(batches.len());
-            for batch in batches {
+            for (batch, packed) in batches.iter().zip(packed) {
                 outcomes.push(ingest_tx(
                     &tx,
                     &mut self.pattern_ids,
                     self.old_versions,
                     batch,
+                    packed,
                     &mut inserted,
                 )?);
             }
@@ -286,7 +293,11 @@ impl Writer {
         })();
         match self.settle(committed, snapshot, mining) {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            Err(_) => batches.iter().map(|batch| self.commit_one(batch, None, mining)).collect(),
+            Err(_) => batches
+                .iter()
+                .zip(packed)
+                .map(|(batch, packed)| self.commit_one(batch, packed, None, mining))
+                .collect(),
         }
     }
 
@@ -294,13 +305,15 @@ impl Writer {
     fn commit_one(
         &mut self,
         batch: &IngestBatch,
+        packed: &[Option<Vec<u8>>],
         snapshot: Option<&Snapshot>,
         mining: &Mutex<Mining>,
     ) -> Result<IngestOutcome> {
         let committed = (|| -> Result<IngestOutcome> {
             let tx = self.conn.transaction()?;
             let mut inserted = Vec::new();
-            let outcome = ingest_tx(&tx, &mut self.pattern_ids, self.old_versions, batch, &mut inserted)?;
+            let outcome =
+                ingest_tx(&tx, &mut self.pattern_ids, self.old_versions, batch, packed, &mut inserted)?;
             index_chunks(&tx, &inserted)?;
             save_snapshot(&tx, snapshot, batch.now_ms)?;
             drop(inserted);
@@ -359,6 +372,7 @@ fn ingest_tx<'b>(
     pattern_ids: &mut HashMap<String, i64>,
     old_versions: bool,
     batch: &'b IngestBatch,
+    packed: &[Option<Vec<u8>>],
     inserted: &mut Vec<(i64, &'b faultline_core::LogEvent)>,
 ) -> Result<IngestOutcome> {
     let mut outcome = IngestOutcome::default();
@@ -370,7 +384,7 @@ fn ingest_tx<'b>(
         let ids = resolve_patterns(tx, pattern_ids, old_versions, batch, &mut outcome, &mut new_ids)?;
         let mut stored = stored_in_batch_minutes(tx, batch, &ids)?;
         inserted.reserve(batch.events.len());
-        for (ge, &pattern_id) in batch.events.iter().zip(&ids) {
+        for (k, (ge, &pattern_id)) in batch.events.iter().zip(&ids).enumerate() {
             let event = &ge.event;
             let stored_so_far = stored.entry((pattern_id, minute_of(event.timestamp_ms))).or_insert(0);
             if *stored_so_far >= cap {
@@ -379,6 +393,10 @@ fn ingest_tx<'b>(
                 continue;
             }
             let metadata = metadata_json(event);
+            let raw: &dyn rusqlite::ToSql = match packed.get(k) {
+                Some(Some(blob)) => blob,
+                _ => &event.raw,
+            };
             let n = insert_entry.execute(params![
                 event.origin.source_id,
                 event.idempotency_key(),
@@ -391,7 +409,7 @@ fn ingest_tx<'b>(
                 event.request_method,
                 metadata,
                 pattern_id,
-                event.raw,
+                raw,
             ])?;
             if n == 0 {
                 outcome.duplicates += 1;
@@ -753,7 +771,12 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EntryRow> {
         request_method: r.get(7)?,
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or(serde_json::Value::Null),
         fingerprint: r.get(9)?,
-        raw: r.get(10)?,
+        raw: match r.get_ref(10)? {
+            rusqlite::types::ValueRef::Blob(blob) => packed::unpack(blob).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Blob, e.into())
+            })?,
+            _ => r.get(10)?,
+        },
         source_id: r.get(11)?,
         external_id: r.get(12)?,
     })
@@ -902,13 +925,16 @@ impl Store for SqliteStore {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let (writer, queued, mining) = (self.writer.clone(), self.queued.clone(), self.mining.clone());
         let task = tokio::task::spawn_blocking(move || {
+            // Compressed before the writer is waited for, as the batch is mined: while one
+            // batch is written, the next is prepared.
+            let packed: Packed = batch.events.iter().map(|ge| packed::pack(&ge.event.raw)).collect();
             // A batch not mined ahead is mined and queued under the miner's lock, so that
             // batches wait for the writer in the order they were mined.
             let mut miner = batch.mined.is_none().then(|| lock(&mining));
             if let Some(miner) = miner.as_mut() {
                 miner.mine(&mut batch);
             }
-            lock(&queued).push((batch, reply));
+            lock(&queued).push((batch, packed, reply));
             drop(miner);
             let mut writer = lock(&writer);
             let group: Vec<Queued> = {
@@ -919,15 +945,20 @@ impl Store for SqliteStore {
             if group.is_empty() {
                 return;
             }
-            let (batches, replies): (Vec<IngestBatch>, Vec<_>) = group.into_iter().unzip();
-            let results = writer.ingest_group(&batches, &mining);
+            let (mut batches, mut packed, mut replies) = (Vec::new(), Vec::new(), Vec::new());
+            for (batch, packs, reply) in group {
+                batches.push(batch);
+                packed.push(packs);
+                replies.push(reply);
+            }
+            let results = writer.ingest_group(&batches, &packed, &mining);
             // The next batch may take the writer, and each caller goes on, while this thread
             // frees the batches' text (a tenth of the writer's time when it held the lock).
             drop(writer);
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
-            drop(batches);
+            drop((batches, packed));
         });
         match outcome.await {
             Ok(result) => result,

@@ -1331,3 +1331,71 @@ async fn postgres_connections_run_without_jit() {
     let fresh: String = sqlx::query_scalar("SHOW jit").fetch_one(&mut other).await.unwrap();
     assert_eq!(fresh, "on", "only faultline's own connections change");
 }
+
+/// Raw payloads of every size come back as they were sent, whatever form the store keeps them
+/// in (SQLite compresses large ones): JSON of 40 KB, varied text, hostile text, a short line.
+async fn raw_payloads_of_every_size_come_back_as_sent(store: Arc<dyn Store>) {
+    let frames: String = (0..400)
+        .map(|i| format!("{{\"function\":\"handle_{}\",\"lineno\":{i},\"vars\":{{\"ok\":\"é\"}}}},", i % 9))
+        .collect();
+    let json = format!("{{\"frames\":[{}]}}", frames.trim_end_matches(','));
+    // 3 KB of text with few repeats.
+    let noise: String = (0..3_000u64)
+        .map(|i| char::from(b'!' + ((i.wrapping_mul(2_654_435_761) ^ (i << 9)) % 89) as u8))
+        .collect();
+    let hostile =
+        format!("<script>alert(1)</script> '; DROP TABLE entries; -- \u{1b}[31m {}", "x".repeat(5_000));
+    let raws = [json.as_str(), noise.as_str(), hostile.as_str(), "short"];
+    let events = raws
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let mut e =
+                event(&format!("raw-{i}"), T0 + i as i64, Level::Error, "api", &format!("payload {i}"));
+            e.event.raw = (*raw).to_owned();
+            e
+        })
+        .collect();
+    assert_eq!(store.ingest(batch(events)).await.unwrap().stored, 4);
+    for (i, raw) in raws.iter().enumerate() {
+        let page = store
+            .search(&SearchQuery { text: Some(format!("payload {i}")), limit: 5, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(page.entries.len(), 1, "payload {i}");
+        assert!(page.entries[0].raw == *raw, "payload {i} came back changed");
+    }
+}
+both!(raw_payloads_of_every_size_come_back_as_sent);
+
+/// SQLite keeps a large raw payload compressed, a short one or one that does not shrink as
+/// text; a BLOB that is not a compressed payload is a clear error, not made-up text.
+#[tokio::test]
+async fn sqlite_keeps_large_raw_payloads_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faultline.db");
+    let store = faultline_store::open(path.to_str().unwrap()).await.unwrap();
+    let large: String =
+        (0..2_000).map(|i| format!("\"frame {}\": \"context line {}\", ", i % 50, i % 7)).collect();
+    let mut big = event("big", T0, Level::Error, "api", "big payload");
+    big.event.raw = large.clone();
+    let small = event("small", T0 + 1, Level::Error, "api", "small payload");
+    store.ingest(batch(vec![big, small])).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let kept = |id: &str| -> (String, i64) {
+        conn.query_row("SELECT typeof(raw), length(raw) FROM entries WHERE external_id = ?1", [id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap()
+    };
+    let (kind, bytes) = kept("big");
+    assert_eq!(kind, "blob");
+    assert!(bytes * 10 < large.len() as i64, "{bytes} bytes kept for {}", large.len());
+    assert_eq!(kept("small").0, "text");
+    conn.execute("UPDATE entries SET raw = x'00ff00ff' WHERE external_id = 'small'", []).unwrap();
+    let error = store
+        .search(&SearchQuery { text: Some("small payload".into()), limit: 5, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("raw payload not readable"), "{error}");
+}
