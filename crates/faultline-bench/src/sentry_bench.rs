@@ -37,6 +37,8 @@ struct Round {
     stored: usize,
     seconds: f64,
     peak_mib: f64,
+    /// The server's files once it stopped (database, write-ahead log, stored events).
+    disk_mib: f64,
 }
 
 impl Round {
@@ -165,14 +167,16 @@ pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
 
 fn report_round(what: &str, r: &Round) {
     println!(
-        "{what}: {} sent, {} answered 200, {} stored ({} answered 200 and not stored) in {:.2} s: {:.1} events/s; peak {:.0} MiB",
+        "{what}: {} sent, {} answered 200, {} stored ({} answered 200 and not stored) in {:.2} s: {:.1} events/s; peak {:.0} MiB; files {:.1} MiB ({:.1} KB an event stored)",
         r.sent,
         r.answered_ok,
         r.stored,
         r.answered_ok.saturating_sub(r.stored),
         r.seconds,
         r.rate(),
-        r.peak_mib
+        r.peak_mib,
+        r.disk_mib,
+        r.disk_mib * 1024.0 * 1024.0 / 1000.0 / r.stored.max(1) as f64
     );
 }
 
@@ -439,7 +443,14 @@ async fn measure(
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
     let peak_mib = *peak.lock().expect("peak");
-    Ok(Round { sent: bodies.len(), answered_ok, stored: last, seconds: finished.as_secs_f64(), peak_mib })
+    Ok(Round {
+        sent: bodies.len(),
+        answered_ok,
+        stored: last,
+        seconds: finished.as_secs_f64(),
+        peak_mib,
+        disk_mib: 0.0,
+    })
 }
 
 fn count(db: &Path, sql: &str) -> usize {
@@ -505,7 +516,23 @@ async fn faultline_round(bodies: &[Vec<u8>], concurrency: usize) -> anyhow::Resu
     })
     .await;
     stop(&mut child);
-    result
+    result.map(|r| Round { disk_mib: files_mib(dir.path()), ..r })
+}
+
+/// The size of the files under `dir`, in MiB.
+fn files_mib(dir: &Path) -> f64 {
+    let mut bytes = 0;
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => todo.push(entry.path()),
+                Ok(m) => bytes += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 const BUGSINK_CONF_EXTRA: &str = r#"
@@ -579,5 +606,5 @@ async fn bugsink_round(bodies: &[Vec<u8>], concurrency: usize) -> anyhow::Result
     .await;
     stop(&mut worker);
     stop(&mut server);
-    result
+    result.map(|r| Round { disk_mib: files_mib(&data), ..r })
 }

@@ -8,6 +8,8 @@
 //!
 //! The raw text is scrubbed before it is compressed: no secret is kept in either form.
 
+use std::sync::Mutex;
+
 /// Raw text of at least this many bytes is compressed.
 pub const PACK_FROM: usize = 2048;
 
@@ -20,18 +22,17 @@ pub fn pack(raw: &str) -> Option<Vec<u8>> {
     if raw.len() < PACK_FROM {
         return None;
     }
-    // A compression context is a few hundred KiB to set up: each thread keeps one.
-    thread_local! {
-        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let packed = COMPRESSOR.with_borrow_mut(|slot| {
-        let compressor = match slot {
-            Some(c) => c,
-            None => slot.insert(zstd::bulk::Compressor::new(LEVEL).ok()?),
-        };
-        compressor.compress(raw.as_bytes()).ok()
-    })?;
+    // A compression context takes a few hundred KiB to set up: contexts are kept for reuse,
+    // as many as have been in use at once (not one per thread of the blocking pool).
+    static IDLE: Mutex<Vec<zstd::bulk::Compressor<'static>>> = Mutex::new(Vec::new());
+    let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut compressor = match idle {
+        Some(c) => c,
+        None => zstd::bulk::Compressor::new(LEVEL).ok()?,
+    };
+    let packed = compressor.compress(raw.as_bytes()).ok();
+    IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(compressor);
+    let packed = packed?;
     (packed.len() <= raw.len() / 4 * 3).then_some(packed)
 }
 
