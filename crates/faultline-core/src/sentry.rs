@@ -103,7 +103,9 @@ const BREADCRUMBS_KEPT: usize = 20;
 /// Reads one event payload (an envelope's `event` item, or the body of the older `store`
 /// endpoint) into a log event. `source_id` names where it came from (`sentry:<project>`).
 pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> Result<LogEvent, String> {
-    let event = parse_event(payload)?;
+    // Text checked once: read as `&str`, serde_json does not check each string again.
+    let text = std::str::from_utf8(payload).ok();
+    let event = parse_event(payload, text)?;
     let chain: Vec<&v7::Exception> = event.exception.values.iter().collect();
     // The SDKs list a chain oldest first: the last exception is the one the program saw.
     let main = chain.last();
@@ -170,7 +172,10 @@ pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> R
         request_path: request.and_then(|r| r.url.as_ref()).map(|u| u.path().to_owned()),
         request_method: request.and_then(|r| r.method.clone()),
         metadata: metadata.into_iter().collect(),
-        raw: String::from_utf8_lossy(payload).into_owned(),
+        raw: match text {
+            Some(text) => text.to_owned(),
+            None => String::from_utf8_lossy(payload).into_owned(),
+        },
         origin: Origin {
             source_id: source_id.to_owned(),
             external_id: Some(format!("sentry:{}", event.event_id.simple())),
@@ -181,8 +186,12 @@ pub fn event_from_sentry(payload: &[u8], source_id: &str, now: TimestampMs) -> R
 /// The event as `sentry-types` reads it. Sentry takes an exception with a value and no type
 /// (the JavaScript SDK's captureMessage with a synthetic stack sends one), which sentry-types
 /// refuses: such a payload is read again with an empty type filled in.
-fn parse_event(payload: &[u8]) -> Result<v7::Event<'static>, String> {
-    let first = match serde_json::from_slice::<v7::Event<'static>>(payload) {
+fn parse_event(payload: &[u8], text: Option<&str>) -> Result<v7::Event<'static>, String> {
+    let read = match text {
+        Some(text) => serde_json::from_str::<v7::Event<'static>>(text),
+        None => serde_json::from_slice::<v7::Event<'static>>(payload),
+    };
+    let first = match read {
         Ok(event) => return Ok(event),
         Err(e) => e,
     };
