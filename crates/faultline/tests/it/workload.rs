@@ -76,6 +76,9 @@ struct Oracle {
     history: Vec<String>,
     kills: u64,
     events: u64,
+    /// The payload sent of Sentry events large enough to be kept compressed, by message: the
+    /// raw payload stored must be the same text.
+    raws: BTreeMap<String, String>,
 }
 
 struct Burst {
@@ -509,7 +512,9 @@ environment_id = "env-1"
 
     /// A Sentry envelope of one to three events, as SDKs send them: a Python message with its
     /// params, or the JavaScript SDK's captureMessage (an exception with a value and no type, once refused with
-    /// a 400). Each carries its event id, so a retry after a lost answer stores nothing twice.
+    /// a 400), a third of them with a stack of frames with source context and variables (several
+    /// KB, which SQLite keeps compressed). Each carries its event id, so a retry after a lost
+    /// answer stores nothing twice.
     async fn post_sentry(&mut self) {
         let n = 1 + self.rng.below(3);
         let mut body = String::from("{}\n");
@@ -517,7 +522,24 @@ environment_id = "env-1"
         for _ in 0..n {
             let token = self.token("sentry");
             let event_id = format!("{:016x}{:016x}", self.rng.next(), self.rng.next());
-            let (event, stored) = if self.rng.chance(50) {
+            let (event, stored) = if self.rng.chance(33) {
+                let value = format!("{token} render failed");
+                let frames: Vec<_> = (0..8 + self.rng.below(30))
+                    .map(|i| {
+                        serde_json::json!({"filename": format!("app:///src/view{}.js", i % 7),
+                        "function": format!("render{i}"), "lineno": 10 + i, "colno": 4, "in_app": i % 3 != 0,
+                        "pre_context": ["  const items = props.items;", "  if (!items) {"],
+                        "context_line": "    throw new Error('render failed');",
+                        "post_context": ["  }", "  return items.map(row);"],
+                        "vars": {"props": format!("{{ items: null, page: {i} }}"), "row": "[Function: row]"}})
+                    })
+                    .collect();
+                let event = serde_json::json!({"event_id": event_id, "level": "error", "platform": "javascript",
+                    "exception": {"values": [{"value": value, "mechanism": {"type": "onerror", "handled": false},
+                        "stacktrace": {"frames": frames}}]}});
+                self.oracle.raws.insert(value.clone(), event.to_string());
+                (event, value)
+            } else if self.rng.chance(50) {
                 let value = format!("{token} queue is behind");
                 let event = serde_json::json!({"event_id": event_id, "level": "error", "platform": "node",
                     "exception": {"values": [{"value": value, "mechanism": {"type": "generic", "synthetic": true}}]}});
@@ -909,6 +931,28 @@ print(json.dumps({{"sent": h.sent, "dropped": h.dropped, "rejected": h.rejected}
                 stored.insert(message, n as u64);
             }
         }
+        let mut compressed = 0;
+        for (message, sent) in &self.oracle.raws {
+            let raw = conn.query_row("SELECT raw FROM entries WHERE message = ?1", [message], |r| {
+                Ok(match r.get_ref(0)? {
+                    rusqlite::types::ValueRef::Blob(blob) => {
+                        compressed += 1;
+                        faultline_store::packed::unpack(blob)
+                    }
+                    other => other.as_str().map(str::to_owned).map_err(|e| e.to_string()),
+                })
+            });
+            match raw {
+                Ok(Ok(raw)) if raw == *sent => {}
+                Ok(Ok(_)) => problems.push(format!("{message:?}: its raw payload came back changed")),
+                Ok(Err(e)) => problems.push(format!("{message:?}: its raw payload: {e}")),
+                Err(e) => problems.push(format!("{message:?}: no raw payload: {e}")),
+            }
+        }
+        println!(
+            "raw payloads: {} large Sentry events, {compressed} kept compressed",
+            self.oracle.raws.len()
+        );
         for (message, e) in &self.oracle.expected {
             let got = stored.remove(message).unwrap_or(0);
             if got < e.min || got > e.max {
