@@ -121,6 +121,7 @@ pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
     };
     let (mut reading, mut scrubbing, mut fingerprinting, mut packing) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut packed) = (0, 0);
     for _ in 0..rounds {
         let started = Instant::now();
         let mut events = read(&bodies)?;
@@ -133,18 +134,21 @@ pub fn decode(events: usize, rounds: u32) -> anyhow::Result<()> {
             events.iter().map(|e| faultline_core::fingerprint(e).fingerprint).collect();
         fingerprinting.push(started.elapsed().as_secs_f64());
         let started = Instant::now();
-        let packed: usize =
-            events.iter().filter_map(|e| faultline_store::packed::pack(&e.raw)).map(|p| p.len()).sum();
+        packed = events.iter().filter_map(|e| faultline_store::packed::pack(&e.raw)).map(|p| p.len()).sum();
         packing.push(started.elapsed().as_secs_f64());
         anyhow::ensure!(scrubbed > 0 && !groups.is_empty(), "nothing scrubbed or grouped");
-        let raw: usize = events.iter().map(|e| e.raw.len()).sum();
-        println!("  raw {:.1} MB packed for SQLite into {:.1} MB", raw as f64 / 1e6, packed as f64 / 1e6);
+        raw = events.iter().map(|e| e.raw.len()).sum();
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     println!("{events} envelopes, {megabytes:.1} MB, one thread, median of {rounds}:");
+    println!(
+        "  raw payloads {:.1} MB, compressed for SQLite {:.1} MB",
+        raw as f64 / 1e6,
+        packed as f64 / 1e6
+    );
     let mut total = 0.0;
     for (what, v) in [
         ("read", &mut reading),

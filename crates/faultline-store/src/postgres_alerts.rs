@@ -179,20 +179,14 @@ pub(crate) async fn alert_rules(pool: &PgPool) -> Result<Vec<AlertRuleRow>> {
     Ok(rows.iter().map(rule_row).collect::<Result<_, _>>()?)
 }
 
-/// The patterns' minutes since a time, with the first and latest occurrence in each.
-const PATTERNS_MINUTES: &str =
-    "SELECT pattern_id, minute_ms, CAST(sum(count) AS BIGINT), min(coalesce(first_ms, minute_ms)),
-    max(coalesce(last_ms, minute_ms + 59999)) FROM minute_counts
-    WHERE minute_ms >= $1 AND pattern_id = ANY($2) GROUP BY minute_ms, pattern_id";
-
 pub(crate) async fn pattern_minute_counts(
     pool: &PgPool,
     pattern_ids: &[i64],
     since_ms: i64,
 ) -> Result<Vec<MinuteCount>> {
-    // One pass over the window for all the patterns: `minute_counts` is keyed by minute first.
+    let sql = patterns_minutes_sql("= ANY($2)");
     let rows: Vec<(i64, i64, i64, i64, i64)> =
-        sqlx::query_as(PATTERNS_MINUTES).bind(since_ms).bind(pattern_ids).fetch_all(pool).await?;
+        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(since_ms).bind(pattern_ids).fetch_all(pool).await?;
     Ok(rows
         .into_iter()
         .map(|(pattern_id, minute_ms, count, first_ms, last_ms)| MinuteCount {

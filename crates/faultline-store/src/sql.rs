@@ -57,6 +57,17 @@ pub(crate) const CLAIM_JOB: &str = "INSERT INTO job_leases (job, holder, expires
     WHERE job_leases.due_ms <= $4 AND (job_leases.holder IS NULL OR job_leases.expires_ms <= $4)
     RETURNING job";
 
+/// The minutes of the patterns whose id passes `in_ids` (`IN …` over `$2`, written as each
+/// dialect takes a list), since `$1`, with the first and latest occurrence in each: one pass
+/// over the window for all of them, as `minute_counts` is keyed by minute first.
+pub(crate) fn patterns_minutes_sql(in_ids: &str) -> String {
+    format!(
+        "SELECT pattern_id, minute_ms, CAST(sum(count) AS BIGINT), min(coalesce(first_ms, minute_ms)),
+        max(coalesce(last_ms, minute_ms + 59999)) FROM minute_counts
+        WHERE minute_ms >= $1 AND pattern_id {in_ids} GROUP BY minute_ms, pattern_id"
+    )
+}
+
 /// Gives a job's lease back and says when the job is next due.
 pub(crate) const FINISH_JOB: &str =
     "UPDATE job_leases SET holder = NULL, expires_ms = 0, due_ms = $1 WHERE job = $2 AND holder = $3";
@@ -172,8 +183,12 @@ mod tests {
             CLAIM_JOB,
             FINISH_JOB,
         ];
-        let open_task = open_task_of_pattern_sql();
-        for sql in statements.into_iter().chain([open_task.as_str()]) {
+        let built = [
+            open_task_of_pattern_sql(),
+            patterns_minutes_sql("= ANY($2)"),
+            patterns_minutes_sql("IN (SELECT value FROM json_each($2))"),
+        ];
+        for sql in statements.into_iter().chain(built.iter().map(String::as_str)) {
             let mut seen = Vec::new();
             let bytes = sql.as_bytes();
             for (i, _) in sql.match_indices('$') {

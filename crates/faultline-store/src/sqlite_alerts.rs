@@ -159,15 +159,8 @@ pub(crate) fn pattern_minute_counts(
     pattern_ids: &[i64],
     since_ms: i64,
 ) -> Result<Vec<MinuteCount>> {
-    // One pass over the window's rows for all the patterns asked for: `minute_counts` is keyed
-    // by minute first, so a query per pattern read the whole window once per pattern.
     let ids = serde_json::Value::from(pattern_ids.to_vec()).to_string();
-    let mut stmt = c.prepare_cached(
-        "SELECT pattern_id, minute_ms, sum(count), min(coalesce(first_ms, minute_ms)),
-            max(coalesce(last_ms, minute_ms + 59999)) FROM minute_counts
-        WHERE minute_ms >= ?1 AND pattern_id IN (SELECT value FROM json_each(?2))
-        GROUP BY minute_ms, pattern_id",
-    )?;
+    let mut stmt = c.prepare_cached(&patterns_minutes_sql("IN (SELECT value FROM json_each($2))"))?;
     let rows = stmt.query_map(params![since_ms, ids], |r| {
         Ok(MinuteCount {
             pattern_id: r.get(0)?,
