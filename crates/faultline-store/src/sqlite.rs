@@ -1075,6 +1075,12 @@ impl Store for SqliteStore {
                 entry_row,
             )?;
             let entries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            // A page short of its limit ends the matches; a count within the budget may hold
+            // fewer than the pages up to this one have shown.
+            let (total, total_capped) = match q.total_ended_by(entries.len()) {
+                Some(total) => (total, total > cap),
+                None => (total.max(q.matches_shown(entries.len())), total_capped),
+            };
             Ok(SearchPage { total: total.min(cap) as u64, total_capped, entries })
         })
         .await

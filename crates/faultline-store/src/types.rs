@@ -223,7 +223,10 @@ pub struct SearchQuery {
     pub until_ms: Option<i64>,
     pub limit: u32,
     pub offset: u32,
-    /// Stop counting matches past this many (`None`: count them all).
+    /// Stop counting matches past this many (`None`: count them all). A capped count of a
+    /// common needle also reads a bounded part of the window (SQLite: its newest 128 candidate
+    /// chunks of the search index; PostgreSQL: 32,768 of its entries), past which the count is
+    /// a lower bound (`total_capped`).
     pub count_cap: Option<u64>,
 }
 
@@ -256,6 +259,20 @@ pub struct SearchPage {
 /// How far the API and the page count a search's matches ("1000+"): an exact count of a common
 /// word over millions of entries would cost more than the page of results.
 pub const SEARCH_COUNT_CAP: u64 = 1000;
+
+impl SearchQuery {
+    /// The total a page of `shown` results settles: a page short of its limit ends the matches
+    /// (unless it is empty past the first page: then the matches ended before it).
+    pub(crate) fn total_ended_by(&self, shown: usize) -> Option<i64> {
+        (shown < self.limit as usize && (shown > 0 || self.offset == 0))
+            .then(|| i64::from(self.offset) + shown as i64)
+    }
+
+    /// The matches the pages up to this one have shown, at least (none known from an empty page).
+    pub(crate) fn matches_shown(&self, shown: usize) -> i64 {
+        if shown > 0 { i64::from(self.offset) + shown as i64 } else { 0 }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatternRow {

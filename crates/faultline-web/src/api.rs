@@ -455,9 +455,10 @@ pub struct LogsQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct LogsPage {
-    /// Matching entries, counted up to 1000.
+    /// Matching entries, counted up to 1000, and for a common text among a bounded part of the
+    /// window (about 32,000 of its entries).
     pub total: u64,
-    /// True when counting stopped at 1000: there are at least `total` matches.
+    /// True when counting stopped at 1000 or at that bound: there are at least `total` matches.
     pub total_capped: bool,
     pub limit: u32,
     pub offset: u32,

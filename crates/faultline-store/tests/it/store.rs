@@ -355,6 +355,45 @@ async fn search_finds_every_entry_across_batches(store: Arc<dyn Store>) {
 }
 both!(search_finds_every_entry_across_batches);
 
+/// A needle in one message of 300, whose words are in all of them: more candidate chunks of the
+/// index than a capped count reads. Its count is then a lower bound, never below the entries a
+/// page has shown, and exact where a page ends the matches or nothing caps it.
+async fn a_capped_count_of_a_common_needle_is_a_lower_bound(store: Arc<dyn Store>) {
+    let events: Vec<_> = (0..40_000)
+        .map(|i| {
+            let message = format!("request to db-{}.internal failed after {i} ms", i % 300);
+            event(&i.to_string(), T0 + i * 10, Level::Error, "svc", &message)
+        })
+        .collect();
+    for part in events.chunks(10_000) {
+        store.ingest(batch(part.to_vec())).await.unwrap();
+    }
+    let matches: Vec<String> =
+        (0..40_000).rev().filter(|i| i % 300 == 7).map(|i: i64| i.to_string()).collect();
+    assert_eq!(matches.len(), 134);
+    let q = |offset: u32, count_cap: Option<u64>| SearchQuery {
+        text: Some("DB-7.internal".into()),
+        limit: 100,
+        offset,
+        count_cap,
+        ..Default::default()
+    };
+    let ids = |page: &faultline_store::SearchPage| {
+        page.entries.iter().map(|e| e.external_id.clone()).collect::<Vec<_>>()
+    };
+    let exact = store.search(&q(0, None)).await.unwrap();
+    assert_eq!((exact.total, exact.total_capped), (134, false), "uncapped: every match counted");
+    assert_eq!(ids(&exact), matches[..100]);
+    let capped = store.search(&q(0, Some(1_000))).await.unwrap();
+    assert_eq!(ids(&capped), matches[..100], "the same page, newest first");
+    assert!(capped.total_capped, "counted within a budget: at least {}", capped.total);
+    assert!((100..=134).contains(&capped.total), "a lower bound, at least the page: {}", capped.total);
+    let last = store.search(&q(100, Some(1_000))).await.unwrap();
+    assert_eq!(ids(&last), matches[100..]);
+    assert_eq!((last.total, last.total_capped), (134, false), "a short page ends the matches");
+}
+both!(a_capped_count_of_a_common_needle_is_a_lower_bound);
+
 async fn search_finds_three_letter_words_beside_short_ones(store: Arc<dyn Store>) {
     // The trigram index leaves out words of one or two characters: a needle's words of three or
     // more are still found, alone or beside short ones, and only where the whole needle is.
@@ -662,11 +701,23 @@ async fn error_list_text_ignored_chart_and_newest_occurrence(store: Arc<dyn Stor
     ];
     expected.sort();
     assert_eq!(edges, expected, "oldest and newest; one row for a pattern seen once");
+    // Patterns whose entries are gone have no ends, and do not take a neighbour's.
+    store.cleanup(T0 + 100_000, 100).await.unwrap();
+    let all =
+        [refused.fingerprint.clone(), card.fingerprint.clone(), list_fingerprint(&*store, "smtp").await];
+    let edges: Vec<String> =
+        store.oldest_and_newest(&all).await.unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(edges, ["connection refused to 10.0.0.3:5432"], "only the entry left");
     let titles = pattern_titles(&*store, [&refused, &card]).await.unwrap();
     assert_eq!(titles[&refused.fingerprint], "connection refused to <IP>", "the address varies");
     assert_eq!(titles[&card.fingerprint], "card 4242 declined for order 17", "seen once: as written");
 }
 both!(error_list_text_ignored_chart_and_newest_occurrence);
+
+async fn list_fingerprint(store: &dyn Store, text: &str) -> String {
+    let q = faultline_store::PatternQuery { text: Some(text.into()), limit: 1, ..Default::default() };
+    store.list_patterns(&q).await.unwrap().patterns.remove(0).fingerprint
+}
 
 #[tokio::test]
 async fn regression_16_another_writer_holding_sqlite_is_a_transient_error_not_a_failure() {
