@@ -164,6 +164,10 @@ enum Command {
         /// Spread the errors over this many days, ending now.
         #[arg(long, default_value_t = 7)]
         days: u32,
+        /// The order the errors are stored in: `shuffled` spreads each batch over the days (rows
+        /// in no time order), `arrival` stores them oldest first, as a live service sends them.
+        #[arg(long, value_enum, default_value_t = seed::Order::Shuffled)]
+        order: seed::Order,
     },
 }
 
@@ -232,7 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = faultline_store::open(&config.database_url).await?;
             page_bench::run(store, rounds.max(1)).await
         }
-        Command::Seed { errors, patterns, days } => {
+        Command::Seed { errors, patterns, days, order } => {
             let store = faultline_store::open(&config.database_url).await?;
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(errors),
@@ -240,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let started = std::time::Instant::now();
             let seeded =
-                seed::seed(&store, errors, patterns, days, now_ms(), |n| bar.set_position(n)).await?;
+                seed::seed(&store, errors, patterns, days, order, now_ms(), |n| bar.set_position(n)).await?;
             bar.finish_and_clear();
             println!(
                 "stored {} errors ({} already there) in {} new patterns in {:.1} s",

@@ -21,6 +21,28 @@ pub struct Seeded {
 const ROLES: [&str; 5] = ["api", "worker", "cron", "edge", "batch"];
 const SHAPES: u64 = 30;
 
+/// The order in which the generated errors are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Order {
+    /// Each batch spread over the whole span: rows in the tables are in no time order, the
+    /// hardest layout for a read of the newest entries.
+    Shuffled,
+    /// Oldest first, as a live service's errors arrive: rows lie in time order.
+    Arrival,
+}
+
+/// The age (a fraction of the span) below which a share `q` of the product of two uniform
+/// numbers falls: the inverse of its distribution function `a - a ln a`, by bisection.
+fn product_quantile(q: f64) -> f64 {
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        let below = if mid > 0.0 { mid - mid * mid.ln() } else { 0.0 };
+        if below < q { lo = mid } else { hi = mid }
+    }
+    (lo + hi) / 2.0
+}
+
 /// Stores `errors` generated errors over `patterns` patterns (at most 1,500), the newest at
 /// `now_ms`, the oldest `days` before.
 pub async fn seed(
@@ -28,6 +50,7 @@ pub async fn seed(
     errors: u64,
     patterns: u64,
     days: u32,
+    order: Order,
     now_ms: i64,
     mut progress: impl FnMut(u64),
 ) -> anyhow::Result<Seeded> {
@@ -45,9 +68,15 @@ pub async fn seed(
         let mut events = Vec::with_capacity(batch_size);
         for _ in 0..batch_size.min((errors - n) as usize) {
             n += 1;
-            // The square of a uniform number leans towards 0: recent errors and the first
+            // The product of two uniform numbers leans towards 0: recent errors and the first
             // patterns are the common ones. Every pattern appears at least once.
-            let age = (rng.below(1 << 20) * rng.below(1 << 20)) as f64 / (1u64 << 40) as f64;
+            let drawn = (rng.below(1 << 20) * rng.below(1 << 20)) as f64 / (1u64 << 40) as f64;
+            let age = match order {
+                Order::Shuffled => drawn,
+                // The same distribution, its quantiles from the oldest to the newest; the draw
+                // is still made, so the messages are those of a shuffled seeding.
+                Order::Arrival => product_quantile(1.0 - (n as f64 - 0.5) / errors as f64),
+            };
             let pattern =
                 if n <= patterns { n - 1 } else { (rng.below(patterns) * rng.below(patterns)) / patterns };
             let shape = pattern % SHAPES;
@@ -78,4 +107,22 @@ pub async fn seed(
         progress(n);
     }
     Ok(seeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::product_quantile;
+
+    #[test]
+    fn the_arrival_ages_follow_the_shuffled_distribution() {
+        // The inverse of `a - a ln a`: each age comes back as the share below it.
+        for a in [0.001, 0.05, 0.2, 0.5, 0.9, 0.999] {
+            let q = a - a * f64::ln(a);
+            assert!((product_quantile(q) - a).abs() < 1e-9, "{a}");
+        }
+        // Half of the errors are younger than ~0.187 of the span, as drawn.
+        assert!((product_quantile(0.5) - 0.1867).abs() < 1e-3, "{}", product_quantile(0.5));
+        assert!(product_quantile(0.0) < 1e-12);
+        assert!((product_quantile(1.0) - 1.0).abs() < 1e-6, "flat near 1: as close as f64 tells");
+    }
 }
