@@ -1077,9 +1077,28 @@ impl Workload {
             let q =
                 faultline_store::SearchQuery { text: Some(needle.clone()), limit: 1, ..Default::default() };
             let found = store.search(&q).await.expect("search").total;
+            let short: String = needle.chars().take(80).collect();
             if found != scanned as u64 {
-                let needle: String = needle.chars().take(80).collect();
-                problems.push(format!("search {needle:?} {when}: {found} found, a scan counts {scanned}"));
+                problems.push(format!("search {short:?} {when}: {found} found, a scan counts {scanned}"));
+            }
+            // As the API and the page ask: a page of 100 and a capped count, which may be a
+            // lower bound ("N+") but never below the page nor above the matches.
+            let q = faultline_store::SearchQuery {
+                text: Some(needle.clone()),
+                limit: 100,
+                count_cap: Some(faultline_store::SEARCH_COUNT_CAP),
+                ..Default::default()
+            };
+            let page = store.search(&q).await.expect("search");
+            let (shown, scanned) = (page.entries.len() as u64, scanned as u64);
+            let consistent = shown == scanned.min(100)
+                && (shown..=scanned).contains(&page.total)
+                && (page.total_capped || page.total == scanned);
+            if !consistent {
+                problems.push(format!(
+                    "search {short:?} {when}, capped: {} shown, total {} (capped: {}), a scan counts {scanned}",
+                    shown, page.total, page.total_capped
+                ));
             }
         }
         problems
