@@ -182,6 +182,8 @@ pub(crate) async fn commit(
     let accepted = events.len();
     let protocol = if source_id.starts_with("sentry:") {
         "sentry"
+    } else if source_id == "otlp" || source_id.starts_with("otlp:") {
+        "otlp"
     } else if source_id.ends_with(":python") {
         "python"
     } else {

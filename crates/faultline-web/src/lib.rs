@@ -128,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{project}/envelope/", post(sentry::envelope))
         .route("/api/{project}/store/", post(sentry::store))
         .route("/v1/logs", post(otlp::logs))
+        .route_service(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            otlp::grpc_service(state.clone()),
+        )
         .route("/metrics", get(metrics::metrics))
         .route_layer(axum::middleware::from_fn(metrics::record_http))
         .layer(axum::middleware::from_fn(refuse_nul_in_path))

@@ -5,7 +5,11 @@
 //! `exception.type` / `exception.message` / `exception.stacktrace` the exception, attributes
 //! and resource attributes metadata, trace and span ids kept. Records below the minimum level
 //! are counted like any; records that cannot be read are answered in `partial_success`.
-//! OTLP/gRPC is not served.
+//!
+//! OTLP/gRPC is served on the same port ([`LogsGrpc`]): the `LogsService/Export` call over
+//! cleartext HTTP/2, gzip accepted, the token in the `authorization` metadata. Its errors are
+//! gRPC status codes: a request with no readable record `INVALID_ARGUMENT`, over quota
+//! `RESOURCE_EXHAUSTED` and a busy database `UNAVAILABLE` (both retried by OTLP exporters).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +17,10 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use faultline_core::{Level, LogEvent, Origin, Stamp, TimestampMs};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -24,7 +29,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::auth::Scope;
+use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::ingest::{Rejected, check_quota, commit, media_type, read_body};
 use crate::{AppState, now_ms};
@@ -53,6 +58,29 @@ pub(crate) async fn logs(
         ExportLogsServiceRequest::decode(body.as_ref())
             .map_err(|e| ApiError::BadRequest(format!("not an OTLP logs request: {e}")))?
     };
+    let (status, answer) = export(&app, &caller, &request).await?;
+    // OTLP answers 200 with partial_success for rejected records; `commit` makes a request with
+    // nothing readable a 400.
+    Ok(if json_encoding {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&answer).unwrap_or_default(),
+        )
+            .into_response()
+    } else {
+        (status, [(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response()
+    })
+}
+
+/// Stores the readable records of an export request, whichever transport brought it: the
+/// status of an HTTP answer (400 when no record could be read) and OTLP's answer, which names
+/// the records rejected.
+async fn export(
+    app: &AppState,
+    caller: &Caller,
+    request: &ExportLogsServiceRequest,
+) -> Result<(StatusCode, ExportLogsServiceResponse), ApiError> {
     let now = now_ms();
     let source_id = match &caller.token {
         Some(name) => format!("otlp:{name}"),
@@ -72,28 +100,70 @@ pub(crate) async fn logs(
             }
         }
     }
-    check_quota(&app, &caller, events.len())?;
+    check_quota(app, caller, events.len())?;
     let error_message =
         rejected.iter().map(|r| format!("record {}: {}", r.index, r.error)).collect::<Vec<_>>();
     let rejected_count = rejected.len() as i64;
-    let (status, _) = commit(&app, &source_id, events, rejected, now).await?;
+    let (status, _) = commit(app, &source_id, events, rejected, now).await?;
     let partial_success = (rejected_count > 0).then(|| ExportLogsPartialSuccess {
         rejected_log_records: rejected_count,
         error_message: error_message.join("; "),
     });
-    let answer = ExportLogsServiceResponse { partial_success };
-    // OTLP answers 200 with partial_success for rejected records; `commit` makes a request with
-    // nothing readable a 400.
-    Ok(if json_encoding {
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(&answer).unwrap_or_default(),
-        )
-            .into_response()
-    } else {
-        (status, [(header::CONTENT_TYPE, "application/x-protobuf")], answer.encode_to_vec()).into_response()
-    })
+    Ok((status, ExportLogsServiceResponse { partial_success }))
+}
+
+/// OTLP/gRPC's `LogsService`, answering as [`logs`] does over HTTP.
+pub(crate) struct LogsGrpc(pub(crate) Arc<AppState>);
+
+#[tonic::async_trait]
+impl LogsService for LogsGrpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        let caller = self.0.auth.check(&headers, Scope::Ingest).map_err(grpc_status)?;
+        let (status, answer) = export(&self.0, &caller, request.get_ref()).await.map_err(grpc_status)?;
+        if status == StatusCode::BAD_REQUEST {
+            let why = answer.partial_success.map(|p| p.error_message).unwrap_or_default();
+            return Err(tonic::Status::invalid_argument(format!("no log record could be read: {why}")));
+        }
+        Ok(tonic::Response::new(answer))
+    }
+}
+
+/// The served `LogsService`: gzip-compressed requests accepted, as large as an HTTP body may be.
+pub(crate) fn grpc_service(app: Arc<AppState>) -> LogsServiceServer<LogsGrpc> {
+    let max = app.settings.max_body_bytes;
+    LogsServiceServer::new(LogsGrpc(app))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(max)
+}
+
+/// An error as the gRPC status an OTLP exporter acts on: it retries `RESOURCE_EXHAUSTED` and
+/// `UNAVAILABLE`, and drops the batch on the others.
+fn grpc_status(e: ApiError) -> tonic::Status {
+    let message = e.to_string();
+    match e {
+        ApiError::BadRequest(_) | ApiError::TooLarge(_) | ApiError::UnsupportedMediaType(_) => {
+            tonic::Status::invalid_argument(message)
+        }
+        ApiError::Unauthorized(_) => tonic::Status::unauthenticated(message),
+        ApiError::Forbidden(_) => tonic::Status::permission_denied(message),
+        ApiError::NotFound(_) => tonic::Status::not_found(message),
+        ApiError::Conflict(_) => tonic::Status::aborted(message),
+        ApiError::TooManyRequests { retry_after_secs, .. }
+        | ApiError::SentryRateLimited { retry_after_secs, .. } => {
+            tonic::Status::resource_exhausted(format!("{message}: retry after {retry_after_secs} s"))
+        }
+        ApiError::Unavailable { retry_after_secs, .. } => {
+            tonic::Status::unavailable(format!("{message}: retry after {retry_after_secs} s"))
+        }
+        ApiError::Internal(cause) => {
+            tracing::error!(error = %cause, "OTLP/gRPC export failed");
+            tonic::Status::internal("internal error")
+        }
+    }
 }
 
 /// One log record, read in its resource's context.

@@ -3,17 +3,22 @@
 //! the end of the previous answer, so an idle kept-alive connection is closed too), at most
 //! `max_connections` are served at once (more wait in the listen queue, so file descriptors
 //! are never exhausted), and a stop finishes the requests in flight for at most `drain`, then
-//! closes what is left (a half-sent request holds nothing up).
+//! closes what is left (a half-sent request holds nothing up). A connection speaks HTTP/1.1, or
+//! HTTP/2 when it opens with HTTP/2's preface (cleartext, "prior knowledge"), as gRPC clients
+//! do; a client that has not told which within `header_timeout` is closed. On HTTP/2, at most
+//! [`H2_STREAMS`] requests at once per connection, and a peer that stops answering pings is
+//! dropped (an idle HTTP/2 connection that answers them stays open, as gRPC channels expect).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 /// Limits of [`serve`].
@@ -35,6 +40,34 @@ impl Default for ServerOptions {
     }
 }
 
+/// Requests served at once on one HTTP/2 connection.
+pub const H2_STREAMS: u32 = 64;
+
+/// Whether the client's first bytes are HTTP/2's connection preface, read without taking them;
+/// `None` when it closed or had not told within `wait`.
+async fn opens_with_h2_preface(stream: &TcpStream, wait: Duration) -> Option<bool> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let told = async {
+        let mut first = [0u8; PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut first).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            if first[..n] != PREFACE[..n] {
+                return Some(false);
+            }
+            if n == PREFACE.len() {
+                return Some(true);
+            }
+            // A preface split over segments (clients send it whole): a peek would answer the
+            // same bytes at once, so wait a moment for the rest.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::timeout(wait, told).await.ok().flatten()
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains (see the module doc).
 pub async fn serve(
     listener: TcpListener,
@@ -44,8 +77,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(options.header_timeout);
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new()).header_read_timeout(options.header_timeout);
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
+        .max_concurrent_streams(H2_STREAMS)
+        .keep_alive_interval(options.header_timeout)
+        .keep_alive_timeout(options.header_timeout);
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -67,10 +105,16 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())));
+        let (watcher, h1, h2) = (graceful.watcher(), h1.clone(), h2.clone());
+        let service = TowerToHyperService::new(app.clone());
+        let header_timeout = options.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let ended = match opens_with_h2_preface(&stream, header_timeout).await {
+                Some(false) => watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await,
+                Some(true) => watcher.watch(h2.serve_connection(TokioIo::new(stream), service)).await,
+                None => Ok(()),
+            };
+            if let Err(e) = ended {
                 tracing::debug!("connection ended: {e}");
             }
             drop(permit);

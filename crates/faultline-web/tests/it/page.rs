@@ -247,6 +247,10 @@ async fn empty_state_then_context_and_breadcrumbs(store: Arc<dyn Store>, dir: Op
         format!("sentry_sdk.init(dsn=\"http://TOKEN@{host}/1\")"),
         format!("Sentry.init({{ dsn: \"http://TOKEN@{host}/1\" }})"),
         format!("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={}/v1/logs", server.url),
+        format!(
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT={}\nexport OTEL_EXPORTER_OTLP_LOGS_PROTOCOL=grpc",
+            server.url
+        ),
         format!("FaultlineHandler(\"{}\", token=\"TOKEN\")", server.url),
         format!("curl -s {}/api/ingest", server.url),
         format!("targets: [\"{host}\"]"),

@@ -1,5 +1,6 @@
-//! OpenTelemetry logs: the real OpenTelemetry Python SDK with its OTLP/HTTP (protobuf)
-//! exporter, and a request in OTLP's JSON encoding, sent to `faultline serve`.
+//! OpenTelemetry logs: the real OpenTelemetry Python SDK with its OTLP/HTTP (protobuf) and
+//! OTLP/gRPC exporters, a request in OTLP's JSON encoding, and gRPC's own client for the
+//! answers an exporter acts on, sent to `faultline serve`.
 
 use std::time::Duration;
 
@@ -99,5 +100,114 @@ async fn opentelemetry_logs_over_http() {
     for database in databases(db_dir.path()).await {
         let work = tempfile::tempdir().expect("tempdir");
         otlp_logs(work.path(), &database).await;
+    }
+}
+
+/// The SDK's gRPC exporter (gzip), on the port that serves HTTP; then gRPC's own client for what
+/// the exporter does not show: the status of a wrong token, of a request with nothing readable,
+/// of one over quota, and a partial success.
+const GRPC: &str = r#"
+import sys, logging, grpc
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+url, token = sys.argv[1], sys.argv[2]
+target = url.removeprefix("http://")
+provider = LoggerProvider(resource=Resource.create({"service.name": "orders"}))
+exporter = OTLPLogExporter(endpoint=url, insecure=True, compression=Compression.Gzip,
+                           headers={"authorization": "Bearer " + token})
+provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+log = logging.getLogger("orders.pay")
+log.propagate = False
+log.addHandler(LoggingHandler(logger_provider=provider))
+log.setLevel(logging.INFO)
+try:
+    1 / 0
+except ZeroDivisionError:
+    log.exception("payment split failed for order 12")
+log.error("fraud check timed out after 3000 ms")
+log.info("order viewed")
+provider.shutdown()
+
+def request(*records):
+    return logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(
+        resource=resource_pb2.Resource(attributes=[common_pb2.KeyValue(
+            key="service.name", value=common_pb2.AnyValue(string_value="ledger"))]),
+        scope_logs=[logs_pb2.ScopeLogs(log_records=list(records))])])
+good = logs_pb2.LogRecord(severity_number=17, body=common_pb2.AnyValue(string_value="ledger 4 is closed"))
+empty = logs_pb2.LogRecord(severity_number=17)
+stub = logs_service_pb2_grpc.LogsServiceStub(grpc.insecure_channel(target))
+def call(req, secret):
+    try:
+        answer = stub.Export(req, metadata=[("authorization", "Bearer " + secret)], timeout=10)
+        return "OK rejected=%d %s" % (answer.partial_success.rejected_log_records,
+                                     answer.partial_success.error_message)
+    except grpc.RpcError as e:
+        return "%s %s" % (e.code().name, e.details())
+print("sdk sent")
+print("wrong token:", call(request(good), "not-the-token"))
+print("nothing readable:", call(request(empty), token))
+print("partial:", call(request(good, empty), token))
+# 4 of the 20 a minute taken: 18 more fit the burst but not what is left of it.
+print("over quota:", call(request(*[good] * 18), token))
+"#;
+
+async fn otlp_grpc(dir: &std::path::Path, database: &str) {
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let config = dir.join("faultline.toml");
+    let text = base_config(dir, database).replace("[server]\n", "[server]\ningest_quota_per_minute = 20\n");
+    std::fs::write(&config, text).unwrap();
+    let service = start_with(dir, &config, &[]);
+    let said = python(GRPC, &[&service.url, TOKEN]);
+    let line = |label: &str| {
+        said.lines().find_map(|l| l.strip_prefix(label)).unwrap_or_else(|| panic!("{label} in {said}")).trim()
+    };
+    assert_eq!(line("sdk"), "sent");
+    assert!(line("wrong token:").starts_with("UNAUTHENTICATED invalid token"), "{said}");
+    assert!(line("nothing readable:").starts_with("INVALID_ARGUMENT no log record could be read"), "{said}");
+    assert!(line("nothing readable:").contains("neither a body nor an exception"), "{said}");
+    assert!(line("partial:").starts_with("OK rejected=1 record 1:"), "{said}");
+    assert!(line("over quota:").starts_with("RESOURCE_EXHAUSTED ingest quota"), "{said}");
+
+    let store = faultline_store::open(database).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let page =
+            store.search(&faultline_store::SearchQuery { limit: 50, ..Default::default() }).await.unwrap();
+        if page.entries.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break page.entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut seen: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e.source.as_str(), e.message.as_str())).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("ledger", "ledger 4 is closed"),
+            ("orders", "fraud check timed out after 3000 ms"),
+            ("orders", "payment split failed for order 12"),
+        ],
+        "the INFO record is below the minimum level; only the partial request's good record stored"
+    );
+    let split = entries.iter().find(|e| e.message.starts_with("payment split")).unwrap();
+    let trace = split.traceback.as_deref().unwrap_or("");
+    assert!(trace.contains("ZeroDivisionError"), "exception.stacktrace is the traceback: {trace}");
+    stop(service);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opentelemetry_logs_over_grpc() {
+    let db_dir = tempfile::tempdir().expect("tempdir");
+    for database in databases(db_dir.path()).await {
+        let work = tempfile::tempdir().expect("tempdir");
+        otlp_grpc(work.path(), &database).await;
     }
 }

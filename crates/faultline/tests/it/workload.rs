@@ -6,7 +6,7 @@
 //! Paths: tailed files (empty at start, with lines at start, created later, rotated by rename and
 //! by copytruncate, multi-line Python, Node, Ruby and .NET stacks), HTTP ingest (with ids, with
 //! timestamps but no id, neither; identical records in one request; retries after a lost answer),
-//! Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, the Railway crawl
+//! OpenTelemetry log records over OTLP/HTTP (protobuf) and OTLP/gRPC, Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, the Railway crawl
 //! (levels and severities in each reading), and `faultline ingest` run from another process on the
 //! same SQLite file. Faults: kill -9 and restart, SIGTERM with a half-sent request open, the
 //! database held by another writer, a webhook receiver that fails, half-sent requests left open,
@@ -301,7 +301,8 @@ environment_id = "env-1"
             0..=21 => self.append_lines(),
             22..=24 => self.railway_lines(),
             25..=29 => self.rotate(),
-            30..=49 => self.post_http().await,
+            30..=45 => self.post_http().await,
+            46..=49 => self.post_otlp().await,
             50..=54 => self.post_sentry().await,
             55..=61 => self.python_stdlib(),
             62..=68 => self.python_client(),
@@ -571,13 +572,107 @@ environment_id = "env-1"
         self.oracle.note(format!("sentry envelope of {n} events{}", if retried { ", retried" } else { "" }));
     }
 
+    /// OpenTelemetry log records, each stamped with its time (which makes a record sent again
+    /// after a lost answer the same event), over OTLP/HTTP in protobuf or over OTLP/gRPC.
+    async fn post_otlp(&mut self) {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use prost::Message;
+        let n = 1 + self.rng.below(5 * self.scale);
+        let grpc = self.rng.chance(50);
+        let text = |s: String| Some(AnyValue { value: Some(Value::StringValue(s)) });
+        let mut records = Vec::new();
+        let mut sent = Vec::new();
+        for _ in 0..n {
+            let message = format!("{} shard {} export failed", self.token("otlp"), self.rng.below(100));
+            records.push(LogRecord {
+                time_unix_nano: now_ms() as u64 * 1_000_000 + self.rng.below(1_000_000),
+                severity_number: 17,
+                body: text(message.clone()),
+                ..Default::default()
+            });
+            sent.push(message);
+        }
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: text("wl-otlp".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs { log_records: records, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        let mut retried = false;
+        for attempt in 0.. {
+            let answer = if grpc {
+                self.export_grpc(request.clone()).await
+            } else {
+                self.post_bytes("/v1/logs", "application/x-protobuf", request.encode_to_vec()).await
+            };
+            match answer {
+                Some(200) => break,
+                Some(_) | None if attempt < 40 => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => panic!("seed {}: the OTLP export was never taken: {other:?}", self.seed),
+            }
+        }
+        for message in sent {
+            self.oracle.exactly(message, 1);
+        }
+        let how = if grpc { "gRPC" } else { "HTTP" };
+        self.oracle
+            .note(format!("OTLP/{how} export of {n} records{}", if retried { ", retried" } else { "" }));
+    }
+
+    /// An OTLP/gRPC export, its answer recorded as the HTTP status it stands for (200, 503 for
+    /// the codes an exporter retries, 400 for the others); `None` when no answer came. An
+    /// `INTERNAL` or `UNKNOWN` answer breaks the promise as a 500 does.
+    async fn export_grpc(
+        &mut self,
+        request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    ) -> Option<u16> {
+        use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(self.url()).ok()?.timeout(Duration::from_secs(20));
+        let mut client = LogsServiceClient::new(endpoint.connect().await.ok()?);
+        let mut request = tonic::Request::new(request);
+        request.metadata_mut().insert("authorization", format!("Bearer {TOKEN}").parse().ok()?);
+        let status = match client.export(request).await {
+            Ok(_) => 200,
+            // A status made from a transport error (the server down, or killed mid-request).
+            Err(s) if std::error::Error::source(&s).is_some() => return None,
+            Err(s) => match s.code() {
+                tonic::Code::Unavailable | tonic::Code::ResourceExhausted => 503,
+                tonic::Code::Internal | tonic::Code::Unknown => {
+                    self.oracle.bad_answers.push(format!("gRPC {:?} Export: {}", s.code(), s.message()));
+                    500
+                }
+                _ => 400,
+            },
+        };
+        *self.oracle.answers.entry(status).or_default() += 1;
+        Some(status)
+    }
+
     /// Posts and records the answer; `None` when no answer came (the server was down).
     async fn post(&mut self, path: &str, body: String) -> Option<u16> {
+        self.post_bytes(path, "application/x-ndjson", body.into_bytes()).await
+    }
+
+    async fn post_bytes(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Option<u16> {
         let response = self
             .http
             .post(format!("{}{path}", self.url()))
             .bearer_auth(TOKEN)
-            .header("content-type", "application/x-ndjson")
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await
@@ -1178,9 +1273,12 @@ async fn workload_nothing_lost_nothing_miscounted() {
         steps += 1;
     }
     let oracle = w.finish().await;
+    let exports = |how: &str| oracle.history.iter().filter(|h| h.starts_with(how)).count();
     eprintln!(
-        "workload seed {seed}: {steps} steps, {} events over every path, {} kills, answers {:?}, {:.0} s: nothing lost, nothing miscounted",
+        "workload seed {seed}: {steps} steps, {} events over every path (OTLP exports: {} gRPC, {} HTTP), {} kills, answers {:?}, {:.0} s: nothing lost, nothing miscounted",
         oracle.events,
+        exports("OTLP/gRPC"),
+        exports("OTLP/HTTP"),
         oracle.kills,
         oracle.answers,
         started.elapsed().as_secs_f64()
