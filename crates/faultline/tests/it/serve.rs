@@ -523,6 +523,38 @@ fn regression_16_half_sent_requests_time_out_and_never_hold_the_server() {
     assert!(stopping.elapsed() < Duration::from_secs(9), "stopped in {:?}", stopping.elapsed());
 }
 
+/// An HTTP/2 connection (as gRPC clients open) with nothing under way is closed after the header
+/// timeout, as an idle HTTP/1.1 one is, although its client answers every ping: idle
+/// connections never hold the server's connection slots.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_like_an_idle_http1_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("logs")).expect("logs");
+    let config = dir.path().join("faultline.toml");
+    let db = dir.path().join("f.db").display().to_string();
+    std::fs::write(&config, base_config(dir.path(), &db)).expect("config");
+    let service = start_with(dir.path(), &config, &[("FAULTLINE_SERVER__HEADER_TIMEOUT", "1s")]);
+    let tcp =
+        tokio::net::TcpStream::connect(service.url.trim_start_matches("http://")).await.expect("connect");
+    let (mut send, connection) = h2::client::handshake(tcp).await.expect("an HTTP/2 handshake");
+    // The connection task answers the server's pings until the server closes it.
+    let open = tokio::spawn(connection);
+    let request = http::Request::get(format!("{}/healthz", service.url)).body(()).expect("request");
+    let (answer, _) = send.send_request(request, true).expect("send");
+    let answer = answer.await.expect("answered over HTTP/2");
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("body");
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(20), open).await;
+    assert!(closed.is_ok(), "an idle HTTP/2 connection still open after 20 s");
+    assert!(idle.elapsed() >= Duration::from_millis(500), "closed after {:?}", idle.elapsed());
+    stop(service);
+}
+
 #[tokio::test]
 async fn regression_16_stdlib_handler_counts_identical_calls_and_formats_them() {
     let dir = tempfile::tempdir().expect("tempdir");
