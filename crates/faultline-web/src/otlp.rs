@@ -7,7 +7,7 @@
 //! are counted like any; records that cannot be read are answered in `partial_success`.
 //!
 //! OTLP/gRPC is served on the same port ([`LogsGrpc`]): the `LogsService/Export` call over
-//! cleartext HTTP/2, gzip accepted, the token in the `authorization` metadata. Its errors are
+//! cleartext HTTP/2, gzip and deflate accepted, the token in the `authorization` metadata. Its errors are
 //! gRPC status codes: a request with no readable record `INVALID_ARGUMENT`, over quota
 //! `RESOURCE_EXHAUSTED` and a busy database `UNAVAILABLE` (both retried by OTLP exporters).
 
@@ -132,11 +132,13 @@ impl LogsService for LogsGrpc {
     }
 }
 
-/// The served `LogsService`: gzip-compressed requests accepted, as large as an HTTP body may be.
+/// The served `LogsService`: gzip- and deflate-compressed requests accepted (the compressions
+/// OTLP exporters offer), as large as an HTTP body may be.
 pub(crate) fn grpc_service(app: Arc<AppState>) -> LogsServiceServer<LogsGrpc> {
     let max = app.settings.max_body_bytes;
     LogsServiceServer::new(LogsGrpc(app))
         .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Deflate)
         .max_decoding_message_size(max)
 }
 

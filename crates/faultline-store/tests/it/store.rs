@@ -225,12 +225,18 @@ async fn rates_and_buckets_come_from_minute_counts(store: Arc<dyn Store>) {
 both!(rates_and_buckets_come_from_minute_counts);
 
 /// Windows read whole quarters from the rollup and their edges from the minute counts: every
-/// window, aligned or not, counts exactly the entries inside it.
+/// window, aligned or not, counts exactly the entries inside it. The batches hold more minute
+/// rows than one statement writes, and share some minutes.
 async fn window_counts_match_the_entries(store: Arc<dyn Store>) {
     let q = 15 * 60_000;
     let start = T0.div_euclid(q) * q; // a quarter boundary
-    let times: Vec<i64> = (0..40).map(|k| start + k * 7 * 60_000 + 13_000).collect();
-    let events = times
+    let times: Vec<i64> = (0..150)
+        .flat_map(|k| {
+            let t = start + k * 7 * 60_000 + 13_000;
+            if k % 5 == 0 { vec![t, t + 1_000] } else { vec![t] }
+        })
+        .collect();
+    let events: Vec<_> = times
         .iter()
         .enumerate()
         .map(|(k, ts)| {
@@ -244,7 +250,11 @@ async fn window_counts_match_the_entries(store: Arc<dyn Store>) {
             )
         })
         .collect();
-    store.ingest(batch(events)).await.unwrap();
+    // Every other event in each batch: the two minutes' events of every fifth minute are in both.
+    for parity in [0, 1] {
+        let part = events.iter().enumerate().filter(|(k, _)| k % 2 == parity).map(|(_, e)| e.clone());
+        store.ingest(batch(part.collect())).await.unwrap();
+    }
     let inside = |since: i64, until: i64| {
         times
             .iter()

@@ -63,21 +63,9 @@ async fn otlp_logs(dir: &std::path::Path, database: &str) {
             .contains("neither a body nor an exception")
     );
 
-    let store = faultline_store::open(database).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let entries = loop {
-        let page =
-            store.search(&faultline_store::SearchQuery { limit: 50, ..Default::default() }).await.unwrap();
-        if page.entries.len() >= 3 || tokio::time::Instant::now() > deadline {
-            break page.entries;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut seen: Vec<(&str, &str)> =
-        entries.iter().map(|e| (e.source.as_str(), e.message.as_str())).collect();
-    seen.sort();
+    let entries = stored(database, 3).await;
     assert_eq!(
-        seen,
+        sources_and_messages(&entries),
         [
             ("billing", "LedgerError: ledger 9 is closed"),
             ("checkout", "cart lookup failed for order 77"),
@@ -94,6 +82,27 @@ async fn otlp_logs(dir: &std::path::Path, database: &str) {
     stop(service);
 }
 
+/// The entries stored, once there are `n` of them (or after 10 s).
+async fn stored(database: &str, n: usize) -> Vec<faultline_store::EntryRow> {
+    let store = faultline_store::open(database).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page =
+            store.search(&faultline_store::SearchQuery { limit: 50, ..Default::default() }).await.unwrap();
+        if page.entries.len() >= n || tokio::time::Instant::now() > deadline {
+            return page.entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sources_and_messages(entries: &[faultline_store::EntryRow]) -> Vec<(&str, &str)> {
+    let mut seen: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e.source.as_str(), e.message.as_str())).collect();
+    seen.sort();
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn opentelemetry_logs_over_http() {
     let db_dir = tempfile::tempdir().expect("tempdir");
@@ -105,7 +114,7 @@ async fn opentelemetry_logs_over_http() {
 
 /// The SDK's gRPC exporter (gzip), on the port that serves HTTP; then gRPC's own client for what
 /// the exporter does not show: the status of a wrong token, of a request with nothing readable,
-/// of one over quota, and a partial success.
+/// of one over quota, and a partial success (deflated).
 const GRPC: &str = r#"
 import sys, logging, grpc
 from opentelemetry.sdk.resources import Resource
@@ -143,9 +152,10 @@ def request(*records):
 good = logs_pb2.LogRecord(severity_number=17, body=common_pb2.AnyValue(string_value="ledger 4 is closed"))
 empty = logs_pb2.LogRecord(severity_number=17)
 stub = logs_service_pb2_grpc.LogsServiceStub(grpc.insecure_channel(target))
-def call(req, secret):
+def call(req, secret, compression=grpc.Compression.NoCompression):
     try:
-        answer = stub.Export(req, metadata=[("authorization", "Bearer " + secret)], timeout=10)
+        answer = stub.Export(req, metadata=[("authorization", "Bearer " + secret)], timeout=10,
+                             compression=compression)
         return "OK rejected=%d %s" % (answer.partial_success.rejected_log_records,
                                      answer.partial_success.error_message)
     except grpc.RpcError as e:
@@ -153,7 +163,7 @@ def call(req, secret):
 print("sdk sent")
 print("wrong token:", call(request(good), "not-the-token"))
 print("nothing readable:", call(request(empty), token))
-print("partial:", call(request(good, empty), token))
+print("partial:", call(request(good, empty), token, grpc.Compression.Deflate))
 # 4 of the 20 a minute taken: 18 more fit the burst but not what is left of it.
 print("over quota:", call(request(*[good] * 18), token))
 "#;
@@ -175,21 +185,9 @@ async fn otlp_grpc(dir: &std::path::Path, database: &str) {
     assert!(line("partial:").starts_with("OK rejected=1 record 1:"), "{said}");
     assert!(line("over quota:").starts_with("RESOURCE_EXHAUSTED ingest quota"), "{said}");
 
-    let store = faultline_store::open(database).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let entries = loop {
-        let page =
-            store.search(&faultline_store::SearchQuery { limit: 50, ..Default::default() }).await.unwrap();
-        if page.entries.len() >= 3 || tokio::time::Instant::now() > deadline {
-            break page.entries;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut seen: Vec<(&str, &str)> =
-        entries.iter().map(|e| (e.source.as_str(), e.message.as_str())).collect();
-    seen.sort();
+    let entries = stored(database, 3).await;
     assert_eq!(
-        seen,
+        sources_and_messages(&entries),
         [
             ("ledger", "ledger 4 is closed"),
             ("orders", "fraud check timed out after 3000 ms"),
