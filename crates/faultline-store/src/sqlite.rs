@@ -751,7 +751,7 @@ fn write_totals(
     let mut one = tx.prepare_cached(&upsert_minutes_sql(1))?;
     for rows in minutes.chunks(MINUTE_ROWS) {
         if rows.len() == MINUTE_ROWS {
-            many.execute(rusqlite::params_from_iter(rows.iter().flat_map(|row| minute_values(row))))?;
+            many.execute(rusqlite::params_from_iter(rows.iter().flat_map(minute_values)))?;
         } else {
             for row in rows {
                 one.execute(rusqlite::params_from_iter(minute_values(row)))?;

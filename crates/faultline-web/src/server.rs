@@ -85,6 +85,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    // Tells connections still saying which protocol they speak that the server stops.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new()).header_read_timeout(options.header_timeout);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
@@ -113,11 +115,15 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (watcher, h1, h2) = (graceful.watcher(), h1.clone(), h2.clone());
+        let (watcher, h1, h2, mut stopped) = (graceful.watcher(), h1.clone(), h2.clone(), stopped.clone());
         let (app, service) = (app.clone(), TowerToHyperService::new(app.clone()));
         let header_timeout = options.header_timeout;
         tokio::spawn(async move {
-            let ended = match opens_with_h2_preface(&stream, header_timeout).await {
+            let told = tokio::select! {
+                told = opens_with_h2_preface(&stream, header_timeout) => told,
+                _ = stopped.wait_for(|stopping| *stopping) => None,
+            };
+            let ended = match told {
                 Some(false) => watcher.watch(h1.serve_connection(TokioIo::new(stream), service)).await,
                 Some(true) => {
                     let activity = Arc::new(Activity::new());
@@ -137,6 +143,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = stopping.send(true);
     if tokio::time::timeout(options.drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("closing connections still open after {:?}", options.drain);
     }
