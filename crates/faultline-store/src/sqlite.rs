@@ -747,8 +747,10 @@ fn write_totals(
         });
     }
     let minutes: Vec<_> = totals.minutes.iter().collect();
-    let mut many = tx.prepare_cached(&upsert_minutes_sql(MINUTE_ROWS))?;
-    let mut one = tx.prepare_cached(&upsert_minutes_sql(1))?;
+    static MANY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| upsert_minutes_sql(MINUTE_ROWS));
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| upsert_minutes_sql(1));
+    let mut many = tx.prepare_cached(&MANY)?;
+    let mut one = tx.prepare_cached(&ONE)?;
     for rows in minutes.chunks(MINUTE_ROWS) {
         if rows.len() == MINUTE_ROWS {
             many.execute(rusqlite::params_from_iter(rows.iter().flat_map(minute_values)))?;

@@ -7,8 +7,8 @@
 //! are counted like any; records that cannot be read are answered in `partial_success`.
 //!
 //! OTLP/gRPC is served on the same port ([`LogsGrpc`]): the `LogsService/Export` call over
-//! cleartext HTTP/2, gzip and deflate accepted, the token in the `authorization` metadata. Its errors are
-//! gRPC status codes: a request with no readable record `INVALID_ARGUMENT`, over quota
+//! cleartext HTTP/2, gzip and deflate accepted, the token in the `authorization` metadata. Its
+//! errors are gRPC status codes: a request with no readable record `INVALID_ARGUMENT`, over quota
 //! `RESOURCE_EXHAUSTED` and a busy database `UNAVAILABLE` (both retried by OTLP exporters).
 
 use std::collections::BTreeMap;

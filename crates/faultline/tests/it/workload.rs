@@ -6,7 +6,8 @@
 //! Paths: tailed files (empty at start, with lines at start, created later, rotated by rename and
 //! by copytruncate, multi-line Python, Node, Ruby and .NET stacks), HTTP ingest (with ids, with
 //! timestamps but no id, neither; identical records in one request; retries after a lost answer),
-//! OpenTelemetry log records over OTLP/HTTP (protobuf) and OTLP/gRPC, Python's stdlib `HTTPHandler`, `FaultlineHandler`, the journald stand-in, the Railway crawl
+//! OpenTelemetry log records over OTLP/HTTP (protobuf) and OTLP/gRPC, Python's stdlib
+//! `HTTPHandler`, `FaultlineHandler`, the journald stand-in, the Railway crawl
 //! (levels and severities in each reading), and `faultline ingest` run from another process on the
 //! same SQLite file. Faults: kill -9 and restart, SIGTERM with a half-sent request open, the
 //! database held by another writer, a webhook receiver that fails, half-sent requests left open,
