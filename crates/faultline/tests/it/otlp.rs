@@ -171,7 +171,8 @@ print("over quota:", call(request(*[good] * 18), token))
 async fn otlp_grpc(dir: &std::path::Path, database: &str) {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let config = dir.join("faultline.toml");
-    let text = base_config(dir, database).replace("[server]\n", "[server]\ningest_quota_per_minute = 20\n");
+    let text = base_config(dir, database)
+        .replace("[server]\n", "[server]\ningest_quota_per_minute = 20\nmetrics_public = true\n");
     std::fs::write(&config, text).unwrap();
     let service = start_with(dir, &config, &[]);
     let said = python(GRPC, &[&service.url, TOKEN]);
@@ -184,6 +185,12 @@ async fn otlp_grpc(dir: &std::path::Path, database: &str) {
     assert!(line("nothing readable:").contains("neither a body nor an exception"), "{said}");
     assert!(line("partial:").starts_with("OK rejected=1 record 1:"), "{said}");
     assert!(line("over quota:").starts_with("RESOURCE_EXHAUSTED ingest quota"), "{said}");
+    // The two unreadable records (the refused request's and the partial one's) counted as OTLP's.
+    let metrics = reqwest::get(format!("{}/metrics", service.url)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l == r#"faultline_events_rejected_total{protocol="otlp"} 2"#),
+        "{metrics}"
+    );
 
     let entries = stored(database, 3).await;
     assert_eq!(
