@@ -4,10 +4,11 @@
 //! so NULs in log content are stored as U+FFFD (the one place the two backends differ).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use faultline_core::{DAY_MS, FINGERPRINT_VERSION, Level, PatternStatus, TaskStatus, UnknownState};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 use tokio::sync::Mutex;
@@ -597,8 +598,8 @@ const COPY_MIN_ROWS: usize = 200;
 
 /// Inserts the entries of events `which` (their keys are distinct, at least [`COPY_MIN_ROWS`])
 /// whose keys were not stored before; returns the id of each one inserted, by event index. The
-/// keys stored before are looked up, the others claimed with `COPY`, ids taken from the sequence
-/// for them, in the batch's order, and the entries written with `COPY` (binary).
+/// keys are claimed (with `COPY` while none is stored), ids taken from the sequence for the
+/// claimed ones, in the batch's order, and their entries written with `COPY` (binary).
 async fn copy_entry_rows<'b>(
     tx: &mut Transaction<'_, Postgres>,
     batch: &'b IngestBatch,
@@ -609,24 +610,11 @@ async fn copy_entry_rows<'b>(
     let event = |i: usize| &batch.events[i].event;
     let sources = || which.iter().map(|&i| event(i).origin.source_id.as_str()).collect::<Vec<_>>();
     let names = || which.iter().map(|&i| keys[i].as_ref()).collect::<Vec<_>>();
-    // The keys stored before are looked up and the others written with `COPY` (an insert that
-    // checks each row for a conflict costs about twice as much). Another instance may store one
-    // of them meanwhile: then the write fails as a whole, and the keys are claimed with `ON
-    // CONFLICT` instead.
-    let stored: Vec<(String, String)> = sqlx::query_as(
-        "SELECT k.source_id, k.external_id FROM UNNEST($1::text[], $2::text[]) AS n(source_id, external_id)
-         JOIN entry_keys k ON k.source_id = n.source_id AND k.external_id = n.external_id",
-    )
-    .bind(sources())
-    .bind(names())
-    .fetch_all(&mut **tx)
-    .await?;
-    let stored: HashSet<(&str, &str)> = stored.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
-    let is_new = |i: usize| !stored.contains(&(&*event(i).origin.source_id, &*keys[i]));
-    let mut inserted: Vec<usize> = which.iter().copied().filter(|&i| is_new(i)).collect();
-    if inserted.is_empty() {
-        return Ok(HashMap::new());
-    }
+    // The keys are claimed with `COPY` (an insert that checks each row for a conflict costs
+    // about twice as much), as if none were stored before: a batch's keys are new unless it is
+    // sent again. When one is stored (before, or by another instance meanwhile), the copy fails
+    // as a whole, at once when it is the first row, and the keys are claimed with `ON CONFLICT`.
+    let mut inserted: Vec<usize> = which.to_vec();
     if let Err(e) = copy_keys(tx, batch, keys, &inserted).await {
         if !is_unique_violation(&e) {
             return Err(e);
@@ -638,11 +626,7 @@ async fn copy_entry_rows<'b>(
             .fetch_all(&mut **tx)
             .await?;
         let claimed: HashSet<(&str, &str)> = claimed.iter().map(|(s, k)| (s.as_str(), k.as_str())).collect();
-        inserted = which
-            .iter()
-            .copied()
-            .filter(|&i| claimed.contains(&(&*event(i).origin.source_id, &*keys[i])))
-            .collect();
+        inserted.retain(|&i| claimed.contains(&(&*event(i).origin.source_id, &*keys[i])));
     }
     if inserted.is_empty() {
         return Ok(HashMap::new());
@@ -659,9 +643,8 @@ async fn copy_entry_rows<'b>(
     Ok(inserted.into_iter().zip(entry_ids).collect())
 }
 
-/// Writes the keys of events `which` (none stored before, as far as this transaction sees) with
-/// `COPY`, in a savepoint: when another instance stored one of them meanwhile, nothing is written
-/// and the error says so ([`is_unique_violation`]).
+/// Writes the keys of events `which` with `COPY`, in a savepoint: when one of them is stored
+/// already, nothing is written and the error says so ([`is_unique_violation`]).
 async fn copy_keys(
     tx: &mut Transaction<'_, Postgres>,
     batch: &IngestBatch,

@@ -1167,6 +1167,25 @@ async fn a_batch_sent_again_fills_its_minute_in_order(store: Arc<dyn Store>) {
 }
 both!(a_batch_sent_again_fills_its_minute_in_order);
 
+/// A large batch (PostgreSQL copies its keys as if all were new) holding events stored before,
+/// after new ones and among them, stores only the new ones and counts the rest as duplicates.
+async fn a_large_batch_sent_again_stores_only_its_new_events(store: Arc<dyn Store>) {
+    let fault = |i: i64| event(&format!("e{i}"), T0 + i, Level::Error, "api", &format!("fault {i} at shard"));
+    let outcome = store.ingest(batch((0..300).map(fault).collect())).await.unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (300, 0));
+    // 100 new events first, then the 300 stored before with 50 new ones among them.
+    let again: Vec<_> = (300..400).chain(0..150).chain(400..450).chain(150..300).map(fault).collect();
+    let outcome = store.ingest(batch(again)).await.unwrap();
+    assert_eq!((outcome.stored, outcome.duplicates), (150, 300));
+    let q = SearchQuery { text: Some("at shard".into()), limit: 10, ..Default::default() };
+    let page = store.search(&q).await.unwrap();
+    assert_eq!(page.total, 450);
+    assert_eq!(store.pattern(&page.entries[0].fingerprint).await.unwrap().unwrap().occurrence_count, 450);
+    let q = SearchQuery { text: Some("fault 420 at".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.search(&q).await.unwrap().total, 1);
+}
+both!(a_large_batch_sent_again_stores_only_its_new_events);
+
 /// An installation from before PostgreSQL indexed chunks of entries (one trigram row per entry)
 /// has its stored entries indexed by the upgrade: they are found by search afterwards, beside
 /// the entries stored after it.
@@ -1247,8 +1266,8 @@ async fn postgres_chunks_kept_as_text_get_the_writers_keys_on_upgrade() {
     }
 }
 
-/// A large batch's new keys are written with `COPY`; when another instance stores one of them
-/// between the batch's look-up and its write, that event is a duplicate and the rest are stored.
+/// A large batch's keys are written with `COPY`; when another instance stores one of them
+/// before the batch's write commits, that event is a duplicate and the rest are stored.
 #[tokio::test]
 async fn postgres_a_key_another_instance_stores_meanwhile_is_a_duplicate() {
     let Some(url) = faultline_testkit::fresh_postgres_url().await else { return };
