@@ -9,7 +9,8 @@
 //! OTLP/gRPC is served on the same port ([`LogsGrpc`]): the `LogsService/Export` call over
 //! cleartext HTTP/2, gzip and deflate accepted, the token in the `authorization` metadata. Its
 //! errors are gRPC status codes: a request with no readable record `INVALID_ARGUMENT`, over quota
-//! `RESOURCE_EXHAUSTED` and a busy database `UNAVAILABLE` (both retried by OTLP exporters).
+//! `RESOURCE_EXHAUSTED` and a busy database `UNAVAILABLE`, both retried by OTLP exporters after the
+//! delay their `RetryInfo` gives ([`retry_later`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -156,16 +157,41 @@ fn grpc_status(e: ApiError) -> tonic::Status {
         ApiError::Conflict(_) => tonic::Status::aborted(message),
         ApiError::TooManyRequests { retry_after_secs, .. }
         | ApiError::SentryRateLimited { retry_after_secs, .. } => {
-            tonic::Status::resource_exhausted(format!("{message}: retry after {retry_after_secs} s"))
+            retry_later(tonic::Code::ResourceExhausted, message, retry_after_secs)
         }
         ApiError::Unavailable { retry_after_secs, .. } => {
-            tonic::Status::unavailable(format!("{message}: retry after {retry_after_secs} s"))
+            retry_later(tonic::Code::Unavailable, message, retry_after_secs)
         }
         ApiError::Internal(cause) => {
             tracing::error!(error = %cause, "OTLP/gRPC export failed");
             tonic::Status::internal("internal error")
         }
     }
+}
+
+/// A status saying when to try again, as OTLP asks: a `RetryInfo` in the status's details
+/// (`grpc-status-details-bin`, which the Go and Java exporters read), and the same `RetryInfo`
+/// alone under `google.rpc.retryinfo-bin` (which the Python exporter reads). An exporter
+/// without them backs off by its own schedule.
+fn retry_later(code: tonic::Code, message: String, secs: u64) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let retry = tonic_types::pb::RetryInfo {
+        retry_delay: Some(prost_types::Duration {
+            seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+            nanos: 0,
+        }),
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert_bin(
+        "google.rpc.retryinfo-bin",
+        tonic::metadata::MetadataValue::from_bytes(&retry.encode_to_vec()),
+    );
+    tonic::Status::with_error_details_and_metadata(
+        code,
+        format!("{message}: retry after {secs} s"),
+        ErrorDetails::with_retry_info(Some(std::time::Duration::from_secs(secs))),
+        metadata,
+    )
 }
 
 /// One log record, read in its resource's context.

@@ -11,7 +11,7 @@ const SDK: &str = r#"
 import sys, logging
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, BatchLogRecordProcessor
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 provider = LoggerProvider(resource=Resource.create({"service.name": "checkout"}))
 exporter = OTLPLogExporter(endpoint=sys.argv[1] + "/v1/logs", headers={"authorization": "Bearer " + sys.argv[2]})
@@ -63,7 +63,9 @@ async fn otlp_logs(dir: &std::path::Path, database: &str) {
             .contains("neither a body nor an exception")
     );
 
-    let entries = stored(database, 3).await;
+    let entries = stored(database, 21).await;
+    let (invoices, entries): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.source == "billing");
+    assert_eq!(invoices.len(), 18, "every record of the retried export stored once");
     assert_eq!(
         sources_and_messages(&entries),
         [
@@ -114,12 +116,14 @@ async fn opentelemetry_logs_over_http() {
 
 /// The SDK's gRPC exporter (gzip), on the port that serves HTTP; then gRPC's own client for what
 /// the exporter does not show: the status of a wrong token, of a request with nothing readable,
-/// of one over quota, and a partial success (deflated).
+/// of one over quota with the `RetryInfo` it carries, and a partial success (deflated); then the
+/// exporter again, over quota, waiting as the server said before it sends again.
 const GRPC: &str = r#"
-import sys, logging, grpc
+import sys, re, logging, grpc
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, BatchLogRecordProcessor
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
@@ -159,13 +163,41 @@ def call(req, secret, compression=grpc.Compression.NoCompression):
         return "OK rejected=%d %s" % (answer.partial_success.rejected_log_records,
                                      answer.partial_success.error_message)
     except grpc.RpcError as e:
-        return "%s %s" % (e.code().name, e.details())
+        said = "%s %s" % (e.code().name, e.details())
+        trailers = dict(e.trailing_metadata() or ())
+        if "google.rpc.retryinfo-bin" in trailers:
+            info = error_details_pb2.RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"])
+            said += " | retryinfo %ds" % info.retry_delay.seconds
+        if "grpc-status-details-bin" in trailers:
+            for detail in status_pb2.Status.FromString(trailers["grpc-status-details-bin"]).details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    said += " | details %ds" % info.retry_delay.seconds
+        return said
 print("sdk sent")
 print("wrong token:", call(request(good), "not-the-token"))
 print("nothing readable:", call(request(empty), token))
 print("partial:", call(request(good, empty), token, grpc.Compression.Deflate))
 # 4 of the 20 a minute taken: 18 more fit the burst but not what is left of it.
 print("over quota:", call(request(*[good] * 18), token))
+# The exporter sends 18 records in one request: over what is left, it is told when to try again.
+waits = []
+class Waits(logging.Handler):
+    def emit(self, record):
+        waits.extend(re.findall(r"retrying in ([0-9.]+)s", record.getMessage()))
+logging.getLogger("opentelemetry.exporter.otlp.proto.grpc.exporter").addHandler(Waits())
+billing = LoggerProvider(resource=Resource.create({"service.name": "billing"}))
+exporter = OTLPLogExporter(endpoint=url, insecure=True, timeout=30,
+                           headers={"authorization": "Bearer " + token})
+billing.add_log_record_processor(BatchLogRecordProcessor(exporter, schedule_delay_millis=60000))
+invoices = logging.getLogger("billing")
+invoices.propagate = False
+invoices.addHandler(LoggingHandler(logger_provider=billing))
+for i in range(18):
+    invoices.error("invoice %d could not be sent", i)
+billing.force_flush()
+billing.shutdown()
+print("exporter waited:", " ".join(waits))
 "#;
 
 async fn otlp_grpc(dir: &std::path::Path, database: &str) {
@@ -184,7 +216,17 @@ async fn otlp_grpc(dir: &std::path::Path, database: &str) {
     assert!(line("nothing readable:").starts_with("INVALID_ARGUMENT no log record could be read"), "{said}");
     assert!(line("nothing readable:").contains("neither a body nor an exception"), "{said}");
     assert!(line("partial:").starts_with("OK rejected=1 record 1:"), "{said}");
-    assert!(line("over quota:").starts_with("RESOURCE_EXHAUSTED ingest quota"), "{said}");
+    let over = line("over quota:");
+    assert!(over.starts_with("RESOURCE_EXHAUSTED ingest quota"), "{said}");
+    // The delay the message gives, in both places exporters read it.
+    let secs = over.split("retry after ").nth(1).and_then(|r| r.split(' ').next()).unwrap();
+    assert!(over.ends_with(&format!("| retryinfo {secs}s | details {secs}s")), "{said}");
+    // The exporter's own back-off starts at 0.8–1.2 s with jitter: it waited the server's whole
+    // seconds instead, once, and its retry was taken.
+    let waited: Vec<&str> = line("exporter waited:").split_whitespace().collect();
+    assert_eq!(waited.len(), 1, "{said}");
+    let waited: f64 = waited[0].parse().unwrap();
+    assert!(waited >= 2.0 && waited.fract() == 0.0, "{said}");
     // The two unreadable records (the refused request's and the partial one's) counted as OTLP's.
     let metrics = reqwest::get(format!("{}/metrics", service.url)).await.unwrap().text().await.unwrap();
     assert!(
@@ -192,7 +234,9 @@ async fn otlp_grpc(dir: &std::path::Path, database: &str) {
         "{metrics}"
     );
 
-    let entries = stored(database, 3).await;
+    let entries = stored(database, 21).await;
+    let (invoices, entries): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.source == "billing");
+    assert_eq!(invoices.len(), 18, "every record of the retried export stored once");
     assert_eq!(
         sources_and_messages(&entries),
         [
