@@ -11,7 +11,7 @@ const SDK: &str = r#"
 import sys, logging
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor, BatchLogRecordProcessor
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 provider = LoggerProvider(resource=Resource.create({"service.name": "checkout"}))
 exporter = OTLPLogExporter(endpoint=sys.argv[1] + "/v1/logs", headers={"authorization": "Bearer " + sys.argv[2]})
@@ -63,9 +63,7 @@ async fn otlp_logs(dir: &std::path::Path, database: &str) {
             .contains("neither a body nor an exception")
     );
 
-    let entries = stored(database, 21).await;
-    let (invoices, entries): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.source == "billing");
-    assert_eq!(invoices.len(), 18, "every record of the retried export stored once");
+    let entries = stored(database, 3).await;
     assert_eq!(
         sources_and_messages(&entries),
         [
