@@ -170,9 +170,9 @@ fn grpc_status(e: ApiError) -> tonic::Status {
 }
 
 /// A status saying when to try again, as OTLP asks: a `RetryInfo` in the status's details
-/// (`grpc-status-details-bin`, which the Go and Java exporters read), and the same `RetryInfo`
-/// alone under `google.rpc.retryinfo-bin` (which the Python exporter reads). An exporter
-/// without them backs off by its own schedule.
+/// (`grpc-status-details-bin`, which the Go exporter and the Collector's read), and the same
+/// `RetryInfo` alone under `google.rpc.retryinfo-bin` (which the Python exporter reads). An
+/// exporter without them backs off by its own schedule.
 fn retry_later(code: tonic::Code, message: String, secs: u64) -> tonic::Status {
     use tonic_types::{ErrorDetails, StatusExt};
     let retry = tonic_types::pb::RetryInfo {
